@@ -1,0 +1,101 @@
+"""What the engine decided, and why: :class:`Decision` and the reason codes.
+
+Reason codes are stable strings, safe to match on in code, logs and dashboards:
+
+========================  ======  ==============================================================
+reason                    effect  when
+========================  ======  ==============================================================
+``excluded_path``         allow   the path matches an exclusion path; no certificate is looked at
+``allowed_by_rule``       allow   an allow rule holds and no deny rule does
+``malformed_certificate`` deny    the certificate given cannot be read
+``missing_certificate``   deny    no certificate, in ``required`` mode
+``denied_by_rule``        deny    a deny rule holds
+``rule_error``            deny    a deny rule could not be evaluated (fail closed)
+``no_matching_rule``      deny    no allow rule holds
+``evaluation_error``      deny    anything else went wrong while deciding (fail closed)
+========================  ======  ==============================================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from policyengine.trace import Trace
+
+if TYPE_CHECKING:
+    from policyengine.certificate import CertificateFacts
+
+__all__ = ["REASONS", "Decision"]
+
+EXCLUDED_PATH = "excluded_path"
+ALLOWED_BY_RULE = "allowed_by_rule"
+MALFORMED_CERTIFICATE = "malformed_certificate"
+MISSING_CERTIFICATE = "missing_certificate"
+DENIED_BY_RULE = "denied_by_rule"
+RULE_ERROR = "rule_error"
+NO_MATCHING_RULE = "no_matching_rule"
+EVALUATION_ERROR = "evaluation_error"
+
+REASONS = (
+    EXCLUDED_PATH,
+    ALLOWED_BY_RULE,
+    MALFORMED_CERTIFICATE,
+    MISSING_CERTIFICATE,
+    DENIED_BY_RULE,
+    RULE_ERROR,
+    NO_MATCHING_RULE,
+    EVALUATION_ERROR,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The outcome of evaluating one request against one policy."""
+
+    allowed: bool
+    reason: str
+    """One of :data:`REASONS`."""
+    message: str
+    """One sentence for a person."""
+    policy: str
+    rule: str | None = None
+    """The rule that decided, if one did."""
+    errors: tuple[str, ...] = ()
+    """Rules that could not be evaluated, and why. Never empty on ``rule_error``."""
+    closest_rule: str | None = None
+    """On ``no_matching_rule``: the allow rule that came closest to holding."""
+    failed_condition: str | None = None
+    """On ``no_matching_rule``: the first part of the closest rule that did not hold."""
+    trace: Trace | None = field(default=None, compare=False)
+    """Present when the evaluation was asked to explain."""
+    certificate: CertificateFacts | None = field(default=None, compare=False, repr=False)
+    """The facts of the certificate that was evaluated, if one could be read."""
+
+    @property
+    def effect(self) -> str:
+        return "allow" if self.allowed else "deny"
+
+    @property
+    def status(self) -> int:
+        return 200 if self.allowed else 403
+
+    def __bool__(self) -> bool:
+        return self.allowed
+
+    def to_dict(self) -> dict[str, Any]:
+        """The decision as plain data (without the trace and the certificate)."""
+        out: dict[str, Any] = {
+            "decision": self.effect,
+            "status": self.status,
+            "reason": self.reason,
+            "rule": self.rule,
+            "policy": self.policy,
+            "message": self.message,
+        }
+        if self.errors:
+            out["errors"] = list(self.errors)
+        if self.closest_rule is not None:
+            out["closest_rule"] = self.closest_rule
+            out["failed_condition"] = self.failed_condition
+        return out

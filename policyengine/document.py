@@ -1,0 +1,435 @@
+"""Policy file -> :class:`Document`: YAML with positions, validated against the schema.
+
+The only module that imports yaml and jsonschema. Every value keeps the place it was
+written, so a schema error points at the offending key or value, and a ``when:``
+condition can point at a token inside a multi-line ``when: |`` block.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from policyengine.errors import Diagnostic, PolicyFileError, PolicySchemaError
+from policyengine.language.ast import NamedSet, SetEntry
+from policyengine.span import Source, Span, align_offsets
+
+__all__ = ["MODES", "Document", "RuleSpec", "load_document", "parse_document"]
+
+MODES = ("required", "optional", "optional_interactive_user")
+_MODE_SPELLINGS = {m.replace("_", ""): m for m in MODES}
+
+Path_ = tuple[Any, ...]
+Locator = Callable[[int, int], Span]
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSpec:
+    id: str
+    effect: str
+    when: str
+    description: str
+    span: Span
+    """Where the rule's ``id`` is written."""
+    when_span: Span
+    locate: Locator
+    """Offsets in ``when`` -> spans in the file."""
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    source: Source
+    name: str
+    description: str
+    mode: str
+    exclusion_paths: tuple[str, ...]
+    exclusion_span: Span | None
+    sets: dict[str, NamedSet]
+    rules: tuple[RuleSpec, ...]
+
+
+@cache
+def policy_schema() -> dict[str, Any]:
+    text = resources.files("policyengine").joinpath("schema/policy.schema.json").read_text()
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+def load_document(path: str | Path) -> Document:
+    """Read and validate a policy file."""
+    name = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        span = Source(name, "").file_span()
+        raise PolicyFileError(
+            [Diagnostic(span, f"the policy file is not UTF-8 text ({exc.reason})", "", code="file")]
+        ) from None
+    except OSError as exc:
+        span = Source(name, "").file_span()
+        reason = exc.strerror or str(exc)
+        raise PolicyFileError(
+            [Diagnostic(span, f"cannot read the policy file: {reason}", "check the path", code="file")]
+        ) from None
+    return parse_document(text, name)
+
+
+class _Positions:
+    """Where each value (and each mapping key) of the document was written."""
+
+    def __init__(self, source: Source) -> None:
+        self.source = source
+        self.constructor = yaml.SafeLoader("")
+        self.values: dict[Path_, yaml.Node] = {}
+        self.keys: dict[Path_, yaml.Node] = {}
+
+    def scalar(self, node: yaml.Node) -> Any:
+        try:
+            return self.constructor.construct_object(node, deep=True)
+        except yaml.YAMLError:
+            return node.value
+
+    def value_span(self, path: Path_) -> Span:
+        node = self.values.get(path)
+        while node is None and path:
+            path = path[:-1]
+            node = self.values.get(path)
+        if node is None:
+            return self.source.file_span()
+        return self._node_span(node)
+
+    def key_span(self, path: Path_) -> Span:
+        node = self.keys.get(path)
+        return self._node_span(node) if node is not None else self.value_span(path)
+
+    def _node_span(self, node: yaml.Node) -> Span:
+        start, end = node.start_mark, node.end_mark
+        length = end.index - start.index if end.line == start.line else 1
+        return self.source.span_line_col(start.line + 1, start.column + 1, length)
+
+    def locator(self, path: Path_, value: str) -> Locator:
+        """Offsets into a string value -> spans at the place each character was written."""
+        node = self.values[path]
+        base = node.start_mark.index
+        raw = self.source.text[base : node.end_mark.index]
+        offsets = align_offsets(value, raw)
+        source = self.source
+
+        def locate(start: int, end: int) -> Span:
+            start = max(0, min(start, len(value)))
+            end = max(start + 1, min(end, len(value)))
+            first = base + offsets[start]
+            last = base + offsets[min(end, len(value)) - 1]
+            span = source.span_at(first)
+            same_line = "\n" not in source.text[first:last]
+            length = last - first + 1 if same_line else len(span.text) - span.column + 1
+            return source.span_at(first, max(1, length))
+
+        return locate
+
+
+def _build(node: yaml.Node, path: Path_, positions: _Positions, errors: list[Diagnostic]) -> Any:
+    positions.values[path] = node
+    if isinstance(node, yaml.MappingNode):
+        result: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = positions.scalar(key_node) if isinstance(key_node, yaml.ScalarNode) else None
+            if not isinstance(key, str):
+                span = positions._node_span(key_node)
+                errors.append(Diagnostic(span, "keys must be plain names", "", code="yaml"))
+                continue
+            if key in result:
+                first = positions.keys[(*path, key)]
+                errors.append(
+                    Diagnostic(
+                        positions._node_span(key_node),
+                        f"`{key}` is given twice",
+                        f"the first is at line {first.start_mark.line + 1}; keep one",
+                        code="duplicate-key",
+                    )
+                )
+                continue
+            positions.keys[(*path, key)] = key_node
+            result[key] = _build(value_node, (*path, key), positions, errors)
+        return result
+    if isinstance(node, yaml.SequenceNode):
+        return [_build(item, (*path, i), positions, errors) for i, item in enumerate(node.value)]
+    return positions.scalar(node)
+
+
+def parse_document(text: str, name: str = "<policy>") -> Document:
+    """Validate policy text; ``name`` is the file name used in messages."""
+    source = Source(name, text)
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        span = source.span_line_col(mark.line + 1, mark.column + 1) if mark else source.file_span()
+        problem = exc.problem or exc.context or "invalid YAML"
+        hint = "check the indentation and quoting on this line or the one before"
+        raise PolicyFileError([Diagnostic(span, f"not valid YAML: {problem}", hint, code="yaml")])
+    except yaml.YAMLError as exc:
+        raise PolicyFileError(
+            [Diagnostic(source.file_span(), f"not valid YAML: {exc}", "", code="yaml")]
+        ) from None
+    if root is None:
+        raise PolicyFileError(
+            [
+                Diagnostic(
+                    source.file_span(),
+                    "the policy file is empty",
+                    "start with `policy: NAME` and a `rules:` list (see docs/policy-file.md)",
+                    code="schema",
+                )
+            ]
+        )
+    positions = _Positions(source)
+    errors: list[Diagnostic] = []
+    data = _build(root, (), positions, errors)
+    if errors:
+        raise PolicyFileError(errors)
+    schema_errors = _schema_errors(data, positions)
+    if schema_errors:
+        raise PolicySchemaError(schema_errors)
+    return _document(data, positions)
+
+
+def _schema_errors(data: Any, positions: _Positions) -> list[Diagnostic]:
+    validator = jsonschema.Draft202012Validator(policy_schema())
+    found: list[Diagnostic] = []
+    for error in sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.path]):
+        found.extend(_translate(error, positions))
+    found.sort(key=lambda d: (d.span.line, d.span.column))
+    return found
+
+
+def _where(path: Path_) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "the policy"
+
+
+def _translate(error: jsonschema.ValidationError, positions: _Positions) -> list[Diagnostic]:
+    path: Path_ = tuple(error.absolute_path)
+    where = _where(path)
+    validator = error.validator
+    span = positions.value_span(path)
+    if validator == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = list(error.schema.get("properties", {}))  # type: ignore[union-attr]
+        out = []
+        for key in error.instance:
+            if key in allowed:
+                continue
+            close = difflib.get_close_matches(key, allowed, n=1)
+            hint = f"did you mean `{close[0]}`?" if close else f"allowed: {', '.join(allowed)}"
+            out.append(
+                Diagnostic(
+                    positions.key_span((*path, key)),
+                    f"unknown key `{key}` in {where}",
+                    hint,
+                    code="schema",
+                )
+            )
+        return out
+    if validator == "required":
+        missing = str(error.message).split("'")[1] if "'" in error.message else "?"
+        hints = {
+            "rules": "add a `rules:` list with at least one rule",
+            "policy": "add `policy: NAME` at the top",
+            "id": "give the rule an `id:`",
+            "effect": "add `effect: allow` or `effect: deny`",
+            "when": "add a `when:` condition, e.g. `when: valid`",
+        }
+        return [
+            Diagnostic(span, f"{where} has no `{missing}`", hints.get(missing, ""), code="schema")
+        ]
+    last = path[-1] if path else ""
+    if last == "mode":
+        return [
+            Diagnostic(
+                span,
+                f"unknown mode {json.dumps(error.instance)}",
+                "use required, optional or optional_interactive_user "
+                "(App Service's Required, Optional, OptionalInteractiveUser also work)",
+                code="schema",
+            )
+        ]
+    if last == "when" and validator == "pattern":
+        rule_id = _rule_id(positions, path)
+        return [
+            Diagnostic(
+                span,
+                f"rule {rule_id}has an empty `when`",
+                "write a condition, e.g. `when: valid and subject.CN == \"api-client\"`",
+                code="schema",
+            )
+        ]
+    if last in ("policy", "id") and validator == "pattern":
+        return [
+            Diagnostic(
+                span,
+                f"{where} {json.dumps(error.instance)} is not a valid name",
+                "use letters, digits, `-`, `_` and `.`, starting with a letter or digit",
+                code="schema",
+            )
+        ]
+    if validator == "propertyNames":
+        return [
+            Diagnostic(
+                span,
+                f"set name {json.dumps(error.instance)} is not a valid name",
+                "use letters, digits and `_`, not starting with a digit",
+                code="schema",
+            )
+        ]
+    if validator == "enum":
+        options = " or ".join(f"`{o}`" for o in error.validator_value)  # type: ignore[union-attr]
+        return [
+            Diagnostic(
+                span,
+                f"{where} is {json.dumps(error.instance)}; it must be {options}",
+                "",
+                code="schema",
+            )
+        ]
+    if validator in ("type", "oneOf"):
+        expected = _expected_type(error)
+        return [
+            Diagnostic(
+                span,
+                f"{where} must be {expected}, not {_type_name(error.instance)}",
+                "",
+                code="schema",
+            )
+        ]
+    if validator == "minItems":
+        return [
+            Diagnostic(
+                span,
+                f"{where} is empty",
+                "add at least one rule; without one every request is denied",
+                code="schema",
+            )
+        ]
+    return [Diagnostic(span, f"{where}: {error.message}", "", code="schema")]
+
+
+def _rule_id(positions: _Positions, path: Path_) -> str:
+    node = positions.values.get((*path[:-1], "id"))
+    return f"`{node.value}` " if isinstance(node, yaml.ScalarNode) else ""
+
+
+def _expected_type(error: jsonschema.ValidationError) -> str:
+    names = {
+        "string": "a string",
+        "array": "a list",
+        "object": "a mapping",
+        "integer": "an integer",
+    }
+    schema = error.schema
+    if error.validator == "oneOf":
+        kinds = [s.get("type") for s in schema.get("oneOf", [])]  # type: ignore[union-attr]
+    else:
+        kinds = schema.get("type")  # type: ignore[union-attr]
+        kinds = kinds if isinstance(kinds, list) else [kinds]
+    return " or ".join(names.get(str(k), str(k)) for k in kinds)
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "empty"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "a number"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    return "a mapping"
+
+
+def _document(data: dict[str, Any], positions: _Positions) -> Document:
+    errors: list[Diagnostic] = []
+    mode = _MODE_SPELLINGS[str(data.get("mode", "required")).lower().replace("_", "").replace("-", "")]
+    raw_paths = data.get("exclusion_paths", [])
+    exclusion_paths: list[str] = []
+    items = [raw_paths] if isinstance(raw_paths, str) else raw_paths
+    for index, item in enumerate(items):
+        path = ("exclusion_paths",) if isinstance(raw_paths, str) else ("exclusion_paths", index)
+        for part in item.replace(";", ",").split(","):
+            part = part.strip()
+            if not part:
+                continue
+            if not part.startswith("/"):
+                errors.append(
+                    Diagnostic(
+                        positions.value_span(path),
+                        f"exclusion path `{part}` does not start with `/`",
+                        f"write `/{part}`",
+                        code="schema",
+                    )
+                )
+            exclusion_paths.append(part)
+    exclusion_span = positions.value_span(("exclusion_paths",)) if "exclusion_paths" in data else None
+
+    sets: dict[str, NamedSet] = {}
+    for set_name, values in data.get("sets", {}).items():
+        entries = tuple(
+            SetEntry(value, positions.value_span(("sets", set_name, i)))
+            for i, value in enumerate(values)
+        )
+        sets[set_name] = NamedSet(set_name, entries, positions.key_span(("sets", set_name)))
+
+    rules: list[RuleSpec] = []
+    seen: dict[str, Span] = {}
+    for index, rule in enumerate(data["rules"]):
+        rule_id = rule["id"]
+        id_span = positions.value_span(("rules", index, "id"))
+        if rule_id in seen:
+            errors.append(
+                Diagnostic(
+                    id_span,
+                    f"rule id `{rule_id}` is used twice",
+                    f"the first is at line {seen[rule_id].line}; give each rule its own id",
+                    code="duplicate-rule",
+                )
+            )
+            continue
+        seen[rule_id] = id_span
+        when = rule["when"]
+        rules.append(
+            RuleSpec(
+                id=rule_id,
+                effect=rule["effect"],
+                when=when,
+                description=rule.get("description", ""),
+                span=id_span,
+                when_span=positions.value_span(("rules", index, "when")),
+                locate=positions.locator(("rules", index, "when"), when),
+            )
+        )
+    if errors:
+        raise PolicySchemaError(errors)
+    return Document(
+        source=positions.source,
+        name=data["policy"],
+        description=data.get("description", ""),
+        mode=mode,
+        exclusion_paths=tuple(exclusion_paths),
+        exclusion_span=exclusion_span,
+        sets=sets,
+        rules=tuple(rules),
+    )

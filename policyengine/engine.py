@@ -1,0 +1,478 @@
+"""The decision procedure, and :func:`load_policy`, which builds a :class:`Policy`.
+
+Loading runs the pipeline once: document (YAML + schema) -> parse each ``when:`` ->
+check names and types -> compile to closures. Evaluating a request then runs, in order:
+
+1. the path matches an exclusion path: allow (``excluded_path``), certificate unread;
+2. a certificate that cannot be read: deny (``malformed_certificate``);
+3. no certificate: deny in ``required`` mode (``missing_certificate``); in the optional
+   modes the rules run with ``present`` false and every certificate attribute absent;
+4. any deny rule that holds: deny (``denied_by_rule``); one that cannot be evaluated
+   also denies (``rule_error``);
+5. the first allow rule that holds: allow (``allowed_by_rule``);
+6. otherwise deny (``no_matching_rule``), naming the closest allow rule.
+
+Evaluation never raises and never allows by accident: any unexpected error is a deny
+with reason ``evaluation_error``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+from policyengine import decision as reasons
+from policyengine.certificate import CertificateError, CertificateFacts, read_certificate
+from policyengine.decision import Decision
+from policyengine.document import Document, load_document, parse_document
+from policyengine.errors import Diagnostic, PolicyCheckError, PolicyError, PolicySyntaxError
+from policyengine.language import ast
+from policyengine.language.catalog import CATALOG, Context, Type
+from policyengine.language.checker import check
+from policyengine.language.compiler import CompiledCondition, compile_condition, format_value
+from policyengine.language.parser import parse
+from policyengine.span import Span
+from policyengine.trace import RuleTrace, Step, Trace, TraceNode
+from policyengine.values import FactError, Missing, as_utc
+
+__all__ = ["Policy", "Rule", "load_policy", "normalize_path", "policy_from_text"]
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    id: str
+    effect: str
+    when: str
+    description: str
+    span: Span
+    condition: CompiledCondition
+
+
+def load_policy(path: str | Path) -> Policy:
+    """Load, check and compile a policy file. Raises a :class:`PolicyError` subclass."""
+    return _compile_document(load_document(path))
+
+
+def policy_from_text(text: str, name: str = "<policy>") -> Policy:
+    """Load, check and compile policy text; ``name`` is used in messages as the file name."""
+    return _compile_document(parse_document(text, name))
+
+
+def _compile_document(document: Document) -> Policy:
+    syntax_errors: list[Diagnostic] = []
+    parsed: list[ast.Expr] = []
+    for spec in document.rules:
+        try:
+            parsed.append(parse(spec.when, spec.locate))
+        except PolicySyntaxError as exc:
+            syntax_errors.extend(exc.diagnostics)
+    if syntax_errors:
+        raise PolicySyntaxError(syntax_errors)
+    result = check(parsed, document.sets)
+    errors = [d for d in result.diagnostics if d.severity == "error"]
+    if errors:
+        raise PolicyCheckError(errors)
+    warnings = tuple(d for d in result.diagnostics if d.severity == "warning")
+    rules = tuple(
+        Rule(
+            id=spec.id,
+            effect=spec.effect,
+            when=spec.when,
+            description=spec.description,
+            span=spec.span,
+            condition=compile_condition(expr),
+        )
+        for spec, expr in zip(document.rules, result.expressions)
+    )
+    return Policy(document, rules, warnings)
+
+
+def normalize_path(path: str) -> str:
+    """The path as an application routes it: no query, decoded, dot segments resolved.
+
+    ``/public/../admin`` is ``/admin``, so it cannot ride an exclusion for ``/public``.
+    """
+    path = path.split("?", 1)[0].split("#", 1)[0]
+    path = unquote(path, errors="replace")
+    segments: list[str] = []
+    parts = path.split("/")
+    for part in parts:
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if segments:
+                segments.pop()
+            continue
+        segments.append(part)
+    trailing = len(parts) > 1 and parts[-1] in ("", ".", "..") and bool(segments)
+    return "/" + "/".join(segments) + ("/" if trailing else "")
+
+
+def _normalize_host(host: str) -> str:
+    host = host.strip().lower()
+    if host.startswith("["):
+        end = host.find("]")
+        return host[: end + 1] if end > 0 else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+class Policy:
+    """A compiled policy. Immutable after loading; safe to share across threads."""
+
+    def __init__(self, document: Document, rules: tuple[Rule, ...], warnings: tuple[Diagnostic, ...]) -> None:
+        self.name = document.name
+        self.description = document.description
+        self.mode = document.mode
+        self.file = document.source.name
+        self.exclusion_paths = document.exclusion_paths
+        self.rules = rules
+        self.warnings = warnings
+        self.sets = {name: len(s.entries) for name, s in document.sets.items()}
+        self._exclusions = tuple(p.lower() for p in document.exclusion_paths)
+        self._deny = tuple(r for r in rules if r.effect == "deny")
+        self._allow = tuple(r for r in rules if r.effect == "allow")
+        attributes: set[str] = set()
+        for rule in rules:
+            attributes |= rule.condition.attributes
+        self.attributes = frozenset(attributes)
+        """Every attribute some rule reads."""
+
+    def __repr__(self) -> str:
+        return f"<Policy {self.name!r} from {self.file!r}: {len(self.rules)} rules>"
+
+    def certificate_facts(
+        self, facts: CertificateFacts | None, now: datetime | None = None
+    ) -> dict[str, object] | None:
+        """The facts this policy reads from a certificate, as JSON-ready values."""
+        if facts is None:
+            return None
+        out: dict[str, object] = dict(facts.summary())
+        at = datetime.now(timezone.utc) if now is None else as_utc(now)
+        none = Missing("not a request")
+        ctx = Context(facts, at, none, none, none, False)
+        for name in sorted(self.attributes):
+            attribute = CATALOG[name]
+            if name in out or name.startswith("request.") or name == "fingerprint":
+                continue
+            try:
+                value = attribute.read_all(ctx) if attribute.read_all else attribute.read(ctx)
+            except FactError as exc:
+                out[name] = f"<{exc}>"
+                continue
+            out[name] = _plain(value, attribute.type)
+        return out
+
+    def excluded(self, path: str) -> str | None:
+        """The exclusion path that ``path`` falls under, or None."""
+        lowered = normalize_path(path).lower()
+        for prefix in self._exclusions:
+            if lowered.startswith(prefix):
+                return prefix
+        return None
+
+    def evaluate(
+        self,
+        cert: object = None,
+        *,
+        path: str | None = None,
+        method: str | None = None,
+        host: str | None = None,
+        now: datetime | None = None,
+        explain: bool = False,
+    ) -> Decision:
+        """Decide one request. Never raises; see the module docstring for the procedure.
+
+        ``cert`` is PEM or DER (bytes or text), a ``cryptography`` certificate,
+        :class:`~policyengine.certificate.CertificateFacts`, or None. ``now`` defaults to
+        the current time; a naive datetime is taken as UTC.
+        """
+        try:
+            return self._evaluate(cert, path, method, host, now, explain)
+        except Exception as exc:  # fail closed, whatever happened
+            return Decision(
+                allowed=False,
+                reason=reasons.EVALUATION_ERROR,
+                message=f"The request could not be evaluated, so it is denied: {exc}",
+                policy=self.name,
+                errors=(f"{type(exc).__name__}: {exc}",),
+            )
+
+    def _evaluate(
+        self,
+        cert: object,
+        path: str | None,
+        method: str | None,
+        host: str | None,
+        now: datetime | None,
+        explain: bool,
+    ) -> Decision:
+        steps: list[Step] = []
+        at = datetime.now(timezone.utc) if now is None else as_utc(now)
+        request_path: str | Missing = (
+            normalize_path(path) if isinstance(path, str) else Missing("no request path was given")
+        )
+        excluded_by = self.excluded(path) if isinstance(path, str) else None
+        if excluded_by is not None:
+            message = f"The path {request_path} is excluded from client-certificate checks by {excluded_by}."
+            if explain:
+                steps.append(Step("path", "allow", f"{request_path} matches exclusion path {excluded_by}"))
+            return self._decide(True, reasons.EXCLUDED_PATH, message, steps, (), explain)
+        if explain:
+            shown = ", ".join(self.exclusion_paths)
+            detail = (
+                f"{format_path(request_path)} matches no exclusion path ({shown})"
+                if shown
+                else "the policy has no exclusion paths"
+            )
+            steps.append(Step("path", "pass", detail))
+
+        facts: CertificateFacts | None = None
+        if isinstance(cert, CertificateFacts):
+            facts = cert
+        elif cert is not None:
+            try:
+                facts = read_certificate(cert)
+            except CertificateError as exc:
+                message = f"The client certificate could not be read: {exc}."
+                if explain:
+                    steps.append(Step("certificate", "deny", str(exc)))
+                return self._decide(False, reasons.MALFORMED_CERTIFICATE, message, steps, (), explain)
+        if explain:
+            if facts is None:
+                steps.append(Step("certificate", "pass", "no certificate was presented"))
+            else:
+                steps.append(Step("certificate", "pass", _describe(facts)))
+
+        if facts is None and self.mode == "required":
+            message = f"No client certificate was presented, and policy {self.name} requires one."
+            if explain:
+                steps.append(Step("mode", "deny", "required: a certificate is needed"))
+            return self._decide(False, reasons.MISSING_CERTIFICATE, message, steps, (), explain, facts)
+        if explain:
+            detail = (
+                f"{self.mode}: a certificate was presented"
+                if facts is not None
+                else f"{self.mode}: the rules run without a certificate"
+            )
+            steps.append(Step("mode", "pass", detail))
+
+        ctx = Context(
+            facts,
+            at,
+            request_path,
+            method.upper() if isinstance(method, str) and method else Missing("no method was given"),
+            _normalize_host(host) if isinstance(host, str) and host.strip() else Missing("no host was given"),
+            False,
+        )
+        if explain:
+            return self._run_traced(ctx, steps, facts)
+        return self._run(ctx, facts)
+
+    def _decide(
+        self,
+        allowed: bool,
+        reason: str,
+        message: str,
+        steps: list[Step],
+        rule_traces: tuple[RuleTrace, ...],
+        explain: bool,
+        facts: CertificateFacts | None = None,
+        **extra: Any,
+    ) -> Decision:
+        trace = Trace(tuple(steps), rule_traces) if explain else None
+        return Decision(
+            allowed=allowed,
+            reason=reason,
+            message=message,
+            policy=self.name,
+            trace=trace,
+            certificate=facts,
+            **extra,
+        )
+
+    def _run(self, ctx: Context, facts: CertificateFacts | None) -> Decision:
+        errors: list[str] = []
+        for rule in self._deny:
+            try:
+                holds = rule.condition.test(ctx)
+            except Exception as exc:
+                return self._rule_error(rule, exc, [], (), False, facts)
+            if holds is True:
+                return self._denied(rule, [], (), False, facts)
+        for rule in self._allow:
+            try:
+                holds = rule.condition.test(ctx)
+            except Exception as exc:
+                errors.append(f"rule {rule.id}: {exc}")
+                continue
+            if holds is True:
+                return self._allowed(rule, errors, [], (), False, facts)
+        return self._no_match(ctx, errors, [], (), False, facts)
+
+    def _run_traced(self, ctx: Context, steps: list[Step], facts: CertificateFacts | None) -> Decision:
+        traces: list[RuleTrace] = []
+        errors: list[str] = []
+        decided: Callable[[], Decision] | None = None
+        for rule in self._deny:
+            if decided is not None:
+                traces.append(_skipped(rule))
+                continue
+            node = rule.condition.trace(ctx)
+            traces.append(_rule_trace(rule, node))
+            if node.outcome == "error":
+                error = _first_error(node)
+                decided = lambda rule=rule, error=error: self._rule_error(  # noqa: E731
+                    rule, error, steps, tuple(traces), True, facts
+                )
+            elif node.outcome == "true":
+                decided = lambda rule=rule: self._denied(rule, steps, tuple(traces), True, facts)  # noqa: E731
+        for rule in self._allow:
+            if decided is not None:
+                traces.append(_skipped(rule))
+                continue
+            node = rule.condition.trace(ctx)
+            traces.append(_rule_trace(rule, node))
+            if node.outcome == "error":
+                errors.append(f"rule {rule.id}: {_first_error(node)}")
+            elif node.outcome == "true":
+                decided = lambda rule=rule: self._allowed(  # noqa: E731
+                    rule, errors, steps, tuple(traces), True, facts
+                )
+        if decided is not None:
+            return decided()
+        return self._no_match(ctx, errors, steps, tuple(traces), True, facts)
+
+    def _rule_error(
+        self,
+        rule: Rule,
+        exc: Exception | str,
+        steps: list[Step],
+        traces: tuple[RuleTrace, ...],
+        explain: bool,
+        facts: CertificateFacts | None,
+    ) -> Decision:
+        message = (
+            f"Deny rule {rule.id} could not be evaluated ({exc}), so the request is denied."
+        )
+        return self._decide(
+            False, reasons.RULE_ERROR, message, steps, traces, explain, facts,
+            rule=rule.id, errors=(f"rule {rule.id}: {exc}",),
+        )
+
+    def _denied(
+        self, rule: Rule, steps: list[Step], traces: tuple[RuleTrace, ...], explain: bool,
+        facts: CertificateFacts | None,
+    ) -> Decision:
+        message = f"Denied by rule {rule.id}."
+        return self._decide(
+            False, reasons.DENIED_BY_RULE, message, steps, traces, explain, facts, rule=rule.id
+        )
+
+    def _allowed(
+        self, rule: Rule, errors: list[str], steps: list[Step], traces: tuple[RuleTrace, ...],
+        explain: bool, facts: CertificateFacts | None,
+    ) -> Decision:
+        message = f"Allowed by rule {rule.id}."
+        return self._decide(
+            True, reasons.ALLOWED_BY_RULE, message, steps, traces, explain, facts,
+            rule=rule.id, errors=tuple(errors),
+        )
+
+    def _no_match(
+        self, ctx: Context, errors: list[str], steps: list[Step], traces: tuple[RuleTrace, ...],
+        explain: bool, facts: CertificateFacts | None,
+    ) -> Decision:
+        closest = self._closest(ctx)
+        if closest is None:
+            message = "No allow rule holds, and the policy has no allow rule, so the request is denied."
+            return self._decide(
+                False, reasons.NO_MATCHING_RULE, message, steps, traces, explain, facts,
+                errors=tuple(errors),
+            )
+        rule, failed, outcome = closest
+        what = {"false": "is false", "undefined": "is undefined", "error": "could not be evaluated"}[outcome]
+        message = (
+            f"No allow rule holds; the closest is {rule.id}, where `{' '.join(failed.split())}` {what}."
+        )
+        return self._decide(
+            False, reasons.NO_MATCHING_RULE, message, steps, traces, explain, facts,
+            errors=tuple(errors), closest_rule=rule.id, failed_condition=" ".join(failed.split()),
+        )
+
+    def _closest(self, ctx: Context) -> tuple[Rule, str, str] | None:
+        """The allow rule with the most leading parts holding, its first failing part."""
+        best: tuple[int, Rule, str, str] | None = None
+        for rule in self._allow:
+            score = 0
+            failed, outcome = rule.when, "false"
+            for text, test in rule.condition.conjuncts:
+                try:
+                    result = test(ctx)
+                except Exception:
+                    failed, outcome = text, "error"
+                    break
+                if result is not True:
+                    failed, outcome = text, "false" if result is False else "undefined"
+                    break
+                score += 1
+            if best is None or score > best[0]:
+                best = (score, rule, failed, outcome)
+        if best is None:
+            return None
+        return best[1], best[2], best[3]
+
+
+def _plain(value: object, t: Type) -> object:
+    """A fact as a JSON value: timestamps and serials as the trace writes them."""
+    if isinstance(value, Missing):
+        return None
+    if isinstance(value, tuple):
+        return [_plain(v, t) for v in value]
+    if isinstance(value, (datetime, timedelta)) or (t is Type.SERIAL and isinstance(value, int)):
+        return format_value(value, t)
+    return value
+
+
+def format_path(path: str | Missing) -> str:
+    return path.reason if isinstance(path, Missing) else path
+
+
+def _describe(facts: CertificateFacts) -> str:
+    summary = facts.summary()
+    return (
+        f"subject {summary['subject']}; issuer {summary['issuer']}; "
+        f"serial {summary['serial']}; sha256 {summary['fingerprint.sha256']}"
+    )
+
+
+def _rule_trace(rule: Rule, node: TraceNode) -> RuleTrace:
+    error = _first_error(node) if node.outcome == "error" else ""
+    return RuleTrace(rule.id, rule.effect, node.outcome, node, error)
+
+
+def _skipped(rule: Rule) -> RuleTrace:
+    node = TraceNode("test", rule.when, "skipped", "", (), rule.span)
+    return RuleTrace(rule.id, rule.effect, "skipped", node)
+
+
+def _first_error(node: TraceNode) -> str:
+    if node.outcome == "error" and not node.children:
+        return node.detail
+    for child in node.children:
+        if child.outcome == "error":
+            return _first_error(child)
+    return node.detail
+
+
+def check_policy(path: str | Path) -> tuple[Policy | None, tuple[Diagnostic, ...]]:
+    """Load a policy for ``policyengine check``: the policy (or None) and every diagnostic."""
+    try:
+        policy = load_policy(path)
+    except PolicyError as exc:
+        return None, exc.diagnostics
+    return policy, policy.warnings
+

@@ -1,0 +1,452 @@
+"""Static checks: resolve every name, check every type, normalise every constant.
+
+Runs once when a policy is loaded. Unknown names get a "did you mean" suggestion; a
+comparison between mismatched types, a fingerprint that is not 40 or 64 hex digits, a
+timestamp that is not a date: each is an error pointing at the token in the policy file.
+An unused set is a warning. The result is a tree in which names are resolved
+(:class:`~policyengine.language.ast.AttributeRef`, :class:`~policyengine.language.ast.SetRef`)
+and constants are normalised, ready for the compiler.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+
+from policyengine.errors import Diagnostic
+from policyengine.language import ast
+from policyengine.language.catalog import CATALOG, Attribute, Type
+from policyengine.language.glob import GlobError, compile_glob
+from policyengine.language.parser import KEYWORDS
+from policyengine.span import Span
+from policyengine.values import FINGERPRINT_LENGTHS, normalize_fingerprint, parse_serial
+
+__all__ = ["CheckResult", "check"]
+
+_ORDERED = frozenset({Type.INT, Type.TIME, Type.DURATION})
+_MEMBERSHIP = frozenset({Type.STRING, Type.INT, Type.SERIAL, Type.FINGERPRINT})
+_LITERAL_TYPES = {
+    "string": Type.STRING,
+    "int": Type.INT,
+    "bool": Type.BOOL,
+    "duration": Type.DURATION,
+    "timestamp": Type.TIME,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    expressions: tuple[ast.Expr, ...]
+    diagnostics: tuple[Diagnostic, ...]
+    used_sets: frozenset[str]
+
+
+def check(
+    expressions: Iterable[ast.Expr], sets: Mapping[str, ast.NamedSet], *, warn_unused: bool = True
+) -> CheckResult:
+    """Check conditions against the catalog and the policy's sets."""
+    checker = _Checker(sets)
+    checker.check_set_names()
+    typed = tuple(checker.condition(expr) for expr in expressions)
+    if warn_unused:
+        for name, named in sets.items():
+            if name not in checker.used:
+                checker.warn(
+                    named.span,
+                    f"set `{name}` is never used",
+                    "use it in a rule (e.g. `fingerprint in " + name + "`) or remove it",
+                    code="unused-set",
+                )
+    return CheckResult(typed, tuple(checker.diagnostics), frozenset(checker.used))
+
+
+def describe(t: Type, attribute: Attribute | None = None) -> str:
+    if attribute is not None and attribute.multi:
+        return f"{t} (multi-valued)"
+    return str(t)
+
+
+class _Checker:
+    def __init__(self, sets: Mapping[str, ast.NamedSet]) -> None:
+        self.sets = sets
+        self.used: set[str] = set()
+        self.diagnostics: list[Diagnostic] = []
+
+    def error(self, span: Span, message: str, hint: str = "", code: str = "type") -> None:
+        self.diagnostics.append(Diagnostic(span, message, hint, code=code))
+
+    def warn(self, span: Span, message: str, hint: str = "", code: str = "") -> None:
+        self.diagnostics.append(Diagnostic(span, message, hint, severity="warning", code=code))
+
+    def check_set_names(self) -> None:
+        for name, named in self.sets.items():
+            if name in CATALOG or name in KEYWORDS:
+                what = "an attribute" if name in CATALOG else "a keyword"
+                self.error(
+                    named.span,
+                    f"set `{name}` has the name of {what}",
+                    f"rename the set, e.g. `{name}_set`",
+                    code="set-name",
+                )
+
+    # -- names ---------------------------------------------------------------------------
+
+    def resolve(self, operand: ast.Operand) -> ast.Operand | None:
+        if not isinstance(operand, ast.Name):
+            return operand
+        name = operand.name
+        attribute = CATALOG.get(name)
+        if attribute is not None:
+            return ast.AttributeRef(
+                attribute=attribute, name=name, span=operand.span, text=operand.text
+            )
+        if name in self.sets:
+            self.used.add(name)
+            return ast.SetRef(name=name, span=operand.span, text=operand.text)
+        self.error(operand.span, *self.unknown(name), code="unknown-name")
+        return None
+
+    def unknown(self, name: str) -> tuple[str, str]:
+        candidates = [*CATALOG, *self.sets]
+        lowered = {c.lower(): c for c in candidates}
+        if name.lower() in lowered:
+            return f"unknown name `{name}`", f"did you mean `{lowered[name.lower()]}`?"
+        close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
+        if close:
+            return f"unknown name `{name}`", f"did you mean `{close[0]}`?"
+        if "." in name:
+            head = name.split(".", 1)[0]
+            family = sorted(c for c in CATALOG if c.startswith(head + "."))
+            if family:
+                shown = ", ".join(family[:12])
+                return f"unknown attribute `{name}`", f"`{head}` has: {shown}"
+        return (
+            f"unknown name `{name}`",
+            "it is neither an attribute (see docs/language.md) nor a set under `sets:`",
+        )
+
+    # -- conditions ----------------------------------------------------------------------
+
+    def condition(self, expr: ast.Expr) -> ast.Expr:
+        """Check a boolean expression; returns it with names resolved."""
+        if isinstance(expr, ast.And):
+            return replace(expr, operands=tuple(self.condition(e) for e in expr.operands))
+        if isinstance(expr, ast.Or):
+            return replace(expr, operands=tuple(self.condition(e) for e in expr.operands))
+        if isinstance(expr, ast.Not):
+            return replace(expr, operand=self.condition(expr.operand))
+        if isinstance(expr, ast.Compare):
+            return self.compare(expr)
+        if isinstance(expr, ast.Quantified):
+            return self.quantified(expr)
+        if isinstance(expr, ast.ExpiresWithin):
+            if expr.duration.value is None:
+                self.error(expr.duration.span, f"`{expr.duration.text}` is too long a duration")
+            return expr
+        if isinstance(expr, ast.PathExcluded):
+            return expr
+        return self.boolean_operand(expr)
+
+    def boolean_operand(self, operand: ast.Operand) -> ast.Expr:
+        resolved = self.resolve(operand)
+        if resolved is None:
+            return operand
+        if isinstance(resolved, ast.AttributeRef):
+            attribute = resolved.attribute
+            if attribute.type is not Type.BOOL:
+                self.error(
+                    resolved.span,
+                    f"`{attribute.name}` is a {attribute.type}, not a condition",
+                    f"compare it, e.g. `{attribute.example}`",
+                )
+            return resolved
+        if isinstance(resolved, ast.SetRef):
+            self.error(
+                resolved.span,
+                f"`{resolved.name}` is a set, not a condition",
+                f"test membership, e.g. `fingerprint in {resolved.name}`",
+            )
+            return resolved
+        if isinstance(resolved, ast.Literal) and resolved.kind == "bool":
+            return resolved
+        self.error(
+            resolved.span,
+            f"`{resolved.text}` is a value, not a condition",
+            "compare it with an attribute, e.g. `subject.CN == \"api-client\"`",
+        )
+        return resolved
+
+    def compare(self, expr: ast.Compare) -> ast.Expr:
+        left = self.resolve(expr.left)
+        right = self.resolve(expr.right)
+        if left is None or right is None:
+            return expr
+        op = expr.op
+        if op in ("in", "not in"):
+            return self.membership(expr, left, right)
+        if isinstance(left, (ast.Literal, ast.ListLiteral)) and isinstance(
+            right, (ast.AttributeRef, ast.SetRef)
+        ):
+            if op in ("==", "!="):
+                left, right = right, left
+            elif op in ("<", "<=", ">", ">="):
+                flipped = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}[op]
+                left, right, op = right, left, flipped
+        if isinstance(left, ast.SetRef) or isinstance(right, ast.SetRef):
+            where = left if isinstance(left, ast.SetRef) else right
+            self.error(
+                where.span,
+                f"a set can only be used with `in` or `not in`, not `{op}`",
+                f"e.g. `fingerprint in {where.name}`",  # type: ignore[union-attr]
+            )
+            return expr
+        if not isinstance(left, ast.AttributeRef):
+            self.error(
+                left.span,
+                f"`{left.text}` is a constant; the left side of `{op}` must be an attribute",
+                "e.g. `subject.CN == \"api-client\"`",
+            )
+            return expr
+        attribute = left.attribute
+        typed_right = self.operand_for(attribute, op, right)
+        if typed_right is None:
+            return expr
+        return replace(expr, left=left, right=typed_right, op=op)
+
+    def operand_for(
+        self, attribute: Attribute, op: str, right: ast.Operand
+    ) -> ast.Operand | None:
+        """Check the right side of ``attribute op right`` (op is not a membership test)."""
+        t = attribute.type
+        if op in ("<", "<=", ">", ">=") and t not in _ORDERED:
+            self.error(
+                right.span,
+                f"`{op}` does not apply to `{attribute.name}`, a {t}",
+                "order comparisons work on numbers, timestamps and durations; use `==` or `in`",
+            )
+            return None
+        if op in ("startswith", "endswith", "contains", "matches"):
+            if t is not Type.STRING:
+                self.error(
+                    right.span,
+                    f"`{op}` applies to strings; `{attribute.name}` is a {t}",
+                    "use `==` or `in`",
+                )
+                return None
+            if op == "matches":
+                if not (isinstance(right, ast.Literal) and right.kind == "string"):
+                    self.error(
+                        right.span, "`matches` takes a quoted glob pattern such as \"*.contoso.com\""
+                    )
+                    return None
+                try:
+                    compile_glob(str(right.value))
+                except GlobError as exc:
+                    self.error(right.span, str(exc), "see \"Glob patterns\" in docs/language.md")
+                    return None
+                return right
+        if isinstance(right, ast.AttributeRef):
+            other = right.attribute
+            if other.type is not t:
+                self.error(
+                    right.span,
+                    f"cannot compare `{attribute.name}` ({t}) with `{other.name}` ({other.type})",
+                )
+                return None
+            if t is Type.FINGERPRINT and (attribute.algorithm is None or other.algorithm is None):
+                self.error(right.span, "compare fingerprints of one algorithm, e.g. `.sha256`")
+                return None
+            return right
+        if isinstance(right, ast.ListLiteral):
+            self.error(
+                right.span,
+                f"a list can only be used with `in` or `not in`, not `{op}`",
+                f"write `{attribute.name} in {right.text}`",
+            )
+            return None
+        assert isinstance(right, ast.Literal)
+        return self.literal_for(attribute, right)
+
+    def literal_for(self, attribute: Attribute, literal: ast.Literal) -> ast.Literal | None:
+        value, problem = coerce(attribute, literal.value, literal.kind, literal.text)
+        if problem:
+            self.error(literal.span, problem[0], problem[1])
+            return None
+        return replace(literal, value=value)
+
+    def membership(
+        self, expr: ast.Compare, left: ast.Operand, right: ast.Operand
+    ) -> ast.Expr:
+        op = expr.op
+        if isinstance(right, ast.AttributeRef):
+            attribute = right.attribute
+            if not attribute.multi:
+                hint = (
+                    f"for a substring write `{attribute.name} contains {left.text}`"
+                    if attribute.type is Type.STRING
+                    else f"compare with `==`: `{attribute.name} == {left.text}`"
+                )
+                self.error(
+                    right.span,
+                    f"`{op}` needs a list, a set or a multi-valued attribute on its right; "
+                    f"`{attribute.name}` holds one {attribute.type}",
+                    hint,
+                )
+                return expr
+            if isinstance(left, ast.Literal):
+                typed = self.literal_for(attribute, left)
+            elif isinstance(left, ast.AttributeRef):
+                typed = self.operand_for(attribute, "==", left)
+            else:
+                self.error(left.span, f"`{left.text}` cannot be a member of `{attribute.name}`")
+                return expr
+            if typed is None:
+                return expr
+            return replace(expr, left=typed, right=right)
+        if not isinstance(left, ast.AttributeRef):
+            self.error(
+                left.span,
+                f"the left side of `{op}` must be an attribute",
+                "e.g. `fingerprint in partners` or `\"Payments\" in subject.OU`",
+            )
+            return expr
+        attribute = left.attribute
+        if attribute.type not in _MEMBERSHIP:
+            self.error(
+                left.span,
+                f"`{op}` does not apply to `{attribute.name}`, a {attribute.type}",
+                "membership works on strings, numbers, serials and fingerprints",
+            )
+            return expr
+        if isinstance(right, ast.ListLiteral):
+            items: list[ast.Literal] = []
+            for item in right.items:
+                typed_item = self.literal_for(attribute, item)
+                if typed_item is not None:
+                    items.append(typed_item)
+            if len(items) != len(right.items):
+                return expr
+            return replace(expr, left=left, right=replace(right, items=tuple(items)))
+        if isinstance(right, ast.SetRef):
+            named = self.sets[right.name]
+            values: list[object] = []
+            ok = True
+            for entry in named.entries:
+                value, problem = coerce(attribute, entry.value, _kind_of(entry.value))
+                if problem:
+                    ok = False
+                    self.error(
+                        entry.span,
+                        f"in set `{named.name}`: {problem[0]}",
+                        problem[1] or f"`{named.name}` is compared with `{attribute.name}` "
+                        f"at {right.span}",
+                        code="set-entry",
+                    )
+                else:
+                    values.append(value)
+            if not ok:
+                return expr
+            return replace(expr, left=left, right=replace(right, values=tuple(values)))
+        self.error(
+            right.span,
+            f"`{op}` needs a list, a set or a multi-valued attribute on its right",
+            f"e.g. `{attribute.name} {op} [\"a\", \"b\"]`",
+        )
+        return expr
+
+    def quantified(self, expr: ast.Quantified) -> ast.Expr:
+        subject = self.resolve(expr.subject)
+        right = self.resolve(expr.right)
+        if subject is None or right is None:
+            return expr
+        if not (isinstance(subject, ast.AttributeRef) and subject.attribute.multi):
+            multi = sorted(name for name, a in CATALOG.items() if a.multi)
+            self.error(
+                subject.span,
+                f"`{expr.quantifier}` needs a multi-valued attribute; `{subject.text}` is not one",
+                f"multi-valued attributes: {', '.join(multi[:6])}, …",
+            )
+            return expr
+        attribute = subject.attribute
+        if expr.op in ("in", "not in"):
+            as_compare = ast.Compare(
+                op=expr.op, left=subject, right=right, span=expr.span, text=expr.text
+            )
+            checked = self.membership(as_compare, subject, right)
+            if not isinstance(checked, ast.Compare) or checked is as_compare:
+                return expr
+            return replace(expr, subject=subject, right=checked.right)
+        if isinstance(right, ast.SetRef):
+            self.error(right.span, f"a set can only be used with `in` or `not in`, not `{expr.op}`")
+            return expr
+        typed_right = self.operand_for(attribute, expr.op, right)
+        if typed_right is None:
+            return expr
+        return replace(expr, subject=subject, right=typed_right)
+
+
+def _kind_of(value: object) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    return "string"
+
+
+def coerce(
+    attribute: Attribute, value: object, kind: str, text: str | None = None
+) -> tuple[object, tuple[str, str] | None]:
+    """A constant normalised for comparison with ``attribute``, or a problem and a hint."""
+    t = attribute.type
+    if text is not None:
+        shown = f"`{text}`"
+    else:
+        shown = f"`{value}`" if kind != "string" else f'"{value}"'
+    if t is Type.FINGERPRINT:
+        if kind != "string":
+            return None, (f"a fingerprint is written as a quoted hex string, not {shown}", "")
+        normalized = normalize_fingerprint(str(value))
+        if normalized is None:
+            return None, (
+                f"{shown} is not a fingerprint",
+                "write 40 (SHA-1) or 64 (SHA-256) hex digits, with or without colons",
+            )
+        algorithm = FINGERPRINT_LENGTHS[len(normalized)]
+        if attribute.algorithm is not None and algorithm != attribute.algorithm:
+            return None, (
+                f"{shown} is a {algorithm.upper()} fingerprint but `{attribute.name}` is "
+                f"{attribute.algorithm.upper()}",
+                f"compare it with `fingerprint.{algorithm}` or `fingerprint`",
+            )
+        return normalized, None
+    if t is Type.SERIAL:
+        serial = parse_serial(value) if kind in ("string", "int") else None  # type: ignore[arg-type]
+        if serial is None:
+            return None, (
+                f"{shown} is not a serial number",
+                "write hex text such as \"0x1A2B3C\" or \"1a:2b:3c\", or a decimal integer",
+            )
+        return serial, None
+    expected = {
+        Type.STRING: "string",
+        Type.INT: "int",
+        Type.BOOL: "bool",
+        Type.TIME: "timestamp",
+        Type.DURATION: "duration",
+    }[t]
+    if kind != expected:
+        example = {
+            "string": '"text"',
+            "int": "2048",
+            "bool": "true",
+            "timestamp": "2026-01-01T00:00:00Z",
+            "duration": "30d",
+        }[expected]
+        return None, (
+            f"`{attribute.name}` is a {t} but {shown} is a {_LITERAL_TYPES[kind]}",
+            f"compare it with a {t} such as {example}",
+        )
+    if value is None:
+        return None, (f"{shown} is not a valid {t}", "")
+    return value, None

@@ -1,0 +1,598 @@
+"""Checked syntax tree -> Python closures, once per policy.
+
+Each condition compiles twice:
+
+- ``test(ctx)``: the plain closure, returning ``True``, ``False`` or ``None`` (undefined)
+  and raising :class:`~policyengine.values.FactError` when it reads a broken part of the
+  certificate. Names are already resolved to readers, constants already normalised, sets
+  already hashed: a request pays only for reading facts and comparing.
+- ``trace(ctx)``: the same logic, returning a :class:`~policyengine.trace.TraceNode` tree
+  that records each test's outcome and the values it saw. Chosen when compiling, so the
+  plain closures pay nothing for tracing.
+
+Logic is three-valued (Kleene): ``and`` is false if any side is false, ``or`` true if any
+side is true, ``not`` keeps undefined undefined. Evaluation short-circuits left to right.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from policyengine.language import ast
+from policyengine.language.catalog import CATALOG, Attribute, Context, Type
+from policyengine.language.glob import compile_glob
+from policyengine.trace import TraceNode, skipped
+from policyengine.values import (
+    FINGERPRINT_LENGTHS,
+    Missing,
+    fingerprint_token,
+    fingerprints_equal,
+    format_duration,
+    format_serial,
+    format_time,
+)
+
+__all__ = ["CompiledCondition", "compile_condition", "format_value"]
+
+Test = Callable[[Context], "bool | None"]
+Traced = Callable[[Context], TraceNode]
+Probe = Callable[[Context], str]
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledCondition:
+    test: Test
+    trace: Traced
+    conjuncts: tuple[tuple[str, Test], ...]
+    """The top-level ``and`` operands with their source text, for "closest rule" reports."""
+    attributes: frozenset[str]
+    """Every attribute the condition reads."""
+
+
+def compile_condition(expr: ast.Expr) -> CompiledCondition:
+    test, traced = _compile(expr)
+    if isinstance(expr, ast.And):
+        conjuncts = tuple((e.text, _compile(e)[0]) for e in expr.operands)
+    else:
+        conjuncts = ((expr.text, test),)
+    return CompiledCondition(test, traced, conjuncts, frozenset(_attributes(expr)))
+
+
+def _attributes(expr: Any) -> set[str]:
+    found: set[str] = set()
+    if isinstance(expr, ast.AttributeRef):
+        found.add(expr.name)
+    elif isinstance(expr, (ast.And, ast.Or)):
+        for e in expr.operands:
+            found |= _attributes(e)
+    elif isinstance(expr, ast.Not):
+        found |= _attributes(expr.operand)
+    elif isinstance(expr, ast.Compare):
+        found |= _attributes(expr.left) | _attributes(expr.right)
+    elif isinstance(expr, ast.Quantified):
+        found |= _attributes(expr.subject) | _attributes(expr.right)
+    elif isinstance(expr, ast.ExpiresWithin):
+        found.add("not_after")
+    elif isinstance(expr, ast.PathExcluded):
+        found.add("request.path")
+    return found
+
+
+# -- values in the trace ----------------------------------------------------------------------
+
+
+def format_value(value: object, t: Type | None = None) -> str:
+    """A value as the trace and the CLI show it."""
+    if isinstance(value, Missing):
+        return f"undefined: {value.reason}"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if t is Type.SERIAL and isinstance(value, int):
+        return format_serial(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, timedelta):
+        return format_duration(value)
+    if hasattr(value, "strftime"):
+        return format_time(value)  # type: ignore[arg-type]
+    if isinstance(value, tuple):
+        return "[" + ", ".join(format_value(v, t) for v in value) + "]"
+    return str(value)
+
+
+def _outcome(result: bool | None) -> str:
+    return "true" if result is True else "false" if result is False else "undefined"
+
+
+# -- compiling ----------------------------------------------------------------------------------
+
+
+def _compile(expr: Any) -> tuple[Test, Traced]:
+    if isinstance(expr, ast.And):
+        return _and(expr)
+    if isinstance(expr, ast.Or):
+        return _or(expr)
+    if isinstance(expr, ast.Not):
+        return _not(expr)
+    test, probe = _leaf(expr)
+    return test, _traced_leaf(expr, test, probe)
+
+
+def _traced_leaf(expr: Any, test: Test, probe: Probe) -> Traced:
+    text, span = expr.text, expr.span
+
+    def traced(ctx: Context) -> TraceNode:
+        try:
+            result = test(ctx)
+        except Exception as exc:
+            return TraceNode("test", text, "error", str(exc), (), span)
+        try:
+            detail = probe(ctx)
+        except Exception as exc:
+            detail = str(exc)
+        return TraceNode("test", text, _outcome(result), detail, (), span)
+
+    return traced
+
+
+def _static(expr: Any) -> TraceNode:
+    """A node for a part that was not evaluated, with the shape of the source."""
+    if isinstance(expr, (ast.And, ast.Or)):
+        kind = "and" if isinstance(expr, ast.And) else "or"
+        children = tuple(_static(e) for e in expr.operands)
+        return TraceNode(kind, expr.text, "skipped", "", children, expr.span)
+    if isinstance(expr, ast.Not):
+        return TraceNode("not", expr.text, "skipped", "", (_static(expr.operand),), expr.span)
+    return TraceNode("test", expr.text, "skipped", "", (), expr.span)
+
+
+def _and(expr: ast.And) -> tuple[Test, Traced]:
+    parts = [_compile(e) for e in expr.operands]
+    tests = tuple(p[0] for p in parts)
+    traces = tuple(p[1] for p in parts)
+    statics = tuple(skipped(_static(e)) for e in expr.operands)
+
+    def test(ctx: Context) -> bool | None:
+        result: bool | None = True
+        for t in tests:
+            r = t(ctx)
+            if r is False:
+                return False
+            if r is None:
+                result = None
+        return result
+
+    if len(tests) == 2:
+        first, second = tests
+
+        def test(ctx: Context) -> bool | None:
+            a = first(ctx)
+            if a is False:
+                return False
+            b = second(ctx)
+            if b is False:
+                return False
+            return True if a is True and b is True else None
+
+    def traced(ctx: Context) -> TraceNode:
+        children: list[TraceNode] = []
+        outcome = "true"
+        for i, t in enumerate(traces):
+            node = t(ctx)
+            children.append(node)
+            if node.outcome in ("false", "error"):
+                outcome = node.outcome
+                children.extend(statics[i + 1 :])
+                break
+            if node.outcome == "undefined":
+                outcome = "undefined"
+        return TraceNode("and", expr.text, outcome, "", tuple(children), expr.span)
+
+    return test, traced
+
+
+def _or(expr: ast.Or) -> tuple[Test, Traced]:
+    parts = [_compile(e) for e in expr.operands]
+    tests = tuple(p[0] for p in parts)
+    traces = tuple(p[1] for p in parts)
+    statics = tuple(skipped(_static(e)) for e in expr.operands)
+
+    def test(ctx: Context) -> bool | None:
+        result: bool | None = False
+        for t in tests:
+            r = t(ctx)
+            if r is True:
+                return True
+            if r is None:
+                result = None
+        return result
+
+    def traced(ctx: Context) -> TraceNode:
+        children: list[TraceNode] = []
+        outcome = "false"
+        for i, t in enumerate(traces):
+            node = t(ctx)
+            children.append(node)
+            if node.outcome in ("true", "error"):
+                outcome = node.outcome
+                children.extend(statics[i + 1 :])
+                break
+            if node.outcome == "undefined":
+                outcome = "undefined"
+        return TraceNode("or", expr.text, outcome, "", tuple(children), expr.span)
+
+    return test, traced
+
+
+def _not(expr: ast.Not) -> tuple[Test, Traced]:
+    inner, inner_traced = _compile(expr.operand)
+
+    def test(ctx: Context) -> bool | None:
+        r = inner(ctx)
+        return None if r is None else not r
+
+    flip = {"true": "false", "false": "true"}
+
+    def traced(ctx: Context) -> TraceNode:
+        child = inner_traced(ctx)
+        outcome = flip.get(child.outcome, child.outcome)
+        return TraceNode("not", expr.text, outcome, "", (child,), expr.span)
+
+    return test, traced
+
+
+# -- leaves ---------------------------------------------------------------------------------
+
+
+def _leaf(expr: Any) -> tuple[Test, Probe]:
+    if isinstance(expr, ast.AttributeRef):
+        return _boolean_attribute(expr.attribute)
+    if isinstance(expr, ast.Literal):
+        constant = bool(expr.value)
+        return (lambda ctx: constant), (lambda ctx: "constant")
+    if isinstance(expr, ast.ExpiresWithin):
+        return _expires_within(expr.duration.value)  # type: ignore[arg-type]
+    if isinstance(expr, ast.PathExcluded):
+        return _path_excluded()
+    if isinstance(expr, ast.Compare):
+        if expr.op in ("in", "not in"):
+            return _membership(expr)
+        return _comparison(expr)
+    if isinstance(expr, ast.Quantified):
+        return _quantified(expr)
+    raise TypeError(f"cannot compile {type(expr).__name__}; was the policy checked?")
+
+
+def _boolean_attribute(attribute: Attribute) -> tuple[Test, Probe]:
+    read = attribute.read
+
+    def test(ctx: Context) -> bool | None:
+        v = read(ctx)
+        return None if v.__class__ is Missing else v  # type: ignore[return-value]
+
+    why = attribute.why
+
+    def probe(ctx: Context) -> str:
+        if why is not None:
+            return why(ctx)
+        return format_value(read(ctx), attribute.type)
+
+    return test, probe
+
+
+def _expires_within(window: timedelta) -> tuple[Test, Probe]:
+    read_after = CATALOG["not_after"].read
+
+    def test(ctx: Context) -> bool | None:
+        after = read_after(ctx)
+        if after.__class__ is Missing:
+            return None
+        return ctx.now < after <= ctx.now + window  # type: ignore[operator]
+
+    def probe(ctx: Context) -> str:
+        after = read_after(ctx)
+        if isinstance(after, Missing):
+            return f"undefined: {after.reason}"
+        left = after - ctx.now  # type: ignore[operator]
+        if left <= timedelta(0):
+            return f"not_after {format_time(after)} has passed"  # type: ignore[arg-type]
+        return (
+            f"not_after {format_time(after)} is {format_duration(_round(left))} "  # type: ignore[arg-type]
+            f"from now (window {format_duration(window)})"
+        )
+
+    return test, probe
+
+
+def _round(value: timedelta) -> timedelta:
+    if value >= timedelta(days=2):
+        return timedelta(days=value.days)
+    return timedelta(seconds=int(value.total_seconds()) // 60 * 60)
+
+
+def _path_excluded() -> tuple[Test, Probe]:
+    def test(ctx: Context) -> bool | None:
+        return ctx.excluded
+
+    def probe(ctx: Context) -> str:
+        state = "matches" if ctx.excluded else "matches no"
+        return f"path {format_value(ctx.path)} {state} exclusion path"
+
+    return test, probe
+
+
+_ORDER = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+
+
+def _value_test(attribute: Attribute, op: str, constant: object) -> Callable[[Any], bool]:
+    """A test of one value of ``attribute`` against a normalised constant."""
+    if attribute.type is Type.FINGERPRINT:
+        text = str(constant)
+        if op == "==":
+            return lambda v: fingerprints_equal(v, text)
+        return lambda v: not fingerprints_equal(v, text)
+    if op == "==":
+        return lambda v: v == constant
+    if op == "!=":
+        return lambda v: v != constant
+    if op in _ORDER:
+        order = _ORDER[op]
+        return lambda v: bool(order(v, constant))
+    if op == "startswith":
+        return lambda v: v.startswith(constant)  # type: ignore[no-any-return]
+    if op == "endswith":
+        return lambda v: v.endswith(constant)  # type: ignore[no-any-return]
+    if op == "contains":
+        return lambda v: constant in v  # type: ignore[operator]
+    if op == "matches":
+        return compile_glob(str(constant))
+    raise ValueError(f"unknown operator {op}")
+
+
+def _fingerprint_attribute(attribute: Attribute, constant: object) -> Attribute:
+    """``fingerprint`` compared with a digest means the digest of that length."""
+    if attribute.algorithm is not None:
+        return attribute
+    algorithm = FINGERPRINT_LENGTHS[len(str(constant))]
+    return CATALOG[f"fingerprint.{algorithm}"]
+
+
+def _comparison(expr: ast.Compare) -> tuple[Test, Probe]:
+    assert isinstance(expr.left, ast.AttributeRef)
+    attribute = expr.left.attribute
+    right = expr.right
+    if isinstance(right, ast.AttributeRef):
+        return _attribute_pair(attribute, expr.op, right.attribute)
+    assert isinstance(right, ast.Literal)
+    constant = right.value
+    if attribute.type is Type.FINGERPRINT:
+        attribute = _fingerprint_attribute(attribute, constant)
+    read = attribute.read
+    op = expr.op
+    if op == "==" and attribute.type is not Type.FINGERPRINT:
+
+        def test(ctx: Context) -> bool | None:
+            v = read(ctx)
+            if v.__class__ is Missing:
+                return None
+            return v == constant  # type: ignore[no-any-return]
+
+    else:
+        check = _value_test(attribute, op, constant)
+
+        def test(ctx: Context) -> bool | None:
+            v = read(ctx)
+            if v.__class__ is Missing:
+                return None
+            return check(v)
+
+    return test, _probe_got(attribute)
+
+
+def _probe_got(attribute: Attribute) -> Probe:
+    read = attribute.read
+
+    def probe(ctx: Context) -> str:
+        v = read(ctx)
+        if isinstance(v, Missing):
+            return f"undefined: {v.reason}"
+        return f"got {format_value(v, attribute.type)}"
+
+    return probe
+
+
+def _attribute_pair(left: Attribute, op: str, right: Attribute) -> tuple[Test, Probe]:
+    read_left, read_right = left.read, right.read
+    if left.type is Type.FINGERPRINT:
+        same = fingerprints_equal
+        compare: Callable[[Any, Any], bool] = (
+            same if op == "==" else (lambda a, b: not same(a, b))
+        )
+    else:
+        compare = {
+            "==": operator.eq,
+            "!=": operator.ne,
+            "startswith": lambda a, b: a.startswith(b),
+            "endswith": lambda a, b: a.endswith(b),
+            "contains": lambda a, b: b in a,
+            **_ORDER,
+        }[op]
+
+    def test(ctx: Context) -> bool | None:
+        a = read_left(ctx)
+        if a.__class__ is Missing:
+            return None
+        b = read_right(ctx)
+        if b.__class__ is Missing:
+            return None
+        return bool(compare(a, b))
+
+    def probe(ctx: Context) -> str:
+        a, b = read_left(ctx), read_right(ctx)
+        return (
+            f"{left.name} {format_value(a, left.type)}, {right.name} {format_value(b, right.type)}"
+        )
+
+    return test, probe
+
+
+def _membership(expr: ast.Compare) -> tuple[Test, Probe]:
+    negate = expr.op == "not in"
+    left, right = expr.left, expr.right
+    if isinstance(right, ast.AttributeRef):
+        return _member_of_attribute(left, right.attribute, negate)
+    assert isinstance(left, ast.AttributeRef)
+    attribute = left.attribute
+    if isinstance(right, ast.SetRef):
+        values, label = right.values, f"set {right.name}"
+    else:
+        assert isinstance(right, ast.ListLiteral)
+        values, label = tuple(i.value for i in right.items), "the list"
+    contains, what = _container(attribute, values)
+    size = len(set(values))
+    noun = "entry" if size == 1 else "entries"
+
+    def test(ctx: Context) -> bool | None:
+        r = contains(ctx)
+        if r is None:
+            return None
+        return not r if negate else r
+
+    def probe(ctx: Context) -> str:
+        found = contains(ctx)
+        seen = what(ctx)
+        if found is None:
+            return seen
+        where = "in" if found else "not in"
+        return f"got {seen}; {where} {label} ({size} {noun})"
+
+    return test, probe
+
+
+def _container(
+    attribute: Attribute, values: tuple[object, ...]
+) -> tuple[Callable[[Context], bool | None], Probe]:
+    """Membership of the attribute's value in constant values, and a probe of the value."""
+    if attribute.type is Type.FINGERPRINT:
+        by_algorithm: dict[str, frozenset[bytes]] = {}
+        for algorithm in ("sha1", "sha256"):
+            if attribute.algorithm in (None, algorithm):
+                tokens = frozenset(
+                    fingerprint_token(str(v))
+                    for v in values
+                    if FINGERPRINT_LENGTHS[len(str(v))] == algorithm
+                )
+                by_algorithm[algorithm] = tokens
+        readers = [
+            (CATALOG[f"fingerprint.{alg}"].read_token, tokens)
+            for alg, tokens in by_algorithm.items()
+            if tokens or attribute.algorithm is not None
+        ]
+
+        def contains(ctx: Context) -> bool | None:
+            if ctx.facts is None:
+                return None
+            for read_token, tokens in readers:
+                if read_token(ctx) in tokens:  # type: ignore[misc]
+                    return True
+            return False
+
+        read_all = attribute.read
+
+        def what(ctx: Context) -> str:
+            if ctx.facts is None:
+                return "undefined: no certificate was presented"
+            if attribute.algorithm is None:
+                return str(read_all(ctx))
+            return format_value(read_all(ctx), attribute.type)
+
+        return contains, what
+
+    members = frozenset(values)
+    read = attribute.read
+
+    def contains_value(ctx: Context) -> bool | None:
+        v = read(ctx)
+        if v.__class__ is Missing:
+            return None
+        return v in members
+
+    def show(ctx: Context) -> str:
+        return format_value(read(ctx), attribute.type)
+
+    return contains_value, show
+
+
+def _member_of_attribute(
+    left: ast.Operand, attribute: Attribute, negate: bool
+) -> tuple[Test, Probe]:
+    read_all = attribute.read_all
+    assert read_all is not None
+    if isinstance(left, ast.Literal):
+        constant = left.value
+
+        def element(ctx: Context) -> object:
+            return constant
+
+    else:
+        assert isinstance(left, ast.AttributeRef)
+        element = left.attribute.read
+
+    def test(ctx: Context) -> bool | None:
+        values = read_all(ctx)
+        if values.__class__ is Missing:
+            return None
+        v = element(ctx)
+        if v.__class__ is Missing:
+            return None
+        found = v in values  # type: ignore[operator]
+        return not found if negate else found
+
+    def probe(ctx: Context) -> str:
+        return f"{attribute.name} is {format_value(read_all(ctx), attribute.type)}"
+
+    return test, probe
+
+
+def _quantified(expr: ast.Quantified) -> tuple[Test, Probe]:
+    assert isinstance(expr.subject, ast.AttributeRef)
+    attribute = expr.subject.attribute
+    read_all = attribute.read_all
+    assert read_all is not None
+    right = expr.right
+    check: Callable[[Any], bool]
+    if expr.op in ("in", "not in"):
+        if isinstance(right, ast.SetRef):
+            members = frozenset(right.values)
+        else:
+            assert isinstance(right, ast.ListLiteral)
+            members = frozenset(i.value for i in right.items)
+        check = (lambda v: v not in members) if expr.op == "not in" else members.__contains__
+    else:
+        assert isinstance(right, ast.Literal)
+        check = _value_test(attribute, expr.op, right.value)
+    every = expr.quantifier == "all"
+
+    def test(ctx: Context) -> bool | None:
+        values = read_all(ctx)
+        if values.__class__ is Missing:
+            return None
+        if every:
+            if not values:
+                return None
+            return all(check(v) for v in values)  # type: ignore[union-attr]
+        return any(check(v) for v in values)  # type: ignore[union-attr]
+
+    def probe(ctx: Context) -> str:
+        values = read_all(ctx)
+        if isinstance(values, Missing):
+            return f"undefined: {values.reason}"
+        if every and not values:
+            return f"undefined: {attribute.name} has no values, and `all` needs at least one"
+        return f"values {format_value(values, attribute.type)}"
+
+    return test, probe

@@ -1,0 +1,117 @@
+"""Certificates for testing policies: a few lines to make the certificates a rule expects.
+
+::
+
+    from policyengine.testing import make_certificate
+
+    cert = make_certificate(subject={"CN": "api-client", "O": "Contoso Ltd"})
+    assert policy.evaluate(cert=cert.pem, path="/orders").allowed
+
+Keys are EC P-256 unless asked otherwise (fast to make). Used by policyengine's own tests,
+and by anyone testing an application that embeds policyengine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+__all__ = ["IssuedCertificate", "make_certificate", "make_name"]
+
+_OIDS = {
+    "CN": NameOID.COMMON_NAME,
+    "O": NameOID.ORGANIZATION_NAME,
+    "OU": NameOID.ORGANIZATIONAL_UNIT_NAME,
+    "C": NameOID.COUNTRY_NAME,
+    "ST": NameOID.STATE_OR_PROVINCE_NAME,
+    "L": NameOID.LOCALITY_NAME,
+    "emailAddress": NameOID.EMAIL_ADDRESS,
+    "serialNumber": NameOID.SERIAL_NUMBER,
+    "DC": NameOID.DOMAIN_COMPONENT,
+    "UID": NameOID.USER_ID,
+}
+
+PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+
+NameSpec = Mapping[str, str] | Sequence[tuple[str, str]]
+
+
+def make_name(spec: NameSpec) -> x509.Name:
+    """A name from ``{"CN": "x", "O": "y"}`` or ``[("OU", "a"), ("OU", "b")]`` (repeats kept)."""
+    pairs = list(spec.items()) if isinstance(spec, Mapping) else list(spec)
+    return x509.Name([x509.NameAttribute(_OIDS[key], value) for key, value in pairs])
+
+
+@dataclass(frozen=True)
+class IssuedCertificate:
+    certificate: x509.Certificate
+    key: PrivateKey
+
+    @property
+    def pem(self) -> bytes:
+        return self.certificate.public_bytes(serialization.Encoding.PEM)
+
+    @property
+    def der(self) -> bytes:
+        return self.certificate.public_bytes(serialization.Encoding.DER)
+
+    @property
+    def key_pem(self) -> bytes:
+        return self.key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+
+    @property
+    def sha1(self) -> str:
+        return self.certificate.fingerprint(hashes.SHA1()).hex()
+
+    @property
+    def sha256(self) -> str:
+        return self.certificate.fingerprint(hashes.SHA256()).hex()
+
+
+def make_certificate(
+    subject: NameSpec = (("CN", "client"),),
+    *,
+    issuer: IssuedCertificate | None = None,
+    not_before: datetime | None = None,
+    not_after: datetime | None = None,
+    serial: int | None = None,
+    key: PrivateKey | None = None,
+    ca: bool = False,
+    client_auth: bool = True,
+) -> IssuedCertificate:
+    """A certificate for ``subject``, self-signed unless ``issuer`` is given.
+
+    Valid from a day ago for a year unless ``not_before``/``not_after`` say otherwise.
+    """
+    now = datetime.now(timezone.utc)
+    key = key or ec.generate_private_key(ec.SECP256R1())
+    name = make_name(subject)
+    issuer_name = issuer.certificate.subject if issuer else name
+    signing_key = issuer.key if issuer else key
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(issuer_name)
+        .public_key(key.public_key())
+        .serial_number(serial if serial is not None else x509.random_serial_number())
+        .not_valid_before(not_before or now - timedelta(days=1))
+        .not_valid_after(not_after or now + timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if client_auth and not ca:
+        builder = builder.add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
+        )
+    algorithm = None if isinstance(signing_key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
+    certificate = builder.sign(signing_key, algorithm)
+    return IssuedCertificate(certificate, key)

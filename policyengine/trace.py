@@ -1,0 +1,180 @@
+"""The explain trace: what was evaluated, what it saw, and its outcome; and its renderers.
+
+A trace is data, recorded apart from rendering. Its vocabulary is closed:
+
+- a :class:`Step` for each stage of the decision procedure before the rules (``path``,
+  ``certificate``, ``mode``), with an outcome ``pass``, ``allow`` or ``deny``;
+- a :class:`RuleTrace` for each rule, whose ``node`` is a tree of :class:`TraceNode`
+  following the rule's condition. A node's outcome is one of ``true``, ``false``,
+  ``undefined`` (a value was absent or ambiguous: never read as false), ``error`` (a part
+  of the certificate could not be read) or ``skipped`` (not evaluated: short-circuited, or
+  the decision was already made).
+
+:func:`render_text` and :func:`to_json` are pure functions of a trace.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from policyengine.span import Span
+
+__all__ = ["OUTCOMES", "RuleTrace", "Step", "Trace", "TraceNode", "render_text", "to_json"]
+
+OUTCOMES = ("true", "false", "undefined", "error", "skipped")
+
+
+@dataclass(frozen=True, slots=True)
+class TraceNode:
+    kind: str
+    """``and``, ``or``, ``not`` or ``test``."""
+    text: str
+    outcome: str
+    detail: str = ""
+    children: tuple[TraceNode, ...] = ()
+    span: Span | None = field(default=None, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": self.kind, "text": self.text, "outcome": self.outcome}
+        if self.detail:
+            out["detail"] = self.detail
+        if self.span is not None:
+            out["line"] = self.span.line
+            out["column"] = self.span.column
+        if self.children:
+            out["children"] = [c.to_dict() for c in self.children]
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    name: str
+    outcome: str
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"step": self.name, "outcome": self.outcome, "detail": self.detail}
+
+
+@dataclass(frozen=True, slots=True)
+class RuleTrace:
+    rule: str
+    effect: str
+    outcome: str
+    """``true`` (the rule holds), ``false``, ``undefined``, ``error`` or ``skipped``."""
+    node: TraceNode
+    error: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "rule": self.rule,
+            "effect": self.effect,
+            "outcome": self.outcome,
+            "condition": self.node.to_dict(),
+        }
+        if self.error:
+            out["error"] = self.error
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Trace:
+    steps: tuple[Step, ...]
+    rules: tuple[RuleTrace, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "steps": [s.to_dict() for s in self.steps],
+            "rules": [r.to_dict() for r in self.rules],
+        }
+
+
+def skipped(node: TraceNode) -> TraceNode:
+    """The same tree, every node marked not evaluated."""
+    return TraceNode(
+        node.kind, node.text, "skipped", "", tuple(skipped(c) for c in node.children), node.span
+    )
+
+
+# -- rendering --------------------------------------------------------------------------------
+
+_MARKS = {
+    "true": "✓",
+    "false": "✗",
+    "undefined": "?",
+    "error": "!",
+    "skipped": "·",
+    "pass": "✓",
+    "allow": "✓",
+    "deny": "✗",
+}
+_COLOURS = {
+    "true": "32",
+    "false": "31",
+    "undefined": "33",
+    "error": "35",
+    "skipped": "2",
+    "pass": "32",
+    "allow": "32",
+    "deny": "31",
+}
+_RULE_WORDS = {
+    "true": "holds",
+    "false": "does not hold",
+    "undefined": "does not hold (undefined)",
+    "error": "error",
+    "skipped": "not evaluated",
+}
+
+
+def _paint(text: str, outcome: str, colour: bool) -> str:
+    if not colour:
+        return text
+    return f"\x1b[{_COLOURS.get(outcome, '0')}m{text}\x1b[0m"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _node_lines(node: TraceNode, depth: int, colour: bool, out: list[str]) -> None:
+    indent = "    " + "  " * depth
+    mark = _paint(_MARKS[node.outcome], node.outcome, colour)
+    if node.kind == "test":
+        label = _one_line(node.text)
+    else:
+        label = node.kind
+    if node.outcome == "skipped":
+        detail = "not evaluated"
+    else:
+        detail = node.detail
+    line = f"{indent}{label}  {mark}"
+    if detail:
+        line += f"  {detail}"
+    out.append(line)
+    for child in node.children:
+        _node_lines(child, depth + 1, colour, out)
+
+
+def render_text(trace: Trace, *, colour: bool = False) -> str:
+    """The trace as indented text; ``colour`` adds ANSI colours (for terminals only)."""
+    out: list[str] = []
+    for step in trace.steps:
+        mark = _paint(_MARKS.get(step.outcome, "·"), step.outcome, colour)
+        out.append(f"  {step.name:<12}{mark}  {step.detail}")
+    for rule in trace.rules:
+        word = _RULE_WORDS[rule.outcome]
+        mark = _paint(_MARKS[rule.outcome], rule.outcome, colour)
+        head = f"  rule {rule.rule} ({rule.effect})  {mark} {word}"
+        if rule.error:
+            head += f": {rule.error}"
+        out.append(head)
+        if rule.outcome != "skipped":
+            _node_lines(rule.node, 0, colour, out)
+    return "\n".join(out)
+
+
+def to_json(trace: Trace) -> str:
+    return json.dumps(trace.to_dict(), indent=2, ensure_ascii=False)

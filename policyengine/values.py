@@ -1,0 +1,168 @@
+"""Values that policies compare, and how they are written and normalised.
+
+This module is shared by every stage: the checker uses it to validate literals and set
+entries, the compiler to normalise them once, the certificate facts to produce values of
+the same shape, and the trace to print them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import re
+from datetime import datetime, timedelta, timezone
+
+__all__ = [
+    "ABSENT",
+    "FactError",
+    "Missing",
+    "format_duration",
+    "format_serial",
+    "format_time",
+    "normalize_fingerprint",
+    "parse_duration",
+    "parse_serial",
+    "parse_timestamp",
+]
+
+
+class Missing:
+    """A value that is not there: absent, or ambiguous. Comparisons with it are undefined.
+
+    An undefined comparison is neither true nor false: ``not`` keeps it undefined, ``and``
+    is false if any side is false, ``or`` is true if any side is true, and a rule holds only
+    when its condition is true. So a policy never allows by accident because a value was
+    missing, and the trace says *why* it was missing instead of printing ``false``.
+    """
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"Missing({self.reason!r})"
+
+
+ABSENT = Missing("no certificate was presented")
+
+
+class FactError(Exception):
+    """A part of the certificate cannot be read (for example, a malformed extension).
+
+    Raised by a fact accessor and caught by the engine around each rule: a deny rule that
+    reads a broken part denies, an allow rule that does never allows.
+    """
+
+
+_HEX_DIGITS = frozenset("0123456789abcdef")
+_SEPARATORS = str.maketrans("", "", ": \t-\u200e\u200f\ufeff")
+FINGERPRINT_LENGTHS = {40: "sha1", 64: "sha256"}
+
+
+def normalize_fingerprint(text: str) -> str | None:
+    """Lower-case hex without separators, or None when ``text`` is not a SHA-1/SHA-256 digest.
+
+    Accepts any case, colons, spaces and dashes, and the invisible direction marks that a
+    thumbprint copied from Windows' certificate manager carries.
+    """
+    cleaned = text.translate(_SEPARATORS).lower()
+    if len(cleaned) not in FINGERPRINT_LENGTHS or not set(cleaned) <= _HEX_DIGITS:
+        return None
+    return cleaned
+
+
+_TOKEN_KEY = os.urandom(32)
+
+
+def fingerprint_token(hex_digest: str) -> bytes:
+    """A keyed hash of a normalised fingerprint, used for set membership.
+
+    Sets of pinned fingerprints are looked up by this token, so the time a lookup takes
+    depends on a secret-keyed hash and not on how many leading characters of a pin an
+    attacker's certificate shares.
+    """
+    return hashlib.blake2b(hex_digest.encode("ascii"), key=_TOKEN_KEY, digest_size=16).digest()
+
+
+def fingerprints_equal(a: str, b: str) -> bool:
+    """Constant-time equality of two normalised fingerprints."""
+    return hmac.compare_digest(a.encode("ascii"), b.encode("ascii"))
+
+
+def parse_serial(value: str | int) -> int | None:
+    """A serial number written in a policy: hex text (``0x1A2B3C``, ``1a:2b:3c``) or an int."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    text = value.strip()
+    negative = text.startswith("-")
+    if negative:
+        text = text[1:]
+    if text[:2].lower() == "0x":
+        text = text[2:]
+    text = text.replace(":", "").replace(" ", "")
+    if not text or not set(text.lower()) <= _HEX_DIGITS:
+        return None
+    number = int(text, 16)
+    return -number if negative else number
+
+
+def format_serial(serial: int) -> str:
+    """Upper-case hex, as certificate tools print serials."""
+    return f"-{-serial:X}" if serial < 0 else f"{serial:X}"
+
+
+_DURATION = re.compile(r"([0-9]{1,9})([wdhms])")
+_DURATION_UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+def parse_duration(text: str) -> timedelta | None:
+    """``30d``, ``12h``, ``15m``, ``45s``, ``2w``; None when not a duration."""
+    match = _DURATION.fullmatch(text.strip())
+    if match is None:
+        return None
+    return timedelta(seconds=int(match.group(1)) * _DURATION_UNITS[match.group(2)])
+
+
+def format_duration(value: timedelta) -> str:
+    seconds = int(value.total_seconds())
+    sign = "-" if seconds < 0 else ""
+    seconds = abs(seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{sign}{seconds // size}{unit}"
+    if seconds >= 86400:
+        days, rest = divmod(seconds, 86400)
+        return f"{sign}{days}d{rest // 3600}h"
+    return f"{sign}{seconds}s"
+
+
+def parse_timestamp(text: str) -> datetime | None:
+    """An RFC 3339 timestamp (``2026-01-01T00:00:00Z``) or a date (midnight UTC)."""
+    text = text.strip()
+    if len(text) == 10:
+        text += "T00:00:00Z"
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        return None
+    return parsed.astimezone(timezone.utc)
+
+
+def format_time(value: datetime) -> str:
+    value = value.astimezone(timezone.utc)
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def as_utc(value: datetime) -> datetime:
+    """A datetime in UTC; a naive one is taken to be UTC already."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
