@@ -173,7 +173,8 @@ def _check(args: argparse.Namespace, out: TextIO) -> int:
             out.write(diagnostic.render() + "\n\n")
         if policy is not None:
             warned = f", {len(diagnostics)} warning(s)" if diagnostics else ""
-            out.write(f"{path}: ok ({len(policy.rules)} rules{warned})\n")
+            count = len(policy.rules)
+            out.write(f"{path}: ok ({count} rule{'' if count == 1 else 's'}{warned})\n")
         else:
             errors = sum(1 for d in diagnostics if d.severity == "error")
             out.write(f"{path}: {errors} error(s)\n")

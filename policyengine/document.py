@@ -68,11 +68,22 @@ def load_document(path: str | Path) -> Document:
     """Read and validate a policy file."""
     name = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        data = Path(path).read_bytes()
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        span = Source(name, "").file_span()
+        # point at the first byte that is not UTF-8
+        shown = Source(name, data[: exc.start].decode("utf-8") + "\ufffd" * (exc.end - exc.start)
+                       + data[exc.end :].decode("utf-8", errors="replace"))
+        span = shown.span_at(len(data[: exc.start].decode("utf-8")))
         raise PolicyFileError(
-            [Diagnostic(span, f"the policy file is not UTF-8 text ({exc.reason})", "", code="file")]
+            [
+                Diagnostic(
+                    span,
+                    f"the policy file is not UTF-8 text ({exc.reason})",
+                    "save the file as UTF-8",
+                    code="file",
+                )
+            ]
         ) from None
     except OSError as exc:
         span = Source(name, "").file_span()
@@ -173,8 +184,14 @@ def parse_document(text: str, name: str = "<policy>") -> Document:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        span = source.span_line_col(mark.line + 1, mark.column + 1) if mark else source.file_span()
         problem = exc.problem or exc.context or "invalid YAML"
+        if mark is exc.problem_mark and exc.context_mark and exc.context:
+            if not source.line_text(mark.line + 1).strip():
+                # the problem is at the end of the file (an unclosed quote or bracket):
+                # point at where the unfinished thing began, which has a line to show
+                mark = exc.context_mark
+                problem = f"{problem} {exc.context}"
+        span = source.span_line_col(mark.line + 1, mark.column + 1) if mark else source.file_span()
         hint = "check the indentation and quoting on this line or the one before"
         raise PolicyFileError([Diagnostic(span, f"not valid YAML: {problem}", hint, code="yaml")])
     except yaml.YAMLError as exc:

@@ -73,9 +73,9 @@ def _compile_document(document: Document) -> Policy:
     if syntax_errors:
         raise PolicySyntaxError(syntax_errors)
     result = check(parsed, document.sets)
-    errors = [d for d in result.diagnostics if d.severity == "error"]
-    if errors:
-        raise PolicyCheckError(errors)
+    if any(d.severity == "error" for d in result.diagnostics):
+        ordered = sorted(result.diagnostics, key=lambda d: (d.span.line, d.span.column))
+        raise PolicyCheckError(ordered)
     warnings = tuple(d for d in result.diagnostics if d.severity == "warning")
     rules = tuple(
         Rule(
@@ -444,8 +444,8 @@ def format_path(path: str | Missing) -> str:
 def _describe(facts: CertificateFacts) -> str:
     summary = facts.summary()
     return (
-        f"subject {summary['subject']}; issuer {summary['issuer']}; "
-        f"serial {summary['serial']}; sha256 {summary['fingerprint.sha256']}"
+        f"subject {summary['subject']}\nissuer  {summary['issuer']}\n"
+        f"serial  {summary['serial']}\nsha256  {summary['fingerprint.sha256']}"
     )
 
 

@@ -163,7 +163,8 @@ def render_text(trace: Trace, *, colour: bool = False) -> str:
     out: list[str] = []
     for step in trace.steps:
         mark = _paint(_MARKS.get(step.outcome, "·"), step.outcome, colour)
-        out.append(f"  {step.name:<12}{mark}  {step.detail}")
+        detail = step.detail.replace("\n", "\n" + " " * 17)
+        out.append(f"  {step.name:<12}{mark}  {detail}")
     for rule in trace.rules:
         word = _RULE_WORDS[rule.outcome]
         mark = _paint(_MARKS[rule.outcome], rule.outcome, colour)

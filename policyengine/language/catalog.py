@@ -265,7 +265,8 @@ for _algorithm in ("sha1", "sha256"):
         Attribute(
             f"fingerprint.{_algorithm}",
             Type.FINGERPRINT,
-            f"The {_algorithm.upper()} digest of the certificate's DER encoding, as hex. "
+            f"The {_algorithm.upper().replace('SHA', 'SHA-')} digest of the certificate's DER "
+            "encoding, as lower-case hex. "
             "Pins are written in any case, with or without colons or spaces.",
             f"fingerprint.{_algorithm} in partners",
             _fact(_algorithm),
@@ -303,7 +304,7 @@ _NAME_DOCS = {
     "ST": "state or province",
     "L": "locality",
     "emailAddress": "email address (PKCS #9)",
-    "serialNumber": "the name's serialNumber attribute (not the certificate's serial)",
+    "serialNumber": "serialNumber name attribute (not the certificate's serial)",
     "DC": "domain component",
     "UID": "user id",
 }

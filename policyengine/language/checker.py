@@ -112,6 +112,8 @@ class _Checker:
         lowered = {c.lower(): c for c in candidates}
         if name.lower() in lowered:
             return f"unknown name `{name}`", f"did you mean `{lowered[name.lower()]}`?"
+        if name.lower() in KEYWORDS:
+            return f"unknown name `{name}`", f"keywords are lower case: write `{name.lower()}`"
         close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
         if close:
             return f"unknown name `{name}`", f"did you mean `{close[0]}`?"
@@ -386,6 +388,11 @@ class _Checker:
         return replace(expr, subject=subject, right=typed_right)
 
 
+def _a(t: Type) -> str:
+    """``an int``, ``a string``: the type's name with its article."""
+    return f"an {t}" if str(t)[0] in "aeiou" else f"a {t}"
+
+
 def _kind_of(value: object) -> str:
     if isinstance(value, bool):
         return "bool"
@@ -444,8 +451,8 @@ def coerce(
             "duration": "30d",
         }[expected]
         return None, (
-            f"`{attribute.name}` is a {t} but {shown} is a {_LITERAL_TYPES[kind]}",
-            f"compare it with a {t} such as {example}",
+            f"`{attribute.name}` is {_a(t)} but {shown} is {_a(_LITERAL_TYPES[kind])}",
+            f"compare it with {_a(t)} such as {example}",
         )
     if value is None:
         return None, (f"{shown} is not a valid {t}", "")

@@ -91,7 +91,9 @@ def _diagnostic(text: str, error: UnexpectedInput, locate: Locator) -> Diagnosti
     if isinstance(error, UnexpectedEOF) or (
         isinstance(error, UnexpectedToken) and error.token.type == "$END"
     ):
-        offset = len(text.rstrip())
+        # lark's end token borrows the last token's place: point there, not at a comment
+        last_end = getattr(getattr(error, "token", None), "end_pos", None)
+        offset = last_end if last_end is not None else len(text.rstrip())
         span = locate(max(0, offset - 1), offset)
         message = "the condition ends too early"
         expected = _describe_expected(set(getattr(error, "expected", ()) or ()))
@@ -105,9 +107,11 @@ def _diagnostic(text: str, error: UnexpectedInput, locate: Locator) -> Diagnosti
         if char in "\"'":
             message = "a string is not closed"
             hint = f"end the string with {char} on the same line"
-        elif char == "=" or text.startswith("&&", offset) or text.startswith("||", offset):
-            message = f"unexpected `{char}`"
-            hint = _slip_hint(text[offset : offset + 2])
+        elif _slip_hint(_slip_at(text, offset)):
+            written = _slip_at(text, offset)
+            span = locate(offset, offset + len(written))
+            message = f"unexpected `{written}`"
+            hint = _slip_hint(written)
         else:
             message = f"unexpected character `{char}`"
             expected = _describe_expected(set(error.allowed or ()))
@@ -123,9 +127,19 @@ def _diagnostic(text: str, error: UnexpectedInput, locate: Locator) -> Diagnosti
     if expected:
         message += f"; {expected}"
     hint = _slip_hint(value)
+    before = text[:start].split()
+    if not hint and before and before[-1].lower() in KEYWORDS:
+        # `NOT valid` lexes `NOT` as a name; the slip is the word before this token
+        hint = _slip_hint(before[-1])
     if not hint and text[:start].rstrip().endswith("path"):
         hint = "`path` only begins `path excluded`; the request path is `request.path`"
     return Diagnostic(span, message, hint, code="syntax")
+
+
+def _slip_at(text: str, offset: int) -> str:
+    """The operator-like characters written at ``offset``: `&&`, `||`, or one character."""
+    two = text[offset : offset + 2]
+    return two if two in ("&&", "||") else text[offset : offset + 1]
 
 
 def _slip_hint(value: str) -> str:

@@ -1,0 +1,48 @@
+"""Shared fixtures: certificates made with cryptography, and policies from text."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from policyengine import Policy, policy_from_text
+from policyengine.testing import IssuedCertificate, make_certificate
+
+ROOT = Path(__file__).resolve().parent.parent
+POLICIES = ROOT / "policies"
+NOW = datetime(2026, 11, 28, 10, 0, tzinfo=timezone.utc)
+"""A fixed evaluation time, so decisions do not depend on the clock."""
+
+
+@pytest.fixture(scope="session")
+def partner() -> IssuedCertificate:
+    """Self-signed CN=nildevecc, O=Microsoft Corp, valid 2025..2099."""
+    return make_certificate(
+        {"CN": "nildevecc", "O": "Microsoft Corp"},
+        not_before=datetime(2025, 1, 1, tzinfo=timezone.utc),
+        not_after=datetime(2099, 12, 31, tzinfo=timezone.utc),
+        serial=0x1A2B3D,
+    )
+
+
+@pytest.fixture(scope="session")
+def expired() -> IssuedCertificate:
+    return make_certificate(
+        {"CN": "nildevecc", "O": "Microsoft Corp"},
+        not_before=datetime(2023, 1, 1, tzinfo=timezone.utc),
+        not_after=datetime(2024, 1, 1, tzinfo=timezone.utc),
+    )
+
+
+@pytest.fixture
+def compile_policy() -> Callable[[str], Policy]:
+    """Policy text (dedented) -> compiled Policy, named test.yaml in messages."""
+
+    def build(text: str, name: str = "test.yaml") -> Policy:
+        return policy_from_text(textwrap.dedent(text).lstrip("\n"), name)
+
+    return build

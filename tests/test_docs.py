@@ -1,0 +1,95 @@
+"""The docs stay true: every attribute is documented, and every console example is real.
+
+Console examples (```console blocks whose first line is `$ policyengine ...`) are run from
+the project root and their output compared with the text in the docs. After an intended
+change of output, regenerate them with ``UPDATE_DOCS=1 pytest tests/test_docs.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from policyengine.language.catalog import CATALOG
+from policyengine.language.parser import KEYWORDS
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+BLOCK = re.compile(r"```console\n\$ (?P<command>[^\n]+)\n(?P<output>.*?)```", re.S)
+
+
+def _examples() -> list[tuple[Path, str, str]]:
+    found = []
+    for path in DOCS:
+        for match in BLOCK.finditer(path.read_text()):
+            found.append((path, match.group("command"), match.group("output")))
+    return found
+
+
+def _run(command: str) -> str:
+    argv = shlex.split(command)
+    assert argv[0] == "policyengine", command
+    result = subprocess.run(
+        [sys.executable, "-m", "policyengine", *argv[1:]],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "NO_COLOR": "1"},
+        timeout=60,
+    )
+    return result.stdout
+
+
+@pytest.mark.parametrize(
+    ("path", "command", "expected"),
+    _examples(),
+    ids=[f"{p.name}:{c[:60]}" for p, c, _ in _examples()],
+)
+def test_console_example_is_real_output(path: Path, command: str, expected: str) -> None:
+    actual = _run(command)
+    if os.environ.get("UPDATE_DOCS") == "1" and actual != expected:
+        text = path.read_text()
+        path.write_text(text.replace(f"$ {command}\n{expected}", f"$ {command}\n{actual}", 1))
+        return
+    assert actual == expected
+
+
+def test_docs_have_console_examples_of_every_command() -> None:
+    commands = {shlex.split(c)[1] for _, c, _ in _examples()}
+    assert {"explain", "check"} <= commands
+
+
+def test_every_attribute_is_documented_with_its_example() -> None:
+    language = (ROOT / "docs" / "language.md").read_text()
+    for name, attribute in CATALOG.items():
+        assert f"| `{name}` |" in language, f"{name} is missing from docs/language.md"
+        assert f"`{attribute.example}`" in language, f"the example of {name} is not shown"
+
+
+def test_every_operator_and_keyword_is_documented() -> None:
+    language = (ROOT / "docs" / "language.md").read_text()
+    for word in [*KEYWORDS, "==", "!=", "<", "<=", ">", ">="]:
+        assert f"`{word}" in language or f" {word} " in language, word
+
+
+def test_readme_opens_with_the_two_commands() -> None:
+    readme = (ROOT / "README.md").read_text()
+    first = re.search(r"```(?:bash|sh|shell|console)?\n(.*?)```", readme, re.S)
+    assert first is not None
+    commands = [line.strip() for line in first.group(1).splitlines() if line.strip()]
+    assert commands == [
+        "pip install -e . && policyengine explain policies/partner-api.yaml "
+        "--cert policies/certs/partner.pem --path /orders",
+        "pip install -e '.[test]' && pytest",
+    ]
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "pip install -e '.[test]' && pytest\n" in ci
