@@ -13,6 +13,7 @@ into a deny for the rule that asked.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from datetime import datetime
 from functools import cached_property
 
@@ -65,7 +66,9 @@ def read_certificate(value: object) -> CertificateFacts:
         )
     if not data.strip():
         raise CertificateError("the certificate is empty")
-    der = _pem_to_der(data) if _PEM_BEGIN in data else data
+    # DER starts with a SEQUENCE tag (0x30); its bytes may contain the PEM marker in a name
+    is_pem = _PEM_BEGIN in data and not data.startswith(b"\x30")
+    der = _pem_to_der(data) if is_pem else data
     try:
         cert = x509.load_der_x509_certificate(der)
     except Exception as exc:
@@ -235,7 +238,7 @@ class CertificateFacts:
     def summary(self) -> dict[str, str]:
         """A few identifying facts, each read on its own so one broken part hides no other."""
         out: dict[str, str] = {}
-        readers = {
+        readers: dict[str, Callable[[], str]] = {
             "subject": lambda: self.subject,
             "issuer": lambda: self.issuer,
             "serial": lambda: format_serial(self.serial),

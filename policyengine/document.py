@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -24,6 +25,9 @@ from policyengine.language.ast import NamedSet, SetEntry
 from policyengine.span import Source, Span, align_offsets
 
 __all__ = ["MODES", "Document", "RuleSpec", "load_document", "parse_document"]
+
+MAX_ALIAS_VALUES = 100_000
+"""How many values YAML aliases may expand to: a guard against "billion laughs" files."""
 
 MODES = ("required", "optional", "optional_interactive_user")
 _MODE_SPELLINGS = {m.replace("_", ""): m for m in MODES}
@@ -72,9 +76,9 @@ def load_document(path: str | Path) -> Document:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         # point at the first byte that is not UTF-8
-        shown = Source(name, data[: exc.start].decode("utf-8") + "\ufffd" * (exc.end - exc.start)
-                       + data[exc.end :].decode("utf-8", errors="replace"))
-        span = shown.span_at(len(data[: exc.start].decode("utf-8")))
+        before = data[: exc.start].decode("utf-8")
+        shown = Source(name, before + data[exc.start :].decode("utf-8", errors="replace"))
+        span = shown.span_at(len(before))
         raise PolicyFileError(
             [
                 Diagnostic(
@@ -89,7 +93,11 @@ def load_document(path: str | Path) -> Document:
         span = Source(name, "").file_span()
         reason = exc.strerror or str(exc)
         raise PolicyFileError(
-            [Diagnostic(span, f"cannot read the policy file: {reason}", "check the path", code="file")]
+            [
+                Diagnostic(
+                    span, f"cannot read the policy file: {reason}", "check the path", code="file"
+                )
+            ]
         ) from None
     return parse_document(text, name)
 
@@ -100,6 +108,8 @@ class _Positions:
     def __init__(self, source: Source) -> None:
         self.source = source
         self.constructor = yaml.SafeLoader("")
+        self.seen: set[int] = set()
+        self.repeated = 0
         self.values: dict[Path_, yaml.Node] = {}
         self.keys: dict[Path_, yaml.Node] = {}
 
@@ -108,6 +118,19 @@ class _Positions:
             return self.constructor.construct_object(node, deep=True)
         except yaml.YAMLError:
             return node.value
+        except Exception as exc:  # PyYAML raises ValueError etc. for `2026-02-30`, `!!float x`
+            shown = node.value if len(node.value) <= 40 else node.value[:40] + "…"
+            kind = str(node.tag).rsplit(":", 1)[-1]
+            raise PolicyFileError(
+                [
+                    Diagnostic(
+                        self._node_span(node),
+                        f"`{shown}` is not a valid YAML {kind} ({exc})",
+                        "quote it to make it a string",
+                        code="yaml",
+                    )
+                ]
+            ) from None
 
     def value_span(self, path: Path_) -> Span:
         node = self.values.get(path)
@@ -149,7 +172,27 @@ class _Positions:
 
 
 def _build(node: yaml.Node, path: Path_, positions: _Positions, errors: list[Diagnostic]) -> Any:
+    if any(positions.values.get(path[:depth]) is node for depth in range(len(path))):
+        span = positions.key_span(path)
+        message = "an alias refers to a value that contains it"
+        errors.append(Diagnostic(span, message, "", code="yaml"))
+        return None
     positions.values[path] = node
+    if id(node) in positions.seen:
+        positions.repeated += 1
+        if positions.repeated > MAX_ALIAS_VALUES:
+            raise PolicyFileError(
+                [
+                    Diagnostic(
+                        positions.value_span(path),
+                        f"aliases expand to more than {MAX_ALIAS_VALUES:,} values",
+                        "write the values out, or use fewer nested aliases",
+                        code="yaml",
+                    )
+                ]
+            )
+    else:
+        positions.seen.add(id(node))
     if isinstance(node, yaml.MappingNode):
         result: dict[Any, Any] = {}
         for key_node, value_node in node.value:
@@ -179,26 +222,32 @@ def _build(node: yaml.Node, path: Path_, positions: _Positions, errors: list[Dia
 
 def parse_document(text: str, name: str = "<policy>") -> Document:
     """Validate policy text; ``name`` is the file name used in messages."""
+    text = text.removeprefix("\ufeff")
     source = Source(name, text)
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "invalid YAML"
-        if mark is exc.problem_mark and exc.context_mark and exc.context:
-            if not source.line_text(mark.line + 1).strip():
-                # the problem is at the end of the file (an unclosed quote or bracket):
-                # point at where the unfinished thing began, which has a line to show
-                mark = exc.context_mark
-                problem = f"{problem} {exc.context}"
+        at_end = mark is not None and not source.line_text(mark.line + 1).strip()
+        if at_end and mark is exc.problem_mark and exc.context_mark and exc.context:
+            # the problem is at the end of the file (an unclosed quote or bracket):
+            # point at where the unfinished thing began, which has a line to show
+            mark = exc.context_mark
+            problem = f"{problem} {exc.context}"
         span = source.span_line_col(mark.line + 1, mark.column + 1) if mark else source.file_span()
         hint = "check the indentation and quoting on this line or the one before"
-        raise PolicyFileError([Diagnostic(span, f"not valid YAML: {problem}", hint, code="yaml")])
+        raise PolicyFileError(
+            [Diagnostic(span, f"not valid YAML: {problem}", hint, code="yaml")]
+        ) from None
     except yaml.YAMLError as exc:
         raise PolicyFileError(
             [Diagnostic(source.file_span(), f"not valid YAML: {exc}", "", code="yaml")]
         ) from None
-    if root is None:
+    except RecursionError:
+        raise _too_deep(source) from None
+    if root is None or (isinstance(root, yaml.ScalarNode) and root.value == "" and not root.style):
+        # no document at all, or only `---`
         raise PolicyFileError(
             [
                 Diagnostic(
@@ -211,13 +260,21 @@ def parse_document(text: str, name: str = "<policy>") -> Document:
         )
     positions = _Positions(source)
     errors: list[Diagnostic] = []
-    data = _build(root, (), positions, errors)
-    if errors:
-        raise PolicyFileError(errors)
-    schema_errors = _schema_errors(data, positions)
+    try:
+        data = _build(root, (), positions, errors)
+        if errors:
+            raise PolicyFileError(errors)
+        schema_errors = _schema_errors(data, positions)
+    except RecursionError:
+        raise _too_deep(source) from None
     if schema_errors:
         raise PolicySchemaError(schema_errors)
     return _document(data, positions)
+
+
+def _too_deep(source: Source) -> PolicyFileError:
+    message = "the policy is nested too deeply"
+    return PolicyFileError([Diagnostic(source.file_span(), message, "", code="yaml")])
 
 
 def _schema_errors(data: Any, positions: _Positions) -> list[Diagnostic]:
@@ -287,7 +344,7 @@ def _translate(error: jsonschema.ValidationError, positions: _Positions) -> list
             Diagnostic(
                 span,
                 f"rule {rule_id}has an empty `when`",
-                "write a condition, e.g. `when: valid and subject.CN == \"api-client\"`",
+                'write a condition, e.g. `when: valid and subject.CN == "api-client"`',
                 code="schema",
             )
         ]
@@ -300,10 +357,11 @@ def _translate(error: jsonschema.ValidationError, positions: _Positions) -> list
                 code="schema",
             )
         ]
-    if validator == "propertyNames":
+    if "propertyNames" in error.schema_path:
+        # jsonschema reports a bad key as a `pattern` error on the mapping holding it
         return [
             Diagnostic(
-                span,
+                positions.key_span((*path, error.instance)),
                 f"set name {json.dumps(error.instance)} is not a valid name",
                 "use letters, digits and `_`, not starting with a digit",
                 code="schema",
@@ -354,11 +412,12 @@ def _expected_type(error: jsonschema.ValidationError) -> str:
         "integer": "an integer",
     }
     schema = error.schema
+    kinds: list[Any]
     if error.validator == "oneOf":
         kinds = [s.get("type") for s in schema.get("oneOf", [])]  # type: ignore[union-attr]
     else:
-        kinds = schema.get("type")  # type: ignore[union-attr]
-        kinds = kinds if isinstance(kinds, list) else [kinds]
+        declared = schema.get("type")  # type: ignore[union-attr]
+        kinds = declared if isinstance(declared, list) else [declared]
     return " or ".join(names.get(str(k), str(k)) for k in kinds)
 
 
@@ -380,27 +439,40 @@ def _type_name(value: Any) -> str:
 
 def _document(data: dict[str, Any], positions: _Positions) -> Document:
     errors: list[Diagnostic] = []
-    mode = _MODE_SPELLINGS[str(data.get("mode", "required")).lower().replace("_", "").replace("-", "")]
+    spelled = str(data.get("mode", "required")).lower().replace("_", "").replace("-", "")
+    mode = _MODE_SPELLINGS.get(spelled, "required")
+    if spelled not in _MODE_SPELLINGS:  # the schema's `$` lets "required\n" through
+        errors.append(
+            Diagnostic(
+                positions.value_span(("mode",)),
+                f"unknown mode {json.dumps(data['mode'])}",
+                "use required, optional or optional_interactive_user",
+                code="schema",
+            )
+        )
     raw_paths = data.get("exclusion_paths", [])
     exclusion_paths: list[str] = []
     items = [raw_paths] if isinstance(raw_paths, str) else raw_paths
     for index, item in enumerate(items):
         path = ("exclusion_paths",) if isinstance(raw_paths, str) else ("exclusion_paths", index)
-        for part in item.replace(";", ",").split(","):
-            part = part.strip()
+        for match in re.finditer(r"[^,;]+", item):
+            part = match.group().strip()
             if not part:
                 continue
             if not part.startswith("/"):
+                start = match.start() + match.group().index(part)
                 errors.append(
                     Diagnostic(
-                        positions.value_span(path),
+                        positions.locator(path, item)(start, start + len(part)),
                         f"exclusion path `{part}` does not start with `/`",
                         f"write `/{part}`",
                         code="schema",
                     )
                 )
             exclusion_paths.append(part)
-    exclusion_span = positions.value_span(("exclusion_paths",)) if "exclusion_paths" in data else None
+    exclusion_span = (
+        positions.value_span(("exclusion_paths",)) if "exclusion_paths" in data else None
+    )
 
     sets: dict[str, NamedSet] = {}
     for set_name, values in data.get("sets", {}).items():

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -86,9 +86,12 @@ def _compile_document(document: Document) -> Policy:
             span=spec.span,
             condition=compile_condition(expr),
         )
-        for spec, expr in zip(document.rules, result.expressions)
+        for spec, expr in zip(document.rules, result.expressions, strict=False)
     )
     return Policy(document, rules, warnings)
+
+
+_NEEDS_NORMALIZING = ("%", "?", "#", "/.", "\\")
 
 
 def normalize_path(path: str) -> str:
@@ -96,8 +99,11 @@ def normalize_path(path: str) -> str:
 
     ``/public/../admin`` is ``/admin``, so it cannot ride an exclusion for ``/public``.
     """
+    if path.startswith("/") and "//" not in path and not any(c in path for c in _NEEDS_NORMALIZING):
+        return path
     path = path.split("?", 1)[0].split("#", 1)[0]
-    path = unquote(path, errors="replace")
+    # backslashes count as separators: IIS (App Service on Windows) routes them as `/`
+    path = unquote(path, errors="replace").replace("\\", "/")
     segments: list[str] = []
     parts = path.split("/")
     for part in parts:
@@ -117,13 +123,17 @@ def _normalize_host(host: str) -> str:
     if host.startswith("["):
         end = host.find("]")
         return host[: end + 1] if end > 0 else host
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    host = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    # `api.contoso.com.` is the same host: a trailing dot must not slip past a deny rule
+    return host[:-1] if host.endswith(".") else host
 
 
 class Policy:
     """A compiled policy. Immutable after loading; safe to share across threads."""
 
-    def __init__(self, document: Document, rules: tuple[Rule, ...], warnings: tuple[Diagnostic, ...]) -> None:
+    def __init__(
+        self, document: Document, rules: tuple[Rule, ...], warnings: tuple[Diagnostic, ...]
+    ) -> None:
         self.name = document.name
         self.description = document.description
         self.mode = document.mode
@@ -151,7 +161,7 @@ class Policy:
         if facts is None:
             return None
         out: dict[str, object] = dict(facts.summary())
-        at = datetime.now(timezone.utc) if now is None else as_utc(now)
+        at = datetime.now(UTC) if now is None else as_utc(now)
         none = Missing("not a request")
         ctx = Context(facts, at, none, none, none, False)
         for name in sorted(self.attributes):
@@ -168,7 +178,12 @@ class Policy:
 
     def excluded(self, path: str) -> str | None:
         """The exclusion path that ``path`` falls under, or None."""
-        lowered = normalize_path(path).lower()
+        return self._excluded_normalized(normalize_path(path))
+
+    def _excluded_normalized(self, path: str) -> str | None:
+        if not self._exclusions:
+            return None
+        lowered = path.lower()
         for prefix in self._exclusions:
             if lowered.startswith(prefix):
                 return prefix
@@ -211,15 +226,22 @@ class Policy:
         explain: bool,
     ) -> Decision:
         steps: list[Step] = []
-        at = datetime.now(timezone.utc) if now is None else as_utc(now)
+        at = datetime.now(UTC) if now is None else as_utc(now)
         request_path: str | Missing = (
             normalize_path(path) if isinstance(path, str) else Missing("no request path was given")
         )
-        excluded_by = self.excluded(path) if isinstance(path, str) else None
+        excluded_by = (
+            self._excluded_normalized(request_path) if isinstance(request_path, str) else None
+        )
         if excluded_by is not None:
-            message = f"The path {request_path} is excluded from client-certificate checks by {excluded_by}."
+            message = (
+                f"The path {request_path} is excluded from client-certificate checks "
+                f"by {excluded_by}."
+            )
             if explain:
-                steps.append(Step("path", "allow", f"{request_path} matches exclusion path {excluded_by}"))
+                steps.append(
+                    Step("path", "allow", f"{request_path} matches exclusion path {excluded_by}")
+                )
             return self._decide(True, reasons.EXCLUDED_PATH, message, steps, (), explain)
         if explain:
             shown = ", ".join(self.exclusion_paths)
@@ -240,7 +262,9 @@ class Policy:
                 message = f"The client certificate could not be read: {exc}."
                 if explain:
                     steps.append(Step("certificate", "deny", str(exc)))
-                return self._decide(False, reasons.MALFORMED_CERTIFICATE, message, steps, (), explain)
+                return self._decide(
+                    False, reasons.MALFORMED_CERTIFICATE, message, steps, (), explain
+                )
         if explain:
             if facts is None:
                 steps.append(Step("certificate", "pass", "no certificate was presented"))
@@ -251,7 +275,9 @@ class Policy:
             message = f"No client certificate was presented, and policy {self.name} requires one."
             if explain:
                 steps.append(Step("mode", "deny", "required: a certificate is needed"))
-            return self._decide(False, reasons.MISSING_CERTIFICATE, message, steps, (), explain, facts)
+            return self._decide(
+                False, reasons.MISSING_CERTIFICATE, message, steps, (), explain, facts
+            )
         if explain:
             detail = (
                 f"{self.mode}: a certificate was presented"
@@ -264,8 +290,12 @@ class Policy:
             facts,
             at,
             request_path,
-            method.upper() if isinstance(method, str) and method else Missing("no method was given"),
-            _normalize_host(host) if isinstance(host, str) and host.strip() else Missing("no host was given"),
+            method.upper()
+            if isinstance(method, str) and method
+            else Missing("no method was given"),
+            _normalize_host(host)
+            if isinstance(host, str) and host.strip()
+            else Missing("no host was given"),
             False,
         )
         if explain:
@@ -313,7 +343,9 @@ class Policy:
                 return self._allowed(rule, errors, [], (), False, facts)
         return self._no_match(ctx, errors, [], (), False, facts)
 
-    def _run_traced(self, ctx: Context, steps: list[Step], facts: CertificateFacts | None) -> Decision:
+    def _run_traced(
+        self, ctx: Context, steps: list[Step], facts: CertificateFacts | None
+    ) -> Decision:
         traces: list[RuleTrace] = []
         errors: list[str] = []
         decided: Callable[[], Decision] | None = None
@@ -355,16 +387,25 @@ class Policy:
         explain: bool,
         facts: CertificateFacts | None,
     ) -> Decision:
-        message = (
-            f"Deny rule {rule.id} could not be evaluated ({exc}), so the request is denied."
-        )
+        message = f"Deny rule {rule.id} could not be evaluated ({exc}), so the request is denied."
         return self._decide(
-            False, reasons.RULE_ERROR, message, steps, traces, explain, facts,
-            rule=rule.id, errors=(f"rule {rule.id}: {exc}",),
+            False,
+            reasons.RULE_ERROR,
+            message,
+            steps,
+            traces,
+            explain,
+            facts,
+            rule=rule.id,
+            errors=(f"rule {rule.id}: {exc}",),
         )
 
     def _denied(
-        self, rule: Rule, steps: list[Step], traces: tuple[RuleTrace, ...], explain: bool,
+        self,
+        rule: Rule,
+        steps: list[Step],
+        traces: tuple[RuleTrace, ...],
+        explain: bool,
         facts: CertificateFacts | None,
     ) -> Decision:
         message = f"Denied by rule {rule.id}."
@@ -373,34 +414,70 @@ class Policy:
         )
 
     def _allowed(
-        self, rule: Rule, errors: list[str], steps: list[Step], traces: tuple[RuleTrace, ...],
-        explain: bool, facts: CertificateFacts | None,
+        self,
+        rule: Rule,
+        errors: list[str],
+        steps: list[Step],
+        traces: tuple[RuleTrace, ...],
+        explain: bool,
+        facts: CertificateFacts | None,
     ) -> Decision:
         message = f"Allowed by rule {rule.id}."
         return self._decide(
-            True, reasons.ALLOWED_BY_RULE, message, steps, traces, explain, facts,
-            rule=rule.id, errors=tuple(errors),
+            True,
+            reasons.ALLOWED_BY_RULE,
+            message,
+            steps,
+            traces,
+            explain,
+            facts,
+            rule=rule.id,
+            errors=tuple(errors),
         )
 
     def _no_match(
-        self, ctx: Context, errors: list[str], steps: list[Step], traces: tuple[RuleTrace, ...],
-        explain: bool, facts: CertificateFacts | None,
+        self,
+        ctx: Context,
+        errors: list[str],
+        steps: list[Step],
+        traces: tuple[RuleTrace, ...],
+        explain: bool,
+        facts: CertificateFacts | None,
     ) -> Decision:
         closest = self._closest(ctx)
         if closest is None:
-            message = "No allow rule holds, and the policy has no allow rule, so the request is denied."
+            message = (
+                "No allow rule holds, and the policy has no allow rule, so the request is denied."
+            )
             return self._decide(
-                False, reasons.NO_MATCHING_RULE, message, steps, traces, explain, facts,
+                False,
+                reasons.NO_MATCHING_RULE,
+                message,
+                steps,
+                traces,
+                explain,
+                facts,
                 errors=tuple(errors),
             )
         rule, failed, outcome = closest
-        what = {"false": "is false", "undefined": "is undefined", "error": "could not be evaluated"}[outcome]
-        message = (
-            f"No allow rule holds; the closest is {rule.id}, where `{' '.join(failed.split())}` {what}."
-        )
+        what = {
+            "false": "is false",
+            "undefined": "is undefined",
+            "error": "could not be evaluated",
+        }[outcome]
+        condition = " ".join(failed.split())
+        message = f"No allow rule holds; the closest is {rule.id}, where `{condition}` {what}."
         return self._decide(
-            False, reasons.NO_MATCHING_RULE, message, steps, traces, explain, facts,
-            errors=tuple(errors), closest_rule=rule.id, failed_condition=" ".join(failed.split()),
+            False,
+            reasons.NO_MATCHING_RULE,
+            message,
+            steps,
+            traces,
+            explain,
+            facts,
+            errors=tuple(errors),
+            closest_rule=rule.id,
+            failed_condition=" ".join(failed.split()),
         )
 
     def _closest(self, ctx: Context) -> tuple[Rule, str, str] | None:
@@ -455,7 +532,7 @@ def _rule_trace(rule: Rule, node: TraceNode) -> RuleTrace:
 
 
 def _skipped(rule: Rule) -> RuleTrace:
-    node = TraceNode("test", rule.when, "skipped", "", (), rule.span)
+    node = TraceNode("test", rule.when.strip(), "skipped", "", (), rule.span)
     return RuleTrace(rule.id, rule.effect, "skipped", node)
 
 
@@ -475,4 +552,3 @@ def check_policy(path: str | Path) -> tuple[Policy | None, tuple[Diagnostic, ...
     except PolicyError as exc:
         return None, exc.diagnostics
     return policy, policy.warnings
-

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -93,7 +93,7 @@ def make_certificate(
 
     Valid from a day ago for a year unless ``not_before``/``not_after`` say otherwise.
     """
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     key = key or ec.generate_private_key(ec.SECP256R1())
     name = make_name(subject)
     issuer_name = issuer.certificate.subject if issuer else name

@@ -142,14 +142,8 @@ def _one_line(text: str) -> str:
 def _node_lines(node: TraceNode, depth: int, colour: bool, out: list[str]) -> None:
     indent = "    " + "  " * depth
     mark = _paint(_MARKS[node.outcome], node.outcome, colour)
-    if node.kind == "test":
-        label = _one_line(node.text)
-    else:
-        label = node.kind
-    if node.outcome == "skipped":
-        detail = "not evaluated"
-    else:
-        detail = node.detail
+    label = _one_line(node.text) if node.kind == "test" else node.kind
+    detail = "not evaluated" if node.outcome == "skipped" else node.detail
     line = f"{indent}{label}  {mark}"
     if detail:
         line += f"  {detail}"

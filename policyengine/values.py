@@ -11,7 +11,7 @@ import hashlib
 import hmac
 import os
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 __all__ = [
     "ABSENT",
@@ -124,7 +124,10 @@ def parse_duration(text: str) -> timedelta | None:
     match = _DURATION.fullmatch(text.strip())
     if match is None:
         return None
-    return timedelta(seconds=int(match.group(1)) * _DURATION_UNITS[match.group(2)])
+    try:
+        return timedelta(seconds=int(match.group(1)) * _DURATION_UNITS[match.group(2)])
+    except OverflowError:  # more than timedelta holds (999999999 days)
+        return None
 
 
 def format_duration(value: timedelta) -> str:
@@ -153,16 +156,19 @@ def parse_timestamp(text: str) -> datetime | None:
         return None
     if parsed.tzinfo is None:
         return None
-    return parsed.astimezone(timezone.utc)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # the offset moves it before year 1 or after 9999
+        return None
 
 
 def format_time(value: datetime) -> str:
-    value = value.astimezone(timezone.utc)
+    value = value.astimezone(UTC)
     return value.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def as_utc(value: datetime) -> datetime:
     """A datetime in UTC; a naive one is taken to be UTC already."""
     if value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import textwrap
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -14,7 +14,7 @@ from policyengine.testing import IssuedCertificate, make_certificate
 
 ROOT = Path(__file__).resolve().parent.parent
 POLICIES = ROOT / "policies"
-NOW = datetime(2026, 11, 28, 10, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
 """A fixed evaluation time, so decisions do not depend on the clock."""
 
 
@@ -23,9 +23,20 @@ def partner() -> IssuedCertificate:
     """Self-signed CN=nildevecc, O=Microsoft Corp, valid 2025..2099."""
     return make_certificate(
         {"CN": "nildevecc", "O": "Microsoft Corp"},
-        not_before=datetime(2025, 1, 1, tzinfo=timezone.utc),
-        not_after=datetime(2099, 12, 31, tzinfo=timezone.utc),
+        not_before=datetime(2025, 1, 1, tzinfo=UTC),
+        not_after=datetime(2099, 12, 31, tzinfo=UTC),
         serial=0x1A2B3D,
+    )
+
+
+@pytest.fixture(scope="session")
+def ca() -> IssuedCertificate:
+    """A CA, CN=Contoso Issuing CA, O=Contoso Ltd, valid 2024..2030."""
+    return make_certificate(
+        {"CN": "Contoso Issuing CA", "O": "Contoso Ltd"},
+        ca=True,
+        not_before=datetime(2024, 1, 1, tzinfo=UTC),
+        not_after=datetime(2030, 1, 1, tzinfo=UTC),
     )
 
 
@@ -33,8 +44,8 @@ def partner() -> IssuedCertificate:
 def expired() -> IssuedCertificate:
     return make_certificate(
         {"CN": "nildevecc", "O": "Microsoft Corp"},
-        not_before=datetime(2023, 1, 1, tzinfo=timezone.utc),
-        not_after=datetime(2024, 1, 1, tzinfo=timezone.utc),
+        not_before=datetime(2023, 1, 1, tzinfo=UTC),
+        not_after=datetime(2024, 1, 1, tzinfo=UTC),
     )
 
 

@@ -9,14 +9,14 @@ Private keys are not kept: the examples only need the certificates.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from policyengine.testing import make_certificate
 
 HERE = Path(__file__).resolve().parent
-FAR = datetime(2099, 12, 31, tzinfo=timezone.utc)
-START = datetime(2025, 1, 1, tzinfo=timezone.utc)
+FAR = datetime(2099, 12, 31, tzinfo=UTC)
+START = datetime(2025, 1, 1, tzinfo=UTC)
 
 EXAMPLES = {
     # The App Service article's sample client: self-signed, CN=nildevecc, O=Microsoft Corp.
@@ -26,8 +26,8 @@ EXAMPLES = {
     # The partner's previous certificate, expired.
     "expired.pem": dict(
         subject={"CN": "nildevecc", "O": "Microsoft Corp"},
-        not_before=datetime(2023, 1, 1, tzinfo=timezone.utc),
-        not_after=datetime(2024, 1, 1, tzinfo=timezone.utc),
+        not_before=datetime(2023, 1, 1, tzinfo=UTC),
+        not_after=datetime(2024, 1, 1, tzinfo=UTC),
     ),
 }
 

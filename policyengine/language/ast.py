@@ -11,7 +11,6 @@ After checking, names are resolved: :class:`Name` nodes become :class:`Attribute
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Union
 
 from policyengine.language.catalog import Attribute
 from policyengine.span import Span
@@ -34,40 +33,38 @@ __all__ = [
     "SetRef",
 ]
 
-_node = dataclass(frozen=True, slots=True, kw_only=True)
 
-
-@_node
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Node:
     span: Span = field(compare=False, repr=False)
     text: str = field(compare=False, repr=False)
     """The source text of this node, as written."""
 
 
-@_node
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Literal(Node):
     value: object
     kind: str
     """``string``, ``int``, ``bool``, ``duration`` or ``timestamp``: how it was written."""
 
 
-@_node
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ListLiteral(Node):
     items: tuple[Literal, ...]
 
 
-@_node
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Name(Node):
     name: str
 
 
-@_node
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AttributeRef(Node):
     attribute: Attribute = field(compare=False)
     name: str
 
 
-@_node
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SetRef(Node):
     name: str
     values: tuple[object, ...] = field(default=(), compare=False)
@@ -91,17 +88,17 @@ class NamedSet:
     span: Span = field(compare=False)
 
 
-Operand = Union[Literal, ListLiteral, Name, AttributeRef, SetRef]
+Operand = Literal | ListLiteral | Name | AttributeRef | SetRef
 
 
-@_node
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Compare(Node):
     op: str
     left: Operand
     right: Operand
 
 
-@_node
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Quantified(Node):
     quantifier: str
     """``any`` or ``all``."""
@@ -110,30 +107,29 @@ class Quantified(Node):
     right: Operand
 
 
-@_node
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ExpiresWithin(Node):
     duration: Literal
 
 
-@_node
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PathExcluded(Node):
     pass
 
 
-@_node
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Not(Node):
     operand: Expr
 
 
-@_node
+@dataclass(frozen=True, slots=True, kw_only=True)
 class And(Node):
     operands: tuple[Expr, ...]
 
 
-@_node
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Or(Node):
     operands: tuple[Expr, ...]
 
 
-Expr = Union[Compare, Quantified, ExpiresWithin, PathExcluded, Not, And, Or, Operand]
-
+Expr = Compare | Quantified | ExpiresWithin | PathExcluded | Not | And | Or | Operand

@@ -109,7 +109,7 @@ _add(
         "present",
         Type.BOOL,
         "A client certificate was presented (and could be read).",
-        "present and subject.O == \"Contoso Ltd\"",
+        'present and subject.O == "Contoso Ltd"',
         _present,
         why=_present_why,
     )
@@ -251,7 +251,7 @@ _add(
     Attribute(
         "serial",
         Type.SERIAL,
-        "The serial number. Written in a policy as hex text (\"0x1A2B3C\", \"1a:2b:3c\") or a "
+        'The serial number. Written in a policy as hex text ("0x1A2B3C", "1a:2b:3c") or a '
         "decimal integer; compared as a number.",
         "serial in revoked_serials",
         _fact("serial"),
@@ -287,7 +287,7 @@ _add(
         Type.FINGERPRINT,
         "The certificate's fingerprint, compared as SHA-1 or SHA-256 by the length of the "
         "value it is compared with (40 or 64 hex digits). The App Service samples' "
-        "\"thumbprint\" is the SHA-1 one.",
+        '"thumbprint" is the SHA-1 one.',
         'fingerprint == "5E:8A:4F:0B:12:9C:D3:77:21:AA:90:6B:3E:F1:C4:58:0D:2E:79:B6"',
         _both_fingerprints,
         algorithm=None,
@@ -362,7 +362,7 @@ for _which in ("subject", "issuer"):
             Attribute(
                 f"{_which}.{_key}",
                 Type.STRING,
-                f"The {_which}'s {_NAME_DOCS[_key]}. Multi-valued: see \"Several values\".",
+                f'The {_which}\'s {_NAME_DOCS[_key]}. Multi-valued: see "Several values".',
                 f"{_which}.{_key} {_NAME_EXAMPLES[_key]}",
                 _name_single(_which, _key),
                 read_all=_name_all(_which, _key),

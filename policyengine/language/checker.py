@@ -20,7 +20,13 @@ from policyengine.language.catalog import CATALOG, Attribute, Type
 from policyengine.language.glob import GlobError, compile_glob
 from policyengine.language.parser import KEYWORDS
 from policyengine.span import Span
-from policyengine.values import FINGERPRINT_LENGTHS, normalize_fingerprint, parse_serial
+from policyengine.values import (
+    FINGERPRINT_LENGTHS,
+    normalize_fingerprint,
+    parse_duration,
+    parse_serial,
+    parse_timestamp,
+)
 
 __all__ = ["CheckResult", "check"]
 
@@ -175,7 +181,7 @@ class _Checker:
         self.error(
             resolved.span,
             f"`{resolved.text}` is a value, not a condition",
-            "compare it with an attribute, e.g. `subject.CN == \"api-client\"`",
+            'compare it with an attribute, e.g. `subject.CN == "api-client"`',
         )
         return resolved
 
@@ -207,7 +213,7 @@ class _Checker:
             self.error(
                 left.span,
                 f"`{left.text}` is a constant; the left side of `{op}` must be an attribute",
-                "e.g. `subject.CN == \"api-client\"`",
+                'e.g. `subject.CN == "api-client"`',
             )
             return expr
         attribute = left.attribute
@@ -216,9 +222,7 @@ class _Checker:
             return expr
         return replace(expr, left=left, right=typed_right, op=op)
 
-    def operand_for(
-        self, attribute: Attribute, op: str, right: ast.Operand
-    ) -> ast.Operand | None:
+    def operand_for(self, attribute: Attribute, op: str, right: ast.Operand) -> ast.Operand | None:
         """Check the right side of ``attribute op right`` (op is not a membership test)."""
         t = attribute.type
         if op in ("<", "<=", ">", ">=") and t not in _ORDERED:
@@ -239,13 +243,13 @@ class _Checker:
             if op == "matches":
                 if not (isinstance(right, ast.Literal) and right.kind == "string"):
                     self.error(
-                        right.span, "`matches` takes a quoted glob pattern such as \"*.contoso.com\""
+                        right.span, '`matches` takes a quoted glob pattern such as "*.contoso.com"'
                     )
                     return None
                 try:
                     compile_glob(str(right.value))
                 except GlobError as exc:
-                    self.error(right.span, str(exc), "see \"Glob patterns\" in docs/language.md")
+                    self.error(right.span, str(exc), 'see "Glob patterns" in docs/language.md')
                     return None
                 return right
         if isinstance(right, ast.AttributeRef):
@@ -277,9 +281,7 @@ class _Checker:
             return None
         return replace(literal, value=value)
 
-    def membership(
-        self, expr: ast.Compare, left: ast.Operand, right: ast.Operand
-    ) -> ast.Expr:
+    def membership(self, expr: ast.Compare, left: ast.Operand, right: ast.Operand) -> ast.Expr:
         op = expr.op
         if isinstance(right, ast.AttributeRef):
             attribute = right.attribute
@@ -296,6 +298,7 @@ class _Checker:
                     hint,
                 )
                 return expr
+            typed: ast.Operand | None
             if isinstance(left, ast.Literal):
                 typed = self.literal_for(attribute, left)
             elif isinstance(left, ast.AttributeRef):
@@ -310,7 +313,7 @@ class _Checker:
             self.error(
                 left.span,
                 f"the left side of `{op}` must be an attribute",
-                "e.g. `fingerprint in partners` or `\"Payments\" in subject.OU`",
+                'e.g. `fingerprint in partners` or `"Payments" in subject.OU`',
             )
             return expr
         attribute = left.attribute
@@ -341,8 +344,8 @@ class _Checker:
                     self.error(
                         entry.span,
                         f"in set `{named.name}`: {problem[0]}",
-                        problem[1] or f"`{named.name}` is compared with `{attribute.name}` "
-                        f"at {right.span}",
+                        problem[1]
+                        or f"`{named.name}` is compared with `{attribute.name}` at {right.span}",
                         code="set-entry",
                     )
                 else:
@@ -353,7 +356,7 @@ class _Checker:
         self.error(
             right.span,
             f"`{op}` needs a list, a set or a multi-valued attribute on its right",
-            f"e.g. `{attribute.name} {op} [\"a\", \"b\"]`",
+            f'e.g. `{attribute.name} {op} ["a", "b"]`',
         )
         return expr
 
@@ -371,6 +374,15 @@ class _Checker:
             )
             return expr
         attribute = subject.attribute
+        if isinstance(right, ast.AttributeRef):
+            # each value is compared with a constant; the compiler has no other form
+            self.error(
+                right.span,
+                f"`{expr.quantifier}` compares each value with a constant, a list or a set, "
+                f"not with `{right.name}`",
+                f"e.g. `{expr.quantifier} {attribute.example}`",
+            )
+            return expr
         if expr.op in ("in", "not in"):
             as_compare = ast.Compare(
                 op=expr.op, left=subject, right=right, span=expr.span, text=expr.text
@@ -406,10 +418,7 @@ def coerce(
 ) -> tuple[object, tuple[str, str] | None]:
     """A constant normalised for comparison with ``attribute``, or a problem and a hint."""
     t = attribute.type
-    if text is not None:
-        shown = f"`{text}`"
-    else:
-        shown = f"`{value}`" if kind != "string" else f'"{value}"'
+    shown = f"`{text}`" if text is not None else f"`{value}`" if kind != "string" else f'"{value}"'
     if t is Type.FINGERPRINT:
         if kind != "string":
             return None, (f"a fingerprint is written as a quoted hex string, not {shown}", "")
@@ -432,7 +441,7 @@ def coerce(
         if serial is None:
             return None, (
                 f"{shown} is not a serial number",
-                "write hex text such as \"0x1A2B3C\" or \"1a:2b:3c\", or a decimal integer",
+                'write hex text such as "0x1A2B3C" or "1a:2b:3c", or a decimal integer',
             )
         return serial, None
     expected = {
@@ -450,9 +459,17 @@ def coerce(
             "timestamp": "2026-01-01T00:00:00Z",
             "duration": "30d",
         }[expected]
+        hint = f"compare it with {_a(t)} such as {example}"
+        if kind == "string" and isinstance(value, str):
+            unquoted = {
+                "timestamp": parse_timestamp(value) is not None,
+                "duration": parse_duration(value) is not None,
+            }.get(expected, False)
+            if unquoted:
+                hint = f"write the {expected} without quotes: {value.strip()}"
         return None, (
             f"`{attribute.name}` is {_a(t)} but {shown} is {_a(_LITERAL_TYPES[kind])}",
-            f"compare it with {_a(t)} such as {example}",
+            hint,
         )
     if value is None:
         return None, (f"{shown} is not a valid {t}", "")

@@ -328,7 +328,7 @@ def _path_excluded() -> tuple[Test, Probe]:
 _ORDER = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 
 
-def _value_test(attribute: Attribute, op: str, constant: object) -> Callable[[Any], bool]:
+def _value_test(attribute: Attribute, op: str, constant: Any) -> Callable[[Any], bool]:
     """A test of one value of ``attribute`` against a normalised constant."""
     if attribute.type is Type.FINGERPRINT:
         text = str(constant)
@@ -343,11 +343,11 @@ def _value_test(attribute: Attribute, op: str, constant: object) -> Callable[[An
         order = _ORDER[op]
         return lambda v: bool(order(v, constant))
     if op == "startswith":
-        return lambda v: v.startswith(constant)  # type: ignore[no-any-return]
+        return lambda v: bool(v.startswith(constant))
     if op == "endswith":
-        return lambda v: v.endswith(constant)  # type: ignore[no-any-return]
+        return lambda v: bool(v.endswith(constant))
     if op == "contains":
-        return lambda v: constant in v  # type: ignore[operator]
+        return lambda v: constant in v
     if op == "matches":
         return compile_glob(str(constant))
     raise ValueError(f"unknown operator {op}")
@@ -379,7 +379,7 @@ def _comparison(expr: ast.Compare) -> tuple[Test, Probe]:
             v = read(ctx)
             if v.__class__ is Missing:
                 return None
-            return v == constant  # type: ignore[no-any-return]
+            return bool(v == constant)
 
     else:
         check = _value_test(attribute, op, constant)
@@ -409,9 +409,7 @@ def _attribute_pair(left: Attribute, op: str, right: Attribute) -> tuple[Test, P
     read_left, read_right = left.read, right.read
     if left.type is Type.FINGERPRINT:
         same = fingerprints_equal
-        compare: Callable[[Any, Any], bool] = (
-            same if op == "==" else (lambda a, b: not same(a, b))
-        )
+        compare: Callable[[Any, Any], bool] = same if op == "==" else (lambda a, b: not same(a, b))
     else:
         compare = {
             "==": operator.eq,
@@ -487,19 +485,17 @@ def _container(
                     if FINGERPRINT_LENGTHS[len(str(v))] == algorithm
                 )
                 by_algorithm[algorithm] = tokens
-        readers = [
-            (CATALOG[f"fingerprint.{alg}"].read_token, tokens)
-            for alg, tokens in by_algorithm.items()
-            if tokens or attribute.algorithm is not None
-        ]
+        readers: list[tuple[Callable[[Context], bytes | Missing], frozenset[bytes]]] = []
+        for alg, tokens in by_algorithm.items():
+            read_token = CATALOG[f"fingerprint.{alg}"].read_token
+            assert read_token is not None
+            if tokens or attribute.algorithm is not None:
+                readers.append((read_token, tokens))
 
         def contains(ctx: Context) -> bool | None:
             if ctx.facts is None:
                 return None
-            for read_token, tokens in readers:
-                if read_token(ctx) in tokens:  # type: ignore[misc]
-                    return True
-            return False
+            return any(read(ctx) in tokens for read, tokens in readers)
 
         read_all = attribute.read
 
@@ -532,6 +528,7 @@ def _member_of_attribute(
 ) -> tuple[Test, Probe]:
     read_all = attribute.read_all
     assert read_all is not None
+    element: Callable[[Context], object]
     if isinstance(left, ast.Literal):
         constant = left.value
 

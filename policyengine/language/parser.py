@@ -13,7 +13,13 @@ from importlib import resources
 from typing import Any
 
 from lark import Lark, Token, Transformer, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark.exceptions import (
+    UnexpectedCharacters,
+    UnexpectedEOF,
+    UnexpectedInput,
+    UnexpectedToken,
+    VisitError,
+)
 from lark.tree import Meta
 
 from policyengine.errors import Diagnostic, PolicySyntaxError
@@ -27,8 +33,24 @@ Locator = Callable[[int, int], Span]
 """Turns a start and end offset in the condition text into a span in the policy file."""
 
 KEYWORDS = frozenset(
-    "and or not in any all true false expires within path excluded "
-    "startswith endswith contains matches".split()
+    [
+        "and",
+        "or",
+        "not",
+        "in",
+        "any",
+        "all",
+        "true",
+        "false",
+        "expires",
+        "within",
+        "path",
+        "excluded",
+        "startswith",
+        "endswith",
+        "contains",
+        "matches",
+    ]
 )
 
 
@@ -44,8 +66,30 @@ def parse(text: str, locate: Locator) -> ast.Expr:
         tree = _parser().parse(text)
     except UnexpectedInput as error:
         raise PolicySyntaxError([_diagnostic(text, error, locate)]) from None
-    result: ast.Expr = _Builder(text, locate).transform(tree)
+    try:
+        result: ast.Expr = _Builder(text, locate).transform(tree)
+    except VisitError as error:
+        if isinstance(error.orig_exc, PolicySyntaxError):
+            raise error.orig_exc from None
+        if isinstance(error.orig_exc, RecursionError):
+            raise _too_deep(text, locate) from None
+        raise
+    except RecursionError:
+        raise _too_deep(text, locate) from None
     return result
+
+
+def _too_deep(text: str, locate: Locator) -> PolicySyntaxError:
+    return PolicySyntaxError(
+        [
+            Diagnostic(
+                locate(0, len(text)),
+                "the condition is nested too deeply",
+                "write it with fewer nested `not` and parentheses",
+                code="syntax",
+            )
+        ]
+    )
 
 
 _TOKEN_NAMES = {
@@ -216,7 +260,7 @@ class _Builder(Transformer[Token, Any]):
     def name(self, meta: Meta, children: list[Token]) -> ast.Name:
         return ast.Name(name=str(children[0]), **self._token_where(children[0]))
 
-    def list(self, meta: Meta, children: list[Any]) -> ast.ListLiteral:
+    def list_literal(self, meta: Meta, children: list[Any]) -> ast.ListLiteral:
         items = tuple(c for c in children if isinstance(c, ast.Literal))
         return ast.ListLiteral(items=items, **self._where(meta))
 
@@ -227,7 +271,12 @@ class _Builder(Transformer[Token, Any]):
     def integer(self, meta: Meta, children: list[Token]) -> ast.Literal:
         token = children[0]
         text = str(token)
-        value = int(text[2:], 16) if text.startswith("0x") else int(text)
+        try:
+            value = int(text[2:], 16) if text.startswith("0x") else int(text)
+        except ValueError:  # over Python's limit on the digits of a decimal integer
+            where = self._token_where(token)["span"]
+            message = f"the number has {len(text)} digits, too many"
+            raise PolicySyntaxError([Diagnostic(where, message, "", code="syntax")]) from None
         return ast.Literal(value=value, kind="int", **self._token_where(token))
 
     def duration(self, meta: Meta, children: list[Token]) -> ast.Literal:
@@ -271,7 +320,8 @@ def _unquote(token: str) -> str:
             out.append(chr(int(body[i + 2 : i + 6], 16)))
             i += 6
         else:
-            out.append(code)
+            # an unknown escape stays as written, so `matches "a\*b"` keeps its literal star
+            out.append(body[i : i + 2])
             i += 2
     return "".join(out)
 
