@@ -12,18 +12,31 @@ into a deny for the rule that asked.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import functools
 import hashlib
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cached_property
+from typing import Any, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 
 from policyengine.values import FactError, Missing, fingerprint_token, format_serial, format_time
 
-__all__ = ["MAX_CERTIFICATE_BYTES", "CertificateError", "CertificateFacts", "read_certificate"]
+__all__ = [
+    "MAX_CERTIFICATE_BYTES",
+    "NAME_ATTRIBUTES",
+    "CertificateError",
+    "CertificateFacts",
+    "FactsCache",
+    "read_certificate",
+]
 
 MAX_CERTIFICATE_BYTES = 64 * 1024
 """Anything larger is refused before parsing. Real client certificates are a few KiB."""
@@ -77,17 +90,18 @@ def read_certificate(value: object) -> CertificateFacts:
 
 
 def _pem_to_der(data: bytes) -> bytes:
+    """The DER inside the first PEM CERTIFICATE block, as written (not re-encoded)."""
     start = data.find(_PEM_BEGIN)
     end = data.find(_PEM_END, start)
     if end < 0:
         raise CertificateError("the PEM certificate has no END CERTIFICATE line")
     if data[:start].strip():
         raise CertificateError("text before -----BEGIN CERTIFICATE-----")
+    body = b"".join(data[start + len(_PEM_BEGIN) : end].split())
     try:
-        cert = x509.load_pem_x509_certificate(data[: end + len(_PEM_END)])
-    except Exception as exc:
-        raise CertificateError(f"not a PEM certificate: {_first_line(exc)}") from None
-    return cert.public_bytes(serialization.Encoding.DER)
+        return base64.b64decode(body, validate=True)
+    except (binascii.Error, ValueError):
+        raise CertificateError("the PEM certificate's base64 is broken") from None
 
 
 def _first_line(exc: BaseException) -> str:
@@ -95,25 +109,105 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0][:200]
 
 
-_NAME_ATTRIBUTES: dict[str, x509.ObjectIdentifier] = {
-    "CN": NameOID.COMMON_NAME,
-    "O": NameOID.ORGANIZATION_NAME,
-    "OU": NameOID.ORGANIZATIONAL_UNIT_NAME,
-    "C": NameOID.COUNTRY_NAME,
-    "ST": NameOID.STATE_OR_PROVINCE_NAME,
-    "L": NameOID.LOCALITY_NAME,
-    "emailAddress": NameOID.EMAIL_ADDRESS,
-    "serialNumber": NameOID.SERIAL_NUMBER,
-    "DC": NameOID.DOMAIN_COMPONENT,
-    "UID": NameOID.USER_ID,
+NAME_ATTRIBUTES: dict[str, str] = {
+    "CN": "2.5.4.3",
+    "SN": "2.5.4.4",
+    "serialNumber": "2.5.4.5",
+    "C": "2.5.4.6",
+    "L": "2.5.4.7",
+    "ST": "2.5.4.8",
+    "street": "2.5.4.9",
+    "O": "2.5.4.10",
+    "OU": "2.5.4.11",
+    "title": "2.5.4.12",
+    "businessCategory": "2.5.4.15",
+    "postalCode": "2.5.4.17",
+    "name": "2.5.4.41",
+    "givenName": "2.5.4.42",
+    "initials": "2.5.4.43",
+    "generationQualifier": "2.5.4.44",
+    "dnQualifier": "2.5.4.46",
+    "pseudonym": "2.5.4.65",
+    "organizationIdentifier": "2.5.4.97",
+    "DC": "0.9.2342.19200300.100.1.25",
+    "UID": "0.9.2342.19200300.100.1.1",
+    "emailAddress": "1.2.840.113549.1.9.1",
+    "jurisdictionC": "1.3.6.1.4.1.311.60.2.1.3",
+    "jurisdictionST": "1.3.6.1.4.1.311.60.2.1.2",
+    "jurisdictionL": "1.3.6.1.4.1.311.60.2.1.1",
 }
-"""The distinguished-name attributes a policy can name as ``subject.X`` / ``issuer.X``."""
+"""Distinguished-name attributes a policy can name as ``subject.X`` / ``issuer.X``, by OID.
+Any other attribute is reachable by its dotted OID: ``subject.2.5.4.12``."""
 
-NAME_ATTRIBUTES = tuple(_NAME_ATTRIBUTES)
+UPN_OID = "1.3.6.1.4.1.311.20.2.3"
+"""The Microsoft user principal name other-name in a subject alternative name."""
+
+EKU_NAMES: dict[str, str] = {
+    "1.3.6.1.5.5.7.3.1": "serverAuth",
+    "1.3.6.1.5.5.7.3.2": "clientAuth",
+    "1.3.6.1.5.5.7.3.3": "codeSigning",
+    "1.3.6.1.5.5.7.3.4": "emailProtection",
+    "1.3.6.1.5.5.7.3.8": "timeStamping",
+    "1.3.6.1.5.5.7.3.9": "OCSPSigning",
+    "2.5.29.37.0": "anyExtendedKeyUsage",
+    "1.3.6.1.4.1.311.20.2.2": "smartcardLogon",
+    "1.3.6.1.5.2.3.5": "kdcAuth",
+}
+"""Extended key usages known by name; others are shown as dotted OIDs."""
+
+KEY_USAGES = (
+    "digitalSignature",
+    "contentCommitment",
+    "keyEncipherment",
+    "dataEncipherment",
+    "keyAgreement",
+    "keyCertSign",
+    "cRLSign",
+    "encipherOnly",
+    "decipherOnly",
+)
+
+_HASH_BY_SIGNATURE_OID = {
+    "1.2.840.113549.1.1.2": "md2",
+    "1.2.840.113549.1.1.3": "md4",
+    "1.2.840.113549.1.1.4": "md5",
+    "1.2.840.113549.1.1.5": "sha1",
+    "1.2.840.10040.4.3": "sha1",
+    "1.2.840.10045.4.1": "sha1",
+}
+"""Signature algorithms whose hash cryptography cannot name (it refuses MD2 and MD4)."""
+
+
+_T = TypeVar("_T")
+
+
+def _fact(what: str) -> Callable[[Callable[[CertificateFacts], _T]], cached_property[_T]]:
+    """A lazily computed, cached fact; any error reading it becomes a FactError naming it."""
+
+    def decorate(method: Callable[[CertificateFacts], _T]) -> cached_property[_T]:
+        @functools.wraps(method)
+        def guarded(self: CertificateFacts) -> _T:
+            try:
+                return method(self)
+            except FactError:
+                raise
+            except Exception as exc:
+                raise FactError(f"{what} cannot be read: {_first_line(exc)}") from None
+
+        return cached_property(guarded)
+
+    return decorate
 
 
 class CertificateFacts:
-    """Everything a policy can test about one certificate, each computed on first use."""
+    """Everything a policy can test about one certificate, each computed on first use.
+
+    Each fact is read on its own: a certificate whose issuer cannot be decoded still has a
+    fingerprint, and one with a malformed extension still has names. Extensions are read
+    together (``cryptography`` parses them as one list), so a malformed extension makes
+    every extension fact raise FactError, while names, serial, validity, key and
+    fingerprints still work.
+    """
 
     def __init__(self, certificate: x509.Certificate, der: bytes) -> None:
         self.certificate = certificate
@@ -127,70 +221,66 @@ class CertificateFacts:
         except Exception as exc:
             raise FactError(f"the {which} name cannot be read: {_first_line(exc)}") from None
 
-    @cached_property
+    @_fact("the subject name")
     def subject(self) -> str:
-        return self._rfc4514("subject")
+        return self._name("subject").rfc4514_string()
 
-    @cached_property
+    @_fact("the issuer name")
     def issuer(self) -> str:
-        return self._rfc4514("issuer")
+        return self._name("issuer").rfc4514_string()
 
-    def _rfc4514(self, which: str) -> str:
-        try:
-            return self._name(which).rfc4514_string()
-        except FactError:
-            raise
-        except Exception as exc:
-            raise FactError(f"the {which} name cannot be read: {_first_line(exc)}") from None
-
-    @cached_property
+    @_fact("the subject name")
     def subject_attributes(self) -> dict[str, tuple[str, ...]]:
         return self._attributes("subject")
 
-    @cached_property
+    @_fact("the issuer name")
     def issuer_attributes(self) -> dict[str, tuple[str, ...]]:
         return self._attributes("issuer")
 
     def _attributes(self, which: str) -> dict[str, tuple[str, ...]]:
-        name = self._name(which)
-        values: dict[str, list[str]] = {key: [] for key in _NAME_ATTRIBUTES}
-        by_oid = {oid: key for key, oid in _NAME_ATTRIBUTES.items()}
-        try:
-            for attribute in name:
-                key = by_oid.get(attribute.oid)
-                if key is None:
-                    continue
-                value = attribute.value
-                if isinstance(value, bytes):
-                    value = value.decode("utf-8", "replace")
-                values[key].append(value)
-        except Exception as exc:
-            raise FactError(f"the {which} name cannot be read: {_first_line(exc)}") from None
-        return {key: tuple(found) for key, found in values.items()}
+        values: dict[str, list[str]] = {}
+        for attribute in self._name(which):
+            value = attribute.value
+            if isinstance(value, bytes):
+                value = value.decode("utf-8", "replace")
+            values.setdefault(attribute.oid.dotted_string, []).append(value)
+        return {oid: tuple(found) for oid, found in values.items()}
 
-    def name_values(self, which: str, key: str) -> tuple[str, ...]:
-        """Every value of one attribute of the subject or issuer, in certificate order."""
+    def name_values(self, which: str, oid: str) -> tuple[str, ...]:
+        """Every value of one attribute (by dotted OID) of the subject or issuer, in order."""
         attributes = self.subject_attributes if which == "subject" else self.issuer_attributes
-        return attributes[key]
+        return attributes.get(oid, ())
 
-    def name_value(self, which: str, key: str) -> str | Missing:
+    def name_value(self, which: str, oid: str, label: str) -> str | Missing:
         """The one value of an attribute, or Missing when there are none or several."""
-        found = self.name_values(which, key)
+        found = self.name_values(which, oid)
         if len(found) == 1:
             return found[0]
         if not found:
-            return Missing(f"the {which} has no {key}")
+            return Missing(f"the {which} has no {label}")
         shown = ", ".join(repr(v) for v in found)
-        return Missing(f"the {which} has {len(found)} {key} values ({shown}); ambiguous")
+        return Missing(f"the {which} has {len(found)} {label} values ({shown}); ambiguous")
+
+    @_fact("the subject and issuer names")
+    def self_signed(self) -> bool:
+        """The subject equals the issuer and the certificate's own key verifies its signature."""
+        if self._name("subject") != self._name("issuer"):
+            return False
+        try:
+            self.certificate.verify_directly_issued_by(self.certificate)
+        except Exception:
+            return False
+        return True
 
     # -- identity ----------------------------------------------------------------------
 
-    @cached_property
+    @_fact("the serial number")
     def serial(self) -> int:
-        try:
-            return self.certificate.serial_number
-        except Exception as exc:
-            raise FactError(f"the serial number cannot be read: {_first_line(exc)}") from None
+        return self.certificate.serial_number
+
+    @_fact("the version")
+    def version(self) -> int:
+        return self.certificate.version.value + 1
 
     @cached_property
     def sha1(self) -> str:
@@ -210,30 +300,189 @@ class CertificateFacts:
 
     # -- validity ----------------------------------------------------------------------
 
-    @cached_property
+    @_fact("notBefore")
     def not_before(self) -> datetime:
-        try:
-            return self.certificate.not_valid_before_utc
-        except Exception as exc:
-            raise FactError(f"notBefore cannot be read: {_first_line(exc)}") from None
+        return self.certificate.not_valid_before_utc
 
-    @cached_property
+    @_fact("notAfter")
     def not_after(self) -> datetime:
-        try:
-            return self.certificate.not_valid_after_utc
-        except Exception as exc:
-            raise FactError(f"notAfter cannot be read: {_first_line(exc)}") from None
+        return self.certificate.not_valid_after_utc
 
     @cached_property
-    def self_signed(self) -> bool:
-        """The subject equals the issuer and the certificate's own key verifies its signature."""
-        if self._name("subject") != self._name("issuer"):
-            return False
+    def lifetime(self) -> timedelta:
+        return self.not_after - self.not_before
+
+    # -- key and signature -------------------------------------------------------------
+
+    @_fact("the public key")
+    def _key(self) -> object:
+        return self.certificate.public_key()
+
+    @_fact("the public key")
+    def key_type(self) -> str:
+        key = self._key
+        if isinstance(key, rsa.RSAPublicKey):
+            return "rsa"
+        if isinstance(key, ec.EllipticCurvePublicKey):
+            return "ec"
+        if isinstance(key, ed25519.Ed25519PublicKey):
+            return "ed25519"
+        if isinstance(key, ed448.Ed448PublicKey):
+            return "ed448"
+        if isinstance(key, dsa.DSAPublicKey):
+            return "dsa"
+        return type(key).__name__.lower()
+
+    @_fact("the public key")
+    def key_size(self) -> int:
+        key = self._key
+        if isinstance(key, (rsa.RSAPublicKey, ec.EllipticCurvePublicKey, dsa.DSAPublicKey)):
+            return key.key_size
+        if isinstance(key, ed25519.Ed25519PublicKey):
+            return 256
+        if isinstance(key, ed448.Ed448PublicKey):
+            return 456
+        raise FactError(f"the size of a {self.key_type} key is not known")
+
+    @_fact("the public key")
+    def key_curve(self) -> str | Missing:
+        key = self._key
+        if isinstance(key, ec.EllipticCurvePublicKey):
+            return key.curve.name
+        return Missing(f"a {self.key_type} key has no curve")
+
+    @_fact("the signature algorithm")
+    def signature_algorithm(self) -> str:
+        oid = self.certificate.signature_algorithm_oid
+        name = getattr(oid, "_name", "")
+        return name if name and name != "Unknown OID" else oid.dotted_string
+
+    @_fact("the signature algorithm")
+    def signature_hash(self) -> str | Missing:
+        oid = self.certificate.signature_algorithm_oid.dotted_string
+        if oid in _HASH_BY_SIGNATURE_OID:
+            return _HASH_BY_SIGNATURE_OID[oid]
+        algorithm = self.certificate.signature_hash_algorithm
+        if algorithm is None:
+            return Missing(f"{self.signature_algorithm} signs without a separate hash")
+        return algorithm.name
+
+    # -- extensions --------------------------------------------------------------------
+
+    @_fact("the certificate's extensions")
+    def _extensions(self) -> x509.Extensions:
+        return self.certificate.extensions
+
+    def _extension(self, kind: type[x509.ExtensionType]) -> Any:
         try:
-            self.certificate.verify_directly_issued_by(self.certificate)
-        except Exception:
-            return False
-        return True
+            return self._extensions.get_extension_for_class(kind).value
+        except x509.ExtensionNotFound:
+            return None
+
+    @_fact("the subject alternative names")
+    def _san(self) -> x509.SubjectAlternativeName | None:
+        value: x509.SubjectAlternativeName | None = self._extension(x509.SubjectAlternativeName)
+        return value
+
+    def _san_values(self, kind: type[x509.GeneralName]) -> tuple[str, ...]:
+        san = self._san
+        if san is None:
+            return ()
+        return tuple(str(v) for v in san.get_values_for_type(kind))  # type: ignore[arg-type]
+
+    @_fact("the DNS subject alternative names")
+    def san_dns(self) -> tuple[str, ...]:
+        return tuple(name.lower() for name in self._san_values(x509.DNSName))
+
+    @_fact("the URI subject alternative names")
+    def san_uri(self) -> tuple[str, ...]:
+        return self._san_values(x509.UniformResourceIdentifier)
+
+    @_fact("the email subject alternative names")
+    def san_email(self) -> tuple[str, ...]:
+        return self._san_values(x509.RFC822Name)
+
+    @_fact("the IP address subject alternative names")
+    def san_ip(self) -> tuple[str, ...]:
+        return self._san_values(x509.IPAddress)
+
+    @_fact("the UPN subject alternative names")
+    def san_upn(self) -> tuple[str, ...]:
+        san = self._san
+        if san is None:
+            return ()
+        found = []
+        for other in san.get_values_for_type(x509.OtherName):
+            if other.type_id.dotted_string == UPN_OID:
+                found.append(_der_utf8_string(other.value))
+        return tuple(found)
+
+    @_fact("the SPIFFE ID")
+    def spiffe_id(self) -> str | Missing:
+        found = [uri for uri in self.san_uri if uri.lower().startswith("spiffe://")]
+        if len(found) == 1:
+            return found[0]
+        if not found:
+            return Missing("the certificate has no spiffe:// URI SAN")
+        return Missing(f"the certificate has {len(found)} spiffe:// URI SANs; ambiguous")
+
+    @_fact("the extended key usage")
+    def eku(self) -> tuple[str, ...]:
+        usage = self._extension(x509.ExtendedKeyUsage)
+        if usage is None:
+            return ()
+        return tuple(EKU_NAMES.get(oid.dotted_string, oid.dotted_string) for oid in usage)
+
+    @_fact("the key usage")
+    def key_usage(self) -> tuple[str, ...]:
+        usage = self._extension(x509.KeyUsage)
+        if usage is None:
+            return ()
+        found = []
+        for flag in KEY_USAGES:
+            if flag in ("encipherOnly", "decipherOnly") and not usage.key_agreement:
+                continue  # cryptography refuses to read these unless keyAgreement is set
+            if getattr(usage, _snake(flag)):
+                found.append(flag)
+        return tuple(found)
+
+    @_fact("the basic constraints")
+    def _basic_constraints(self) -> x509.BasicConstraints | None:
+        value: x509.BasicConstraints | None = self._extension(x509.BasicConstraints)
+        return value
+
+    @cached_property
+    def is_ca(self) -> bool:
+        constraints = self._basic_constraints
+        return bool(constraints is not None and constraints.ca)
+
+    @cached_property
+    def path_length(self) -> int | Missing:
+        constraints = self._basic_constraints
+        if constraints is None or constraints.path_length is None:
+            return Missing("the certificate sets no path length constraint")
+        return constraints.path_length
+
+    @_fact("the certificate policies")
+    def certificate_policies(self) -> tuple[str, ...]:
+        policies = self._extension(x509.CertificatePolicies)
+        if policies is None:
+            return ()
+        return tuple(p.policy_identifier.dotted_string for p in policies)
+
+    @_fact("the subject key identifier")
+    def subject_key_id(self) -> str | Missing:
+        ski = self._extension(x509.SubjectKeyIdentifier)
+        if ski is None:
+            return Missing("the certificate has no subject key identifier")
+        return bytes(ski.digest).hex()
+
+    @_fact("the authority key identifier")
+    def authority_key_id(self) -> str | Missing:
+        aki = self._extension(x509.AuthorityKeyIdentifier)
+        if aki is None or aki.key_identifier is None:
+            return Missing("the certificate has no authority key identifier")
+        return bytes(aki.key_identifier).hex()
 
     def summary(self) -> dict[str, str]:
         """A few identifying facts, each read on its own so one broken part hides no other."""
@@ -253,3 +502,59 @@ class CertificateFacts:
             except FactError as exc:
                 out[key] = f"<{exc}>"
         return out
+
+
+def _snake(name: str) -> str:
+    return "".join("_" + c.lower() if c.isupper() else c for c in name)
+
+
+def _der_utf8_string(value: bytes) -> str:
+    """The text of a DER UTF8String (the UPN other-name), framed by hand."""
+    if len(value) < 2 or value[0] != 0x0C:
+        raise FactError("the UPN is not a UTF8String")
+    length, offset = value[1], 2
+    if length & 0x80:
+        count = length & 0x7F
+        if count == 0 or count > 3 or len(value) < 2 + count:
+            raise FactError("the UPN has a malformed length")
+        length = int.from_bytes(value[2 : 2 + count], "big")
+        offset = 2 + count
+    if offset + length != len(value):
+        raise FactError("the UPN's length does not match its content")
+    try:
+        return value[offset:].decode("utf-8")
+    except UnicodeDecodeError:
+        raise FactError("the UPN is not valid UTF-8") from None
+
+
+class FactsCache:
+    """A bounded, thread-safe cache of certificate facts keyed by the exact bytes given.
+
+    A client that sends the same certificate again costs a dictionary lookup: its facts
+    (and every fact already computed on them) are reused. Least recently used entries go
+    first once ``size`` certificates are held.
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        if size < 0:
+            raise ValueError("the cache size must be 0 or more")
+        self.size = size
+        self._entries: OrderedDict[bytes | str, CertificateFacts] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def read(self, value: object) -> CertificateFacts:
+        """Facts for a certificate given as read_certificate takes it, from the cache if seen."""
+        if not isinstance(value, (bytes, str)) or self.size == 0:
+            return read_certificate(value)
+        entry = self._entries.get(value)
+        if entry is not None:
+            return entry
+        facts = read_certificate(value)
+        with self._lock:
+            self._entries[value] = facts
+            if len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+        return facts

@@ -73,6 +73,14 @@ def normalize_fingerprint(text: str) -> str | None:
     return cleaned
 
 
+def normalize_hex(text: str) -> str | None:
+    """Lower-case hex without separators (key identifiers), or None when not hex."""
+    cleaned = text.translate(_SEPARATORS).lower()
+    if not cleaned or len(cleaned) % 2 or not set(cleaned) <= _HEX_DIGITS:
+        return None
+    return cleaned
+
+
 _TOKEN_KEY = os.urandom(32)
 
 

@@ -67,8 +67,11 @@ def test_docs_have_console_examples_of_every_command() -> None:
 
 def test_every_attribute_is_documented_with_its_example() -> None:
     language = (ROOT / "docs" / "language.md").read_text()
+    rows = [line for line in language.splitlines() if line.startswith("| `")]
     for name, attribute in CATALOG.items():
-        assert f"| `{name}` |" in language, f"{name} is missing from docs/language.md"
+        assert any(f"`{name}` |" in row for row in rows), f"{name} is missing from docs/language.md"
+        if name.startswith("issuer."):
+            continue  # the issuer's examples are the subject's, as the docs say
         assert f"`{attribute.example}`" in language, f"the example of {name} is not shown"
 
 

@@ -13,14 +13,15 @@ Readers take the per-request :class:`Context` and return a value, or a
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from policyengine.certificate import NAME_ATTRIBUTES, CertificateFacts
+from policyengine.certificate import EKU_NAMES, NAME_ATTRIBUTES, CertificateFacts
 from policyengine.values import ABSENT, Missing, format_time
 
-__all__ = ["CATALOG", "Attribute", "Context", "Type"]
+__all__ = ["CATALOG", "Attribute", "Context", "Type", "lookup"]
 
 
 class Type(enum.Enum):
@@ -31,6 +32,7 @@ class Type(enum.Enum):
     DURATION = "duration"
     SERIAL = "serial"
     FINGERPRINT = "fingerprint"
+    HEX = "hex"
 
     def __str__(self) -> str:
         return self.value
@@ -80,6 +82,8 @@ class Attribute:
     """For fingerprints: the keyed token used for set membership."""
     algorithm: str | None = None
     """For fingerprints: ``sha1``, ``sha256``, or None for ``fingerprint`` (by length)."""
+    aliases: Mapping[str, str] | None = None
+    """Other spellings of values, turned into the canonical one when a policy is loaded."""
 
     @property
     def multi(self) -> bool:
@@ -87,6 +91,11 @@ class Attribute:
 
 
 CATALOG: dict[str, Attribute] = {}
+
+_ALIASES: dict[str, Mapping[str, str]] = {
+    "eku": {oid: name for oid, name in EKU_NAMES.items()},
+    "key_usage": {"nonRepudiation": "contentCommitment"},
+}
 
 
 def _add(attribute: Attribute) -> None:
@@ -297,28 +306,31 @@ _add(
 # -- names ----------------------------------------------------------------------------------
 
 _NAME_DOCS = {
-    "CN": "common name",
-    "O": "organization",
-    "OU": "organizational unit",
-    "C": "country",
-    "ST": "state or province",
-    "L": "locality",
-    "emailAddress": "email address (PKCS #9)",
-    "serialNumber": "serialNumber name attribute (not the certificate's serial)",
-    "DC": "domain component",
-    "UID": "user id",
-}
-_NAME_EXAMPLES = {
-    "CN": '== "api-client"',
-    "O": '== "Contoso, Ltd"',
-    "OU": 'in ["Payments", "Billing"]',
-    "C": '== "US"',
-    "ST": '== "Washington"',
-    "L": '== "Redmond"',
-    "emailAddress": 'endswith "@contoso.com"',
-    "serialNumber": '== "A1234"',
-    "DC": '== "contoso"',
-    "UID": 'startswith "svc-"',
+    "CN": ("common name", '== "api-client"'),
+    "SN": ("surname", '== "Smith"'),
+    "serialNumber": ("serialNumber name attribute (not the certificate's serial)", '== "A1234"'),
+    "C": ("country", '== "US"'),
+    "L": ("locality", '== "Redmond"'),
+    "ST": ("state or province", '== "Washington"'),
+    "street": ("street address", 'contains "Microsoft Way"'),
+    "O": ("organization", '== "Contoso, Ltd"'),
+    "OU": ("organizational unit", 'in ["Payments", "Billing"]'),
+    "title": ("title", '== "Service"'),
+    "businessCategory": ("business category", '== "Private Organization"'),
+    "postalCode": ("postal code", 'startswith "98"'),
+    "name": ("name attribute", '== "Payments Service"'),
+    "givenName": ("given name", '== "Ada"'),
+    "initials": ("initials", '== "AL"'),
+    "generationQualifier": ("generation qualifier", '== "Jr"'),
+    "dnQualifier": ("DN qualifier", '== "prod"'),
+    "pseudonym": ("pseudonym", '== "svc-7"'),
+    "organizationIdentifier": ("organization identifier", 'startswith "VATGB-"'),
+    "DC": ("domain component", '== "contoso"'),
+    "UID": ("user id", 'startswith "svc-"'),
+    "emailAddress": ("email address (PKCS #9)", 'endswith "@contoso.com"'),
+    "jurisdictionC": ("jurisdiction country (EV certificates)", '== "US"'),
+    "jurisdictionST": ("jurisdiction state (EV certificates)", '== "Delaware"'),
+    "jurisdictionL": ("jurisdiction locality (EV certificates)", '== "Wilmington"'),
 }
 
 
@@ -330,20 +342,31 @@ def _name_string(which: str) -> Reader:
     return read
 
 
-def _name_single(which: str, key: str) -> Reader:
+def _name_single(which: str, oid: str, label: str) -> Reader:
     def read(ctx: Context) -> object:
         facts = ctx.facts
-        return ABSENT if facts is None else facts.name_value(which, key)
+        return ABSENT if facts is None else facts.name_value(which, oid, label)
 
     return read
 
 
-def _name_all(which: str, key: str) -> Callable[[Context], tuple[object, ...] | Missing]:
+def _name_all(which: str, oid: str) -> Callable[[Context], tuple[object, ...] | Missing]:
     def read(ctx: Context) -> tuple[object, ...] | Missing:
         facts = ctx.facts
-        return ABSENT if facts is None else facts.name_values(which, key)
+        return ABSENT if facts is None else facts.name_values(which, oid)
 
     return read
+
+
+def _name_attribute(which: str, label: str, oid: str, doc: str, example: str) -> Attribute:
+    return Attribute(
+        f"{which}.{label}",
+        Type.STRING,
+        doc,
+        example,
+        _name_single(which, oid, label),
+        read_all=_name_all(which, oid),
+    )
 
 
 for _which in ("subject", "issuer"):
@@ -357,17 +380,206 @@ for _which in ("subject", "issuer"):
             _name_string(_which),
         )
     )
-    for _key in NAME_ATTRIBUTES:
+    for _key, _oid in NAME_ATTRIBUTES.items():
+        _label, _example = _NAME_DOCS[_key]
         _add(
-            Attribute(
-                f"{_which}.{_key}",
-                Type.STRING,
-                f'The {_which}\'s {_NAME_DOCS[_key]}. Multi-valued: see "Several values".',
-                f"{_which}.{_key} {_NAME_EXAMPLES[_key]}",
-                _name_single(_which, _key),
-                read_all=_name_all(_which, _key),
+            _name_attribute(
+                _which,
+                _key,
+                _oid,
+                f'The {_which}\'s {_label} ({_oid}). Multi-valued: see "Several values".',
+                f"{_which}.{_key} {_example}",
             )
         )
+
+_OID = re.compile(r"[0-2](\.(0|[1-9][0-9]{0,9})){1,30}")
+
+
+def lookup(name: str) -> Attribute | None:
+    """The attribute a policy names: a catalog entry, or a name attribute by dotted OID.
+
+    ``subject.2.5.4.12`` reads the subject's title; any OID works, known or not.
+    """
+    attribute = CATALOG.get(name)
+    if attribute is not None:
+        return attribute
+    which, _, oid = name.partition(".")
+    if which in ("subject", "issuer") and _OID.fullmatch(oid):
+        return _name_attribute(which, oid, oid, "", "")
+    return None
+
+
+# -- extensions -----------------------------------------------------------------------------
+
+
+ReadAll = Callable[[Context], tuple[object, ...] | Missing]
+
+
+def _multi(field: str, what: str) -> tuple[Reader, ReadAll]:
+    """Readers for a multi-valued fact: its only value, and all its values."""
+
+    def read_all(ctx: Context) -> tuple[object, ...] | Missing:
+        facts = ctx.facts
+        return ABSENT if facts is None else getattr(facts, field)
+
+    def read(ctx: Context) -> object:
+        values = read_all(ctx)
+        if isinstance(values, Missing) or len(values) == 1:
+            return values if isinstance(values, Missing) else values[0]
+        if not values:
+            return Missing(f"the certificate has no {what}")
+        shown = ", ".join(repr(v) for v in values)
+        return Missing(f"the certificate has {len(values)} {what} values ({shown}); ambiguous")
+
+    return read, read_all
+
+
+_MULTI = {
+    "san.dns": (
+        "san_dns",
+        "DNS SAN",
+        "DNS names in the subject alternative name, lower case.",
+        'any san.dns matches "*.contoso.com"',
+    ),
+    "san.uri": (
+        "san_uri",
+        "URI SAN",
+        "URIs in the subject alternative name.",
+        '"https://contoso.com/payments" in san.uri',
+    ),
+    "san.email": (
+        "san_email",
+        "email SAN",
+        "Email addresses (rfc822Name) in the subject alternative name.",
+        'san.email endswith "@contoso.com"',
+    ),
+    "san.ip": (
+        "san_ip",
+        "IP address SAN",
+        "IP addresses in the subject alternative name, as text (`10.1.2.3`, `2001:db8::1`).",
+        '"10.1.2.3" in san.ip',
+    ),
+    "san.upn": (
+        "san_upn",
+        "UPN SAN",
+        "Microsoft user principal names (the other-name 1.3.6.1.4.1.311.20.2.3) in the "
+        "subject alternative name.",
+        'san.upn endswith "@contoso.com"',
+    ),
+    "eku": (
+        "eku",
+        "extended key usage",
+        "Extended key usages, by name where known (serverAuth, clientAuth, codeSigning, "
+        "emailProtection, timeStamping, OCSPSigning, anyExtendedKeyUsage, smartcardLogon, "
+        "kdcAuth), otherwise as a dotted OID. A name or its OID may be written.",
+        '"clientAuth" in eku',
+    ),
+    "key_usage": (
+        "key_usage",
+        "key usage",
+        "Key usage bits that are set: digitalSignature, contentCommitment (nonRepudiation), "
+        "keyEncipherment, dataEncipherment, keyAgreement, keyCertSign, cRLSign, encipherOnly, "
+        "decipherOnly.",
+        '"digitalSignature" in key_usage',
+    ),
+    "certificate_policies": (
+        "certificate_policies",
+        "certificate policy",
+        "The certificate policy OIDs.",
+        '"2.23.140.1.2.1" in certificate_policies',
+    ),
+}
+
+for _name, (_field, _what, _doc, _example) in _MULTI.items():
+    _read, _read_all = _multi(_field, _what)
+    _add(
+        Attribute(
+            _name,
+            Type.STRING,
+            _doc + ' Multi-valued: see "Several values".',
+            _example,
+            _read,
+            read_all=_read_all,
+            aliases=_ALIASES.get(_name),
+        )
+    )
+
+_SINGLE: dict[str, tuple[str, Type, str, str]] = {
+    "spiffe_id": (
+        "spiffe_id",
+        Type.STRING,
+        "The SPIFFE ID: the one spiffe:// URI in the subject alternative name; undefined when "
+        "there is none or more than one.",
+        'spiffe_id startswith "spiffe://contoso.com/ns/payments/"',
+    ),
+    "version": ("version", Type.INT, "The X.509 version: 1 or 3.", "version == 3"),
+    "lifetime": (
+        "lifetime",
+        Type.DURATION,
+        "not_after minus not_before.",
+        "lifetime <= 398d",
+    ),
+    "key.type": (
+        "key_type",
+        Type.STRING,
+        "The public key's algorithm: rsa, ec, ed25519, ed448 or dsa.",
+        'key.type in ["ec", "ed25519"]',
+    ),
+    "key.size": (
+        "key_size",
+        Type.INT,
+        "The public key's size in bits (RSA and DSA modulus, EC curve size; 256 for Ed25519, "
+        "456 for Ed448).",
+        'key.size >= 2048 or key.type != "rsa"',
+    ),
+    "key.curve": (
+        "key_curve",
+        Type.STRING,
+        "The elliptic curve of an EC key (secp256r1, secp384r1, …); undefined for other keys.",
+        'key.curve in ["secp256r1", "secp384r1"]',
+    ),
+    "signature.algorithm": (
+        "signature_algorithm",
+        Type.STRING,
+        "The signature algorithm, as `cryptography` names it (sha256WithRSAEncryption, "
+        "ecdsa-with-SHA256, ed25519, …), or its dotted OID when unknown.",
+        'signature.algorithm != "md5WithRSAEncryption"',
+    ),
+    "signature.hash": (
+        "signature_hash",
+        Type.STRING,
+        "The hash of the signature algorithm (sha256, sha384, sha1, md5, md2, …); undefined "
+        "for algorithms without a separate hash such as Ed25519.",
+        'signature.hash not in ["md2", "md5", "sha1"]',
+    ),
+    "is_ca": (
+        "is_ca",
+        Type.BOOL,
+        "The basic constraints mark the certificate as a CA (false without the extension).",
+        "not is_ca",
+    ),
+    "path_length": (
+        "path_length",
+        Type.INT,
+        "The basic constraints' path length; undefined when not set.",
+        "path_length == 0",
+    ),
+    "subject_key_id": (
+        "subject_key_id",
+        Type.HEX,
+        "The subject key identifier, as hex (written in any case, with or without colons).",
+        'subject_key_id == "6a:1f:3b:22:90:c4:5e:77:13:08:aa:4d:e2:9b:01:f3:c6:58:2d:90"',
+    ),
+    "authority_key_id": (
+        "authority_key_id",
+        Type.HEX,
+        "The authority key identifier's key id, as hex: it names the issuing CA's key.",
+        "authority_key_id in issuing_ca_keys",
+    ),
+}
+
+for _name, (_field, _type, _doc, _example) in _SINGLE.items():
+    _add(Attribute(_name, _type, _doc, _example, _fact(_field)))
 
 # -- the request ----------------------------------------------------------------------------
 

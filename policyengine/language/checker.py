@@ -16,13 +16,14 @@ from dataclasses import dataclass, replace
 
 from policyengine.errors import Diagnostic
 from policyengine.language import ast
-from policyengine.language.catalog import CATALOG, Attribute, Type
+from policyengine.language.catalog import CATALOG, Attribute, Type, lookup
 from policyengine.language.glob import GlobError, compile_glob
 from policyengine.language.parser import KEYWORDS
 from policyengine.span import Span
 from policyengine.values import (
     FINGERPRINT_LENGTHS,
     normalize_fingerprint,
+    normalize_hex,
     parse_duration,
     parse_serial,
     parse_timestamp,
@@ -31,7 +32,7 @@ from policyengine.values import (
 __all__ = ["CheckResult", "check"]
 
 _ORDERED = frozenset({Type.INT, Type.TIME, Type.DURATION})
-_MEMBERSHIP = frozenset({Type.STRING, Type.INT, Type.SERIAL, Type.FINGERPRINT})
+_MEMBERSHIP = frozenset({Type.STRING, Type.INT, Type.SERIAL, Type.FINGERPRINT, Type.HEX})
 _LITERAL_TYPES = {
     "string": Type.STRING,
     "int": Type.INT,
@@ -102,7 +103,7 @@ class _Checker:
         if not isinstance(operand, ast.Name):
             return operand
         name = operand.name
-        attribute = CATALOG.get(name)
+        attribute = lookup(name)
         if attribute is not None:
             return ast.AttributeRef(
                 attribute=attribute, name=name, span=operand.span, text=operand.text
@@ -366,11 +367,11 @@ class _Checker:
         if subject is None or right is None:
             return expr
         if not (isinstance(subject, ast.AttributeRef) and subject.attribute.multi):
-            multi = sorted(name for name, a in CATALOG.items() if a.multi)
             self.error(
                 subject.span,
                 f"`{expr.quantifier}` needs a multi-valued attribute; `{subject.text}` is not one",
-                f"multi-valued attributes: {', '.join(multi[:6])}, …",
+                "multi-valued attributes are the subject.* and issuer.* names, san.*, eku, "
+                "key_usage and certificate_policies",
             )
             return expr
         attribute = subject.attribute
@@ -444,6 +445,14 @@ def coerce(
                 'write hex text such as "0x1A2B3C" or "1a:2b:3c", or a decimal integer',
             )
         return serial, None
+    if t is Type.HEX:
+        digits = normalize_hex(str(value)) if kind == "string" else None
+        if digits is None:
+            return None, (
+                f"{shown} is not hex",
+                'write hex digits, with or without colons, e.g. "6a:1f:3b"',
+            )
+        return digits, None
     expected = {
         Type.STRING: "string",
         Type.INT: "int",
@@ -473,4 +482,6 @@ def coerce(
         )
     if value is None:
         return None, (f"{shown} is not a valid {t}", "")
+    if attribute.aliases and isinstance(value, str):
+        value = attribute.aliases.get(value, value)
     return value, None
