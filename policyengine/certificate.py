@@ -155,17 +155,21 @@ EKU_NAMES: dict[str, str] = {
 }
 """Extended key usages known by name; others are shown as dotted OIDs."""
 
-KEY_USAGES = (
-    "digitalSignature",
-    "contentCommitment",
-    "keyEncipherment",
-    "dataEncipherment",
-    "keyAgreement",
-    "keyCertSign",
-    "cRLSign",
-    "encipherOnly",
-    "decipherOnly",
-)
+_KEY_USAGE_FIELDS = {
+    "digitalSignature": "digital_signature",
+    "contentCommitment": "content_commitment",
+    "keyEncipherment": "key_encipherment",
+    "dataEncipherment": "data_encipherment",
+    "keyAgreement": "key_agreement",
+    "keyCertSign": "key_cert_sign",
+    "cRLSign": "crl_sign",
+    "encipherOnly": "encipher_only",
+    "decipherOnly": "decipher_only",
+}
+"""Each key usage bit by its RFC 5280 name, and the attribute cryptography reads it by
+(``cRLSign`` is ``crl_sign``, not what a camel-to-snake rule would make of it)."""
+
+KEY_USAGES = tuple(_KEY_USAGE_FIELDS)
 
 _HASH_BY_SIGNATURE_OID = {
     "1.2.840.113549.1.1.2": "md2",
@@ -442,7 +446,7 @@ class CertificateFacts:
         for flag in KEY_USAGES:
             if flag in ("encipherOnly", "decipherOnly") and not usage.key_agreement:
                 continue  # cryptography refuses to read these unless keyAgreement is set
-            if getattr(usage, _snake(flag)):
+            if getattr(usage, _KEY_USAGE_FIELDS[flag]):
                 found.append(flag)
         return tuple(found)
 
@@ -502,10 +506,6 @@ class CertificateFacts:
             except FactError as exc:
                 out[key] = f"<{exc}>"
         return out
-
-
-def _snake(name: str) -> str:
-    return "".join("_" + c.lower() if c.isupper() else c for c in name)
 
 
 def _der_utf8_string(value: bytes) -> str:

@@ -8,6 +8,10 @@ reason                    effect  when
 ``excluded_path``         allow   the path matches an exclusion path; no certificate is looked at
 ``allowed_by_rule``       allow   an allow rule holds and no deny rule does
 ``malformed_certificate`` deny    the certificate given cannot be read
+``duplicate_header``      deny    the certificate header came twice: a client-sent copy got through
+``header_too_large``      deny    the certificate header is over ``max_header_bytes``
+``malformed_header``      deny    the header is not what the configured proxy sends
+``chain_too_long``        deny    the proxy forwarded more intermediates than allowed
 ``missing_certificate``   deny    no certificate, in ``required`` mode
 ``denied_by_rule``        deny    a deny rule holds
 ``rule_error``            deny    a deny rule could not be evaluated (fail closed)
@@ -21,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from policyengine.sources import REASONS as SOURCE_REASONS
 from policyengine.trace import Trace
 
 if TYPE_CHECKING:
@@ -40,6 +45,7 @@ EVALUATION_ERROR = "evaluation_error"
 REASONS = (
     EXCLUDED_PATH,
     ALLOWED_BY_RULE,
+    *SOURCE_REASONS,
     MALFORMED_CERTIFICATE,
     MISSING_CERTIFICATE,
     DENIED_BY_RULE,

@@ -8,6 +8,7 @@ condition can point at a token inside a multi-line ``when: |`` block.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import json
 import re
 from collections.abc import Callable
@@ -22,6 +23,7 @@ import yaml
 
 from policyengine.errors import Diagnostic, PolicyFileError, PolicySchemaError
 from policyengine.language.ast import NamedSet, SetEntry
+from policyengine.sources import SourceConfig
 from policyengine.span import Source, Span, align_offsets
 
 __all__ = ["MODES", "Document", "RuleSpec", "load_document", "parse_document"]
@@ -57,6 +59,12 @@ class Document:
     mode: str
     exclusion_paths: tuple[str, ...]
     exclusion_span: Span | None
+    silenced: tuple[tuple[str, Span], ...]
+    """Warning codes the policy accepts (``silence:``), each with where it is written."""
+    certificate: SourceConfig
+    """Where the certificate comes from (the ``certificate:`` section, or its defaults)."""
+    certificate_span: Span
+    """The ``certificate:`` key, or the ``policy:`` key when the section is left out."""
     sets: dict[str, NamedSet]
     rules: tuple[RuleSpec, ...]
 
@@ -368,12 +376,17 @@ def _translate(error: jsonschema.ValidationError, positions: _Positions) -> list
             )
         ]
     if validator == "enum":
-        options = " or ".join(f"`{o}`" for o in error.validator_value)  # type: ignore[union-attr]
+        choices = [str(o) for o in error.validator_value]  # type: ignore[union-attr]
+        if len(choices) <= 3:
+            options = " or ".join(f"`{o}`" for o in choices)
+        else:
+            options = "one of " + ", ".join(choices)
+        close = difflib.get_close_matches(str(error.instance), choices, n=1)
         return [
             Diagnostic(
                 span,
                 f"{where} is {json.dumps(error.instance)}; it must be {options}",
-                "",
+                f"did you mean `{close[0]}`?" if close else "",
                 code="schema",
             )
         ]
@@ -437,6 +450,45 @@ def _type_name(value: Any) -> str:
     return "a mapping"
 
 
+def _certificate_section(
+    section: dict[str, Any], positions: _Positions, errors: list[Diagnostic]
+) -> SourceConfig:
+    """The ``certificate:`` section as a SourceConfig; bad entries become diagnostics."""
+    proxies = section.get("trusted_proxies")
+    if proxies is not None:
+        for index, entry in enumerate(proxies):
+            if entry == "unix":
+                continue
+            try:
+                ipaddress.ip_network(entry)
+            except ValueError as exc:
+                errors.append(
+                    Diagnostic(
+                        positions.value_span(("certificate", "trusted_proxies", index)),
+                        f"trusted proxy {json.dumps(entry)} is not an address or network: {exc}",
+                        "write an address (10.0.0.4, ::1) or a network (10.0.0.0/8), or unix",
+                        code="schema",
+                    )
+                )
+        if any(d.code == "schema" for d in errors):
+            proxies = None
+    try:
+        return SourceConfig(
+            source=section.get("source", "azure"),
+            header=section.get("header"),
+            trusted_proxies=tuple(proxies) if proxies is not None else None,
+            max_header_bytes=section.get("max_header_bytes", 16384),
+            max_chain_length=section.get("max_chain_length", 8),
+            verify_header=section.get("verify_header"),
+            chain_header=section.get("chain_header"),
+        )
+    except ValueError as exc:
+        errors.append(
+            Diagnostic(positions.value_span(("certificate",)), str(exc), "", code="schema")
+        )
+        return SourceConfig()
+
+
 def _document(data: dict[str, Any], positions: _Positions) -> Document:
     errors: list[Diagnostic] = []
     spelled = str(data.get("mode", "required")).lower().replace("_", "").replace("-", "")
@@ -472,6 +524,11 @@ def _document(data: dict[str, Any], positions: _Positions) -> Document:
             exclusion_paths.append(part)
     exclusion_span = (
         positions.value_span(("exclusion_paths",)) if "exclusion_paths" in data else None
+    )
+
+    certificate = _certificate_section(data.get("certificate", {}), positions, errors)
+    certificate_span = positions.key_span(
+        ("certificate",) if "certificate" in data else ("policy",)
     )
 
     sets: dict[str, NamedSet] = {}
@@ -519,6 +576,12 @@ def _document(data: dict[str, Any], positions: _Positions) -> Document:
         mode=mode,
         exclusion_paths=tuple(exclusion_paths),
         exclusion_span=exclusion_span,
+        silenced=tuple(
+            (code, positions.value_span(("silence", i)))
+            for i, code in enumerate(data.get("silence", []))
+        ),
+        certificate=certificate,
+        certificate_span=certificate_span,
         sets=sets,
         rules=tuple(rules),
     )

@@ -18,7 +18,8 @@ with reason ``evaluation_error``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import difflib
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,15 +27,35 @@ from typing import Any
 from urllib.parse import unquote
 
 from policyengine import decision as reasons
-from policyengine.certificate import CertificateError, CertificateFacts, read_certificate
+from policyengine.certificate import CertificateError, CertificateFacts, FactsCache
 from policyengine.decision import Decision
 from policyengine.document import Document, load_document, parse_document
-from policyengine.errors import Diagnostic, PolicyCheckError, PolicyError, PolicySyntaxError
+from policyengine.errors import (
+    Diagnostic,
+    PolicyCheckError,
+    PolicyError,
+    PolicySchemaError,
+    PolicySyntaxError,
+)
 from policyengine.language import ast
-from policyengine.language.catalog import CATALOG, Context, Type
+from policyengine.language.catalog import (
+    Context,
+    Type,
+    certificate_attributes,
+    lookup,
+    read_fact,
+)
 from policyengine.language.checker import check
 from policyengine.language.compiler import CompiledCondition, compile_condition, format_value
 from policyengine.language.parser import parse
+from policyengine.sources import (
+    Forwarded,
+    SourceConfig,
+    SourceError,
+    decode_header_value,
+    read_forwarded,
+    trusted_from_anywhere,
+)
 from policyengine.span import Span
 from policyengine.trace import RuleTrace, Step, Trace, TraceNode
 from policyengine.values import FactError, Missing, as_utc
@@ -52,17 +73,21 @@ class Rule:
     condition: CompiledCondition
 
 
-def load_policy(path: str | Path) -> Policy:
-    """Load, check and compile a policy file. Raises a :class:`PolicyError` subclass."""
-    return _compile_document(load_document(path))
+def load_policy(path: str | Path, *, facts_cache_size: int = 4096) -> Policy:
+    """Load, check and compile a policy file. Raises a :class:`PolicyError` subclass.
+
+    ``facts_cache_size``: how many certificates' facts the policy keeps, so a client that
+    sends the same certificate again costs a lookup (0 turns the cache off).
+    """
+    return _compile_document(load_document(path), facts_cache_size)
 
 
-def policy_from_text(text: str, name: str = "<policy>") -> Policy:
+def policy_from_text(text: str, name: str = "<policy>", *, facts_cache_size: int = 4096) -> Policy:
     """Load, check and compile policy text; ``name`` is used in messages as the file name."""
-    return _compile_document(parse_document(text, name))
+    return _compile_document(parse_document(text, name), facts_cache_size)
 
 
-def _compile_document(document: Document) -> Policy:
+def _compile_document(document: Document, facts_cache_size: int = 4096) -> Policy:
     syntax_errors: list[Diagnostic] = []
     parsed: list[ast.Expr] = []
     for spec in document.rules:
@@ -77,6 +102,7 @@ def _compile_document(document: Document) -> Policy:
         ordered = sorted(result.diagnostics, key=lambda d: (d.span.line, d.span.column))
         raise PolicyCheckError(ordered)
     warnings = tuple(d for d in result.diagnostics if d.severity == "warning")
+    warnings = _unsilenced(warnings + _source_warnings(document), document)
     rules = tuple(
         Rule(
             id=spec.id,
@@ -88,7 +114,47 @@ def _compile_document(document: Document) -> Policy:
         )
         for spec, expr in zip(document.rules, result.expressions, strict=False)
     )
-    return Policy(document, rules, warnings)
+    return Policy(document, rules, warnings, facts_cache_size=facts_cache_size)
+
+
+WARNING_CODES = ("trusted-anywhere", "unused-set")
+"""Warnings ``check`` gives, by code; a policy's ``silence:`` names those it accepts."""
+
+
+def _unsilenced(warnings: tuple[Diagnostic, ...], document: Document) -> tuple[Diagnostic, ...]:
+    problems = []
+    for code, span in document.silenced:
+        if code not in WARNING_CODES:
+            close = difflib.get_close_matches(code, WARNING_CODES, n=1)
+            hint = f"did you mean `{close[0]}`?" if close else f"codes: {', '.join(WARNING_CODES)}"
+            problems.append(Diagnostic(span, f"unknown warning code `{code}`", hint, code="schema"))
+    if problems:
+        raise PolicySchemaError(problems)
+    silenced = {code for code, _ in document.silenced}
+    return tuple(w for w in warnings if w.code not in silenced)
+
+
+def _source_warnings(document: Document) -> tuple[Diagnostic, ...]:
+    config = document.certificate
+    if not trusted_from_anywhere(config):
+        return ()
+    span = document.certificate_span
+    header = config.header_name
+    if config.trusted_proxies is None:
+        message = f"the {config.source} source believes {header} from any peer by default"
+    else:
+        message = f"trusted_proxies lets any peer set {header}"
+    hint = (
+        "that is safe only if nothing but the proxy can reach the app; otherwise list the "
+        "proxy's addresses in certificate.trusted_proxies"
+    )
+    if config.source == "azure":
+        hint = (
+            "App Service's front end can be anywhere, so this is the azure default: make sure "
+            "the app is reachable only through App Service (no private endpoint, VNet route "
+            "or open container port that skips it)"
+        )
+    return (Diagnostic(span, message, hint, severity="warning", code="trusted-anywhere"),)
 
 
 _NEEDS_NORMALIZING = ("%", "?", "#", "/.", "\\")
@@ -132,7 +198,12 @@ class Policy:
     """A compiled policy. Immutable after loading; safe to share across threads."""
 
     def __init__(
-        self, document: Document, rules: tuple[Rule, ...], warnings: tuple[Diagnostic, ...]
+        self,
+        document: Document,
+        rules: tuple[Rule, ...],
+        warnings: tuple[Diagnostic, ...],
+        *,
+        facts_cache_size: int = 4096,
     ) -> None:
         self.name = document.name
         self.description = document.description
@@ -142,6 +213,9 @@ class Policy:
         self.rules = rules
         self.warnings = warnings
         self.sets = {name: len(s.entries) for name, s in document.sets.items()}
+        self.source = document.certificate
+        """Where the certificate comes from: the ``certificate:`` section."""
+        self._facts = FactsCache(facts_cache_size)
         self._exclusions = tuple(p.lower() for p in document.exclusion_paths)
         self._deny = tuple(r for r in rules if r.effect == "deny")
         self._allow = tuple(r for r in rules if r.effect == "allow")
@@ -163,17 +237,13 @@ class Policy:
         out: dict[str, object] = dict(facts.summary())
         at = datetime.now(UTC) if now is None else as_utc(now)
         none = Missing("not a request")
-        ctx = Context(facts, at, none, none, none, False)
+        ctx = Context(facts, at, none, none, none, False, None)
         for name in sorted(self.attributes):
-            attribute = CATALOG[name]
-            if name in out or name.startswith("request.") or name == "fingerprint":
+            attribute = lookup(name)
+            skip = name.startswith(("request.", "proxy.")) or name == "fingerprint"
+            if name in out or attribute is None or skip:
                 continue
-            try:
-                value = attribute.read_all(ctx) if attribute.read_all else attribute.read(ctx)
-            except FactError as exc:
-                out[name] = f"<{exc}>"
-                continue
-            out[name] = _plain(value, attribute.type)
+            out[name] = plain_fact(read_fact(attribute, ctx), attribute.type)
         return out
 
     def excluded(self, path: str) -> str | None:
@@ -205,16 +275,99 @@ class Policy:
         :class:`~policyengine.certificate.CertificateFacts`, or None. ``now`` defaults to
         the current time; a naive datetime is taken as UTC.
         """
+        return self._safely(cert, path, method, host, now, explain, None)
+
+    def evaluate_request(
+        self,
+        *,
+        headers: Mapping[Any, Any] | Iterable[Any] | None = None,
+        remote_addr: str | None = None,
+        path: str | None = None,
+        method: str | None = None,
+        host: str | None = None,
+        environ: Mapping[str, Any] | None = None,
+        scope: Mapping[str, Any] | None = None,
+        now: datetime | None = None,
+        explain: bool = False,
+    ) -> Decision:
+        """Decide a request as a web framework sees it. Never raises.
+
+        The policy's ``certificate:`` source reads the certificate from ``headers`` (a
+        mapping, or a list of ``(name, value)`` pairs, names case-insensitive), believing
+        them only from a ``remote_addr`` among its trusted proxies; the ``wsgi-environ``
+        and ``asgi-tls`` sources read ``environ`` or ``scope`` instead. Then the request
+        is decided as :meth:`evaluate` does. What the proxy forwarded that cannot be used
+        is a deny whose reason says why (``duplicate_header``, ``header_too_large``,
+        ``malformed_header``, ``chain_too_long``).
+        """
+        config = self.source
+        context = environ if environ is not None else scope
+
+        def obtain() -> Forwarded:
+            return read_forwarded(config, headers, remote_addr, context)
+
+        return self._safely(None, path, method, host, now, explain, obtain)
+
+    def evaluate_header(
+        self,
+        value: str | bytes,
+        *,
+        source: str | None = None,
+        peer: str | None = None,
+        path: str | None = None,
+        method: str | None = None,
+        host: str | None = None,
+        now: datetime | None = None,
+        explain: bool = False,
+    ) -> Decision:
+        """Decide one certificate-header value copied from a proxy's log. Never raises.
+
+        ``source`` overrides the policy's source for decoding. Without ``peer`` the value
+        counts as sent by a trusted proxy; with it, ``peer`` is checked against the
+        policy's ``trusted_proxies`` as a live request would be.
+        """
         try:
-            return self._evaluate(cert, path, method, host, now, explain)
-        except Exception as exc:  # fail closed, whatever happened
-            return Decision(
-                allowed=False,
-                reason=reasons.EVALUATION_ERROR,
-                message=f"The request could not be evaluated, so it is denied: {exc}",
-                policy=self.name,
-                errors=(f"{type(exc).__name__}: {exc}",),
+            config = self.source if source is None else _with_source(self.source, source)
+        except ValueError as exc:
+            return self._failed(exc)
+
+        def obtain() -> Forwarded:
+            if peer is not None and config.header_name is not None:
+                return read_forwarded(config, [(config.header_name, value)], peer)
+            leaf, chain = decode_header_value(
+                config.source,
+                value,
+                max_header_bytes=config.max_header_bytes,
+                max_chain_length=config.max_chain_length,
             )
+            note = f"{config.source} header given offline, taken as sent by a trusted proxy"
+            return Forwarded(leaf, chain, None, None, (note,))
+
+        return self._safely(None, path, method, host, now, explain, obtain)
+
+    def _safely(
+        self,
+        cert: object,
+        path: str | None,
+        method: str | None,
+        host: str | None,
+        now: datetime | None,
+        explain: bool,
+        obtain: Callable[[], Forwarded] | None,
+    ) -> Decision:
+        try:
+            return self._evaluate(cert, path, method, host, now, explain, obtain)
+        except Exception as exc:  # fail closed, whatever happened
+            return self._failed(exc)
+
+    def _failed(self, exc: Exception) -> Decision:
+        return Decision(
+            allowed=False,
+            reason=reasons.EVALUATION_ERROR,
+            message=f"The request could not be evaluated, so it is denied: {exc}",
+            policy=self.name,
+            errors=(f"{type(exc).__name__}: {exc}",),
+        )
 
     def _evaluate(
         self,
@@ -224,6 +377,7 @@ class Policy:
         host: str | None,
         now: datetime | None,
         explain: bool,
+        obtain: Callable[[], Forwarded] | None,
     ) -> Decision:
         steps: list[Step] = []
         at = datetime.now(UTC) if now is None else as_utc(now)
@@ -252,12 +406,25 @@ class Policy:
             )
             steps.append(Step("path", "pass", detail))
 
+        forwarded: Forwarded | None = None
+        if obtain is not None:
+            try:
+                forwarded = obtain()
+            except SourceError as exc:
+                if explain:
+                    steps.append(Step("source", "deny", exc.message))
+                message = f"The forwarded certificate cannot be used: {exc.message}."
+                return self._decide(False, exc.reason, message, steps, (), explain)
+            if explain:
+                steps.append(Step("source", "pass", "\n".join(forwarded.notes)))
+            cert = forwarded.leaf
+
         facts: CertificateFacts | None = None
         if isinstance(cert, CertificateFacts):
             facts = cert
         elif cert is not None:
             try:
-                facts = read_certificate(cert)
+                facts = self._facts.read(cert)
             except CertificateError as exc:
                 message = f"The client certificate could not be read: {exc}."
                 if explain:
@@ -273,6 +440,8 @@ class Policy:
 
         if facts is None and self.mode == "required":
             message = f"No client certificate was presented, and policy {self.name} requires one."
+            if forwarded is not None and forwarded.notes[:1]:
+                message = message[:-1] + f" ({forwarded.notes[0]})."
             if explain:
                 steps.append(Step("mode", "deny", "required: a certificate is needed"))
             return self._decide(
@@ -297,6 +466,7 @@ class Policy:
             if isinstance(host, str) and host.strip()
             else Missing("no host was given"),
             False,
+            forwarded,
         )
         if explain:
             return self._run_traced(ctx, steps, facts)
@@ -503,15 +673,36 @@ class Policy:
         return best[1], best[2], best[3]
 
 
-def _plain(value: object, t: Type) -> object:
-    """A fact as a JSON value: timestamps and serials as the trace writes them."""
+def plain_fact(value: object, t: Type) -> object:
+    """A fact as a JSON value: timestamps and serials as the trace writes them, an
+    unreadable fact as ``{"error": ...}``, an undefined one as null."""
+    if isinstance(value, FactError):
+        return {"error": str(value)}
     if isinstance(value, Missing):
         return None
     if isinstance(value, tuple):
-        return [_plain(v, t) for v in value]
+        return [plain_fact(v, t) for v in value]
     if isinstance(value, (datetime, timedelta)) or (t is Type.SERIAL and isinstance(value, int)):
         return format_value(value, t)
     return value
+
+
+def describe_certificate(
+    facts: CertificateFacts, now: datetime | None = None
+) -> list[tuple[str, object, str]]:
+    """Every certificate fact a policy can use: ``(name, JSON value, value as text)``."""
+    at = datetime.now(UTC) if now is None else as_utc(now)
+    none = Missing("not a request")
+    ctx = Context(facts, at, none, none, none, False, None)
+    rows = []
+    for attribute in certificate_attributes():
+        value = read_fact(attribute, ctx)
+        if isinstance(value, FactError):
+            shown = f"error: {value}"
+        else:
+            shown = format_value(value, attribute.type)
+        rows.append((attribute.name, plain_fact(value, attribute.type), shown))
+    return rows
 
 
 def format_path(path: str | Missing) -> str:
@@ -552,3 +743,16 @@ def check_policy(path: str | Path) -> tuple[Policy | None, tuple[Diagnostic, ...
     except PolicyError as exc:
         return None, exc.diagnostics
     return policy, policy.warnings
+
+
+def _with_source(config: SourceConfig, source: str) -> SourceConfig:
+    """The policy's certificate settings, read as another source would send them."""
+    if source == config.source:
+        return config
+    same_proxies = config.trusted_proxies
+    return SourceConfig(
+        source=source,
+        trusted_proxies=same_proxies,
+        max_header_bytes=config.max_header_bytes,
+        max_chain_length=config.max_chain_length,
+    )

@@ -95,7 +95,8 @@ def test_unknown_top_level_key_without_a_close_match_lists_the_allowed_keys() ->
         "test.yaml:2:1: error: unknown key `zzz` in the policy\n"
         "    2 | zzz: 1\n"
         "      | ^^^\n"
-        "hint: allowed: policy, description, mode, exclusion_paths, sets, rules"
+        "hint: allowed: policy, description, mode, exclusion_paths, certificate, silence, sets, "
+        "rules"
     )
 
 
@@ -748,4 +749,5 @@ def test_the_minimal_policy_from_the_issue_loads_as_written() -> None:
         ("revoked-partner", "deny"),
         ("partner", "allow"),
     ]
-    assert policy.warnings == ()
+    # the only warning: App Service's header is believed from any peer (the azure default)
+    assert [w.code for w in policy.warnings] == ["trusted-anywhere"]

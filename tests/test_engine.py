@@ -4,6 +4,7 @@ exclusion paths, the modes, fail-closed evaluation, malformed input, and the shi
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from collections.abc import Callable
 from datetime import UTC, date, datetime
@@ -13,7 +14,7 @@ import pytest
 from conftest import NOW, POLICIES
 from cryptography import x509
 
-from policyengine import REASONS, Decision, Policy, load_policy, read_certificate
+from policyengine import REASONS, Decision, Policy, load_policy, policy_from_text, read_certificate
 from policyengine.certificate import MAX_CERTIFICATE_BYTES, CertificateFacts
 from policyengine.testing import IssuedCertificate, make_certificate
 
@@ -317,6 +318,26 @@ def test_every_reason_is_reached(
         decide(orders, other_cn.pem).reason,
         orders.evaluate(contoso.pem, now="2026-11-28").reason,  # type: ignore[arg-type]
     }
+    header = "X-ARR-ClientCert"
+    value = base64.b64encode(contoso.der).decode()
+    for headers in (
+        [(header, value), (header, value)],  # duplicate_header
+        [(header, "A" * 20000)],  # header_too_large
+        [(header, "not base64!")],  # malformed_header
+    ):
+        reached.add(orders.evaluate_request(headers=headers, remote_addr="10.0.0.1").reason)
+    chained = policy_from_text(
+        "policy: p\ncertificate:\n  source: rfc9440\n  max_chain_length: 1\n"
+        "rules:\n  - id: a\n    effect: allow\n    when: valid\n"
+    )
+    sf = ":" + value + ":"
+    two = ", ".join(":" + base64.b64encode(c.der).decode() + ":" for c in (fabrikam, other_cn))
+    reached.add(
+        chained.evaluate_request(
+            headers={"Client-Cert": sf, "Client-Cert-Chain": two},
+            remote_addr="10.0.0.1",
+        ).reason  # chain_too_long
+    )
     assert reached == set(REASONS)
 
 
@@ -589,7 +610,7 @@ def test_broken_subject_facts_still_summarise(broken: bytes, orders: Policy) -> 
     assert summary["fingerprint.sha256"] == hashlib.sha256(broken).hexdigest()
     shown = orders.certificate_facts(facts, NOW)
     assert shown is not None
-    assert shown["subject.O"] == f"<{subject_error(broken)}>"
+    assert shown["subject.O"] == {"error": subject_error(broken)}
 
 
 # -- exclusion paths ----------------------------------------------------------------------------
@@ -899,7 +920,9 @@ def shipped(name: str) -> bytes:
 @pytest.mark.parametrize("path", sorted(POLICIES.glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_policies_load(path: Path) -> None:
     policy = load_policy(path)
-    assert policy.warnings == ()
+    # the README's policy keeps App Service's trust warning on purpose; the others silence it
+    expected = ["trusted-anywhere"] if path.name == "partner-api.yaml" else []
+    assert [w.code for w in policy.warnings] == expected
     assert policy.rules
 
 

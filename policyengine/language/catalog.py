@@ -19,9 +19,18 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from policyengine.certificate import EKU_NAMES, NAME_ATTRIBUTES, CertificateFacts
-from policyengine.values import ABSENT, Missing, format_time
+from policyengine.sources import Forwarded
+from policyengine.values import ABSENT, FactError, Missing, format_time
 
-__all__ = ["CATALOG", "Attribute", "Context", "Type", "lookup"]
+__all__ = [
+    "CATALOG",
+    "Attribute",
+    "Context",
+    "Type",
+    "certificate_attributes",
+    "lookup",
+    "read_fact",
+]
 
 
 class Type(enum.Enum):
@@ -41,7 +50,7 @@ class Type(enum.Enum):
 class Context:
     """What one evaluation sees: the certificate's facts, the request, and the time."""
 
-    __slots__ = ("excluded", "facts", "host", "method", "now", "path")
+    __slots__ = ("excluded", "facts", "forwarded", "host", "method", "now", "path")
 
     def __init__(
         self,
@@ -51,6 +60,7 @@ class Context:
         method: str | Missing,
         host: str | Missing,
         excluded: bool,
+        forwarded: Forwarded | None = None,
     ) -> None:
         self.facts = facts
         self.now = now
@@ -58,6 +68,8 @@ class Context:
         self.method = method
         self.host = host
         self.excluded = excluded
+        self.forwarded = forwarded
+        """What the proxy source yielded, when the request came through one."""
 
 
 Reader = Callable[[Context], object]
@@ -619,3 +631,75 @@ _add(
         _request("host"),
     )
 )
+
+# -- the proxy ------------------------------------------------------------------------------
+
+_NO_PROXY = Missing("the certificate did not come through a proxy source")
+
+
+def _proxy_verified(ctx: Context) -> bool | Missing:
+    forwarded = ctx.forwarded
+    if forwarded is None:
+        return _NO_PROXY
+    if forwarded.proxy_verified is None:
+        return Missing("the proxy did not say whether it verified the certificate")
+    return forwarded.proxy_verified
+
+
+def _proxy_verified_why(ctx: Context) -> str:
+    value = _proxy_verified(ctx)
+    if isinstance(value, Missing):
+        return value.reason
+    raw = ctx.forwarded.proxy_verify if ctx.forwarded is not None else None
+    return f"the proxy sent {raw!r}" if raw is not None else str(value).lower()
+
+
+def _proxy_verify(ctx: Context) -> str | Missing:
+    forwarded = ctx.forwarded
+    if forwarded is None:
+        return _NO_PROXY
+    if forwarded.proxy_verify is None:
+        return Missing("the proxy sent no verification header")
+    return forwarded.proxy_verify
+
+
+_add(
+    Attribute(
+        "proxy.verified",
+        Type.BOOL,
+        "What the proxy says of its own verification of the certificate: nginx and Apache "
+        "SUCCESS, HAProxy 0, GCP and Cloudflare true, an ASGI server's client_cert_error "
+        "unset. Undefined when the proxy says nothing (Azure, Envoy, Traefik send no such "
+        "header). See docs/sources.md.",
+        'proxy.verified and subject.O == "Contoso Ltd"',
+        _proxy_verified,
+        why=_proxy_verified_why,
+    )
+)
+_add(
+    Attribute(
+        "proxy.verify",
+        Type.STRING,
+        "The proxy's verification header as sent, e.g. nginx's `FAILED:certificate has expired`.",
+        'not proxy.verify startswith "FAILED"',
+        _proxy_verify,
+    )
+)
+
+
+def certificate_attributes() -> tuple[Attribute, ...]:
+    """Every catalog attribute read from the certificate itself (not the request or proxy)."""
+    return tuple(
+        a
+        for name, a in CATALOG.items()
+        if not name.startswith(("request.", "proxy.")) and name != "fingerprint"
+    )
+
+
+def read_fact(attribute: Attribute, ctx: Context) -> object:
+    """An attribute's value for display: all values of a multi-valued one, a Missing, or the
+    FactError that reading it raised (returned, not raised)."""
+    try:
+        return attribute.read_all(ctx) if attribute.read_all else attribute.read(ctx)
+    except FactError as exc:
+        return exc
