@@ -335,7 +335,8 @@ class CertificateFacts:
             return "ed448"
         if isinstance(key, dsa.DSAPublicKey):
             return "dsa"
-        return type(key).__name__.lower()
+        # X25519PublicKey -> x25519, as the names above; never the class name itself
+        return type(key).__name__.removesuffix("PublicKey").lower()
 
     @_fact("the public key")
     def key_size(self) -> int:
@@ -549,12 +550,16 @@ class FactsCache:
         """Facts for a certificate given as read_certificate takes it, from the cache if seen."""
         if not isinstance(value, (bytes, str)) or self.size == 0:
             return read_certificate(value)
-        entry = self._entries.get(value)
-        if entry is not None:
-            return entry
-        facts = read_certificate(value)
         with self._lock:
-            self._entries[value] = facts
+            entry = self._entries.get(value)
+            if entry is not None:
+                self._entries.move_to_end(value)  # least recently *used* goes first
+                return entry
+        facts = read_certificate(value)  # outside the lock: parsing may be slow
+        with self._lock:
+            # another thread may have read the same bytes meanwhile: keep one facts object
+            facts = self._entries.setdefault(value, facts)
+            self._entries.move_to_end(value)
             if len(self._entries) > self.size:
                 self._entries.popitem(last=False)
         return facts

@@ -25,6 +25,7 @@ from policyengine.errors import Diagnostic, PolicyFileError, PolicySchemaError
 from policyengine.language.ast import NamedSet, SetEntry
 from policyengine.sources import SourceConfig
 from policyengine.span import Source, Span, align_offsets
+from policyengine.trust import TrustSettings
 
 __all__ = ["MODES", "Document", "RuleSpec", "load_document", "parse_document"]
 
@@ -52,6 +53,16 @@ class RuleSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class TrustSection:
+    """The ``trust:`` section: settings with files resolved, and where each entry is written."""
+
+    settings: TrustSettings
+    span: Span
+    spans: dict[tuple[str, int], Span]
+    """``(field, index)`` of an anchors / intermediates / crls entry -> where it is written."""
+
+
+@dataclass(frozen=True, slots=True)
 class Document:
     source: Source
     name: str
@@ -61,6 +72,8 @@ class Document:
     exclusion_span: Span | None
     silenced: tuple[tuple[str, Span], ...]
     """Warning codes the policy accepts (``silence:``), each with where it is written."""
+    trust: TrustSection | None
+    """The ``trust:`` section, or None."""
     certificate: SourceConfig
     """Where the certificate comes from (the ``certificate:`` section, or its defaults)."""
     certificate_span: Span
@@ -365,6 +378,15 @@ def _translate(error: jsonschema.ValidationError, positions: _Positions) -> list
                 code="schema",
             )
         ]
+    if validator == "pattern" and last in ("header", "chain_header", "verify_header"):
+        return [
+            Diagnostic(
+                span,
+                f"{where} {json.dumps(error.instance)} is not an HTTP header name",
+                "use letters, digits and `-`, e.g. X-SSL-Client-Cert",
+                code="schema",
+            )
+        ]
     if "propertyNames" in error.schema_path:
         # jsonschema reports a bad key as a `pattern` error on the mapping holding it
         return [
@@ -448,6 +470,36 @@ def _type_name(value: Any) -> str:
     if isinstance(value, list):
         return "a list"
     return "a mapping"
+
+
+def _trust_section(section: dict[str, Any] | None, positions: _Positions) -> TrustSection | None:
+    if section is None:
+        return None
+    base = Path(positions.source.name).resolve().parent
+    spans: dict[tuple[str, int], Span] = {}
+
+    def files(field: str, path: tuple[str, ...]) -> tuple[Path, ...]:
+        entries = (
+            section.get(field, [])
+            if field != "crls"
+            else section.get("revocation", {}).get("crls", [])
+        )
+        for index in range(len(entries)):
+            spans[(field, index)] = positions.value_span((*path, index))
+        return tuple((base / entry) for entry in entries)
+
+    revocation = section.get("revocation", {})
+    mode = revocation.get("mode", "off")
+    settings = TrustSettings(
+        anchors=files("anchors", ("trust", "anchors")),
+        intermediates=files("intermediates", ("trust", "intermediates")),
+        header_intermediates=section.get("header_intermediates", True),
+        max_chain_depth=section.get("max_chain_depth", 4),
+        client_auth_eku=section.get("client_auth_eku", "required"),
+        crls=files("crls", ("trust", "revocation", "crls")),
+        revocation="off" if mode is False else mode,
+    )
+    return TrustSection(settings, positions.key_span(("trust",)), spans)
 
 
 def _certificate_section(
@@ -580,6 +632,7 @@ def _document(data: dict[str, Any], positions: _Positions) -> Document:
             (code, positions.value_span(("silence", i)))
             for i, code in enumerate(data.get("silence", []))
         ),
+        trust=_trust_section(data.get("trust"), positions),
         certificate=certificate,
         certificate_span=certificate_span,
         sets=sets,

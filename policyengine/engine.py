@@ -34,6 +34,7 @@ from policyengine.errors import (
     Diagnostic,
     PolicyCheckError,
     PolicyError,
+    PolicyFileError,
     PolicySchemaError,
     PolicySyntaxError,
 )
@@ -58,6 +59,7 @@ from policyengine.sources import (
 )
 from policyengine.span import Span
 from policyengine.trace import RuleTrace, Step, Trace, TraceNode
+from policyengine.trust import TrustError, TrustStore
 from policyengine.values import FactError, Missing, as_utc
 
 __all__ = ["Policy", "Rule", "load_policy", "normalize_path", "policy_from_text"]
@@ -97,12 +99,13 @@ def _compile_document(document: Document, facts_cache_size: int = 4096) -> Polic
             syntax_errors.extend(exc.diagnostics)
     if syntax_errors:
         raise PolicySyntaxError(syntax_errors)
-    result = check(parsed, document.sets)
+    result = check(parsed, document.sets, has_trust=document.trust is not None)
     if any(d.severity == "error" for d in result.diagnostics):
         ordered = sorted(result.diagnostics, key=lambda d: (d.span.line, d.span.column))
         raise PolicyCheckError(ordered)
     warnings = tuple(d for d in result.diagnostics if d.severity == "warning")
-    warnings = _unsilenced(warnings + _source_warnings(document), document)
+    trust_store, trust_warnings = _load_trust(document)
+    warnings = _unsilenced(warnings + _source_warnings(document) + trust_warnings, document)
     rules = tuple(
         Rule(
             id=spec.id,
@@ -114,11 +117,44 @@ def _compile_document(document: Document, facts_cache_size: int = 4096) -> Polic
         )
         for spec, expr in zip(document.rules, result.expressions, strict=False)
     )
-    return Policy(document, rules, warnings, facts_cache_size=facts_cache_size)
+    return Policy(
+        document, rules, warnings, trust_store=trust_store, facts_cache_size=facts_cache_size
+    )
 
 
-WARNING_CODES = ("trusted-anywhere", "unused-set")
+WARNING_CODES = ("trusted-anywhere", "unused-set", "trust-anchor", "trust-crl")
 """Warnings ``check`` gives, by code; a policy's ``silence:`` names those it accepts."""
+
+
+def _load_trust(document: Document) -> tuple[TrustStore | None, tuple[Diagnostic, ...]]:
+    section = document.trust
+    if section is None:
+        return None, ()
+    try:
+        store = TrustStore.load(section.settings)
+    except TrustError as exc:
+        span = section.spans.get((exc.field, exc.index), section.span)
+        raise PolicyFileError(
+            [
+                Diagnostic(
+                    span,
+                    str(exc),
+                    "check the path: it is relative to the policy file",
+                    code="trust",
+                )
+            ]
+        ) from None
+    warnings = tuple(
+        Diagnostic(
+            section.spans.get((field, index), section.span),
+            message,
+            "replace it, or remove it from the policy",
+            severity="warning",
+            code="trust-anchor" if field == "anchors" else "trust-crl",
+        )
+        for field, index, message in store.problems(datetime.now(UTC))
+    )
+    return store, warnings
 
 
 def _unsilenced(warnings: tuple[Diagnostic, ...], document: Document) -> tuple[Diagnostic, ...]:
@@ -203,6 +239,7 @@ class Policy:
         rules: tuple[Rule, ...],
         warnings: tuple[Diagnostic, ...],
         *,
+        trust_store: TrustStore | None = None,
         facts_cache_size: int = 4096,
     ) -> None:
         self.name = document.name
@@ -216,6 +253,8 @@ class Policy:
         self.source = document.certificate
         """Where the certificate comes from: the ``certificate:`` section."""
         self._facts = FactsCache(facts_cache_size)
+        self.trust = trust_store
+        """Anchors, intermediates and CRLs from the ``trust:`` section, or None."""
         self._exclusions = tuple(p.lower() for p in document.exclusion_paths)
         self._deny = tuple(r for r in rules if r.effect == "deny")
         self._allow = tuple(r for r in rules if r.effect == "allow")
@@ -301,7 +340,7 @@ class Policy:
         ``malformed_header``, ``chain_too_long``).
         """
         config = self.source
-        context = environ if environ is not None else scope
+        context = scope if config.source == "asgi-tls" else environ
 
         def obtain() -> Forwarded:
             return read_forwarded(config, headers, remote_addr, context)
@@ -440,8 +479,9 @@ class Policy:
 
         if facts is None and self.mode == "required":
             message = f"No client certificate was presented, and policy {self.name} requires one."
-            if forwarded is not None and forwarded.notes[:1]:
-                message = message[:-1] + f" ({forwarded.notes[0]})."
+            note = _absence_note(forwarded)
+            if note:
+                message = message[:-1] + f" ({note})."
             if explain:
                 steps.append(Step("mode", "deny", "required: a certificate is needed"))
             return self._decide(
@@ -467,6 +507,7 @@ class Policy:
             else Missing("no host was given"),
             False,
             forwarded,
+            self.trust,
         )
         if explain:
             return self._run_traced(ctx, steps, facts)
@@ -745,14 +786,24 @@ def check_policy(path: str | Path) -> tuple[Policy | None, tuple[Diagnostic, ...
     return policy, policy.warnings
 
 
+def _absence_note(forwarded: Forwarded | None) -> str:
+    """Why a source yielded no certificate: the header was ignored, absent or empty."""
+    if forwarded is None:
+        return ""
+    for note in forwarded.notes:
+        if " is a trusted proxy" not in note:
+            return note
+    return ""
+
+
 def _with_source(config: SourceConfig, source: str) -> SourceConfig:
     """The policy's certificate settings, read as another source would send them."""
     if source == config.source:
         return config
-    same_proxies = config.trusted_proxies
+    # the policy's own list (or its source's default) stays: --source must not widen trust
     return SourceConfig(
         source=source,
-        trusted_proxies=same_proxies,
+        trusted_proxies=config.effective_trusted_proxies,
         max_header_bytes=config.max_header_bytes,
         max_chain_length=config.max_chain_length,
     )

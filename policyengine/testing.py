@@ -88,10 +88,17 @@ def make_certificate(
     key: PrivateKey | None = None,
     ca: bool = False,
     client_auth: bool = True,
+    key_identifiers: bool = True,
+    path_length: int | None = None,
+    extended_key_usage: Sequence[x509.ObjectIdentifier] | None = None,
 ) -> IssuedCertificate:
     """A certificate for ``subject``, self-signed unless ``issuer`` is given.
 
-    Valid from a day ago for a year unless ``not_before``/``not_after`` say otherwise.
+    Valid from a day ago for a year unless ``not_before``/``not_after`` say otherwise. Has
+    basic constraints, subject and authority key identifiers (unless ``key_identifiers`` is
+    false), key usage keyCertSign/cRLSign for a CA, and the clientAuth EKU for a leaf
+    (unless ``client_auth`` is false, or ``extended_key_usage`` lists others): what a chain
+    verifier expects of a real PKI.
     """
     now = datetime.now(UTC)
     key = key or ec.generate_private_key(ec.SECP256R1())
@@ -106,11 +113,39 @@ def make_certificate(
         .serial_number(serial if serial is not None else x509.random_serial_number())
         .not_valid_before(not_before or now - timedelta(days=1))
         .not_valid_after(not_after or now + timedelta(days=365))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        .add_extension(
+            x509.BasicConstraints(ca=ca, path_length=path_length if ca else None), critical=True
+        )
     )
-    if client_auth and not ca:
+    if extended_key_usage is not None:
+        builder = builder.add_extension(
+            x509.ExtendedKeyUsage(list(extended_key_usage)), critical=False
+        )
+    elif client_auth and not ca:
         builder = builder.add_extension(
             x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
+        )
+    if key_identifiers:
+        builder = builder.add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
+        ).add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(signing_key.public_key()),
+            critical=False,
+        )
+    if ca:
+        builder = builder.add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
         )
     algorithm = None if isinstance(signing_key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
     certificate = builder.sign(signing_key, algorithm)

@@ -439,7 +439,7 @@ def test_serial_set_entries_in_every_spelling() -> None:
         """
         policy: p
         sets:
-          revoked:
+          retired:
             - "0x1A2B3C"     # hex with 0x
             - "4D5E6F"       # hex without
             - "1a:2b:3c"     # with colons
@@ -449,7 +449,7 @@ def test_serial_set_entries_in_every_spelling() -> None:
         rules:
           - id: r1
             effect: deny
-            when: serial in revoked
+            when: serial in retired
         """
     )
     assert result.diagnostics == ()
@@ -473,19 +473,19 @@ def test_serial_literals(when: str, value: int) -> None:
 
 
 def test_bad_serial_set_entries() -> None:
-    sets = "sets:\n  revoked: ['0xZZ', '', 'fine1a']\n"
-    error = check_error(policy("serial in revoked", sets))
+    sets = "sets:\n  retired: ['0xZZ', '', 'fine1a']\n"
+    error = check_error(policy("serial in retired", sets))
     assert errors_of(error) == [
-        'test.yaml:3:13: error: in set `revoked`: "0xZZ" is not a serial number\n'
-        "    3 |   revoked: ['0xZZ', '', 'fine1a']\n"
+        'test.yaml:3:13: error: in set `retired`: "0xZZ" is not a serial number\n'
+        "    3 |   retired: ['0xZZ', '', 'fine1a']\n"
         "      |             ^^^^^^\n"
         'hint: write hex text such as "0x1A2B3C" or "1a:2b:3c", or a decimal integer',
-        'test.yaml:3:21: error: in set `revoked`: "" is not a serial number\n'
-        "    3 |   revoked: ['0xZZ', '', 'fine1a']\n"
+        'test.yaml:3:21: error: in set `retired`: "" is not a serial number\n'
+        "    3 |   retired: ['0xZZ', '', 'fine1a']\n"
         "      |                     ^^\n"
         'hint: write hex text such as "0x1A2B3C" or "1a:2b:3c", or a decimal integer',
-        'test.yaml:3:25: error: in set `revoked`: "fine1a" is not a serial number\n'
-        "    3 |   revoked: ['0xZZ', '', 'fine1a']\n"
+        'test.yaml:3:25: error: in set `retired`: "fine1a" is not a serial number\n'
+        "    3 |   retired: ['0xZZ', '', 'fine1a']\n"
         "      |                         ^^^^^^^^\n"
         'hint: write hex text such as "0x1A2B3C" or "1a:2b:3c", or a decimal integer',
     ]
@@ -596,11 +596,11 @@ def test_unused_set_is_a_warning_not_an_error(
         policy: p
         sets:
           partners: [a]
-          revoked: ["0x1"]
+          retired: ["0x1"]
         rules:
           - id: r1
             effect: deny
-            when: serial in revoked
+            when: serial in retired
         """
     )
     unused = [w for w in compiled.warnings if w.code != "trusted-anywhere"]

@@ -367,15 +367,15 @@ def test_timestamp_probe_shows_the_value(contoso: IssuedCertificate) -> None:
         ("serial in [1715005]", True),
         ("serial in [0x1A2B3C, 42]", False),
         ("serial not in [0x1A2B3C, 42]", True),
-        ("serial in revoked", True),
-        ("serial not in revoked", False),
+        ("serial in retired", True),
+        ("serial not in retired", False),
         ("serial in other", False),
         ("serial not in other", True),
     ],
 )
 def test_serial(contoso: IssuedCertificate, when: str, expected: bool) -> None:
     sets: dict[str, list[object]] = {
-        "revoked": ["0x0BAD", 1715005, "ff:ee"],  # an int entry matches 0x1A2B3D
+        "retired": ["0x0BAD", 1715005, "ff:ee"],  # an int entry matches 0x1A2B3D
         "other": ["0x1A2B3C", "4D5E6F", 42],
     }
     assert value(when, contoso, sets=sets) is expected
@@ -917,7 +917,7 @@ ATOMS = [
     'subject.L == "x"',
     "subject.CN == issuer.CN",
     'issuer.CN matches "*CA"',
-    "serial in revoked",
+    "serial in retired",
     "fingerprint in pins",
     'request.method == "GET"',
     'request.path startswith "/admin"',
@@ -979,7 +979,7 @@ def test_plain_and_explained_decisions_agree(
 ) -> None:
     rules = [("d", "deny", deny)] + [(f"a{i}", "allow", w) for i, w in enumerate(allow)]
     text = "policy: p\nmode: optional\nexclusion_paths: /public\n"
-    text += f"sets: {json.dumps({'revoked': [1715005], 'pins': [contoso.sha256]})}\n"
+    text += f"sets: {json.dumps({'retired': [1715005], 'pins': [contoso.sha256]})}\n"
     text += "rules:\n"
     for rule_id, effect, when in rules:
         text += f"  - id: {rule_id}\n    effect: {effect}\n    when: {json.dumps(when)}\n"

@@ -95,8 +95,8 @@ def test_unknown_top_level_key_without_a_close_match_lists_the_allowed_keys() ->
         "test.yaml:2:1: error: unknown key `zzz` in the policy\n"
         "    2 | zzz: 1\n"
         "      | ^^^\n"
-        "hint: allowed: policy, description, mode, exclusion_paths, certificate, silence, sets, "
-        "rules"
+        "hint: allowed: policy, description, mode, exclusion_paths, certificate, trust, silence, "
+        "sets, rules"
     )
 
 

@@ -28,11 +28,11 @@ description: the orders API
 mode: required
 exclusion_paths: /public;/health
 sets:
-  revoked: ["0x0BAD"]
+  retired: ["0x0BAD"]
 rules:
   - id: revoked
     effect: deny
-    when: serial in revoked
+    when: serial in retired
   - id: no-fabrikam
     effect: deny
     when: subject.O == "Fabrikam"

@@ -20,6 +20,7 @@ from datetime import datetime
 
 from policyengine.certificate import EKU_NAMES, NAME_ATTRIBUTES, CertificateFacts
 from policyengine.sources import Forwarded
+from policyengine.trust import TrustResult, TrustStore
 from policyengine.values import ABSENT, FactError, Missing, format_time
 
 __all__ = [
@@ -50,7 +51,17 @@ class Type(enum.Enum):
 class Context:
     """What one evaluation sees: the certificate's facts, the request, and the time."""
 
-    __slots__ = ("excluded", "facts", "forwarded", "host", "method", "now", "path")
+    __slots__ = (
+        "_trust",
+        "excluded",
+        "facts",
+        "forwarded",
+        "host",
+        "method",
+        "now",
+        "path",
+        "trust_store",
+    )
 
     def __init__(
         self,
@@ -61,6 +72,7 @@ class Context:
         host: str | Missing,
         excluded: bool,
         forwarded: Forwarded | None = None,
+        trust_store: TrustStore | None = None,
     ) -> None:
         self.facts = facts
         self.now = now
@@ -70,6 +82,25 @@ class Context:
         self.excluded = excluded
         self.forwarded = forwarded
         """What the proxy source yielded, when the request came through one."""
+        self.trust_store = trust_store
+        self._trust: TrustResult | Missing | None = None
+
+    def trust(self) -> TrustResult | Missing:
+        """Chain verification for this certificate, done once per evaluation (and cached
+        by the trust store across evaluations)."""
+        if self._trust is None:
+            if self.facts is None:
+                self._trust = ABSENT
+            elif self.trust_store is None:
+                self._trust = Missing("the policy has no trust anchors")
+            else:
+                chain = self.forwarded.chain if self.forwarded is not None else ()
+                self._trust = self.trust_store.verify(self.facts, chain, self.now)
+        return self._trust
+
+    def with_facts(self, facts: CertificateFacts) -> Context:
+        """The same request seen through another certificate (one of the chain)."""
+        return Context(facts, self.now, self.path, self.method, self.host, self.excluded)
 
 
 Reader = Callable[[Context], object]
@@ -96,6 +127,8 @@ class Attribute:
     """For fingerprints: ``sha1``, ``sha256``, or None for ``fingerprint`` (by length)."""
     aliases: Mapping[str, str] | None = None
     """Other spellings of values, turned into the canonical one when a policy is loaded."""
+    prefix: str = ""
+    """``chain.root.`` or ``chain.issuer.`` for a fact of a certificate in the chain."""
 
     @property
     def multi(self) -> bool:
@@ -687,12 +720,174 @@ _add(
 )
 
 
+# -- chain of trust and revocation -----------------------------------------------------------
+
+
+def _trusted(ctx: Context) -> bool | Missing:
+    result = ctx.trust()
+    return result if isinstance(result, Missing) else result.trusted
+
+
+def _trusted_why(ctx: Context) -> str:
+    result = ctx.trust()
+    if isinstance(result, Missing):
+        return result.reason
+    return "chain: " + result.describe_chain() if result.trusted else result.reason
+
+
+def _revoked(ctx: Context) -> bool | Missing:
+    result = ctx.trust()
+    if isinstance(result, Missing):
+        return result
+    if not result.trusted:
+        return Missing(f"no trusted chain to check revocation against: {result.reason}")
+    if result.revocation == "unknown":
+        store = ctx.trust_store
+        return store is not None and store.settings.revocation == "hard"
+    return result.revocation == "revoked"
+
+
+def _revoked_why(ctx: Context) -> str:
+    result = ctx.trust()
+    if isinstance(result, Missing):
+        return result.reason
+    if not result.trusted:
+        return f"no trusted chain to check revocation against: {result.reason}"
+    if result.revocation == "unknown":
+        hard = ctx.trust_store is not None and ctx.trust_store.settings.revocation == "hard"
+        verdict = "hard mode counts it as revoked" if hard else "soft mode lets it pass"
+        return f"status unknown ({result.revocation_detail}); {verdict}"
+    return result.revocation_detail
+
+
+_add(
+    Attribute(
+        "trusted",
+        Type.BOOL,
+        "The certificate chains to one of the policy's trust anchors at the evaluation time: "
+        "signatures, validity of every certificate, basic constraints, key usage, path length "
+        "and name constraints checked by `cryptography`'s verifier, clientAuth EKU as the "
+        "`trust:` section says. Needs a `trust:` section. See docs/trust.md.",
+        "trusted and not revoked",
+        _trusted,
+        why=_trusted_why,
+    )
+)
+_add(
+    Attribute(
+        "revoked",
+        Type.BOOL,
+        "The certificate (or an intermediate) is listed in a CRL signed by its issuer. An "
+        "unknown status (no fresh CRL) counts as revoked in `hard` mode and not in `soft` "
+        "mode; undefined when no trusted chain was built. Needs a `trust:` section.",
+        "trusted and not revoked",
+        _revoked,
+        why=_revoked_why,
+    )
+)
+
+
+def _chain_length(ctx: Context) -> int | Missing:
+    result = ctx.trust()
+    if isinstance(result, Missing):
+        return result
+    if not result.trusted:
+        return Missing(f"no trusted chain was built: {result.reason}")
+    return len(result.chain)
+
+
+_add(
+    Attribute(
+        "chain.length",
+        Type.INT,
+        "How many certificates the trusted chain holds, leaf and anchor included.",
+        "chain.length <= 3",
+        _chain_length,
+    )
+)
+
+
+def _chain_member(position: int) -> Callable[[Context], Context | Missing]:
+    def pick(ctx: Context) -> Context | Missing:
+        result = ctx.trust()
+        if isinstance(result, Missing):
+            return result
+        if not result.trusted:
+            return Missing(f"no trusted chain was built: {result.reason}")
+        chain = result.chain
+        return ctx.with_facts(chain[position if position >= 0 else len(chain) + position])
+
+    return pick
+
+
+def _through(pick: Callable[[Context], Context | Missing], read: Reader) -> Reader:
+    def reader(ctx: Context) -> object:
+        member = pick(ctx)
+        return member if isinstance(member, Missing) else read(member)
+
+    return reader
+
+
+def _through_all(pick: Callable[[Context], Context | Missing], read_all: ReadAll) -> ReadAll:
+    def reader(ctx: Context) -> tuple[object, ...] | Missing:
+        member = pick(ctx)
+        return member if isinstance(member, Missing) else read_all(member)
+
+    return reader
+
+
+_CHAIN_FACTS = (
+    "subject",
+    *(f"subject.{key}" for key in NAME_ATTRIBUTES),
+    "issuer",
+    *(f"issuer.{key}" for key in NAME_ATTRIBUTES),
+    "fingerprint",
+    "fingerprint.sha1",
+    "fingerprint.sha256",
+    "serial",
+    "not_before",
+    "not_after",
+    "subject_key_id",
+    "key.type",
+    "key.size",
+)
+_CHAIN_MEMBERS = {
+    "chain.root.": (-1, "the trust anchor that ends the chain"),
+    "chain.issuer.": (
+        1,
+        "the certificate that issued the leaf (the anchor itself for a two-certificate chain)",
+    ),
+}
+
+for _prefix, (_position, _who) in _CHAIN_MEMBERS.items():
+    _pick = _chain_member(_position)
+    for _name in _CHAIN_FACTS:
+        _leaf = CATALOG[_name]
+        _add(
+            Attribute(
+                _prefix + _name,
+                _leaf.type,
+                f"`{_name}` of {_who}; undefined when no trusted chain was built.",
+                _leaf.example.replace(_name, _prefix + _name, 1) if _leaf.example else "",
+                _through(_pick, _leaf.read),
+                read_all=_through_all(_pick, _leaf.read_all) if _leaf.read_all else None,
+                read_token=_through(_pick, _leaf.read_token)  # type: ignore[arg-type]
+                if _leaf.read_token
+                else None,
+                algorithm=_leaf.algorithm,
+                aliases=_leaf.aliases,
+                prefix=_prefix,
+            )
+        )
+
+
 def certificate_attributes() -> tuple[Attribute, ...]:
     """Every catalog attribute read from the certificate itself (not the request or proxy)."""
     return tuple(
         a
         for name, a in CATALOG.items()
-        if not name.startswith(("request.", "proxy.")) and name != "fingerprint"
+        if not name.startswith(("request.", "proxy.", "chain."))
+        and name not in ("fingerprint", "trusted", "revoked")
     )
 
 

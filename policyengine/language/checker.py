@@ -50,10 +50,18 @@ class CheckResult:
 
 
 def check(
-    expressions: Iterable[ast.Expr], sets: Mapping[str, ast.NamedSet], *, warn_unused: bool = True
+    expressions: Iterable[ast.Expr],
+    sets: Mapping[str, ast.NamedSet],
+    *,
+    warn_unused: bool = True,
+    has_trust: bool = True,
 ) -> CheckResult:
-    """Check conditions against the catalog and the policy's sets."""
-    checker = _Checker(sets)
+    """Check conditions against the catalog and the policy's sets.
+
+    ``has_trust``: whether the policy has a ``trust:`` section; without one, the trust
+    attributes (``trusted``, ``revoked``, ``chain.*``) can never hold and are an error.
+    """
+    checker = _Checker(sets, has_trust)
     checker.check_set_names()
     typed = tuple(checker.condition(expr) for expr in expressions)
     if warn_unused:
@@ -75,8 +83,9 @@ def describe(t: Type, attribute: Attribute | None = None) -> str:
 
 
 class _Checker:
-    def __init__(self, sets: Mapping[str, ast.NamedSet]) -> None:
+    def __init__(self, sets: Mapping[str, ast.NamedSet], has_trust: bool = True) -> None:
         self.sets = sets
+        self.has_trust = has_trust
         self.used: set[str] = set()
         self.diagnostics: list[Diagnostic] = []
 
@@ -104,6 +113,14 @@ class _Checker:
             return operand
         name = operand.name
         attribute = lookup(name)
+        if attribute is not None and not self.has_trust and _needs_trust(name):
+            self.error(
+                operand.span,
+                f"`{name}` needs trust anchors, and the policy has no `trust:` section",
+                "add `trust:` with `anchors: [your-root-ca.pem]` (see docs/trust.md)",
+                code="no-trust",
+            )
+            return None
         if attribute is not None:
             return ast.AttributeRef(
                 attribute=attribute, name=name, span=operand.span, text=operand.text
@@ -404,6 +421,10 @@ class _Checker:
 def _a(t: Type) -> str:
     """``an int``, ``a string``: the type's name with its article."""
     return f"an {t}" if str(t)[0] in "aeiou" else f"a {t}"
+
+
+def _needs_trust(name: str) -> bool:
+    return name in ("trusted", "revoked") or name.startswith("chain.")
 
 
 def _kind_of(value: object) -> str:

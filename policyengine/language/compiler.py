@@ -358,7 +358,7 @@ def _fingerprint_attribute(attribute: Attribute, constant: object) -> Attribute:
     if attribute.algorithm is not None:
         return attribute
     algorithm = FINGERPRINT_LENGTHS[len(str(constant))]
-    return CATALOG[f"fingerprint.{algorithm}"]
+    return CATALOG[f"{attribute.prefix}fingerprint.{algorithm}"]
 
 
 def _comparison(expr: ast.Compare) -> tuple[Test, Probe]:
@@ -487,24 +487,27 @@ def _container(
                 by_algorithm[algorithm] = tokens
         readers: list[tuple[Callable[[Context], bytes | Missing], frozenset[bytes]]] = []
         for alg, tokens in by_algorithm.items():
-            read_token = CATALOG[f"fingerprint.{alg}"].read_token
+            read_token = CATALOG[f"{attribute.prefix}fingerprint.{alg}"].read_token
             assert read_token is not None
             if tokens or attribute.algorithm is not None:
                 readers.append((read_token, tokens))
 
         def contains(ctx: Context) -> bool | None:
-            if ctx.facts is None:
-                return None
-            return any(read(ctx) in tokens for read, tokens in readers)
+            for read, tokens in readers:
+                token = read(ctx)
+                if token.__class__ is Missing:
+                    return None
+                if token in tokens:
+                    return True
+            return False
 
         read_all = attribute.read
 
         def what(ctx: Context) -> str:
-            if ctx.facts is None:
-                return "undefined: no certificate was presented"
-            if attribute.algorithm is None:
-                return str(read_all(ctx))
-            return format_value(read_all(ctx), attribute.type)
+            value = read_all(ctx)
+            if isinstance(value, Missing) or attribute.algorithm is not None:
+                return format_value(value, attribute.type)
+            return str(value)
 
         return contains, what
 
