@@ -286,15 +286,20 @@ class Policy:
         return out
 
     def excluded(self, path: str) -> str | None:
-        """The exclusion path that ``path`` falls under, or None."""
-        return self._excluded_normalized(normalize_path(path))
+        """The exclusion path that ``path`` falls under, or None.
 
-    def _excluded_normalized(self, path: str) -> str | None:
+        The path must fall under it both as written (before the query) and as normalised
+        (decoded, dot segments resolved). Servers and frameworks differ in how much they
+        decode and resolve before routing, so an exclusion is granted only when every
+        reading agrees: ``/public/../admin`` is not excluded by ``/public`` and neither is
+        ``/admin/..%2Fpublic``.
+        """
         if not self._exclusions:
             return None
-        lowered = path.lower()
+        written = path.split("?", 1)[0].split("#", 1)[0].lower()
+        normalized = normalize_path(path).lower()
         for prefix in self._exclusions:
-            if lowered.startswith(prefix):
+            if written.startswith(prefix) and normalized.startswith(prefix):
                 return prefix
         return None
 
@@ -423,9 +428,7 @@ class Policy:
         request_path: str | Missing = (
             normalize_path(path) if isinstance(path, str) else Missing("no request path was given")
         )
-        excluded_by = (
-            self._excluded_normalized(request_path) if isinstance(request_path, str) else None
-        )
+        excluded_by = self.excluded(path) if isinstance(path, str) else None
         if excluded_by is not None:
             message = (
                 f"The path {request_path} is excluded from client-certificate checks "
