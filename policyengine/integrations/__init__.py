@@ -1,0 +1,121 @@
+"""Thin adapters that put a policy in front of a web application.
+
+- :mod:`policyengine.integrations.wsgi`: WSGI middleware (any WSGI app, Flask, Django under WSGI)
+- :mod:`policyengine.integrations.asgi`: ASGI middleware (Starlette, FastAPI, Django under ASGI)
+- :mod:`policyengine.integrations.flask`: a Flask extension and a view decorator
+- :mod:`policyengine.integrations.django`: a Django middleware and a view decorator
+- :mod:`policyengine.integrations.fastapi`: a FastAPI dependency
+
+Each imports its framework only when it is imported itself; install the framework with the
+matching extra (``pip install 'policyengine[flask]'``). What they share is here: turning a
+refusal into a response, and reading a WSGI environ as the request view that
+``Policy.evaluate_request`` takes.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from policyengine.decision import Decision
+from policyengine.engine import Policy
+from policyengine.runtime import DecisionLog, ReloadingPolicy, current_policy
+from policyengine.trace import render_text
+
+__all__ = ["DenyResponse", "decide", "deny_response", "environ_request", "refusal"]
+
+
+@dataclass(frozen=True, slots=True)
+class DenyResponse:
+    """A ready refusal: status 403, headers, body."""
+
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+
+
+DenyHook = Callable[[Decision], DenyResponse | None]
+"""An application's own refusal: return a DenyResponse, or None for the default one."""
+
+
+def deny_response(decision: Decision, accept: str, *, expose_trace: bool = False) -> DenyResponse:
+    """The default refusal: the reason code and message, as JSON when the client accepts
+    JSON and as plain text otherwise. The trace only when the application opts in."""
+    if "application/json" in accept.lower():
+        payload: dict[str, Any] = {
+            "error": "forbidden",
+            "reason": decision.reason,
+            "message": decision.message,
+        }
+        if expose_trace and decision.trace is not None:
+            payload["trace"] = decision.trace.to_dict()
+        body = json.dumps(payload).encode()
+        content_type = "application/json"
+    else:
+        text = f"403 Forbidden: {decision.reason}: {decision.message}\n"
+        if expose_trace and decision.trace is not None:
+            text += "\n" + render_text(decision.trace) + "\n"
+        body = text.encode()
+        content_type = "text/plain; charset=utf-8"
+    headers = (
+        ("Content-Type", content_type),
+        ("Content-Length", str(len(body))),
+        ("Cache-Control", "no-store"),
+    )
+    return DenyResponse(403, headers, body)
+
+
+def environ_request(environ: Mapping[str, Any]) -> dict[str, Any]:
+    """A WSGI environ (or Django's request.META) as ``evaluate_request`` keyword arguments.
+
+    Header names come back from CGI form (``HTTP_X_SSL_CLIENT_CERT``) as ``X-SSL-Client-Cert``
+    style names; the sources match them case-insensitively and treat ``_`` and ``-`` as the
+    same, which is exactly the ambiguity WSGI servers create.
+    """
+    headers: list[tuple[str, str]] = []
+    for key, value in environ.items():
+        if key.startswith("HTTP_") and isinstance(value, str):
+            headers.append((key[5:].replace("_", "-"), value))
+    return {
+        "headers": headers,
+        "remote_addr": environ.get("REMOTE_ADDR") or None,
+        "path": (environ.get("SCRIPT_NAME", "") or "") + (environ.get("PATH_INFO", "") or "/"),
+        "method": environ.get("REQUEST_METHOD"),
+        "host": environ.get("HTTP_HOST") or environ.get("SERVER_NAME"),
+        "environ": environ,
+    }
+
+
+def refusal(
+    decision: Decision, accept: str, on_deny: DenyHook | None, expose_trace: bool
+) -> DenyResponse:
+    """The application's own refusal when its hook gives one, else the default."""
+    if on_deny is not None:
+        custom = on_deny(decision)
+        if custom is not None:
+            return custom
+    return deny_response(decision, accept, expose_trace=expose_trace)
+
+
+def decide(
+    provider: Policy | ReloadingPolicy,
+    request: Mapping[str, Any],
+    log: DecisionLog | None,
+    *,
+    explain: bool = False,
+) -> Decision:
+    """Decide one request view with the provider's current policy, and log the decision."""
+    started = time.perf_counter()
+    decision = current_policy(provider).evaluate_request(explain=explain, **request)
+    if log is not None:
+        log.record(
+            decision,
+            method=request.get("method"),
+            path=request.get("path"),
+            peer=request.get("remote_addr"),
+            elapsed_us=(time.perf_counter() - started) * 1e6,
+        )
+    return decision

@@ -1,0 +1,132 @@
+"""ASGI middleware: a policy in front of any ASGI application (Starlette, FastAPI, Django).
+
+::
+
+    from policyengine.integrations.asgi import PolicyMiddleware
+
+    app = PolicyMiddleware(app, "policies/partner-api.yaml")
+
+``http`` and ``websocket`` connections are decided before the application sees them; a
+refused HTTP request gets a ready 403 without the application being called (its body is not
+read), and a refused websocket is closed with code 1008 (policy violation) before it is
+accepted. ``lifespan`` and any other scope type pass through untouched. An allowed
+connection reaches the application with the decision in ``scope["policyengine.decision"]``
+and, for Starlette and FastAPI, in ``request.state.policyengine_decision``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from pathlib import Path
+from typing import Any
+
+from policyengine.decision import Decision
+from policyengine.engine import Policy
+from policyengine.integrations import DenyHook, decide, refusal
+from policyengine.runtime import DecisionLog, ReloadingPolicy, as_policy_provider
+
+__all__ = ["SCOPE_KEY", "PolicyMiddleware", "decide_scope", "scope_request"]
+
+SCOPE_KEY = "policyengine.decision"
+STATE_KEY = "policyengine_decision"
+POLICY_VIOLATION = 1008
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+def scope_request(scope: Scope) -> dict[str, Any]:
+    """An ASGI ``http``/``websocket`` scope as ``evaluate_request`` keyword arguments."""
+    headers = list(scope.get("headers") or ())
+    host = next((value for name, value in headers if bytes(name).lower() == b"host"), None)
+    raw_path = scope.get("raw_path")
+    path = (
+        bytes(raw_path).decode("latin-1")
+        if isinstance(raw_path, (bytes, bytearray))
+        else scope.get("path", "/")
+    )
+    client = scope.get("client")
+    return {
+        "headers": headers,
+        "remote_addr": client[0] if client else None,
+        "path": (scope.get("root_path") or "") + path if raw_path is None else path,
+        "method": scope.get("method", "GET"),
+        "host": bytes(host).decode("latin-1") if host is not None else None,
+        "scope": scope,
+    }
+
+
+def decide_scope(
+    provider: Policy | ReloadingPolicy,
+    scope: Scope,
+    log: DecisionLog | None,
+    *,
+    explain: bool = False,
+) -> Decision:
+    """Decide the connection an ASGI scope describes, log it, and store it in the scope."""
+    decision = decide(provider, scope_request(scope), log, explain=explain)
+    scope[SCOPE_KEY] = decision
+    state = scope.get("state")
+    if isinstance(state, MutableMapping):
+        state[STATE_KEY] = decision
+    return decision
+
+
+class PolicyMiddleware:
+    """Decides every ``http`` and ``websocket`` connection before the application sees it.
+
+    Options as for the WSGI middleware: ``policy`` (a Policy, a ReloadingPolicy or a policy
+    file path), ``on_deny``, ``expose_trace`` and ``log``. Validated when constructed.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        policy: Policy | ReloadingPolicy | str | Path,
+        *,
+        on_deny: DenyHook | None = None,
+        expose_trace: bool = False,
+        log: DecisionLog | None = DecisionLog(),  # noqa: B008 - immutable
+    ) -> None:
+        if not callable(app):
+            raise TypeError("PolicyMiddleware wraps an ASGI application (a callable)")
+        self.app = app
+        self.policy = as_policy_provider(policy)
+        self.on_deny = on_deny
+        self.expose_trace = expose_trace
+        self.log = log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope.get("type")
+        if kind not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        decision = decide_scope(self.policy, scope, self.log, explain=self.expose_trace)
+        if decision.allowed:
+            await self.app(scope, receive, send)
+            return
+        if kind == "websocket":
+            message = await receive()  # websocket.connect comes first
+            if message.get("type") == "websocket.connect":
+                await send({"type": "websocket.close", "code": POLICY_VIOLATION})
+            return
+        accept = next(
+            (
+                bytes(value).decode("latin-1")
+                for name, value in scope.get("headers") or ()
+                if bytes(name).lower() == b"accept"
+            ),
+            "",
+        )
+        response = refusal(decision, accept, self.on_deny, self.expose_trace)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": response.status,
+                "headers": [(k.lower().encode(), v.encode()) for k, v in response.headers],
+            }
+        )
+        await send({"type": "http.response.body", "body": response.body})

@@ -1,0 +1,186 @@
+"""Running a policy in an application: reloading it when its file changes, and logging every
+decision as one structured record.
+
+The integrations (``policyengine.integrations``) use both; an application that calls
+``Policy.evaluate_request`` itself can too.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from policyengine.decision import Decision
+from policyengine.engine import Policy, load_policy
+from policyengine.errors import PolicyError
+
+__all__ = [
+    "DECISION_LOGGER",
+    "DEFAULT_LOG_FIELDS",
+    "DecisionLog",
+    "ReloadingPolicy",
+    "as_policy_provider",
+]
+
+DECISION_LOGGER = "policyengine.decisions"
+DEFAULT_LOG_FIELDS = ("fingerprint_sha256", "subject")
+"""Certificate fields a decision record carries unless told otherwise."""
+_CERTIFICATE_FIELDS = ("fingerprint_sha256", "fingerprint_sha1", "subject", "issuer", "serial")
+
+_log = logging.getLogger("policyengine")
+
+
+class ReloadingPolicy:
+    """A policy file kept up to date: an edited file is picked up without a restart.
+
+    At most once every ``interval`` seconds a request checks the file's modification time
+    and size; when they changed, the file is loaded, checked and compiled, and the new
+    policy replaces the old one in a single reference swap, so a request in flight keeps
+    the policy it started with. A file that fails to load leaves the previous policy in
+    force, and the error is logged with its file:line:col. The first load must succeed:
+    :class:`~policyengine.errors.PolicyError` is raised from the constructor.
+    """
+
+    def __init__(self, path: str | Path, *, interval: float = 1.0) -> None:
+        self.path = Path(path)
+        self.interval = interval
+        self._policy = load_policy(self.path)
+        self._stamp = self._file_stamp()
+        self._checked = time.monotonic()
+        self._lock = threading.Lock()
+        self.reloads = 0
+        """How many times a changed file was loaded successfully."""
+        self.last_error: PolicyError | None = None
+        """The error of the last failed reload, or None."""
+
+    def _file_stamp(self) -> tuple[int, int] | None:
+        try:
+            stat = os.stat(self.path)
+        except OSError:
+            return None
+        return stat.st_mtime_ns, stat.st_size
+
+    def current(self) -> Policy:
+        """The policy to decide this request with."""
+        now = time.monotonic()
+        if now - self._checked < self.interval:
+            return self._policy
+        if not self._lock.acquire(blocking=False):
+            return self._policy  # another thread is checking right now
+        try:
+            self._checked = now
+            stamp = self._file_stamp()
+            if stamp is not None and stamp != self._stamp:
+                self._reload(stamp)
+        finally:
+            self._lock.release()
+        return self._policy
+
+    def _reload(self, stamp: tuple[int, int]) -> None:
+        try:
+            policy = load_policy(self.path)
+        except PolicyError as exc:
+            self._stamp = stamp  # do not retry the same broken file on every request
+            self.last_error = exc
+            _log.error(
+                "policy %s not reloaded; the previous one stays in force:\n%s", self.path, exc
+            )
+            return
+        self._policy = policy
+        self._stamp = stamp
+        self.last_error = None
+        self.reloads += 1
+        _log.info("policy %s reloaded (%d rules)", self.path, len(policy.rules))
+
+
+PolicyProvider = Policy | ReloadingPolicy
+
+
+def as_policy_provider(policy: Policy | ReloadingPolicy | str | Path) -> ReloadingPolicy | Policy:
+    """A Policy or ReloadingPolicy as given, or a ReloadingPolicy for a file path."""
+    if isinstance(policy, (Policy, ReloadingPolicy)):
+        return policy
+    if isinstance(policy, (str, Path)):
+        return ReloadingPolicy(policy)
+    raise TypeError(f"expected a Policy, a ReloadingPolicy or a policy file path, not {policy!r}")
+
+
+def current_policy(provider: Policy | ReloadingPolicy) -> Policy:
+    return provider.current() if isinstance(provider, ReloadingPolicy) else provider
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionLog:
+    """Writes one record per decision on the ``policyengine.decisions`` logger.
+
+    The record's message is a one-line summary; its ``extra`` fields (``decision``,
+    ``reason``, ``rule``, ``policy``, ``method``, ``path``, ``peer``, ``elapsed_us`` and the
+    certificate ``fields``, by default its SHA-256 fingerprint and subject) are attributes of
+    the LogRecord, ready for a JSON log handler.
+    """
+
+    fields: tuple[str, ...] = DEFAULT_LOG_FIELDS
+    logger: logging.Logger = field(default_factory=lambda: logging.getLogger(DECISION_LOGGER))
+
+    def __post_init__(self) -> None:
+        unknown = set(self.fields) - set(_CERTIFICATE_FIELDS)
+        if unknown:
+            raise ValueError(
+                f"unknown certificate log fields {sorted(unknown)}; "
+                f"choose from {', '.join(_CERTIFICATE_FIELDS)}"
+            )
+
+    def record(
+        self,
+        decision: Decision,
+        *,
+        method: str | None,
+        path: str | None,
+        peer: str | None,
+        elapsed_us: float,
+    ) -> None:
+        if not self.logger.isEnabledFor(logging.INFO):
+            return
+        extra: dict[str, Any] = {
+            "decision": decision.effect,
+            "reason": decision.reason,
+            "rule": decision.rule,
+            "policy": decision.policy,
+            "method": method,
+            "path": path,
+            "peer": peer,
+            "elapsed_us": round(elapsed_us, 1),
+        }
+        extra.update(_certificate_fields(decision, self.fields))
+        self.logger.info(
+            "%s %s %s -> %s (%s%s)",
+            peer or "-",
+            method or "-",
+            path or "-",
+            decision.effect,
+            decision.reason,
+            f", rule {decision.rule}" if decision.rule else "",
+            extra={"policyengine": extra, **extra},
+        )
+
+
+def _certificate_fields(decision: Decision, fields: Iterable[str]) -> Mapping[str, Any]:
+    facts = decision.certificate
+    out: dict[str, Any] = {}
+    summary = facts.summary() if facts is not None else {}
+    names = {
+        "fingerprint_sha256": "fingerprint.sha256",
+        "fingerprint_sha1": "fingerprint.sha1",
+        "subject": "subject",
+        "issuer": "issuer",
+        "serial": "serial",
+    }
+    for name in fields:
+        out[name] = summary.get(names[name])
+    return out
