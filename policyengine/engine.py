@@ -319,7 +319,7 @@ class Policy:
         :class:`~policyengine.certificate.CertificateFacts`, or None. ``now`` defaults to
         the current time; a naive datetime is taken as UTC.
         """
-        return self._safely(cert, path, method, host, now, explain, None)
+        return self._safely(lambda: self._evaluate(cert, path, method, host, now, explain, None))
 
     def evaluate_request(
         self,
@@ -350,7 +350,7 @@ class Policy:
         def obtain() -> Forwarded:
             return read_forwarded(config, headers, remote_addr, context)
 
-        return self._safely(None, path, method, host, now, explain, obtain)
+        return self._safely(lambda: self._evaluate(None, path, method, host, now, explain, obtain))
 
     def evaluate_header(
         self,
@@ -387,20 +387,11 @@ class Policy:
             note = f"{config.source} header given offline, taken as sent by a trusted proxy"
             return Forwarded(leaf, chain, None, None, (note,))
 
-        return self._safely(None, path, method, host, now, explain, obtain)
+        return self._safely(lambda: self._evaluate(None, path, method, host, now, explain, obtain))
 
-    def _safely(
-        self,
-        cert: object,
-        path: str | None,
-        method: str | None,
-        host: str | None,
-        now: datetime | None,
-        explain: bool,
-        obtain: Callable[[], Forwarded] | None,
-    ) -> Decision:
+    def _safely(self, decide: Callable[[], Decision]) -> Decision:
         try:
-            return self._evaluate(cert, path, method, host, now, explain, obtain)
+            return decide()
         except Exception as exc:  # fail closed, whatever happened
             return self._failed(exc)
 
