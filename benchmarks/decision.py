@@ -8,7 +8,9 @@ fingerprint in a set of three) and the same certificate:
 - plain python   a hand-written function over facts extracted beforehand: the floor;
 - facts read     Policy.evaluate on CertificateFacts already read (a returning client);
 - explain        the same with explain=True (the trace);
-- der in         Policy.evaluate on DER bytes: parse + hash + decide on every call;
+- der in         Policy.evaluate on DER bytes (seen before: facts from the cache);
+- der cold       the same with the facts cache off: parse + hash + decide on every call;
+- header in      Policy.evaluate_request with App Service's header (base64 DER), seen before;
 - handwritten    the App Service sample style on DER bytes: parse, hash, compare.
 
 Each case runs ``number`` decisions per repeat after a warm-up; the table shows the
@@ -19,6 +21,7 @@ ratio to the plain function.
 from __future__ import annotations
 
 import argparse
+import base64
 import statistics
 import time
 from collections.abc import Callable
@@ -38,8 +41,7 @@ def build() -> dict[str, Callable[[], object]]:
     cert = make_certificate({"CN": "api-client", "O": "Contoso Ltd"})
     der = cert.der
     pins = [cert.sha1, "30757a2e831977d8bd9c8496e4c99ab26cb9622b", "5e" * 20]
-    policy = policy_from_text(
-        f"""
+    policy_text = f"""
 policy: bench
 sets:
   partners: [{", ".join(pins)}]
@@ -49,10 +51,11 @@ rules:
     when: |
       valid and subject.CN == "api-client" and issuer.O == "Contoso Ltd"
       and fingerprint in partners
-""",
-        "bench.yaml",
-    )
+"""
+    policy = policy_from_text(policy_text, "bench.yaml")
     facts = read_certificate(der)
+    cold = policy_from_text(policy_text, "bench.yaml", facts_cache_size=0)
+    header = [("X-ARR-ClientCert", base64.b64encode(der).decode())]
     assert policy.evaluate(facts, path="/", now=NOW).allowed
 
     extracted = {
@@ -91,6 +94,10 @@ rules:
         "facts read": lambda: policy.evaluate(facts, path="/", now=NOW),
         "explain": lambda: policy.evaluate(facts, path="/", now=NOW, explain=True),
         "der in": lambda: policy.evaluate(der, path="/", now=NOW),
+        "der cold": lambda: cold.evaluate(der, path="/", now=NOW),
+        "header in": lambda: policy.evaluate_request(
+            headers=header, remote_addr="10.0.0.1", path="/", now=NOW
+        ),
         "handwritten": handwritten,
     }
 
@@ -115,7 +122,7 @@ def main() -> None:
     cases = build()
     results = {}
     for name, case in cases.items():
-        number = args.number if name not in ("der in", "handwritten") else args.number // 10
+        number = args.number if name not in ("der cold", "handwritten") else args.number // 10
         results[name] = measure(case, number, args.repeats)
     floor = statistics.median(results["plain python"])
     print(f"{'case':<14}{'median':>12}{'spread':>24}{'x plain':>10}")

@@ -195,6 +195,9 @@ class TrustStore:
         key = (leaf.der, tuple(forwarded) if self.settings.header_intermediates else ())
         cached = self._cache.get(key)
         if cached is not None and cached.valid_from <= now < cached.valid_until:
+            with self._lock:
+                if key in self._cache:
+                    self._cache.move_to_end(key)  # least recently used goes first
             return cached.result
         entry = self._verify(leaf, key[1], now)
         with self._lock:
@@ -223,13 +226,30 @@ class TrustStore:
             built = verifier.verify(leaf.certificate, list(self.intermediates) + candidates)
         except verification.VerificationError as exc:
             reason = self._diagnose(leaf.certificate, candidates, now, str(exc))
-            return _Cached(TrustResult(False, reason), now, now + _FAILURE_TTL)
+            until = now + _FAILURE_TTL
+            if now < leaf.not_before < until:
+                until = leaf.not_before  # a certificate about to become valid is not kept out
+            return _Cached(TrustResult(False, reason), now, until)
         chain = tuple(read_certificate(c) for c in built.chain)
         valid_from = max(c.not_before for c in chain)
         valid_until = min(c.not_after for c in chain) + timedelta(microseconds=1)
         status, detail, next_update = self._revocation(built.chain, now)
         if next_update is not None:
             valid_until = min(valid_until, next_update)
+        if self.settings.revocation != "off":
+            # a CRL's answer changes at its last_update and its next_update, whichever side
+            # of ``now`` they are (not valid yet, fresh, stale), not only at a fresh next_update
+            issuers = {c.issuer for c in built.chain[:-1]}
+            for entry in self.crls:
+                if entry.crl.issuer not in issuers:
+                    continue
+                for moment in (entry.crl.last_update_utc, entry.crl.next_update_utc):
+                    if moment is None:
+                        continue
+                    if moment <= now:
+                        valid_from = max(valid_from, moment)
+                    else:
+                        valid_until = min(valid_until, moment)
         result = TrustResult(True, "", chain, status, detail)
         return _Cached(result, valid_from, valid_until)
 
@@ -446,7 +466,7 @@ def _client_auth_if_present(
 
 
 def _plain_verifier_message(message: str) -> str:
-    text = message.removeprefix("validation failed: ")
+    text = message.removeprefix("validation failed: ").removeprefix("fatal error: ")
     cut = text.find(" (encountered processing")
     if cut >= 0:
         text = text[:cut]

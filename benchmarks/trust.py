@@ -1,0 +1,227 @@
+"""Cost of chain verification (``trusted`` / ``revoked``), measured side by side in one run.
+
+    python benchmarks/trust.py [--repeats 7] [--quick]
+
+Cases, on one generated PKI (EC P-256: root -> issuing CA -> client, and a CRL from the
+issuing CA in hard mode):
+
+- verify cold        TrustStore.verify of the 3-certificate chain, cache emptied each time;
+- verify cached      the same leaf again: a dictionary lookup;
+- decide cold        Policy.evaluate with ``trusted and not revoked``, trust cache emptied
+                     each time (the certificate's facts stay cached, as for a returning
+                     client whose chain result has expired);
+- decide cached      the same decision with the chain result cached;
+- hostile 8 shared   a request through the rfc9440 source forwarding 8 crafted
+                     intermediates that share the issuing CA's name and one attacker key,
+                     decided cold (the deny path);
+- hostile 8 distinct the same with 8 look-alikes with distinct keys, each signed by the
+                     next (a ring: nothing to de-duplicate, every one reaches the verifier,
+                     within the source's default max_chain_length of 8);
+- hostile 100 direct 100 shared-key look-alikes handed to TrustStore.verify directly, before
+                     any source cap, cold.
+
+Each case is warmed up, then runs ``number`` times per repeat; the table shows the median
+time per call over the repeats and the spread (min..max of the repeats).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import statistics
+import tempfile
+import textwrap
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from policyengine import Policy, load_policy, read_certificate
+from policyengine.testing import IssuedCertificate, make_certificate
+
+NOW = datetime(2026, 11, 28, tzinfo=UTC)
+DATES = {
+    "not_before": datetime(2025, 1, 1, tzinfo=UTC),
+    "not_after": datetime(2099, 1, 1, tzinfo=UTC),
+}
+ISSUING = {"CN": "Bench Issuing CA", "O": "Bench PKI"}
+PEER = "10.0.0.5"
+
+
+def header(der: bytes) -> str:
+    return ":" + base64.b64encode(der).decode() + ":"
+
+
+def write_pki(folder: Path) -> tuple[Policy, IssuedCertificate, IssuedCertificate]:
+    """The policy (its files in ``folder``), the root and the issuing CA."""
+    root = make_certificate({"CN": "Bench Root CA", "O": "Bench PKI"}, ca=True, **DATES)
+    issuing = make_certificate(ISSUING, issuer=root, ca=True, **DATES)
+    crl = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(issuing.certificate.subject)
+        .last_update(DATES["not_before"])
+        .next_update(DATES["not_after"])
+        .add_revoked_certificate(
+            x509.RevokedCertificateBuilder()
+            .serial_number(0x0BAD)
+            .revocation_date(DATES["not_before"])
+            .build()
+        )
+        .sign(issuing.key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+    (folder / "root.pem").write_bytes(root.pem)
+    (folder / "issuing.pem").write_bytes(issuing.pem)
+    (folder / "issuing.crl").write_bytes(crl.public_bytes(serialization.Encoding.PEM))
+    (folder / "policy.yaml").write_text(
+        textwrap.dedent(
+            """
+            policy: bench-trust
+            silence: [trusted-anywhere]
+            certificate:
+              source: rfc9440
+            trust:
+              anchors: [root.pem]
+              intermediates: [issuing.pem]
+              revocation:
+                crls: [issuing.crl]
+                mode: hard
+            rules:
+              - id: partner
+                effect: allow
+                when: trusted and not revoked
+            """
+        )
+    )
+    return load_policy(folder / "policy.yaml"), root, issuing
+
+
+def look_alikes(root: IssuedCertificate, count: int, shared_key: bool) -> list[IssuedCertificate]:
+    """CAs named like the issuing CA, under a fake root: one attacker key, or one key each
+    with every look-alike signed by the next (a ring of cross-signatures)."""
+    attacker = ec.generate_private_key(ec.SECP256R1())
+    fake_root = IssuedCertificate(root.certificate, attacker)  # the root's name, wrong key
+    if shared_key:
+        return [
+            make_certificate(ISSUING, issuer=fake_root, ca=True, key=attacker, **DATES)
+            for _ in range(count)
+        ]
+    keys = [ec.generate_private_key(ec.SECP256R1()) for _ in range(count)]
+    named = make_certificate(ISSUING, ca=True, **DATES)  # only its name is used as issuer
+    ring = []
+    for n, key in enumerate(keys):
+        signer = IssuedCertificate(named.certificate, keys[(n + 1) % count])
+        ring.append(make_certificate(ISSUING, issuer=signer, ca=True, key=key, **DATES))
+    return ring
+
+
+def build() -> dict[str, Callable[[], object]]:
+    folder = Path(tempfile.mkdtemp(prefix="bench-trust-"))
+    policy, root, issuing = write_pki(folder)
+    store = policy.trust
+    assert store is not None
+    client = make_certificate({"CN": "orders-client", "O": "Contoso Ltd"}, issuer=issuing, **DATES)
+    facts = read_certificate(client.der)
+    assert store.verify(facts, (), NOW).trusted
+    assert policy.evaluate(client.der, path="/", now=NOW).allowed
+
+    shared = look_alikes(root, 100, shared_key=True)
+    distinct = look_alikes(root, 8, shared_key=False)
+
+    def hostile_leaf(issuer: IssuedCertificate) -> IssuedCertificate:
+        return make_certificate({"CN": "intruder"}, issuer=issuer, **DATES)
+
+    shared_leaf = hostile_leaf(shared[0])
+    distinct_leaf = hostile_leaf(distinct[0])
+    shared_facts = read_certificate(shared_leaf.der)
+    shared_ders = tuple(c.der for c in shared)
+
+    def request(leaf: IssuedCertificate, chain: list[IssuedCertificate]) -> dict[str, str]:
+        return {
+            "Client-Cert": header(leaf.der),
+            "Client-Cert-Chain": ", ".join(header(c.der) for c in chain),
+        }
+
+    shared_headers = request(shared_leaf, shared[:8])
+    distinct_headers = request(distinct_leaf, distinct)
+    for headers in (shared_headers, distinct_headers):
+        decision = policy.evaluate_request(headers=headers, remote_addr=PEER, path="/", now=NOW)
+        assert decision.reason == "no_matching_rule", decision
+    assert not store.verify(shared_facts, shared_ders, NOW).trusted
+
+    def cold(work: Callable[[], object]) -> Callable[[], object]:
+        def run() -> object:
+            store._cache.clear()
+            return work()
+
+        return run
+
+    def decide_hostile(headers: dict[str, str]) -> Callable[[], object]:
+        return cold(
+            lambda: policy.evaluate_request(headers=headers, remote_addr=PEER, path="/", now=NOW)
+        )
+
+    return {
+        "verify cold": cold(lambda: store.verify(facts, (), NOW)),
+        "verify cached": lambda: store.verify(facts, (), NOW),
+        "decide cold": cold(lambda: policy.evaluate(client.der, path="/", now=NOW)),
+        "decide cached": lambda: policy.evaluate(client.der, path="/", now=NOW),
+        "hostile 8 shared": decide_hostile(shared_headers),
+        "hostile 8 distinct": decide_hostile(distinct_headers),
+        "hostile 100 direct": cold(lambda: store.verify(shared_facts, shared_ders, NOW)),
+    }
+
+
+NUMBERS = {
+    "verify cold": 300,
+    "verify cached": 50000,
+    "decide cold": 300,
+    "decide cached": 20000,
+    "hostile 8 shared": 100,
+    "hostile 8 distinct": 30,
+    "hostile 100 direct": 30,
+}
+
+
+def measure(case: Callable[[], object], number: int, repeats: int) -> list[float]:
+    for _ in range(max(1, number // 10)):
+        case()
+    per_call = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(number):
+            case()
+        per_call.append((time.perf_counter() - start) / number)
+    return per_call
+
+
+def show(seconds: float) -> str:
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.2f} ms"
+    return f"{seconds * 1e6:.2f} µs"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--quick", action="store_true", help="3 repeats of a tenth as many")
+    args = parser.parse_args()
+    repeats = 3 if args.quick else args.repeats
+    started = time.perf_counter()
+    cases = build()
+    results = {}
+    for name, case in cases.items():
+        number = NUMBERS[name] // 10 if args.quick else NUMBERS[name]
+        results[name] = measure(case, max(number, 3), repeats)
+    print(f"{'case':<20}{'median':>12}{'spread (min..max)':>28}")
+    for name, samples in results.items():
+        spread = f"{show(min(samples))}..{show(max(samples))}"
+        print(f"{name:<20}{show(statistics.median(samples)):>12}{spread:>28}")
+    print(f"({repeats} repeats; {time.perf_counter() - started:.1f} s in all)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1292 @@
+"""The ``trust:`` section end to end: chains, revocation, chain attributes, loading, caching.
+
+Every PKI here is generated (root -> intermediate -> leaf, with ``make_certificate`` and
+``cryptography``'s builders for name constraints and CRLs) and written to ``tmp_path`` next
+to a policy whose ``trust:`` section names the files relative to itself. Every decision case
+checks both the decision and the exact words the explain trace gives for ``trusted`` and
+``revoked``.
+"""
+
+from __future__ import annotations
+
+import base64
+import textwrap
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import MappingProxyType
+from typing import TypeVar
+
+import pytest
+from conftest import NOW, POLICIES
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from policyengine import Decision, Policy, load_policy, read_certificate
+from policyengine.errors import PolicyCheckError, PolicyFileError
+from policyengine.testing import IssuedCertificate, make_certificate, make_name
+from policyengine.trace import TraceNode
+from policyengine.trust import MAX_FORWARDED_CANDIDATES, TrustResult
+
+START = datetime(2025, 1, 1, tzinfo=UTC)
+FAR = datetime(2099, 12, 31, tzinfo=UTC)
+VALID = {"not_before": START, "not_after": FAR}
+T = TypeVar("T")
+NO_FILES: Mapping[str, bytes] = MappingProxyType({})
+PEER = "10.0.0.5"
+"""Inside the header sources' default trusted proxies (private networks)."""
+
+ROOT_NAME = "O=Test PKI,CN=Test Root CA"
+ISSUING_NAME = "O=Test PKI,CN=Test Issuing CA"
+
+RULES = """
+rules:
+  - id: revoked
+    effect: deny
+    when: revoked and trusted
+  - id: trusted
+    effect: allow
+    when: trusted and not revoked
+"""
+"""Deny a revoked certificate, allow a trusted one: both predicates show in every trace."""
+
+
+# -- the PKI ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Pki:
+    root: IssuedCertificate
+    issuing: IssuedCertificate
+    leaf: IssuedCertificate
+    """O=Contoso Ltd,CN=orders-client, serial 0x1001, issued by the issuing CA."""
+    other_root: IssuedCertificate
+    other_issuing: IssuedCertificate
+    stranger: IssuedCertificate
+    """A client certificate from the other PKI, whose root is no anchor here."""
+
+
+@pytest.fixture(scope="module")
+def pki() -> Pki:
+    root = make_certificate({"CN": "Test Root CA", "O": "Test PKI"}, ca=True, **VALID)
+    issuing = make_certificate(
+        {"CN": "Test Issuing CA", "O": "Test PKI"}, issuer=root, ca=True, serial=0x2001, **VALID
+    )
+    leaf = make_certificate(
+        {"CN": "orders-client", "O": "Contoso Ltd"}, issuer=issuing, serial=0x1001, **VALID
+    )
+    other_root = make_certificate({"CN": "Other Root CA"}, ca=True, **VALID)
+    other_issuing = make_certificate(
+        {"CN": "Other Issuing CA"}, issuer=other_root, ca=True, **VALID
+    )
+    stranger = make_certificate({"CN": "orders-client"}, issuer=other_issuing, **VALID)
+    return Pki(root, issuing, leaf, other_root, other_issuing, stranger)
+
+
+def pem(*certificates: IssuedCertificate) -> bytes:
+    return b"".join(c.pem for c in certificates)
+
+
+def crl(
+    issuer: IssuedCertificate,
+    revoked: Sequence[int] = (),
+    *,
+    last_update: datetime = START,
+    next_update: datetime = FAR,
+    signer: IssuedCertificate | None = None,
+) -> bytes:
+    """A PEM CRL naming ``issuer``, signed by ``signer`` (the issuer itself by default)."""
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(issuer.certificate.subject)
+        .last_update(last_update)
+        .next_update(next_update)
+    )
+    for serial in revoked:
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder()
+            .serial_number(serial)
+            .revocation_date(datetime(2026, 6, 1, tzinfo=UTC))
+            .build()
+        )
+    key = (signer or issuer).key
+    signed = builder.sign(key, hashes.SHA256())  # type: ignore[arg-type]
+    return signed.public_bytes(serialization.Encoding.PEM)
+
+
+def constrained_ca(
+    issuer: IssuedCertificate, name: str, constraints: x509.NameConstraints
+) -> IssuedCertificate:
+    """A CA carrying a critical NameConstraints extension (make_certificate has none)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(make_name({"CN": name}))
+        .issuer_name(issuer.certificate.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(START)
+        .not_valid_after(FAR)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                issuer.key.public_key()  # type: ignore[arg-type]
+            ),
+            critical=False,
+        )
+        .add_extension(constraints, critical=True)
+        .sign(issuer.key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+    return IssuedCertificate(certificate, key)
+
+
+def client_with_san(
+    issuer: IssuedCertificate, subject: Mapping[str, str], names: Sequence[x509.GeneralName]
+) -> IssuedCertificate:
+    key = ec.generate_private_key(ec.SECP256R1())
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(make_name(subject))
+        .issuer_name(issuer.certificate.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(START)
+        .not_valid_after(FAR)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                issuer.key.public_key()  # type: ignore[arg-type]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.SubjectAlternativeName(list(names)), critical=False)
+        .sign(issuer.key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+    return IssuedCertificate(certificate, key)
+
+
+# -- policies on disk ------------------------------------------------------------------------
+
+
+def write_policy(
+    folder: Path,
+    trust: str,
+    files: Mapping[str, bytes] = NO_FILES,
+    *,
+    rules: str = RULES,
+    head: str = "",
+) -> Path:
+    """``folder/policy.yaml`` with ``trust`` as its trust: section; ``files`` beside it."""
+    for name, data in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
+    text = "policy: trust-test\n" + textwrap.dedent(head).strip("\n")
+    text += "\ntrust:\n" + textwrap.indent(textwrap.dedent(trust).strip("\n"), "  ")
+    text += textwrap.dedent(rules)
+    path = folder / "policy.yaml"
+    path.write_text(text.replace("\n\n", "\n"))
+    return path
+
+
+def build(
+    folder: Path,
+    trust: str,
+    files: Mapping[str, bytes] = NO_FILES,
+    **options: str,
+) -> Policy:
+    return load_policy(write_policy(folder, trust, files, **options))
+
+
+def decide(policy: Policy, cert: IssuedCertificate, at: datetime = NOW) -> Decision:
+    return policy.evaluate(cert.pem, path="/orders", now=at, explain=True)
+
+
+def outcome(decision: Decision) -> tuple[bool, str, str | None]:
+    return decision.allowed, decision.reason, decision.rule
+
+
+def nodes(decision: Decision, text: str) -> list[TraceNode]:
+    """Every evaluated (not skipped) trace node whose text is ``text``, in rule order."""
+    assert decision.trace is not None
+    found: list[TraceNode] = []
+
+    def walk(node: TraceNode) -> None:
+        if node.text == text and node.outcome != "skipped":
+            found.append(node)
+        for child in node.children:
+            walk(child)
+
+    for rule in decision.trace.rules:
+        walk(rule.node)
+    return found
+
+
+def said(decision: Decision, text: str) -> tuple[str, str]:
+    """``(outcome, detail)`` of ``text`` in the trace; every evaluation of it agrees."""
+    found = nodes(decision, text)
+    assert found, f"{text} was not evaluated"
+    assert len({(n.outcome, n.detail) for n in found}) == 1, found
+    return found[0].outcome, found[0].detail
+
+
+def chain_text(*members: tuple[str, IssuedCertificate | bytes]) -> str:
+    """The ``trusted`` detail for a chain: ``chain: leaf … <- via … <- anchor …``."""
+    parts = []
+    for role, issued in members:
+        summary = read_certificate(issued if isinstance(issued, bytes) else issued.der).summary()
+        parts.append(
+            f"{role} {summary['subject']} (sha256 {summary['fingerprint.sha256'][:16]}…, "
+            f"valid {summary['not_before']}..{summary['not_after']})"
+        )
+    return "chain: " + " <- ".join(parts)
+
+
+def good_chain(pki: Pki) -> str:
+    return chain_text(("leaf", pki.leaf), ("via", pki.issuing), ("anchor", pki.root))
+
+
+OFF = "revocation checking is off"
+
+
+# -- encoders for forwarded chains ------------------------------------------------------------
+
+
+def sf_binary(der: bytes) -> str:
+    return ":" + base64.b64encode(der).decode() + ":"
+
+
+def rfc9440_headers(leaf: bytes, chain: Sequence[bytes]) -> dict[str, str]:
+    headers = {"Client-Cert": sf_binary(leaf)}
+    if chain:
+        headers["Client-Cert-Chain"] = ", ".join(sf_binary(d) for d in chain)
+    return headers
+
+
+def envoy_headers(leaf: bytes, chain: Sequence[bytes]) -> dict[str, str]:
+    """Envoy's XFCC with Cert and Chain (PEM, newline/space/+/=// percent-encoded)."""
+
+    def encode(ders: Sequence[bytes]) -> str:
+        text = "".join(
+            x509.load_der_x509_certificate(d).public_bytes(serialization.Encoding.PEM).decode()
+            for d in ders
+        )
+        for raw, code in (("\n", "%0A"), (" ", "%20"), ("+", "%2B"), ("/", "%2F"), ("=", "%3D")):
+            text = text.replace(raw, code)
+        return text
+
+    value = f'By=spiffe://edge;Cert="{encode([leaf])}";Chain="{encode([leaf, *chain])}"'
+    return {"X-Forwarded-Client-Cert": value}
+
+
+ENCODERS = {"rfc9440": rfc9440_headers, "envoy": envoy_headers}
+
+
+# -- the good chain ---------------------------------------------------------------------------
+
+
+def test_good_chain_with_the_intermediate_configured(tmp_path: Path, pki: Pki) -> None:
+    policy = build(
+        tmp_path,
+        """
+        anchors: [certs/root.pem]
+        intermediates: [certs/issuing.pem]
+        """,
+        {"certs/root.pem": pki.root.pem, "certs/issuing.pem": pki.issuing.pem},
+    )
+    decision = decide(policy, pki.leaf)
+    assert outcome(decision) == (True, "allowed_by_rule", "trusted")
+    assert said(decision, "trusted") == ("true", good_chain(pki))
+    assert said(decision, "revoked") == ("false", OFF)
+
+
+@pytest.mark.parametrize("source", sorted(ENCODERS))
+def test_intermediate_forwarded_by_the_proxy(tmp_path: Path, pki: Pki, source: str) -> None:
+    files = {"root.pem": pki.root.pem}
+    trusting = build(
+        tmp_path,
+        "anchors: [root.pem]\nheader_intermediates: true",
+        files,
+        head=f"""
+        certificate:
+          source: {source}
+        """,
+    )
+    headers = ENCODERS[source](pki.leaf.der, [pki.issuing.der])
+    decision = trusting.evaluate_request(
+        headers=headers, remote_addr=PEER, path="/orders", now=NOW, explain=True
+    )
+    assert outcome(decision) == (True, "allowed_by_rule", "trusted")
+    assert said(decision, "trusted") == ("true", good_chain(pki))
+    assert said(decision, "revoked") == ("false", OFF)
+
+    (tmp_path / "strict").mkdir()
+    strict = build(
+        tmp_path / "strict",
+        "anchors: [../root.pem]\nheader_intermediates: false",
+        head=f"""
+        certificate:
+          source: {source}
+        """,
+    )
+    decision = strict.evaluate_request(
+        headers=headers, remote_addr=PEER, path="/orders", now=NOW, explain=True
+    )
+    why = f"issuer {ISSUING_NAME} not found among anchors or intermediates"
+    assert outcome(decision) == (False, "no_matching_rule", None)
+    assert decision.closest_rule == "trusted"
+    assert said(decision, "trusted") == ("false", why)
+    assert said(decision, "revoked") == (
+        "undefined",
+        f"no trusted chain to check revocation against: {why}",
+    )
+
+
+def test_missing_intermediate_supplied_by_the_header(tmp_path: Path, pki: Pki) -> None:
+    """root -> issuing (configured) -> team CA (only forwarded) -> leaf."""
+    team = make_certificate({"CN": "Team CA"}, issuer=pki.issuing, ca=True, **VALID)
+    leaf = make_certificate({"CN": "team-client"}, issuer=team, **VALID)
+    policy = build(
+        tmp_path,
+        "anchors: [root.pem]\nintermediates: [issuing.pem]",
+        {"root.pem": pki.root.pem, "issuing.pem": pki.issuing.pem},
+        head="certificate:\n  source: rfc9440",
+    )
+    chain = chain_text(("leaf", leaf), ("via", team), ("via", pki.issuing), ("anchor", pki.root))
+
+    def request(forwarded: Sequence[bytes]) -> Decision:
+        return policy.evaluate_request(
+            headers=rfc9440_headers(leaf.der, forwarded),
+            remote_addr=PEER,
+            path="/orders",
+            now=NOW,
+            explain=True,
+        )
+
+    decision = request([team.der])
+    assert outcome(decision) == (True, "allowed_by_rule", "trusted")
+    assert said(decision, "trusted") == ("true", chain)
+    assert said(decision, "revoked") == ("false", OFF)
+
+    decision = request([])
+    why = "issuer CN=Team CA not found among anchors or intermediates"
+    assert outcome(decision) == (False, "no_matching_rule", None)
+    assert said(decision, "trusted") == ("false", why)
+    assert said(decision, "revoked") == (
+        "undefined",
+        f"no trusted chain to check revocation against: {why}",
+    )
+
+
+# -- chains that do not verify ------------------------------------------------------------------
+
+
+def refused(policy: Policy, cert: IssuedCertificate, why: str) -> None:
+    """Not trusted: no allow rule holds, and both predicates say ``why``."""
+    decision = decide(policy, cert)
+    assert outcome(decision) == (False, "no_matching_rule", None)
+    assert decision.closest_rule == "trusted"
+    assert decision.failed_condition == "trusted"
+    assert said(decision, "trusted") == ("false", why)
+    assert said(decision, "revoked") == (
+        "undefined",
+        f"no trusted chain to check revocation against: {why}",
+    )
+
+
+def test_unknown_root(tmp_path: Path, pki: Pki) -> None:
+    files = {"root.pem": pki.root.pem, "other.pem": pki.other_issuing.pem}
+    policy = build(tmp_path, "anchors: [root.pem]\nintermediates: [other.pem]", files)
+    refused(
+        policy, pki.stranger, "issuer CN=Other Root CA not found among anchors or intermediates"
+    )
+
+
+def test_expired_intermediate(tmp_path: Path, pki: Pki) -> None:
+    old = make_certificate(
+        {"CN": "Old CA"},
+        issuer=pki.root,
+        ca=True,
+        not_before=START,
+        not_after=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+    leaf = make_certificate({"CN": "c"}, issuer=old, **VALID)
+    files = {"root.pem": pki.root.pem, "old.pem": old.pem}
+    policy = build(tmp_path, "anchors: [root.pem]\nintermediates: [old.pem]", files)
+    refused(policy, leaf, "intermediate CN=Old CA expired on 2026-01-01T00:00:00Z")
+
+
+def test_not_yet_valid_intermediate(tmp_path: Path, pki: Pki) -> None:
+    future = make_certificate(
+        {"CN": "Future CA"},
+        issuer=pki.root,
+        ca=True,
+        not_before=datetime(2027, 1, 1, tzinfo=UTC),
+        not_after=FAR,
+    )
+    leaf = make_certificate({"CN": "c"}, issuer=future, **VALID)
+    files = {"root.pem": pki.root.pem, "future.pem": future.pem}
+    policy = build(tmp_path, "anchors: [root.pem]\nintermediates: [future.pem]", files)
+    refused(policy, leaf, "intermediate CN=Future CA is not valid before 2027-01-01T00:00:00Z")
+
+
+def test_revoked_intermediate(tmp_path: Path, pki: Pki) -> None:
+    files = {
+        "root.pem": pki.root.pem,
+        "issuing.pem": pki.issuing.pem,
+        "root.crl": crl(pki.root, [0x2001]),
+    }
+    policy = build(
+        tmp_path,
+        """
+        anchors: [root.pem]
+        intermediates: [issuing.pem]
+        revocation:
+          crls: [root.crl]
+          mode: soft
+        """,
+        files,
+    )
+    decision = decide(policy, pki.leaf)
+    assert outcome(decision) == (False, "denied_by_rule", "revoked")
+    assert said(decision, "revoked") == (
+        "true",
+        f"intermediate {ISSUING_NAME}: serial 2001 revoked on 2026-06-01T00:00:00Z (CRL root.crl)",
+    )
+    assert said(decision, "trusted") == ("true", good_chain(pki))
+
+
+@pytest.mark.parametrize("eku", ["required", "optional"])
+def test_server_auth_only_leaf_fails_either_way(tmp_path: Path, pki: Pki, eku: str) -> None:
+    server = make_certificate(
+        {"CN": "www.contoso.com"},
+        issuer=pki.issuing,
+        extended_key_usage=[ExtendedKeyUsageOID.SERVER_AUTH],
+        **VALID,
+    )
+    files = {"root.pem": pki.root.pem, "issuing.pem": pki.issuing.pem}
+    trust = f"anchors: [root.pem]\nintermediates: [issuing.pem]\nclient_auth_eku: {eku}"
+    policy = build(tmp_path, trust, files)
+    refused(
+        policy,
+        server,
+        "the certificate's extended key usage does not include clientAuth (it has serverAuth)",
+    )
+
+
+def test_leaf_without_eku(tmp_path: Path, pki: Pki) -> None:
+    bare = make_certificate({"CN": "bare"}, issuer=pki.issuing, client_auth=False, **VALID)
+    files = {"root.pem": pki.root.pem, "issuing.pem": pki.issuing.pem}
+    base = "anchors: [root.pem]\nintermediates: [issuing.pem]\n"
+    required = build(tmp_path, base + "client_auth_eku: required", files)
+    refused(
+        required,
+        bare,
+        "the certificate's extended key usage does not include clientAuth (it has none)",
+    )
+    optional = build(tmp_path, base + "client_auth_eku: optional", files)
+    decision = decide(optional, bare)
+    assert outcome(decision) == (True, "allowed_by_rule", "trusted")
+    chain = chain_text(("leaf", bare), ("via", pki.issuing), ("anchor", pki.root))
+    assert said(decision, "trusted") == ("true", chain)
+    assert said(decision, "revoked") == ("false", OFF)
+
+
+def test_ca_certificate_as_the_leaf(tmp_path: Path, pki: Pki) -> None:
+    ca_leaf = make_certificate(
+        {"CN": "sneaky CA"},
+        issuer=pki.issuing,
+        ca=True,
+        extended_key_usage=[ExtendedKeyUsageOID.CLIENT_AUTH],
+        **VALID,
+    )
+    files = {"root.pem": pki.root.pem, "issuing.pem": pki.issuing.pem}
+    policy = build(tmp_path, "anchors: [root.pem]\nintermediates: [issuing.pem]", files)
+    refused(policy, ca_leaf, "basicConstraints.cA must not be asserted in an EE certificate")
+
+
+def test_path_length_violation(tmp_path: Path, pki: Pki) -> None:
+    limited = make_certificate(
+        {"CN": "Limited CA"}, issuer=pki.root, ca=True, path_length=0, **VALID
+    )
+    sub = make_certificate({"CN": "Sub CA"}, issuer=limited, ca=True, **VALID)
+    leaf = make_certificate({"CN": "c"}, issuer=sub, **VALID)
+    files = {"root.pem": pki.root.pem, "cas/limited.pem": limited.pem, "cas/sub.pem": sub.pem}
+    policy = build(tmp_path, "anchors: [root.pem]\nintermediates: [cas/]", files)
+    refused(
+        policy,
+        leaf,
+        "no chain to an anchor could be built "
+        "(candidates exhausted: path length constraint violated)",
+    )
+
+
+def test_name_constraints(tmp_path: Path, pki: Pki) -> None:
+    """dNSName subtrees are enforced on a client certificate's SAN; a directoryName subtree
+    is not supported by cryptography's verifier, so a critical one refuses every chain."""
+    dns_ca = constrained_ca(
+        pki.root,
+        "Contoso Only CA",
+        x509.NameConstraints(
+            permitted_subtrees=[x509.DNSName("contoso.com")], excluded_subtrees=None
+        ),
+    )
+    inside = client_with_san(dns_ca, {"CN": "inside"}, [x509.DNSName("api.contoso.com")])
+    outside = client_with_san(dns_ca, {"CN": "outside"}, [x509.DNSName("api.fabrikam.com")])
+    dn_ca = constrained_ca(
+        pki.root,
+        "Contoso DN CA",
+        x509.NameConstraints(
+            permitted_subtrees=[x509.DirectoryName(make_name({"O": "Contoso Ltd"}))],
+            excluded_subtrees=None,
+        ),
+    )
+    dn_inside = client_with_san(
+        dn_ca, {"O": "Contoso Ltd", "CN": "dn-inside"}, [x509.DNSName("api.contoso.com")]
+    )
+    files = {"root.pem": pki.root.pem, "cas/dns.pem": dns_ca.pem, "cas/dn.pem": dn_ca.pem}
+    policy = build(tmp_path, "anchors: [root.pem]\nintermediates: [cas]", files)
+
+    decision = decide(policy, inside)
+    assert outcome(decision) == (True, "allowed_by_rule", "trusted")
+    chain = chain_text(("leaf", inside), ("via", dns_ca), ("anchor", pki.root))
+    assert said(decision, "trusted") == ("true", chain)
+    assert said(decision, "revoked") == ("false", OFF)
+
+    refused(
+        policy,
+        outside,
+        "no chain to an anchor could be built "
+        "(candidates exhausted: no permitted name constraints matched SAN)",
+    )
+    refused(
+        policy,
+        dn_inside,
+        "critical nameConstraints extension contains an unsupported directoryName constraint",
+    )
+
+
+def test_max_chain_depth(tmp_path: Path, pki: Pki) -> None:
+    a = make_certificate({"CN": "A CA"}, issuer=pki.root, ca=True, **VALID)
+    b = make_certificate({"CN": "B CA"}, issuer=a, ca=True, **VALID)
+    c = make_certificate({"CN": "C CA"}, issuer=b, ca=True, **VALID)
+    leaf = make_certificate({"CN": "deep"}, issuer=c, **VALID)
+    files = {"root.pem": pki.root.pem, "cas.pem": pem(a, b, c)}
+    shallow = build(
+        tmp_path, "anchors: [root.pem]\nintermediates: [cas.pem]\nmax_chain_depth: 2", files
+    )
+    refused(
+        shallow,
+        leaf,
+        "no chain to an anchor could be built "
+        "(candidates exhausted: chain construction exceeds max depth)",
+    )
+    deep = build(
+        tmp_path, "anchors: [root.pem]\nintermediates: [cas.pem]\nmax_chain_depth: 3", files
+    )
+    decision = decide(deep, leaf)
+    assert outcome(decision) == (True, "allowed_by_rule", "trusted")
+    chain = chain_text(("leaf", leaf), ("via", c), ("via", b), ("via", a), ("anchor", pki.root))
+    assert said(decision, "trusted") == ("true", chain)
+
+
+# -- revocation -------------------------------------------------------------------------------
+
+
+def revocation_policy(folder: Path, pki: Pki, crl_data: bytes, mode: str) -> Policy:
+    files = {"root.pem": pki.root.pem, "issuing.pem": pki.issuing.pem, "issuing.crl": crl_data}
+    return build(
+        folder,
+        f"""
+        anchors: [root.pem]
+        intermediates: [issuing.pem]
+        revocation:
+          crls: [issuing.crl]
+          mode: {mode}
+        """,
+        files,
+    )
+
+
+@pytest.mark.parametrize("mode", ["soft", "hard"])
+def test_crl_lists_the_leaf(tmp_path: Path, pki: Pki, mode: str) -> None:
+    policy = revocation_policy(tmp_path, pki, crl(pki.issuing, [0x0BAD, 0x1001]), mode)
+    decision = decide(policy, pki.leaf)
+    assert outcome(decision) == (False, "denied_by_rule", "revoked")
+    assert said(decision, "revoked") == (
+        "true",
+        "the certificate: serial 1001 revoked on 2026-06-01T00:00:00Z (CRL issuing.crl)",
+    )
+    assert said(decision, "trusted") == ("true", good_chain(pki))
+
+
+@pytest.mark.parametrize("mode", ["soft", "hard"])
+def test_crl_does_not_list_the_leaf(tmp_path: Path, pki: Pki, mode: str) -> None:
+    policy = revocation_policy(tmp_path, pki, crl(pki.issuing, [0x0BAD]), mode)
+    decision = decide(policy, pki.leaf)
+    assert outcome(decision) == (True, "allowed_by_rule", "trusted")
+    assert said(decision, "revoked") == (
+        "false",
+        "serial 1001 not listed in CRL issuing.crl, fresh until 2099-12-31T00:00:00Z",
+    )
+    assert said(decision, "trusted") == ("true", good_chain(pki))
+
+
+def test_expired_crl_soft_and_hard(tmp_path: Path, pki: Pki) -> None:
+    stale = crl(pki.issuing, [0x1001], next_update=datetime(2026, 1, 1, tzinfo=UTC))
+    why = "status unknown (CRL issuing.crl expired on 2026-01-01T00:00:00Z); "
+
+    soft = revocation_policy(tmp_path, pki, stale, "soft")
+    decision = decide(soft, pki.leaf)
+    assert outcome(decision) == (True, "allowed_by_rule", "trusted")
+    assert said(decision, "revoked") == ("false", why + "soft mode lets it pass")
+    assert said(decision, "trusted") == ("true", good_chain(pki))
+
+    hard = revocation_policy(tmp_path, pki, stale, "hard")
+    decision = decide(hard, pki.leaf)
+    assert outcome(decision) == (False, "denied_by_rule", "revoked")
+    assert said(decision, "revoked") == ("true", why + "hard mode counts it as revoked")
+    assert said(decision, "trusted") == ("true", good_chain(pki))
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected", "verdict"),
+    [
+        ("soft", (True, "allowed_by_rule", "trusted"), ("false", "soft mode lets it pass")),
+        ("hard", (False, "denied_by_rule", "revoked"), ("true", "hard mode counts it as revoked")),
+    ],
+)
+def test_crl_signed_by_someone_else_is_ignored(
+    tmp_path: Path,
+    pki: Pki,
+    mode: str,
+    expected: tuple[bool, str, str | None],
+    verdict: tuple[str, str],
+) -> None:
+    forged = crl(pki.issuing, [0x1001], signer=pki.other_issuing)
+    policy = revocation_policy(tmp_path, pki, forged, mode)
+    decision = decide(policy, pki.leaf)
+    assert outcome(decision) == expected
+    detail = f"status unknown (CRL issuing.crl is not signed by {ISSUING_NAME}); {verdict[1]}"
+    assert said(decision, "revoked") == (verdict[0], detail)
+    assert said(decision, "trusted") == ("true", good_chain(pki))
+
+
+@pytest.mark.parametrize("written", ["off", '"off"', "'off'"])
+def test_revocation_off(tmp_path: Path, pki: Pki, written: str) -> None:
+    """Bare YAML ``off`` is read as false and accepted; the CRL is not consulted."""
+    policy = revocation_policy(tmp_path, pki, crl(pki.issuing, [0x1001]), written)
+    assert policy.trust is not None
+    assert policy.trust.settings.revocation == "off"
+    decision = decide(policy, pki.leaf)
+    assert outcome(decision) == (True, "allowed_by_rule", "trusted")
+    assert said(decision, "revoked") == ("false", OFF)
+    assert said(decision, "trusted") == ("true", good_chain(pki))
+
+
+def test_no_crl_for_the_issuer(tmp_path: Path, pki: Pki) -> None:
+    """A CRL from the root covers the intermediate only: the leaf's status is unknown."""
+    files = {
+        "root.pem": pki.root.pem,
+        "issuing.pem": pki.issuing.pem,
+        "root.crl": crl(pki.root),
+    }
+    trust = """
+        anchors: [root.pem]
+        intermediates: [issuing.pem]
+        revocation:
+          crls: [root.crl]
+          mode: hard
+        """
+    decision = decide(build(tmp_path, trust, files), pki.leaf)
+    assert outcome(decision) == (False, "denied_by_rule", "revoked")
+    assert said(decision, "revoked") == (
+        "true",
+        f"status unknown (no CRL from {ISSUING_NAME}); hard mode counts it as revoked",
+    )
+    assert said(decision, "trusted") == ("true", good_chain(pki))
+
+
+# -- the chain as attributes -------------------------------------------------------------------
+
+
+PROBES = """
+  - id: probe-trusted
+    effect: deny
+    when: trusted and request.method == "PROBE"
+  - id: probe-revoked
+    effect: deny
+    when: revoked and request.method == "PROBE"
+"""
+"""Deny rules that never hold (no method is given) but show both predicates in the trace."""
+
+
+def test_chain_attributes(tmp_path: Path, pki: Pki) -> None:
+    pins = [pki.root.sha1, "ab" * 32, pki.other_root.sha256, "cd" * 20]
+    issuing_pin = f'chain.issuer.fingerprint.sha256 == "{pki.issuing.sha256}"'
+    rules = f"""
+sets:
+  roots: [{", ".join(pins)}]
+rules:{PROBES}
+  - id: chained
+    effect: allow
+    when: |
+      chain.length == 3
+      and chain.root.fingerprint in roots
+      and chain.root.subject.CN == "Test Root CA"
+      and chain.issuer.subject.O == "Test PKI"
+      and {issuing_pin}
+"""
+    files = {
+        "root.pem": pki.root.pem,
+        "issuing.pem": pki.issuing.pem,
+        "other-root.pem": pki.other_root.pem,
+        "other-issuing.pem": pki.other_issuing.pem,
+    }
+    both = "anchors: [root.pem, other-root.pem]\nintermediates: [issuing.pem, other-issuing.pem]"
+    policy = build(tmp_path, both, files, rules=rules)
+
+    # the test PKI: every attribute holds; the root is pinned by its SHA-1
+    decision = decide(policy, pki.leaf)
+    assert outcome(decision) == (True, "allowed_by_rule", "chained")
+    assert said(decision, "trusted") == ("true", good_chain(pki))
+    assert said(decision, "revoked") == ("false", OFF)
+    assert said(decision, "chain.length == 3") == ("true", "got 3")
+    assert said(decision, "chain.root.fingerprint in roots") == (
+        "true",
+        f"got sha1 {pki.root.sha1}, sha256 {pki.root.sha256}; in set roots (4 entries)",
+    )
+    assert said(decision, 'chain.root.subject.CN == "Test Root CA"') == (
+        "true",
+        'got "Test Root CA"',
+    )
+    assert said(decision, 'chain.issuer.subject.O == "Test PKI"') == ("true", 'got "Test PKI"')
+    assert said(decision, issuing_pin) == ("true", f'got "{pki.issuing.sha256}"')
+
+    # the other PKI: its root is pinned by SHA-256, but it is not the Test Root CA
+    decision = decide(policy, pki.stranger)
+    assert outcome(decision) == (False, "no_matching_rule", None)
+    assert decision.failed_condition == 'chain.root.subject.CN == "Test Root CA"'
+    chain = chain_text(
+        ("leaf", pki.stranger), ("via", pki.other_issuing), ("anchor", pki.other_root)
+    )
+    assert said(decision, "trusted") == ("true", chain)
+    assert said(decision, "chain.length == 3") == ("true", "got 3")
+    assert said(decision, "chain.root.fingerprint in roots") == (
+        "true",
+        f"got sha1 {pki.other_root.sha1}, sha256 {pki.other_root.sha256}; in set roots (4 entries)",
+    )
+    assert said(decision, 'chain.root.subject.CN == "Test Root CA"') == (
+        "false",
+        'got "Other Root CA"',
+    )
+
+    # no trusted chain: every chain attribute is undefined, and says why
+    (tmp_path / "root-only").mkdir()
+    root_only = build(tmp_path / "root-only", "anchors: [../root.pem]", rules=rules)
+    decision = decide(root_only, pki.leaf)
+    assert outcome(decision) == (False, "no_matching_rule", None)
+    assert decision.failed_condition == "chain.length == 3"
+    why = f"issuer {ISSUING_NAME} not found among anchors or intermediates"
+    assert said(decision, "trusted") == ("false", why)
+    assert said(decision, "revoked") == (
+        "undefined",
+        f"no trusted chain to check revocation against: {why}",
+    )
+    for text in (
+        "chain.length == 3",
+        "chain.root.fingerprint in roots",
+        'chain.root.subject.CN == "Test Root CA"',
+        'chain.issuer.subject.O == "Test PKI"',
+        issuing_pin,
+    ):
+        assert said(decision, text) == (
+            "undefined",
+            f"undefined: no trusted chain was built: {why}",
+        )
+
+
+# -- loading the trust: section -----------------------------------------------------------------
+
+
+def test_trusted_without_a_trust_section(tmp_path: Path) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text(
+        "policy: no-anchors\n"
+        "rules:\n"
+        "  - id: a\n"
+        "    effect: allow\n"
+        '    when: subject.CN == "x" and trusted\n'
+    )
+    with pytest.raises(PolicyCheckError) as caught:
+        load_policy(path)
+    (diagnostic,) = caught.value.diagnostics
+    assert (diagnostic.span.line, diagnostic.span.column, diagnostic.span.length) == (5, 33, 7)
+    assert diagnostic.code == "no-trust"
+    assert diagnostic.message == (
+        "`trusted` needs trust anchors, and the policy has no `trust:` section"
+    )
+    assert diagnostic.hint == "add `trust:` with `anchors: [your-root-ca.pem]` (see docs/trust.md)"
+    assert str(caught.value).startswith(f"{path}:5:33: error: `trusted` needs trust anchors")
+
+
+@pytest.mark.parametrize("name", ["revoked", "chain.length", "chain.root.subject.CN"])
+def test_other_trust_attributes_need_the_section_too(tmp_path: Path, name: str) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text(f"policy: p\nrules:\n  - id: a\n    effect: deny\n    when: {name}\n")
+    with pytest.raises(PolicyCheckError) as caught:
+        load_policy(path)
+    (diagnostic,) = caught.value.diagnostics
+    assert (diagnostic.span.line, diagnostic.span.column) == (5, 11)
+    assert diagnostic.message == (
+        f"`{name}` needs trust anchors, and the policy has no `trust:` section"
+    )
+
+
+def unusable(folder: Path, trust: str, files: Mapping[str, bytes], line: int, column: int) -> str:
+    """Loading fails with a PolicyFileError at ``line``:``column``; returns its message."""
+    path = write_policy(folder, trust, files)
+    with pytest.raises(PolicyFileError) as caught:
+        load_policy(path)
+    (diagnostic,) = caught.value.diagnostics
+    assert (diagnostic.span.file, diagnostic.span.line, diagnostic.span.column) == (
+        str(path),
+        line,
+        column,
+    )
+    assert diagnostic.code == "trust"
+    assert diagnostic.hint == "check the path: it is relative to the policy file"
+    assert str(caught.value).startswith(f"{path}:{line}:{column}: error: ")
+    return diagnostic.message
+
+
+def test_unreadable_anchor_file(tmp_path: Path, pki: Pki) -> None:
+    trust = "anchors:\n  - root.pem\n  - missing.pem"
+    message = unusable(tmp_path, trust, {"root.pem": pki.root.pem}, 5, 7)
+    assert message == f"cannot read {tmp_path / 'missing.pem'}: No such file or directory"
+
+
+def test_anchor_folder_without_certificates(tmp_path: Path, pki: Pki) -> None:
+    (tmp_path / "roots").mkdir()
+    (tmp_path / "roots" / "nested").mkdir()
+    message = unusable(tmp_path, "anchors: [root.pem, roots/]", {"root.pem": pki.root.pem}, 3, 23)
+    assert message == f"{tmp_path / 'roots'} holds no certificate files"
+
+
+def test_anchor_that_is_not_a_certificate(tmp_path: Path, pki: Pki) -> None:
+    files = {"root.pem": pki.root.pem, "roots/readme.txt": b"these are our roots\n"}
+    message = unusable(tmp_path, "anchors: [root.pem]\nintermediates: [roots]", files, 4, 19)
+    assert message.startswith(f"{tmp_path / 'roots' / 'readme.txt'} is not a certificate: ")
+
+
+def test_intermediate_pem_that_is_broken(tmp_path: Path, pki: Pki) -> None:
+    broken = b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
+    files = {"root.pem": pki.root.pem, "issuing.pem": broken}
+    message = unusable(tmp_path, "anchors: [root.pem]\nintermediates: [issuing.pem]", files, 4, 19)
+    assert message.startswith(f"{tmp_path / 'issuing.pem'} is not a certificate: ")
+
+
+def test_unreadable_crl(tmp_path: Path, pki: Pki) -> None:
+    trust = """
+        anchors: [root.pem]
+        revocation:
+          mode: hard
+          crls:
+            - issuing.crl
+            - gone.crl
+        """
+    files = {"root.pem": pki.root.pem, "issuing.crl": crl(pki.issuing)}
+    message = unusable(tmp_path, trust, files, 8, 9)
+    assert message == f"cannot read {tmp_path / 'gone.crl'}: No such file or directory"
+
+
+def test_crl_that_is_not_a_crl(tmp_path: Path, pki: Pki) -> None:
+    trust = "anchors: [root.pem]\nrevocation:\n  crls: [root.pem]"
+    message = unusable(tmp_path, trust, {"root.pem": pki.root.pem}, 5, 12)
+    assert message.startswith(f"{tmp_path / 'root.pem'} is not a CRL: ")
+
+
+def trust_warnings(policy: Policy) -> list[tuple[str, int, int, str]]:
+    return [
+        (w.code, w.span.line, w.span.column, w.message)
+        for w in policy.warnings
+        if w.code.startswith("trust-")
+    ]
+
+
+def test_check_warnings(tmp_path: Path, pki: Pki) -> None:
+    not_ca = make_certificate({"CN": "Not A CA"}, **VALID)
+    old_root = make_certificate(
+        {"CN": "Old Root CA"},
+        ca=True,
+        not_before=datetime(2020, 1, 1, tzinfo=UTC),
+        not_after=datetime(2024, 1, 1, tzinfo=UTC),
+    )
+    files = {
+        "root.pem": pki.root.pem,
+        "not-ca.pem": not_ca.pem,
+        "old-root.pem": old_root.pem,
+        "issuing.pem": pki.issuing.pem,
+        "stale.crl": crl(
+            pki.issuing,
+            last_update=datetime(2024, 1, 1, tzinfo=UTC),
+            next_update=datetime(2024, 6, 1, tzinfo=UTC),
+        ),
+        "forged.crl": crl(pki.issuing, signer=pki.other_root),
+        "fresh.crl": crl(pki.issuing),
+    }
+    trust = """
+        anchors:
+          - root.pem
+          - not-ca.pem
+          - old-root.pem
+        intermediates: [issuing.pem]
+        revocation:
+          mode: soft
+          crls:
+            - stale.crl
+            - forged.crl
+            - fresh.crl
+        """
+    policy = build(tmp_path, trust, files, head="silence: [trusted-anywhere]")
+    assert trust_warnings(policy) == [
+        ("trust-anchor", 6, 7, "anchor CN=Not A CA is not a CA certificate"),
+        ("trust-anchor", 7, 7, "anchor CN=Old Root CA expired on 2024-01-01T00:00:00Z"),
+        ("trust-crl", 12, 9, "CRL stale.crl expired on 2024-06-01T00:00:00Z"),
+        ("trust-crl", 13, 9, f"CRL forged.crl is not signed by a known CA ({ISSUING_NAME})"),
+    ]
+    assert [w.code for w in policy.warnings] == ["trust-anchor"] * 2 + ["trust-crl"] * 2
+    assert {w.hint for w in policy.warnings} == {"replace it, or remove it from the policy"}
+    assert {w.severity for w in policy.warnings} == {"warning"}
+    # the warnings do not stop the policy from working
+    decision = decide(policy, pki.leaf)
+    assert outcome(decision) == (True, "allowed_by_rule", "trusted")
+    assert said(decision, "trusted") == ("true", good_chain(pki))
+    assert said(decision, "revoked") == (
+        "false",
+        "serial 1001 not listed in CRL fresh.crl, fresh until 2099-12-31T00:00:00Z",
+    )
+
+    quiet = build(tmp_path, trust, files, head="silence: [trusted-anywhere, trust-anchor]")
+    assert [w.code for w in quiet.warnings] == ["trust-crl", "trust-crl"]
+    silent = build(
+        tmp_path, trust, files, head="silence: [trusted-anywhere, trust-anchor, trust-crl]"
+    )
+    assert silent.warnings == ()
+
+
+# -- the verification cache ---------------------------------------------------------------------
+
+
+def test_the_same_leaf_is_verified_once(tmp_path: Path, pki: Pki) -> None:
+    files = {"root.pem": pki.root.pem, "issuing.pem": pki.issuing.pem}
+    policy = build(tmp_path, "anchors: [root.pem]\nintermediates: [issuing.pem]", files)
+    store = policy.trust
+    assert store is not None
+    facts = read_certificate(pki.leaf.der)
+    first = store.verify(facts, (), NOW)
+    assert isinstance(first, TrustResult) and first.trusted
+    assert store.verify(facts, (), NOW) is first
+    assert store.verify(read_certificate(pki.leaf.pem), (), NOW + timedelta(days=300)) is first
+    # another forwarded chain is another entry
+    assert store.verify(facts, (pki.issuing.der,), NOW) is not first
+    # a failure is remembered for a minute
+    stranger = read_certificate(pki.stranger.der)
+    refusal = store.verify(stranger, (), NOW)
+    assert not refusal.trusted
+    assert store.verify(stranger, (), NOW + timedelta(seconds=59)) is refusal
+    later = store.verify(stranger, (), NOW + timedelta(seconds=61))
+    assert later is not refusal and later == refusal
+
+
+def test_the_cache_ends_at_the_earliest_not_after(tmp_path: Path, pki: Pki) -> None:
+    ends = datetime(2027, 6, 1, tzinfo=UTC)
+    short = make_certificate(
+        {"CN": "Short CA"}, issuer=pki.root, ca=True, not_before=START, not_after=ends
+    )
+    leaf = make_certificate({"CN": "long-lived"}, issuer=short, **VALID)
+    files = {"root.pem": pki.root.pem, "short.pem": short.pem}
+    policy = build(tmp_path, "anchors: [root.pem]\nintermediates: [short.pem]", files)
+    store = policy.trust
+    assert store is not None
+    facts = read_certificate(leaf.der)
+    first = store.verify(facts, (), NOW)
+    assert first.trusted
+    assert store.verify(facts, (), ends) is first
+    after = store.verify(facts, (), ends + timedelta(seconds=1))
+    assert not after.trusted
+    assert after.reason == "intermediate CN=Short CA expired on 2027-06-01T00:00:00Z"
+
+    fresh = build(tmp_path, "anchors: [root.pem]\nintermediates: [short.pem]", files)
+    decision = decide(fresh, leaf)
+    assert outcome(decision) == (True, "allowed_by_rule", "trusted")
+    chain = chain_text(("leaf", leaf), ("via", short), ("anchor", pki.root))
+    assert said(decision, "trusted") == ("true", chain)
+    decision = decide(fresh, leaf, ends + timedelta(days=1))
+    refusal = "intermediate CN=Short CA expired on 2027-06-01T00:00:00Z"
+    assert outcome(decision) == (False, "no_matching_rule", None)
+    assert said(decision, "trusted") == ("false", refusal)
+    assert said(decision, "revoked") == (
+        "undefined",
+        f"no trusted chain to check revocation against: {refusal}",
+    )
+
+
+def test_a_crl_next_update_bounds_the_cache(tmp_path: Path, pki: Pki) -> None:
+    """The answer changes at next_update, seen from either side: a "stale" answer cached
+    after it must not be reused for an earlier evaluation time (it used to be)."""
+    next_update = datetime(2026, 12, 15, tzinfo=UTC)
+    policy = revocation_policy(
+        tmp_path, pki, crl(pki.issuing, [0x0BAD], next_update=next_update), "hard"
+    )
+    store = policy.trust
+    assert store is not None
+    facts = read_certificate(pki.leaf.der)
+    first = store.verify(facts, (), NOW)
+    assert (first.trusted, first.revocation) == (True, "good")
+    assert store._cache[(pki.leaf.der, ())].valid_until == next_update
+    assert store.verify(facts, (), next_update - timedelta(microseconds=1)) is first
+    stale = store.verify(facts, (), next_update)
+    assert (stale.trusted, stale.revocation) == (True, "unknown")
+    assert stale.revocation_detail == "CRL issuing.crl expired on 2026-12-15T00:00:00Z"
+
+    decision = decide(policy, pki.leaf, next_update - timedelta(hours=1))
+    assert outcome(decision) == (True, "allowed_by_rule", "trusted")
+    assert said(decision, "revoked") == (
+        "false",
+        "serial 1001 not listed in CRL issuing.crl, fresh until 2026-12-15T00:00:00Z",
+    )
+    decision = decide(policy, pki.leaf, next_update + timedelta(hours=1))
+    assert outcome(decision) == (False, "denied_by_rule", "revoked")
+    assert said(decision, "revoked") == (
+        "true",
+        "status unknown (CRL issuing.crl expired on 2026-12-15T00:00:00Z); "
+        "hard mode counts it as revoked",
+    )
+    assert said(decision, "trusted") == ("true", good_chain(pki))
+
+
+def test_a_crl_not_valid_yet_does_not_pin_the_cache(tmp_path: Path, pki: Pki) -> None:
+    """A CRL whose last_update is ahead of the clock (skew) is unknown until then; the
+    cached answer must not outlive that moment (it used to last until not_after)."""
+    last_update = datetime(2026, 12, 1, tzinfo=UTC)
+    early = crl(pki.issuing, [0x0BAD], last_update=last_update)
+    policy = revocation_policy(tmp_path, pki, early, "hard")
+    decision = decide(policy, pki.leaf)
+    assert outcome(decision) == (False, "denied_by_rule", "revoked")
+    assert said(decision, "revoked") == (
+        "true",
+        "status unknown (CRL issuing.crl is not valid before 2026-12-01T00:00:00Z); "
+        "hard mode counts it as revoked",
+    )
+    assert said(decision, "trusted") == ("true", good_chain(pki))
+    decision = decide(policy, pki.leaf, last_update)
+    assert outcome(decision) == (True, "allowed_by_rule", "trusted")
+    assert said(decision, "revoked") == (
+        "false",
+        "serial 1001 not listed in CRL issuing.crl, fresh until 2099-12-31T00:00:00Z",
+    )
+    assert said(decision, "trusted") == ("true", good_chain(pki))
+
+
+# -- hostile chains -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Hostile:
+    leaf: IssuedCertificate
+    """Claims the Test Issuing CA as issuer; signed with the attacker's key."""
+    forwarded: tuple[bytes, ...]
+    """What the attacker forwards beside it, in order."""
+    crafted: tuple[IssuedCertificate, ...]
+    mid: IssuedCertificate
+
+
+def hostile_chain(
+    pki: Pki, crafted: int = 100, duplicates: int = 5, non_cas: int = 5, unrelated: int = 5
+) -> Hostile:
+    """``crafted`` CAs named like the Test Issuing CA, sharing the attacker's key, issued by
+    an "Evil Mid CA" that claims the Test Root CA as issuer (signed by a fake root); plus
+    copies of the first, non-CA certificates with the same name, and unrelated CAs."""
+    attacker = ec.generate_private_key(ec.SECP256R1())
+    fake_root = make_certificate(
+        {"CN": "Test Root CA", "O": "Test PKI"}, ca=True, key=attacker, **VALID
+    )
+    mid = make_certificate({"CN": "Evil Mid CA"}, issuer=fake_root, ca=True, **VALID)
+    issuing_name = {"CN": "Test Issuing CA", "O": "Test PKI"}
+    lookalikes = tuple(
+        make_certificate(
+            issuing_name, issuer=mid, ca=True, key=attacker, serial=0x5000 + n, **VALID
+        )
+        for n in range(crafted)
+    )
+    leaf = make_certificate(
+        {"CN": "orders-client", "O": "Contoso Ltd"},
+        issuer=IssuedCertificate(lookalikes[0].certificate, attacker),
+        **VALID,
+    )
+    forwarded = [c.der for c in lookalikes]
+    forwarded += [lookalikes[0].der] * duplicates
+    forwarded += [make_certificate(issuing_name, issuer=mid, **VALID).der for _ in range(non_cas)]
+    forwarded += [
+        make_certificate({"CN": f"Unrelated CA {n}"}, ca=True, **VALID).der
+        for n in range(unrelated)
+    ]
+    forwarded.append(mid.der)
+    forwarded.append(leaf.der)  # the leaf again: ignored
+    return Hostile(leaf, tuple(forwarded), lookalikes, mid)
+
+
+def within(seconds: float, work: Callable[[], T]) -> T:
+    """Run ``work`` in a worker thread; fail if it has not finished after ``seconds``.
+
+    A liveness guard against exponential path building, not a speed measurement
+    (benchmarks/trust.py measures)."""
+    box: list[T] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            box.append(work())
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(seconds)
+    assert not worker.is_alive(), f"still deciding after {seconds} s"
+    assert not errors, errors
+    return box[0]
+
+
+def test_hostile_forwarded_chain_is_cut_down(tmp_path: Path, pki: Pki) -> None:
+    hostile = hostile_chain(pki)
+    assert len(hostile.forwarded) == 100 + 5 + 5 + 5 + 1 + 1
+    files = {"root.pem": pki.root.pem, "issuing.pem": pki.issuing.pem}
+    policy = build(tmp_path, "anchors: [root.pem]\nintermediates: [issuing.pem]", files)
+    store = policy.trust
+    assert store is not None
+    kept = store._candidates(hostile.leaf.certificate, hostile.leaf.der, hostile.forwarded)
+    # one of the 100 look-alikes (same subject and key), and the mid CA it names as issuer;
+    # no copy, no non-CA, no unrelated CA, not the leaf itself
+    assert kept == [hostile.crafted[0].certificate, hostile.mid.certificate]
+
+    facts = read_certificate(hostile.leaf.der)
+    result = within(10, lambda: store.verify(facts, hostile.forwarded, NOW))
+    assert not result.trusted
+    assert result.reason == (
+        "no chain to an anchor could be built (candidates exhausted: signature does not match)"
+    )
+
+
+def test_hostile_chain_through_a_header(tmp_path: Path, pki: Pki) -> None:
+    """The most a proxy source accepts (max_chain_length 32), decided in a worker thread."""
+    hostile = hostile_chain(pki, crafted=20, duplicates=3, non_cas=3, unrelated=3)
+    forwarded = hostile.forwarded[:-1]  # the leaf goes in Client-Cert
+    assert len(forwarded) == 30
+    files = {"root.pem": pki.root.pem, "issuing.pem": pki.issuing.pem}
+    head = "certificate:\n  source: rfc9440\n  max_chain_length: 32\n  max_header_bytes: 65536"
+    policy = build(tmp_path, "anchors: [root.pem]\nintermediates: [issuing.pem]", files, head=head)
+    headers = rfc9440_headers(hostile.leaf.der, forwarded)
+    decision = within(
+        10,
+        lambda: policy.evaluate_request(
+            headers=headers, remote_addr=PEER, path="/orders", now=NOW, explain=True
+        ),
+    )
+    why = "no chain to an anchor could be built (candidates exhausted: signature does not match)"
+    assert outcome(decision) == (False, "no_matching_rule", None)
+    assert said(decision, "trusted") == ("false", why)
+    assert said(decision, "revoked") == (
+        "undefined",
+        f"no trusted chain to check revocation against: {why}",
+    )
+
+
+def test_forwarded_candidates_are_capped(tmp_path: Path, pki: Pki) -> None:
+    """A genuine-looking ladder of 12 CAs, each naming the next: 8 reach the verifier."""
+    ladder = [make_certificate({"CN": "Rung 0"}, issuer=pki.root, ca=True, **VALID)]
+    for n in range(1, 12):
+        ladder.append(make_certificate({"CN": f"Rung {n}"}, issuer=ladder[-1], ca=True, **VALID))
+    leaf = make_certificate({"CN": "climber"}, issuer=ladder[-1], **VALID)
+    files = {"root.pem": pki.root.pem}
+    policy = build(tmp_path, "anchors: [root.pem]\nmax_chain_depth: 16", files)
+    store = policy.trust
+    assert store is not None
+    forwarded = tuple(c.der for c in reversed(ladder))
+    kept = store._candidates(leaf.certificate, leaf.der, forwarded)
+    assert MAX_FORWARDED_CANDIDATES == 8
+    assert kept == [c.certificate for c in reversed(ladder)][:8]
+    result = store.verify(read_certificate(leaf.der), forwarded, NOW)
+    assert not result.trusted
+    assert result.reason == "issuer CN=Rung 3 not found among anchors or intermediates"
+
+
+# -- the shipped example -----------------------------------------------------------------------
+
+
+def test_shipped_partner_pki_policy() -> None:
+    policy = load_policy(POLICIES / "partner-pki.yaml")
+    certs = POLICIES / "certs"
+    root, issuing = (
+        (certs / "partner-root.pem").read_bytes(),
+        (certs / "partner-issuing.pem").read_bytes(),
+    )
+    root_der = read_certificate(root).der
+    issuing_der = read_certificate(issuing).der
+
+    def shipped(name: str) -> Decision:
+        data = (certs / name).read_bytes()
+        return policy.evaluate(data, path="/orders", now=NOW, explain=True)
+
+    client = read_certificate((certs / "partner-client.pem").read_bytes())
+    decision = shipped("partner-client.pem")
+    assert outcome(decision) == (True, "allowed_by_rule", "partner")
+    chain = chain_text(("leaf", client.der), ("via", issuing_der), ("anchor", root_der))
+    assert said(decision, "trusted") == ("true", chain)
+    assert said(decision, "revoked") == (
+        "false",
+        f"serial {client.summary()['serial']} not listed in CRL partner-issuing.crl, "
+        "fresh until 2099-12-31T00:00:00Z",
+    )
+
+    decision = shipped("partner-revoked.pem")
+    assert outcome(decision) == (False, "denied_by_rule", "revoked")
+    assert said(decision, "revoked") == (
+        "true",
+        "the certificate: serial BAD revoked on 2026-01-01T00:00:00Z (CRL partner-issuing.crl)",
+    )
+    assert nodes(decision, "trusted") == []  # the allow rule is not evaluated
+    assert policy.trust is not None
+    revoked = read_certificate((certs / "partner-revoked.pem").read_bytes())
+    assert policy.trust.verify(revoked, (), NOW).trusted
+
+    eku = "the certificate's extended key usage does not include clientAuth (it has serverAuth)"
+    decision = shipped("partner-server-only.pem")
+    assert outcome(decision) == (False, "no_matching_rule", None)
+    assert decision.closest_rule == "partner"
+    assert decision.failed_condition == "trusted"
+    assert said(decision, "trusted") == ("false", eku)
+    assert said(decision, "revoked") == (
+        "undefined",
+        f"no trusted chain to check revocation against: {eku}",
+    )
+
+    alone = "issuer O=Microsoft Corp,CN=nildevecc not found among anchors or intermediates"
+    decision = shipped("partner.pem")
+    assert outcome(decision) == (False, "no_matching_rule", None)
+    assert decision.failed_condition == "trusted"
+    assert said(decision, "trusted") == ("false", alone)
+    assert said(decision, "revoked") == (
+        "undefined",
+        f"no trusted chain to check revocation against: {alone}",
+    )
