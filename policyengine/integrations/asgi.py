@@ -69,7 +69,9 @@ def decide_scope(
     """Decide the connection an ASGI scope describes, log it, and store it in the scope."""
     decision = decide(provider, scope_request(scope), log, explain=explain)
     scope[SCOPE_KEY] = decision
-    state = scope.get("state")
+    # Starlette's request.state is scope["state"]; servers without lifespan state (and
+    # httpx's ASGITransport) send no "state", and Starlette would then start an empty one.
+    state = scope.setdefault("state", {})
     if isinstance(state, MutableMapping):
         state[STATE_KEY] = decision
     return decision

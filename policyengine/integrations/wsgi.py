@@ -15,6 +15,7 @@ An allowed request reaches the application with the :class:`~policyengine.Decisi
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -78,5 +79,14 @@ class PolicyMiddleware:
             return self.app(environ, start_response)
         accept = environ.get("HTTP_ACCEPT", "")
         response = refusal(decision, accept, self.on_deny, self.expose_trace)
-        start_response(f"{response.status} Forbidden", list(response.headers))
+        # an on_deny hook may answer with another status (401, 302, ...)
+        phrase = _reason_phrase(response.status)
+        start_response(f"{response.status} {phrase}", list(response.headers))
         return [response.body]
+
+
+def _reason_phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Unknown"

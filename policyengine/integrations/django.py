@@ -1,0 +1,289 @@
+"""Django: a middleware configured from settings, and a decorator that guards one view.
+
+::
+
+    # settings.py
+    POLICYENGINE = {"POLICY": BASE_DIR / "policies/partner-api.yaml"}
+    MIDDLEWARE = ["policyengine.integrations.django.PolicyMiddleware", *MIDDLEWARE]
+
+    # views.py
+    from policyengine.integrations.django import require_certificate
+
+    @require_certificate("policies/admin.yaml")
+    def admin(request): ...
+
+The middleware is sync and async capable, so it runs without a thread hop under WSGI
+(gunicorn) and under ASGI (uvicorn). It decides from what the server handed over: the
+ASGI scope (``request.scope``) under ASGI, the WSGI environ (``request.META``) under WSGI.
+The decision is on ``request.policyengine_decision``; a refused request gets an
+``HttpResponse`` 403 (JSON when the client accepts JSON, text otherwise) and the view is not
+called. Put it first in ``MIDDLEWARE``: nothing before it then reads the request body.
+
+Settings, all checked when the middleware is created (``ImproperlyConfigured`` otherwise)::
+
+    POLICYENGINE = {
+        "POLICY": "path/to/policy.yaml",   # or a Policy / ReloadingPolicy; required
+        "EXPOSE_TRACE": False,             # the explain trace in refusals: development only
+        "LOG_FIELDS": ["fingerprint_sha256", "subject"],  # certificate fields in decision logs
+        "ON_DENY": "myapp.security.refusal",  # dotted path to a DenyHook, or None
+        "EXEMPT_VIEWS": ["myapp.views.health", "health"],  # dotted view paths or URL names
+    }
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.conf import settings as django_settings
+from django.core.exceptions import ImproperlyConfigured
+from django.http import HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
+from django.urls import Resolver404, resolve
+from django.utils.module_loading import import_string
+
+from policyengine.decision import Decision
+from policyengine.engine import Policy
+from policyengine.errors import PolicyError
+from policyengine.integrations import DenyHook, decide, environ_request, refusal
+from policyengine.integrations.asgi import scope_request
+from policyengine.runtime import (
+    DEFAULT_LOG_FIELDS,
+    DecisionLog,
+    ReloadingPolicy,
+    as_policy_provider,
+)
+
+__all__ = ["SETTINGS_NAME", "PolicyMiddleware", "request_view", "require_certificate"]
+
+SETTINGS_NAME = "POLICYENGINE"
+REQUEST_ATTRIBUTE = "policyengine_decision"
+_KEYS = ("POLICY", "EXPOSE_TRACE", "LOG_FIELDS", "ON_DENY", "EXEMPT_VIEWS")
+
+PolicyLike = Policy | ReloadingPolicy | str | Path
+SyncView = Callable[..., HttpResponseBase]
+AsyncView = Callable[..., Awaitable[HttpResponseBase]]
+GetResponse = Callable[[HttpRequest], HttpResponseBase | Awaitable[HttpResponseBase]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Options:
+    """``settings.POLICYENGINE``, checked once; ``provider`` is None when POLICY is unset
+    and was not required (a decorator that brings its own policy)."""
+
+    provider: Policy | ReloadingPolicy | None
+    expose_trace: bool
+    log: DecisionLog
+    on_deny: DenyHook | None
+    exempt_views: frozenset[str]
+
+
+def _improperly(message: str) -> ImproperlyConfigured:
+    return ImproperlyConfigured(f"settings.{SETTINGS_NAME}: {message}")
+
+
+def _read_options(*, need_policy: bool) -> _Options:
+    """Check ``settings.POLICYENGINE`` and build what it describes; every mistake is an
+    ImproperlyConfigured naming the key, so a deploy fails at start-up, not per request."""
+    raw = getattr(django_settings, SETTINGS_NAME, None)
+    if raw is None:
+        raw = {}
+        if need_policy:
+            raise _improperly(
+                'is not set; add POLICYENGINE = {"POLICY": "path/to/policy.yaml"} to settings'
+            )
+    if not isinstance(raw, Mapping):
+        raise _improperly(f"must be a dict, not {type(raw).__name__}")
+    for key in raw:
+        if key not in _KEYS:
+            close = difflib.get_close_matches(str(key), _KEYS, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(_KEYS)}"
+            raise _improperly(f"unknown key {key!r}; {hint}")
+
+    policy = raw.get("POLICY")
+    provider: Policy | ReloadingPolicy | None = None
+    if policy is None:
+        if need_policy:
+            raise _improperly('"POLICY" is required: a policy file path, Policy or ReloadingPolicy')
+    elif not isinstance(policy, (str, Path, Policy, ReloadingPolicy)):
+        raise _improperly(
+            f'"POLICY" must be a policy file path, Policy or ReloadingPolicy, not {policy!r}'
+        )
+    else:
+        try:
+            provider = as_policy_provider(policy)
+        except PolicyError as exc:
+            raise _improperly(f'"POLICY" does not load:\n{exc}') from exc
+
+    expose_trace = raw.get("EXPOSE_TRACE", False)
+    if not isinstance(expose_trace, bool):
+        raise _improperly(f'"EXPOSE_TRACE" must be True or False, not {expose_trace!r}')
+
+    fields = raw.get("LOG_FIELDS", DEFAULT_LOG_FIELDS)
+    if isinstance(fields, str) or not isinstance(fields, Iterable):
+        raise _improperly(f'"LOG_FIELDS" must be a list of field names, not {fields!r}')
+    try:
+        log = DecisionLog(fields=tuple(fields))
+    except ValueError as exc:
+        raise _improperly(f'"LOG_FIELDS": {exc}') from exc
+
+    on_deny = raw.get("ON_DENY")
+    if isinstance(on_deny, str):
+        try:
+            on_deny = import_string(on_deny)
+        except ImportError as exc:
+            raise _improperly(f'"ON_DENY" {raw["ON_DENY"]!r} cannot be imported: {exc}') from exc
+    if on_deny is not None and not callable(on_deny):
+        raise _improperly(f'"ON_DENY" must be a dotted path to a callable or None, not {on_deny!r}')
+
+    exempt = raw.get("EXEMPT_VIEWS", ())
+    if isinstance(exempt, str) or not isinstance(exempt, Iterable):
+        raise _improperly('"EXEMPT_VIEWS" must be a list of dotted view paths or URL names')
+    names = frozenset(exempt)
+    if not all(isinstance(name, str) for name in names):
+        raise _improperly('"EXEMPT_VIEWS" entries must be strings')
+
+    return _Options(provider, expose_trace, log, cast(DenyHook | None, on_deny), names)
+
+
+def request_view(request: HttpRequest) -> dict[str, Any]:
+    """The request as ``evaluate_request`` takes it: from the ASGI scope under ASGI (where
+    the ``asgi-tls`` source finds the TLS extension), else from ``request.META``, which
+    under WSGI is the server's environ (where ``wsgi-environ`` finds ``SSL_CLIENT_CERT``)."""
+    scope = getattr(request, "scope", None)
+    if isinstance(scope, Mapping):
+        return scope_request(cast(Any, scope))
+    return environ_request(request.META)
+
+
+def _decide(
+    request: HttpRequest,
+    provider: Policy | ReloadingPolicy,
+    options: _Options,
+    on_deny: DenyHook | None,
+) -> HttpResponse | None:
+    """Decide, keep the decision on the request, and answer a refusal (None: go on)."""
+    decision = decide(provider, request_view(request), options.log, explain=options.expose_trace)
+    setattr(request, REQUEST_ATTRIBUTE, decision)
+    if decision.allowed:
+        return None
+    accept = request.headers.get("Accept", "")
+    denied = refusal(decision, accept, on_deny, options.expose_trace)
+    return HttpResponse(denied.body, status=denied.status, headers=dict(denied.headers))
+
+
+class PolicyMiddleware:
+    """Decides every request before the view (and any later middleware) sees it.
+
+    Configured from ``settings.POLICYENGINE`` (see the module docstring), checked here so a
+    mistake stops start-up. Requests to ``EXEMPT_VIEWS`` are not decided and carry
+    ``request.policyengine_decision = None``.
+    """
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: GetResponse) -> None:
+        self.get_response = get_response
+        self.options = _read_options(need_policy=True)
+        assert self.options.provider is not None
+        self.provider: Policy | ReloadingPolicy = self.options.provider
+        self._async = iscoroutinefunction(get_response)
+        if self._async:
+            # Django then calls us from its event loop instead of a worker thread
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase | Awaitable[HttpResponseBase]:
+        if self._async:
+            return self.__acall__(request)
+        refused = self._check(request)
+        if refused is not None:
+            return refused
+        return self.get_response(request)
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
+        # Deciding is pure CPU work on data already in memory (at most a stat() of the
+        # policy file), so it runs on the loop: a thread hop would cost more than it saves.
+        refused = self._check(request)
+        if refused is not None:
+            return refused
+        response = self.get_response(request)
+        return await cast(Awaitable[HttpResponseBase], response)
+
+    def _check(self, request: HttpRequest) -> HttpResponse | None:
+        if self.options.exempt_views and self._exempt(request):
+            setattr(request, REQUEST_ATTRIBUTE, None)
+            return None
+        return _decide(request, self.provider, self.options, self.options.on_deny)
+
+    def _exempt(self, request: HttpRequest) -> bool:
+        try:
+            match = resolve(request.path_info, getattr(request, "urlconf", None))
+        except Resolver404:
+            return False
+        view = getattr(match.func, "view_class", match.func)
+        dotted = f"{view.__module__}.{view.__qualname__}"
+        exempt = self.options.exempt_views
+        return dotted in exempt or (match.view_name is not None and match.view_name in exempt)
+
+
+def require_certificate(
+    policy: PolicyLike | None = None, *, on_deny: DenyHook | None = None
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Guard one view, sync or async.
+
+    With ``policy`` (a path, Policy or ReloadingPolicy, loaded now) the view is decided
+    against it; without, against ``settings.POLICYENGINE["POLICY"]``, and a request the
+    middleware already allowed is not decided twice. ``EXPOSE_TRACE``, ``LOG_FIELDS`` and
+    ``ON_DENY`` come from the settings when they are there (``on_deny`` overrides).
+    """
+    own = as_policy_provider(policy) if policy is not None else None
+    loaded: list[_Options] = []  # settings are read at the first request, then kept
+
+    def options() -> _Options:
+        if not loaded:
+            loaded.append(_read_options(need_policy=own is None))
+        return loaded[0]
+
+    def check(request: HttpRequest) -> HttpResponse | None:
+        if own is None:
+            earlier = getattr(request, REQUEST_ATTRIBUTE, None)
+            if isinstance(earlier, Decision) and earlier.allowed:
+                return None
+        opts = options()
+        provider = own if own is not None else opts.provider
+        assert provider is not None  # _read_options required it
+        return _decide(request, provider, opts, on_deny or opts.on_deny)
+
+    def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
+        if iscoroutinefunction(view):
+            async_view = cast(AsyncView, view)
+
+            @functools.wraps(view)
+            async def guarded_async(
+                request: HttpRequest, *args: Any, **kwargs: Any
+            ) -> HttpResponseBase:
+                refused = check(request)
+                if refused is not None:
+                    return refused
+                return await async_view(request, *args, **kwargs)
+
+            return guarded_async
+
+        sync_view = cast(SyncView, view)
+
+        @functools.wraps(view)
+        def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+            refused = check(request)
+            if refused is not None:
+                return refused
+            return sync_view(request, *args, **kwargs)
+
+        return guarded
+
+    return decorate

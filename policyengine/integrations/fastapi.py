@@ -1,0 +1,69 @@
+"""FastAPI: the decision as a dependency, and the ASGI middleware for the whole app.
+
+::
+
+    from policyengine.integrations.fastapi import CertificatePolicy, PolicyMiddleware
+
+    partner = CertificatePolicy("policies/partner-api.yaml")
+
+    @app.get("/orders")
+    async def orders(decision: Annotated[Decision, Depends(partner)]): ...
+
+    app.add_middleware(PolicyMiddleware, policy="policies/partner-api.yaml")  # or guard all
+
+The dependency decides from the ASGI scope, so the certificate source sees exactly what
+the server handed over, and raises ``HTTPException(403)`` on a deny, so the route is not
+called. The decision is also in ``request.state.policyengine_decision``.
+"""
+
+# No `from __future__ import annotations` here: FastAPI reads the annotations of
+# CertificatePolicy.__call__ at run time, and older releases (0.100 among them) resolve
+# string annotations of a callable instance against no globals, so `request: Request`
+# would turn into a required query parameter.
+from pathlib import Path
+
+from fastapi import HTTPException, Request
+
+from policyengine.decision import Decision
+from policyengine.engine import Policy
+from policyengine.integrations import decide
+from policyengine.integrations.asgi import SCOPE_KEY, STATE_KEY, PolicyMiddleware, scope_request
+from policyengine.runtime import DecisionLog, ReloadingPolicy, as_policy_provider, current_policy
+
+__all__ = ["CertificatePolicy", "PolicyMiddleware"]
+
+
+class CertificatePolicy:
+    """A dependency that decides the request against ``policy`` and returns the Decision.
+
+    ``policy``: a :class:`~policyengine.Policy`, a
+    :class:`~policyengine.runtime.ReloadingPolicy` or a policy file path (loaded now, and
+    reloaded when the file changes). ``log``: the decision log (None turns it off).
+
+    When the ASGI middleware already allowed the request under a policy of the same name,
+    its decision is returned as is: the request is decided and logged once.
+    """
+
+    def __init__(
+        self,
+        policy: Policy | ReloadingPolicy | str | Path,
+        *,
+        log: DecisionLog | None = DecisionLog(),  # noqa: B008 - immutable
+    ) -> None:
+        self.policy = as_policy_provider(policy)
+        self.log = log
+
+    async def __call__(self, request: Request) -> Decision:
+        earlier = request.scope.get(SCOPE_KEY)
+        if isinstance(earlier, Decision) and earlier.policy == current_policy(self.policy).name:
+            decision = earlier
+        else:
+            decision = decide(self.policy, scope_request(request.scope), self.log)
+            request.scope[SCOPE_KEY] = decision
+            setattr(request.state, STATE_KEY, decision)
+        if not decision.allowed:
+            raise HTTPException(
+                status_code=decision.status,
+                detail={"reason": decision.reason, "message": decision.message},
+            )
+        return decision

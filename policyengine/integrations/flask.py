@@ -1,0 +1,205 @@
+"""Flask: an extension that guards a whole application, and a decorator that guards one view.
+
+::
+
+    from policyengine.integrations.flask import PolicyEngine, require_certificate
+
+    PolicyEngine(app, "policies/partner-api.yaml")  # every request is decided first
+
+    @app.post("/admin")
+    @require_certificate("policies/admin.yaml")     # this view also needs the admin policy
+    def admin(): ...
+
+The decision is in ``flask.g.policyengine_decision``. A refused request gets a 403 built by
+:func:`policyengine.integrations.refusal` (JSON when the client accepts JSON, text
+otherwise) and its view is not called. Deciding reads the WSGI environ only, never the body,
+so a refused upload is never read.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar, cast
+
+import flask
+
+from policyengine.decision import Decision
+from policyengine.engine import Policy
+from policyengine.integrations import DenyHook, decide, environ_request, refusal
+from policyengine.runtime import DecisionLog, ReloadingPolicy, as_policy_provider
+
+__all__ = ["CONFIG_KEY", "EXTENSION_KEY", "PolicyEngine", "require_certificate"]
+
+CONFIG_KEY = "POLICYENGINE_POLICY"
+"""``app.config`` key read by :meth:`PolicyEngine.init_app` when no policy is given."""
+EXTENSION_KEY = "policyengine"
+"""Where the per-application settings live: ``app.extensions["policyengine"]``."""
+G_KEY = "policyengine_decision"
+
+PolicyLike = Policy | ReloadingPolicy | str | Path
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True, slots=True)
+class _AppSettings:
+    """What one application was configured with; kept per app so one extension object can
+    serve several apps (the factory pattern) without sharing their policies."""
+
+    provider: Policy | ReloadingPolicy
+    on_deny: DenyHook | None
+    expose_trace: bool
+    log: DecisionLog | None
+    guard_all: bool
+
+
+class PolicyEngine:
+    """The Flask extension: decides every request of an application before its view runs.
+
+    ``policy``: a :class:`~policyengine.Policy`, a
+    :class:`~policyengine.runtime.ReloadingPolicy`, or a policy file path (reloaded when it
+    changes); when None, :meth:`init_app` reads ``app.config["POLICYENGINE_POLICY"]``.
+    ``on_deny``, ``expose_trace`` and ``log`` are as for the WSGI middleware.
+    ``guard_all=False`` installs no hook: only views decorated with
+    :func:`require_certificate` are guarded, with this policy.
+    """
+
+    def __init__(
+        self,
+        app: flask.Flask | None = None,
+        policy: PolicyLike | None = None,
+        *,
+        on_deny: DenyHook | None = None,
+        expose_trace: bool = False,
+        log: DecisionLog | None = DecisionLog(),  # noqa: B008 - immutable
+        guard_all: bool = True,
+    ) -> None:
+        self.policy = policy
+        self.on_deny = on_deny
+        self.expose_trace = expose_trace
+        self.log = log
+        self.guard_all = guard_all
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: flask.Flask, policy: PolicyLike | None = None) -> None:
+        """Attach to ``app``. The policy is loaded here, so a broken file stops start-up
+        instead of refusing every request later."""
+        chosen = policy if policy is not None else self.policy
+        if chosen is None:
+            chosen = app.config.get(CONFIG_KEY)
+        if chosen is None:
+            raise RuntimeError(
+                "PolicyEngine needs a policy: pass one to PolicyEngine(app, policy) or "
+                f"init_app(app, policy), or set app.config[{CONFIG_KEY!r}] to a policy file path"
+            )
+        settings = _AppSettings(
+            provider=as_policy_provider(chosen),
+            on_deny=self.on_deny,
+            expose_trace=self.expose_trace,
+            log=self.log,
+            guard_all=self.guard_all,
+        )
+        app.extensions[EXTENSION_KEY] = settings
+        hooks = app.before_request_funcs.setdefault(None, [])
+        if settings.guard_all and _guard_request not in hooks:  # init_app twice: one hook
+            app.before_request(_guard_request)
+
+
+def _guard_request() -> flask.Response | None:
+    """The before_request hook: a response refuses the request, None lets the view run."""
+    settings = cast(_AppSettings, flask.current_app.extensions[EXTENSION_KEY])
+    if not settings.guard_all:  # re-initialised with guard_all=False: the hook stays inert
+        return None
+    return _decide_or_refuse(settings.provider, settings, settings.on_deny)
+
+
+def _decide_or_refuse(
+    provider: Policy | ReloadingPolicy, settings: _AppSettings, on_deny: DenyHook | None
+) -> flask.Response | None:
+    request = flask.request
+    decision = decide(
+        provider, environ_request(request.environ), settings.log, explain=settings.expose_trace
+    )
+    setattr(flask.g, G_KEY, decision)
+    if decision.allowed:
+        return None
+    return _refusal_response(decision, on_deny, settings.expose_trace)
+
+
+def _refusal_response(
+    decision: Decision, on_deny: DenyHook | None, expose_trace: bool
+) -> flask.Response:
+    accept = flask.request.headers.get("Accept", "")
+    denied = refusal(decision, accept, on_deny, expose_trace)
+    return flask.Response(denied.body, status=denied.status, headers=list(denied.headers))
+
+
+_DEFAULT_LOG = DecisionLog()
+
+
+def require_certificate(
+    policy: PolicyLike | None = None, *, on_deny: DenyHook | None = None
+) -> Callable[[Callable[P, R]], Callable[P, R | flask.Response]]:
+    """Guard one view. With ``policy`` (a path, Policy or ReloadingPolicy), the view is
+    decided against that policy, loaded now; without, against the policy of the app's
+    :class:`PolicyEngine` (a request fails with RuntimeError if the app has none).
+
+    When the app-wide hook already allowed this request with the same policy, the view
+    reuses that decision instead of deciding (and logging) twice. Logging and
+    ``expose_trace`` follow the app's extension; without one, decisions are logged with
+    the default :class:`~policyengine.runtime.DecisionLog`.
+    """
+    own = as_policy_provider(policy) if policy is not None else None
+
+    def settings_for_request() -> tuple[Policy | ReloadingPolicy, _AppSettings]:
+        settings = cast(_AppSettings | None, flask.current_app.extensions.get(EXTENSION_KEY))
+        if settings is None:
+            if own is None:
+                raise RuntimeError(
+                    "require_certificate() without a policy uses the app's PolicyEngine "
+                    "policy, and this app has none: call PolicyEngine(app, policy) or pass "
+                    "require_certificate(policy)"
+                )
+            settings = _AppSettings(own, None, False, _DEFAULT_LOG, False)
+        return (own if own is not None else settings.provider), settings
+
+    def guard() -> flask.Response | None:
+        provider, settings = settings_for_request()
+        earlier = flask.g.get(G_KEY)
+        if (
+            isinstance(earlier, Decision)
+            and earlier.allowed
+            and settings.guard_all
+            and provider is settings.provider
+        ):
+            return None
+        return _decide_or_refuse(provider, settings, on_deny or settings.on_deny)
+
+    def decorate(view: Callable[P, R]) -> Callable[P, R | flask.Response]:
+        if inspect.iscoroutinefunction(view):
+            async_view = cast(Callable[P, Awaitable[Any]], view)
+
+            @functools.wraps(view)
+            async def guarded_async(*args: P.args, **kwargs: P.kwargs) -> Any:
+                refused = guard()
+                if refused is not None:
+                    return refused
+                return await async_view(*args, **kwargs)
+
+            return cast(Callable[P, R | flask.Response], guarded_async)
+
+        @functools.wraps(view)
+        def guarded(*args: P.args, **kwargs: P.kwargs) -> R | flask.Response:
+            refused = guard()
+            if refused is not None:
+                return refused
+            return view(*args, **kwargs)
+
+        return guarded
+
+    return decorate

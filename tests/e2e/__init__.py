@@ -1,0 +1,1 @@
+"""End-to-end tests: Flask, Django and FastAPI apps behind a real nginx terminating mTLS."""

@@ -1,0 +1,370 @@
+"""The Django middleware and view decorator in a real Django project (settings configured
+here, URLs below), through both of Django's request paths: the sync one (``Client``, and
+the bare ``WSGIHandler``) and the async one (``AsyncClient``, ASGI scope)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+from collections.abc import Awaitable, Iterator
+from pathlib import Path
+from typing import Any
+
+import django
+import httpx
+import pytest
+from asgiref.sync import iscoroutinefunction
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.handlers.asgi import ASGIHandler
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.test import AsyncClient, Client, override_settings
+from django.urls import path
+from integration_support import (
+    FABRIKAM_PEM,
+    NGINX_PARTNER,
+    PARTNER_API,
+    PARTNER_PEM,
+    UnreadableInput,
+    azure_header,
+    nginx_header,
+)
+from werkzeug.test import EnvironBuilder
+
+from policyengine.decision import Decision
+from policyengine.integrations import DenyResponse
+from policyengine.integrations.django import PolicyMiddleware, require_certificate
+from policyengine.runtime import DECISION_LOGGER
+
+MIDDLEWARE = "policyengine.integrations.django.PolicyMiddleware"
+PARTNER = {"X-ARR-ClientCert": azure_header(PARTNER_PEM)}
+FABRIKAM = {"X-ARR-ClientCert": azure_header(FABRIKAM_PEM)}
+NGINX = {"X-SSL-Client-Cert": nginx_header(PARTNER_PEM)}
+JSON = {"Accept": "application/json"}
+
+
+# -- the project's views and URLs -----------------------------------------------------------
+
+
+def _described(request: HttpRequest) -> dict[str, Any]:
+    decision: Decision | None = getattr(request, "policyengine_decision", None)
+    if decision is None:
+        return {"reason": None, "asgi": hasattr(request, "scope")}
+    return {
+        "reason": decision.reason,
+        "policy": decision.policy,
+        "subject": decision.certificate.subject if decision.certificate else None,
+        "asgi": hasattr(request, "scope"),
+    }
+
+
+def orders(request: HttpRequest) -> JsonResponse:
+    return JsonResponse(_described(request))
+
+
+async def async_orders(request: HttpRequest) -> JsonResponse:
+    return JsonResponse(_described(request))
+
+
+def status_view(request: HttpRequest) -> JsonResponse:
+    return JsonResponse(_described(request))
+
+
+def upload(request: HttpRequest) -> JsonResponse:
+    body = request.body
+    return JsonResponse({"length": len(body), "sha256": hashlib.sha256(body).hexdigest()})
+
+
+@require_certificate(NGINX_PARTNER)
+def nginx_only(request: HttpRequest) -> JsonResponse:
+    return JsonResponse(_described(request))
+
+
+@require_certificate()
+async def settings_policy(request: HttpRequest) -> JsonResponse:
+    return JsonResponse(_described(request))
+
+
+def custom_refusal(decision: Decision) -> DenyResponse | None:
+    """An ON_DENY hook, named by its dotted path in the settings."""
+    if decision.reason == "missing_certificate":
+        return DenyResponse(401, (("Content-Type", "text/plain"),), b"certificate please")
+    return None
+
+
+urlpatterns = [
+    path("orders", orders),
+    path("async-orders", async_orders),
+    path("health", status_view, name="health"),
+    path("status", status_view, name="status"),
+    path("upload", upload),
+    path("nginx-only", nginx_only),
+    path("settings-policy", settings_policy),
+]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def django_project() -> None:
+    if not settings.configured:
+        settings.configure(
+            DEBUG=False,
+            SECRET_KEY="policyengine-tests-not-secret",
+            ALLOWED_HOSTS=["*"],
+            ROOT_URLCONF=__name__,
+            INSTALLED_APPS=[],
+            DATABASES={},
+            MIDDLEWARE=[],
+            USE_TZ=True,
+            DATA_UPLOAD_MAX_MEMORY_SIZE=16 * 1024 * 1024,
+        )
+        django.setup()
+
+
+@pytest.fixture
+def guarded(django_project: None) -> Iterator[None]:
+    """The middleware in front of every view, with the shipped partner-api policy."""
+    with override_settings(
+        ROOT_URLCONF=__name__,
+        MIDDLEWARE=[MIDDLEWARE],
+        POLICYENGINE={"POLICY": str(PARTNER_API)},
+    ):
+        yield
+
+
+def run(coroutine: Awaitable[Any]) -> Any:
+    async def wrapper() -> Any:
+        return await coroutine
+
+    return asyncio.run(wrapper())
+
+
+# -- the middleware, sync path ---------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("guarded")
+def test_sync_path_decides_from_request_meta() -> None:
+    client = Client()
+    allowed = client.get("/orders", headers=PARTNER)
+    assert allowed.status_code == 200
+    assert allowed.json() == {
+        "reason": "allowed_by_rule",
+        "policy": "partner-api",
+        "subject": "O=Microsoft Corp,CN=nildevecc",
+        "asgi": False,
+    }
+    assert client.get("/health").json()["reason"] == "excluded_path"
+
+    text = client.get("/orders", headers=FABRIKAM)
+    assert text.status_code == 403
+    assert text["Content-Type"] == "text/plain; charset=utf-8"
+    assert text.content.startswith(b"403 Forbidden: no_matching_rule: ")
+    as_json = client.get("/orders", headers={**FABRIKAM, **JSON})
+    assert as_json.status_code == 403
+    assert as_json.json()["reason"] == "no_matching_rule"
+    assert as_json["Cache-Control"] == "no-store"
+
+
+@pytest.mark.usefixtures("guarded")
+def test_large_body_reaches_the_view_intact() -> None:
+    body = os.urandom(4 * 1024 * 1024)
+    response = Client().post(
+        "/upload", data=body, content_type="application/octet-stream", headers=PARTNER
+    )
+    assert response.json() == {"length": len(body), "sha256": hashlib.sha256(body).hexdigest()}
+
+
+@pytest.mark.usefixtures("guarded")
+def test_refused_body_is_never_read_by_the_wsgi_handler() -> None:
+    from django.core.handlers.wsgi import WSGIHandler
+
+    stream = UnreadableInput()
+    environ = EnvironBuilder(
+        path="/upload", method="POST", headers=FABRIKAM, data=b"x" * 1000
+    ).get_environ()
+    environ.update({"wsgi.input": stream, "REMOTE_ADDR": "127.0.0.1"})
+    statuses: list[str] = []
+    chunks = WSGIHandler()(environ, lambda status, headers, *rest: statuses.append(status))
+    assert statuses == ["403 Forbidden"]
+    assert b"".join(chunks).startswith(b"403 Forbidden: no_matching_rule")
+    assert not stream.touched
+
+
+def test_on_deny_expose_trace_and_log_fields(
+    django_project: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = {
+        "POLICY": PARTNER_API,
+        "EXPOSE_TRACE": True,
+        "LOG_FIELDS": ["serial"],
+        "ON_DENY": f"{__name__}.custom_refusal",
+    }
+    with (
+        override_settings(MIDDLEWARE=[MIDDLEWARE], POLICYENGINE=config),
+        caplog.at_level(logging.INFO, logger=DECISION_LOGGER),
+    ):
+        client = Client()
+        hooked = client.get("/orders")
+        traced = client.get("/orders", headers={**FABRIKAM, **JSON})
+    assert (hooked.status_code, hooked.content) == (401, b"certificate please")
+    assert traced.status_code == 403 and "trace" in traced.json()
+    records = [r for r in caplog.records if r.name == DECISION_LOGGER]
+    assert [r.reason for r in records] == ["missing_certificate", "no_matching_rule"]
+    assert set(records[1].policyengine) >= {"serial"}
+    assert "subject" not in records[1].policyengine
+
+
+def test_exempt_views_by_url_name_or_dotted_path(django_project: None) -> None:
+    config = {"POLICY": PARTNER_API, "EXEMPT_VIEWS": ["status", f"{__name__}.upload"]}
+    with override_settings(MIDDLEWARE=[MIDDLEWARE], POLICYENGINE=config):
+        client = Client()
+        assert client.get("/status").json() == {"reason": None, "asgi": False}
+        assert client.post("/upload", data=b"abc", content_type="text/plain").status_code == 200
+        assert client.get("/orders").status_code == 403
+        assert client.get("/no-such-page").status_code == 403  # unresolved: decided
+
+
+# -- the middleware, async path ---------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("guarded")
+def test_async_path_decides_from_the_asgi_scope() -> None:
+    async def requests() -> list[Any]:
+        client = AsyncClient()
+        return [
+            await client.get("/async-orders", headers=PARTNER),
+            await client.get("/orders", headers=PARTNER),  # a sync view behind it
+            await client.get("/async-orders", headers={**FABRIKAM, **JSON}),
+            await client.get("/health"),
+        ]
+
+    allowed, sync_view, refused, excluded = run(requests())
+    assert allowed.status_code == 200
+    assert allowed.json() == {
+        "reason": "allowed_by_rule",
+        "policy": "partner-api",
+        "subject": "O=Microsoft Corp,CN=nildevecc",
+        "asgi": True,
+    }
+    assert sync_view.json()["reason"] == "allowed_by_rule"
+    assert refused.status_code == 403
+    assert refused.json()["reason"] == "no_matching_rule"
+    assert excluded.json()["reason"] == "excluded_path"
+
+
+@pytest.mark.usefixtures("guarded")
+def test_middleware_is_a_coroutine_function_only_behind_async_handlers() -> None:
+    async def async_next(request: HttpRequest) -> HttpResponse:
+        return HttpResponse("ok")
+
+    def sync_next(request: HttpRequest) -> HttpResponse:
+        return HttpResponse("ok")
+
+    assert PolicyMiddleware.sync_capable and PolicyMiddleware.async_capable
+    assert iscoroutinefunction(PolicyMiddleware(async_next))
+    assert not iscoroutinefunction(PolicyMiddleware(sync_next))
+
+
+def test_async_path_trusts_the_scope_client_address(django_project: None) -> None:
+    with override_settings(MIDDLEWARE=[MIDDLEWARE], POLICYENGINE={"POLICY": NGINX_PARTNER}):
+
+        async def requests() -> tuple[Any, Any]:
+            trusted = await AsyncClient().get("/async-orders", headers=NGINX)
+            # Django's own ASGI handler, served by httpx from an outside address
+            transport = httpx.ASGITransport(ASGIHandler(), client=("203.0.113.7", 1234))
+            async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
+                outsider = await http.get("/async-orders", headers={**NGINX, **JSON})
+            return trusted, outsider
+
+        trusted, outsider = run(requests())
+    assert trusted.status_code == 200  # AsyncClient's scope client is 127.0.0.1
+    assert outsider.status_code == 403, outsider.text
+    assert outsider.json()["reason"] == "missing_certificate"
+
+
+# -- configuration is checked when the middleware is made -------------------------------------
+
+
+def _next(request: HttpRequest) -> HttpResponse:
+    return HttpResponse("ok")
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (None, "is not set"),
+        ("policy.yaml", "must be a dict"),
+        ({}, '"POLICY" is required'),
+        ({"POLICY": 3}, '"POLICY" must be a policy file path'),
+        ({"POLICY": PARTNER_API, "EXPOSE_TRACES": True}, "did you mean 'EXPOSE_TRACE'"),
+        ({"POLICY": PARTNER_API, "EXPOSE_TRACE": "yes"}, '"EXPOSE_TRACE" must be True or False'),
+        ({"POLICY": PARTNER_API, "LOG_FIELDS": "subject"}, '"LOG_FIELDS" must be a list'),
+        ({"POLICY": PARTNER_API, "LOG_FIELDS": ["subjet"]}, "unknown certificate log fields"),
+        ({"POLICY": PARTNER_API, "ON_DENY": "no.such.hook"}, "\"ON_DENY\" 'no.such.hook'"),
+        ({"POLICY": PARTNER_API, "ON_DENY": 42}, '"ON_DENY" must be a dotted path'),
+        ({"POLICY": PARTNER_API, "EXEMPT_VIEWS": "health"}, '"EXEMPT_VIEWS" must be a list'),
+    ],
+)
+def test_bad_settings_are_improperly_configured(
+    django_project: None, config: Any, message: str
+) -> None:
+    with override_settings(POLICYENGINE=config), pytest.raises(ImproperlyConfigured) as error:
+        PolicyMiddleware(_next)
+    assert str(error.value).startswith("settings.POLICYENGINE: ")
+    assert message in str(error.value)
+
+
+def test_a_broken_policy_file_is_improperly_configured_with_its_location(
+    django_project: None, tmp_path: Path
+) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("policy: broken\nrules:\n  - id: r\n    effect: allow\n    when: subjet.CN\n")
+    with (
+        override_settings(POLICYENGINE={"POLICY": broken}),
+        pytest.raises(ImproperlyConfigured, match="does not load") as error,
+    ):
+        PolicyMiddleware(_next)
+    assert f"{broken}:5:" in str(error.value)
+
+
+# -- the decorator -----------------------------------------------------------------------------
+
+
+def test_decorator_with_its_own_policy_without_the_middleware(django_project: None) -> None:
+    with override_settings(MIDDLEWARE=[], POLICYENGINE=None):
+        client = Client()
+        assert client.get("/orders").json() == {"reason": None, "asgi": False}  # unguarded
+        allowed = client.get("/nginx-only", headers=NGINX)  # from 127.0.0.1: nginx is trusted
+        assert allowed.json()["policy"] == "nginx-partner"
+        refused = client.get("/nginx-only", headers={**PARTNER, **JSON})
+        assert refused.status_code == 403
+        assert refused.json()["reason"] == "missing_certificate"
+
+
+def test_decorator_without_a_policy_uses_the_settings_policy(
+    django_project: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    with override_settings(MIDDLEWARE=[], POLICYENGINE={"POLICY": PARTNER_API}):
+        sync_client = Client()
+        assert sync_client.get("/settings-policy", headers=PARTNER).status_code == 200
+        assert sync_client.get("/settings-policy", headers=FABRIKAM).status_code == 403
+
+        async def from_async_client() -> Any:
+            return await AsyncClient().get("/settings-policy", headers=PARTNER)
+
+        assert run(from_async_client()).json()["asgi"] is True
+
+    with (
+        override_settings(MIDDLEWARE=[MIDDLEWARE], POLICYENGINE={"POLICY": PARTNER_API}),
+        caplog.at_level(logging.INFO, logger=DECISION_LOGGER),
+    ):
+        assert Client().get("/settings-policy", headers=PARTNER).status_code == 200
+    # the middleware decided; the decorator did not decide (and log) again
+    assert len([r for r in caplog.records if r.name == DECISION_LOGGER]) == 1
+
+
+def test_decorated_views_stay_sync_or_async(django_project: None) -> None:
+    """Django picks how to call a view by whether it is a coroutine function."""
+    assert iscoroutinefunction(settings_policy)
+    assert not iscoroutinefunction(nginx_only)

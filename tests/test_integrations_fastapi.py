@@ -1,0 +1,119 @@
+"""The FastAPI dependency, and the ASGI middleware re-exported for FastAPI, in a real app."""
+
+# No `from __future__ import annotations`: FastAPI evaluates route annotations with the
+# module globals, and `Depends(partner)` names a local of make_app.
+import asyncio
+import logging
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import pytest
+from fastapi import Depends, FastAPI, Request
+from integration_support import (
+    FABRIKAM_PEM,
+    NGINX_PARTNER,
+    PARTNER_API,
+    PARTNER_PEM,
+    azure_header,
+    cn_policy,
+    nginx_header,
+)
+
+from policyengine import load_policy
+from policyengine.decision import Decision
+from policyengine.integrations import asgi
+from policyengine.integrations.fastapi import CertificatePolicy, PolicyMiddleware
+from policyengine.runtime import DECISION_LOGGER
+
+PARTNER = {"X-ARR-ClientCert": azure_header(PARTNER_PEM)}
+FABRIKAM = {"X-ARR-ClientCert": azure_header(FABRIKAM_PEM)}
+
+
+def make_app(partner: CertificatePolicy) -> FastAPI:
+    app = FastAPI()
+
+    @app.get("/orders")
+    async def orders(decision: Annotated[Decision, Depends(partner)]) -> dict[str, Any]:
+        facts = decision.certificate
+        assert facts is not None
+        return {
+            "reason": decision.reason,
+            "rule": decision.rule,
+            "subject": facts.subject,
+            "sha256": facts.sha256,
+        }
+
+    @app.get("/state")
+    def state(request: Request, decision: Annotated[Decision, Depends(partner)]) -> Any:
+        return {"same": request.state.policyengine_decision is decision}
+
+    @app.get("/open")
+    def open_route() -> dict[str, str]:
+        return {"open": "yes"}
+
+    return app
+
+
+def get(app: Any, path: str, peer: str = "10.0.0.5", **kw: Any) -> httpx.Response:
+    async def send() -> httpx.Response:
+        transport = httpx.ASGITransport(app, client=(peer, 1234))
+        async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as client:
+            return await client.get(path, **kw)
+
+    return asyncio.run(send())
+
+
+def test_dependency_returns_the_decision_and_facts_to_the_route() -> None:
+    app = make_app(CertificatePolicy(PARTNER_API))
+    response = get(app, "/orders", headers=PARTNER)
+    assert response.status_code == 200
+    assert response.json() == {
+        "reason": "allowed_by_rule",
+        "rule": "partner",
+        "subject": "O=Microsoft Corp,CN=nildevecc",
+        "sha256": "e2d65529f91ba9fc8a79f24d2a7fc2138043fefe478b7036994564dd54872298",
+    }
+    assert get(app, "/state", headers=PARTNER).json() == {"same": True}
+    assert get(app, "/open").json() == {"open": "yes"}  # no dependency, no decision
+
+
+def test_deny_is_a_403_with_reason_and_message() -> None:
+    app = make_app(CertificatePolicy(load_policy(PARTNER_API)))
+    refused = get(app, "/orders", headers=FABRIKAM)
+    assert refused.status_code == 403
+    detail = refused.json()["detail"]
+    assert detail["reason"] == "no_matching_rule"
+    assert detail["message"].startswith("No allow rule holds")
+    missing = get(app, "/orders")
+    assert missing.status_code == 403
+    assert missing.json()["detail"]["reason"] == "missing_certificate"
+
+
+def test_dependency_reads_the_peer_from_the_scope() -> None:
+    app = make_app(CertificatePolicy(NGINX_PARTNER))
+    header = {"X-SSL-Client-Cert": nginx_header(PARTNER_PEM)}
+    assert get(app, "/orders", peer="10.0.0.5", headers=header).status_code == 200
+    outsider = get(app, "/orders", peer="203.0.113.7", headers=header)
+    assert outsider.json()["detail"]["reason"] == "missing_certificate"
+
+
+def test_decision_of_the_middleware_is_reused(caplog: pytest.LogCaptureFixture) -> None:
+    app = make_app(CertificatePolicy(PARTNER_API))
+    app.add_middleware(PolicyMiddleware, policy=PARTNER_API)
+    assert PolicyMiddleware is asgi.PolicyMiddleware
+    with caplog.at_level(logging.INFO, logger=DECISION_LOGGER):
+        assert get(app, "/orders", headers=PARTNER).status_code == 200
+        refused = get(app, "/open", headers={"Accept": "application/json"})
+    assert refused.status_code == 403  # the middleware guards every route
+    assert refused.json()["reason"] == "missing_certificate"
+    # one decision per request: the dependency took the middleware's
+    assert len([r for r in caplog.records if r.name == DECISION_LOGGER]) == 2
+
+
+def test_another_policy_in_the_dependency_decides_again(tmp_path: Path) -> None:
+    app = make_app(CertificatePolicy(cn_policy(tmp_path / "strict.yaml", "someone-else")))
+    app.add_middleware(PolicyMiddleware, policy=PARTNER_API)
+    refused = get(app, "/orders", headers=PARTNER)  # the app-wide policy allows it
+    assert refused.status_code == 403
+    assert refused.json()["detail"]["reason"] == "no_matching_rule"
