@@ -203,6 +203,13 @@ def _fact(what: str) -> Callable[[Callable[[CertificateFacts], _T]], cached_prop
     return decorate
 
 
+def _read_name(certificate: x509.Certificate, which: str) -> x509.Name:
+    try:
+        return certificate.subject if which == "subject" else certificate.issuer
+    except Exception as exc:
+        raise FactError(f"the {which} name cannot be read: {_first_line(exc)}") from None
+
+
 class CertificateFacts:
     """Everything a policy can test about one certificate, each computed on first use.
 
@@ -220,10 +227,16 @@ class CertificateFacts:
     # -- names -------------------------------------------------------------------------
 
     def _name(self, which: str) -> x509.Name:
-        try:
-            return self.certificate.subject if which == "subject" else self.certificate.issuer
-        except Exception as exc:
-            raise FactError(f"the {which} name cannot be read: {_first_line(exc)}") from None
+        return self._subject_name if which == "subject" else self._issuer_name
+
+    # cryptography parses a name anew on every `.subject` / `.issuer`: read each once
+    @cached_property
+    def _subject_name(self) -> x509.Name:
+        return _read_name(self.certificate, "subject")
+
+    @cached_property
+    def _issuer_name(self) -> x509.Name:
+        return _read_name(self.certificate, "issuer")
 
     @_fact("the subject name")
     def subject(self) -> str:

@@ -7,6 +7,9 @@
   use about one certificate.
 - ``policyengine check POLICY...``: load, validate and type-check. Exit 0 when every file
   is valid, 1 otherwise.
+- ``policyengine eval POLICY --certs DIR|FILE...``: audit a certificate inventory, one line
+  per certificate. Exit 0 when the run completed (denials included), 2 on bad input.
+- ``policyengine export POLICY --target T``: the platform settings matching the policy.
 """
 
 from __future__ import annotations
@@ -15,16 +18,21 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import sys
+import time
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, TextIO
 
 from policyengine import __version__
 from policyengine.certificate import CertificateError, read_certificate
-from policyengine.decision import Decision
+from policyengine.decision import REASONS, Decision
 from policyengine.engine import Policy, check_policy, describe_certificate, load_policy
 from policyengine.errors import PolicyError
+from policyengine.export import TARGETS, export
+from policyengine.inventory import AuditResult, audit, find_certificate_files
 from policyengine.sources import SOURCES, SourceError, decode_header_value
 from policyengine.trace import render_text
 from policyengine.values import parse_timestamp
@@ -130,8 +138,70 @@ def _parser() -> argparse.ArgumentParser:
         "with file:line:col and a caret. Exit status 0 when every file is valid, 1 otherwise.",
     )
     check.add_argument("policies", nargs="+", metavar="POLICY")
+    check.add_argument(
+        "--strict", action="store_true", help="fail on warnings too (exit 1), as CI should"
+    )
     check.add_argument("--format", choices=("text", "json"), default="text")
+    _add_eval_parser(commands)
+    _add_export_parser(commands)
     return parser
+
+
+def _window(text: str) -> tuple[str, timedelta]:
+    """``30d``, ``12h`` or ``2w``: the expiry window, and its text for the summary line."""
+    match = re.fullmatch(r"(\d{1,5})([hdw])", text.strip())
+    if match is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a window; write e.g. 30d, 12h or 2w")
+    count, unit = int(match.group(1)), match.group(2)
+    hours = {"h": 1, "d": 24, "w": 24 * 7}[unit]
+    return f"{count}{unit}", timedelta(hours=count * hours)
+
+
+def _add_eval_parser(commands: Any) -> None:
+    command = commands.add_parser(
+        "eval",
+        help="audit a certificate inventory against a policy",
+        description="Decide every certificate file (PEM with one or more certificates, or "
+        "DER; directories walked for *.pem, *.crt, *.cer, *.cert, *.der) as a request to "
+        "--path, and flag those expiring within the window. Exit status 0 when the run "
+        "completed, denials and unreadable files included; 2 on a bad policy or option.",
+    )
+    command.add_argument("policy", metavar="POLICY", help="the policy file")
+    command.add_argument(
+        "--certs",
+        nargs="+",
+        required=True,
+        metavar="DIR|FILE",
+        help="certificate files, and directories to walk",
+    )
+    command.add_argument(
+        "--at", type=_timestamp, metavar="TIME", help="decide at this moment (default now)"
+    )
+    command.add_argument(
+        "--expiring",
+        type=_window,
+        default=("30d", timedelta(days=30)),
+        metavar="WINDOW",
+        help="flag certificates expiring within this window of --at (default 30d)",
+    )
+    command.add_argument("--format", choices=("table", "json"), default="table")
+    command.add_argument("--path", default="/", help="the request path (default /)")
+    command.add_argument("--method", default="GET", help="the request method (default GET)")
+    command.add_argument("--host", help="the request Host")
+
+
+def _add_export_parser(commands: Any) -> None:
+    command = commands.add_parser(
+        "export",
+        help="print the platform settings that match a policy",
+        description="Print the platform settings matching the policy: App Service's "
+        "client-certificate settings as an az command, Bicep or an ARM template, or an "
+        "nginx snippet for the server block. Exit status 0, or 2 on a bad policy.",
+    )
+    command.add_argument("policy", metavar="POLICY", help="the policy file")
+    command.add_argument("--target", choices=TARGETS, required=True)
+    command.add_argument("--app", metavar="NAME", help="the App Service app's name")
+    command.add_argument("--resource-group", metavar="RG", help="the app's resource group")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -141,6 +211,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _explain(args, sys.stdout)
         if args.command == "inspect":
             return _inspect(args, sys.stdout)
+        if args.command == "eval":
+            return _eval(args, sys.stdout, sys.stderr)
+        if args.command == "export":
+            return _export(args, sys.stdout)
         return _check(args, sys.stdout)
     except _InputError as exc:
         print(f"policyengine: {exc}", file=sys.stderr)
@@ -288,7 +362,7 @@ def _check(args: argparse.Namespace, out: TextIO) -> int:
     report: list[dict[str, Any]] = []
     for path in args.policies:
         policy, diagnostics = check_policy(path)
-        if policy is None:
+        if policy is None or (args.strict and diagnostics):
             failed += 1
         if args.format == "json":
             report.append(
@@ -301,7 +375,9 @@ def _check(args: argparse.Namespace, out: TextIO) -> int:
             continue
         for diagnostic in diagnostics:
             out.write(diagnostic.render() + "\n\n")
-        if policy is not None:
+        if policy is not None and args.strict and diagnostics:
+            out.write(f"{path}: {len(diagnostics)} warning(s), failed under --strict\n")
+        elif policy is not None:
             warned = f", {len(diagnostics)} warning(s)" if diagnostics else ""
             count = len(policy.rules)
             out.write(f"{path}: ok ({count} rule{'' if count == 1 else 's'}{warned})\n")
@@ -311,6 +387,128 @@ def _check(args: argparse.Namespace, out: TextIO) -> int:
     if args.format == "json":
         out.write(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     return 1 if failed else 0
+
+
+def _load(path: str) -> Policy:
+    try:
+        return load_policy(path)
+    except PolicyError as exc:
+        raise _InputError(f"{path} cannot be used:\n{exc}") from None
+
+
+def _eval(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    policy = _load(args.policy)
+    at: datetime = args.at if args.at is not None else datetime.now(UTC)
+    window_text, window = args.expiring
+    files = list(find_certificate_files(args.certs))
+    progress = _Progress(err, len(files)) if err.isatty() else None
+    table = _Table(out, files, policy) if args.format == "table" else None
+    counts = {"allow": 0, "deny": 0, "unreadable": 0, "expiring": 0}
+    results = audit(
+        policy, files, at=at, window=window, path=args.path, method=args.method, host=args.host
+    )
+    for result in results:
+        counts[result.decision] += 1
+        counts["expiring"] += result.expiring
+        if progress is not None:
+            progress.clear()
+        if table is not None:
+            table.row(result)
+        else:
+            out.write(json.dumps(result.to_dict(), ensure_ascii=False) + "\n")
+        if progress is not None:
+            progress.update(result.file_number)
+    if progress is not None:
+        progress.clear()
+    if table is not None:
+        out.write(
+            f"{counts['allow']} allowed, {counts['deny']} denied, "
+            f"{counts['unreadable']} unreadable, "
+            f"{counts['expiring']} expiring within {window_text}\n"
+        )
+    return 0
+
+
+class _Table:
+    """Aligned columns, written row by row: widths come from what is known beforehand
+    (file names, the policy's rule ids, the fixed reason codes), never from the results,
+    so nothing has to be held back. A bundle's ``#n`` may push a long name past its column."""
+
+    _HEADER = ("FILE", "DECISION", "RULE", "REASON", "EXPIRES", "FLAG")
+
+    def __init__(self, out: TextIO, files: Sequence[str], policy: Policy) -> None:
+        self._out = out
+        rules = [rule.id for rule in policy.rules]
+        self._widths = (
+            max([len(self._HEADER[0]), *(len(name) for name in files)]),
+            len("unreadable"),
+            max([len(self._HEADER[2]), *(len(rule) for rule in rules)]),
+            max(len(reason) for reason in (*REASONS, "unreadable")),
+            len("2099-12-31T00:00:00Z"),
+        )
+        self._write(self._HEADER)
+
+    def row(self, result: AuditResult) -> None:
+        if result.decision == "unreadable":
+            flag = result.message
+        else:
+            flag = "expired" if result.expired else "expiring" if result.expiring else ""
+        self._write(
+            (
+                result.file,
+                result.decision,
+                result.rule or "-",
+                result.reason,
+                result.not_after or "-",
+                flag,
+            )
+        )
+
+    def _write(self, cells: Sequence[str]) -> None:
+        padded = [f"{cell:<{width}}" for cell, width in zip(cells, self._widths, strict=False)]
+        self._out.write(("  ".join([*padded, cells[-1]])).rstrip() + "\n")
+
+
+class _Progress:
+    """A progress bar on a terminal's stderr, redrawn in place with carriage returns at
+    most ten times a second, so drawing it costs nothing next to parsing certificates."""
+
+    def __init__(self, stream: TextIO, total: int) -> None:
+        self._stream = stream
+        self._total = max(total, 1)
+        self._drawn = False
+        self._next = 0.0
+
+    def update(self, done: int) -> None:
+        now = time.monotonic()
+        if now < self._next and done < self._total:
+            return
+        self._next = now + 0.1
+        filled = 30 * done // self._total
+        bar = "#" * filled + "." * (30 - filled)
+        self._stream.write(f"\r[{bar}] {done}/{self._total} files")
+        self._stream.flush()
+        self._drawn = True
+
+    def clear(self) -> None:
+        if self._drawn:
+            self._stream.write("\r\x1b[K")
+            self._stream.flush()
+            self._drawn = False
+
+
+def _export(args: argparse.Namespace, out: TextIO) -> int:
+    policy = _load(args.policy)
+    out.write(
+        export(
+            policy,
+            args.target,
+            app=args.app,
+            resource_group=args.resource_group,
+            base=Path.cwd(),
+        )
+    )
+    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

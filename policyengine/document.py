@@ -50,6 +50,8 @@ class RuleSpec:
     when_span: Span
     locate: Locator
     """Offsets in ``when`` -> spans in the file."""
+    silenced: tuple[tuple[str, Span], ...] = ()
+    """Warning codes this rule accepts (its ``silence:``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +79,8 @@ class Document:
     certificate: SourceConfig
     """Where the certificate comes from (the ``certificate:`` section, or its defaults)."""
     certificate_span: Span
+    policy_span: Span
+    """The ``policy:`` key: where warnings about the whole policy point."""
     """The ``certificate:`` key, or the ``policy:`` key when the section is left out."""
     sets: dict[str, NamedSet]
     rules: tuple[RuleSpec, ...]
@@ -617,6 +621,10 @@ def _document(data: dict[str, Any], positions: _Positions) -> Document:
                 span=id_span,
                 when_span=positions.value_span(("rules", index, "when")),
                 locate=positions.locator(("rules", index, "when"), when),
+                silenced=tuple(
+                    (code, positions.value_span(("rules", index, "silence", i)))
+                    for i, code in enumerate(rule.get("silence", []))
+                ),
             )
         )
     if errors:
@@ -635,6 +643,7 @@ def _document(data: dict[str, Any], positions: _Positions) -> Document:
         trust=_trust_section(data.get("trust"), positions),
         certificate=certificate,
         certificate_span=certificate_span,
+        policy_span=positions.key_span(("policy",)),
         sets=sets,
         rules=tuple(rules),
     )

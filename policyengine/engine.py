@@ -49,6 +49,7 @@ from policyengine.language.catalog import (
 from policyengine.language.checker import check
 from policyengine.language.compiler import CompiledCondition, compile_condition, format_value
 from policyengine.language.parser import parse
+from policyengine.lint import POLICY_CODES, RULE_CODES, LintRule, lint
 from policyengine.sources import (
     Forwarded,
     SourceConfig,
@@ -105,7 +106,11 @@ def _compile_document(document: Document, facts_cache_size: int = 4096) -> Polic
         raise PolicyCheckError(ordered)
     warnings = tuple(d for d in result.diagnostics if d.severity == "warning")
     trust_store, trust_warnings = _load_trust(document)
-    warnings = _unsilenced(warnings + _source_warnings(document) + trust_warnings, document)
+    lint_warnings = _lint(document, result.expressions)
+    warnings = (
+        _unsilenced(warnings + _source_warnings(document) + trust_warnings, document)
+        + lint_warnings
+    )
     rules = tuple(
         Rule(
             id=spec.id,
@@ -122,7 +127,14 @@ def _compile_document(document: Document, facts_cache_size: int = 4096) -> Polic
     )
 
 
-WARNING_CODES = ("trusted-anywhere", "unused-set", "trust-anchor", "trust-crl")
+WARNING_CODES = (
+    "trusted-anywhere",
+    "unused-set",
+    "trust-anchor",
+    "trust-crl",
+    *POLICY_CODES,
+    *RULE_CODES,
+)
 """Warnings ``check`` gives, by code; a policy's ``silence:`` names those it accepts."""
 
 
@@ -157,15 +169,44 @@ def _load_trust(document: Document) -> tuple[TrustStore | None, tuple[Diagnostic
     return store, warnings
 
 
-def _unsilenced(warnings: tuple[Diagnostic, ...], document: Document) -> tuple[Diagnostic, ...]:
+def _lint(document: Document, expressions: tuple[ast.Expr, ...]) -> tuple[Diagnostic, ...]:
+    """Lint warnings, less those silenced by their rule or by the policy."""
+    rules = [
+        LintRule(spec.id, spec.effect, spec.span, expr)
+        for spec, expr in zip(document.rules, expressions, strict=True)
+    ]
+    found = lint(
+        rules,
+        mode=document.mode,
+        source=document.certificate.source,
+        exclusion_paths=document.exclusion_paths,
+        exclusion_span=document.exclusion_span,
+        policy_span=document.policy_span,
+    )
+    _check_codes([pair for spec in document.rules for pair in spec.silenced])
+    by_rule = {spec.id: {code for code, _ in spec.silenced} for spec in document.rules}
+    silenced = {code for code, _ in document.silenced}
+    return tuple(
+        warning
+        for rule_id, warning in found
+        if warning.code not in silenced
+        and (rule_id is None or warning.code not in by_rule.get(rule_id, set()))
+    )
+
+
+def _check_codes(silenced: list[tuple[str, Span]]) -> None:
     problems = []
-    for code, span in document.silenced:
+    for code, span in silenced:
         if code not in WARNING_CODES:
             close = difflib.get_close_matches(code, WARNING_CODES, n=1)
             hint = f"did you mean `{close[0]}`?" if close else f"codes: {', '.join(WARNING_CODES)}"
             problems.append(Diagnostic(span, f"unknown warning code `{code}`", hint, code="schema"))
     if problems:
         raise PolicySchemaError(problems)
+
+
+def _unsilenced(warnings: tuple[Diagnostic, ...], document: Document) -> tuple[Diagnostic, ...]:
+    _check_codes(list(document.silenced))
     silenced = {code for code, _ in document.silenced}
     return tuple(w for w in warnings if w.code not in silenced)
 

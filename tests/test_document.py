@@ -750,4 +750,5 @@ def test_the_minimal_policy_from_the_issue_loads_as_written() -> None:
         ("partner", "allow"),
     ]
     # the only warning: App Service's header is believed from any peer (the azure default)
-    assert [w.code for w in policy.warnings] == ["trusted-anywhere"]
+    # and lint's: App Service renegotiates TLS for exclusion paths; SHA-1 pins
+    assert [w.code for w in policy.warnings] == ["trusted-anywhere", "renegotiation", "sha1-pin"]

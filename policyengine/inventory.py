@@ -1,0 +1,266 @@
+"""Audit a certificate inventory against one policy: ``policyengine eval``.
+
+A deployment about to switch a policy on wants to know, before any client calls, which of
+the certificates it has issued (or collected from partners) the policy lets through, which
+it refuses and why, and which will expire soon. :func:`audit` answers that for every
+certificate file under some paths, one :class:`AuditResult` per certificate.
+
+Why it is shaped this way:
+
+* It streams. Inventories run to tens of thousands of files; results are yielded as each
+  file is read and nothing is kept, so memory stays flat and the first lines appear at once.
+  Only the list of file names is gathered first, for the progress bar's total.
+* It goes at the speed of the certificate parser: one compiled :class:`Policy` is reused,
+  each certificate is parsed once with :func:`read_certificate` and handed to
+  :meth:`Policy.evaluate` as facts (no facts cache to fill, no explain trace to build).
+* A file that cannot be opened or parsed is a result (``unreadable``), never an abort: an
+  audit that stops at the first stray file in a folder of 20,000 answers nothing.
+* Files are examined without blocking: a FIFO or device found in the tree is reported,
+  never opened (opening a FIFO for reading waits for a writer forever).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TypeVar
+
+from policyengine.certificate import CertificateError, read_certificate
+from policyengine.decision import MALFORMED_CERTIFICATE
+from policyengine.engine import Policy
+from policyengine.values import FactError, format_time
+
+__all__ = [
+    "CERTIFICATE_SUFFIXES",
+    "MAX_FILE_BYTES",
+    "UNREADABLE",
+    "AuditResult",
+    "audit",
+    "find_certificate_files",
+]
+
+UNREADABLE = "unreadable"
+"""Decision and reason of a file that could not be opened or read (the OS error says why)."""
+
+CERTIFICATE_SUFFIXES = frozenset({".pem", ".crt", ".cer", ".cert", ".der"})
+"""The names examined inside a directory. Folders of certificates also hold keys, CRLs
+and scripts; reporting each as a malformed certificate would bury the real findings. A
+file named on the command line is examined whatever its name."""
+
+MAX_FILE_BYTES = 16 * 1024 * 1024
+"""A bigger file is reported, not read: no certificate bundle is that large."""
+
+_PEM_BEGIN = b"-----BEGIN CERTIFICATE-----"
+_PEM_END = b"-----END CERTIFICATE-----"
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True, slots=True)
+class AuditResult:
+    """The verdict on one certificate (or on one file that yielded none).
+
+    ``decision`` is ``allow``, ``deny`` or ``unreadable``; ``reason`` the engine's reason
+    code, or ``malformed_certificate`` / ``unreadable`` for a file that gave no
+    certificate. ``file_number`` counts files (1-based), so a caller can show progress
+    in files while a bundle yields several results.
+    """
+
+    file: str
+    file_number: int
+    decision: str
+    reason: str
+    message: str
+    rule: str | None = None
+    not_after: str | None = None
+    subject: str | None = None
+    sha256: str | None = None
+    expiring: bool = False
+    """It is still valid at the audit time and expires within the window."""
+    expired: bool = False
+    """It expired before the audit time."""
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "file": self.file,
+            "decision": self.decision,
+            "rule": self.rule,
+            "reason": self.reason,
+            "message": self.message,
+            "expiring": self.expiring,
+            "expired": self.expired,
+            "not_after": self.not_after,
+            "subject": self.subject,
+            "sha256": self.sha256,
+        }
+
+
+def find_certificate_files(paths: Iterable[str]) -> Iterator[str]:
+    """Every file to examine, in a stable order: the paths given, directories walked.
+
+    Inside directories only :data:`CERTIFICATE_SUFFIXES` are taken (and hidden entries
+    skipped); symbolic links to directories are followed once (a loop is not re-entered).
+    A path given that does not exist is still yielded, so it is reported as unreadable.
+    """
+    seen: set[tuple[int, int]] = set()
+    for path in paths:
+        if os.path.isdir(path):
+            yield from _walk(path, seen)
+        else:
+            yield path
+
+
+def _walk(directory: str, seen: set[tuple[int, int]]) -> Iterator[str]:
+    try:
+        info = os.stat(directory)
+    except OSError:
+        return
+    if (info.st_dev, info.st_ino) in seen:
+        return
+    seen.add((info.st_dev, info.st_ino))
+    try:
+        with os.scandir(directory) as scan:
+            entries = sorted(scan, key=lambda entry: entry.name)
+    except OSError:
+        yield directory  # reported as unreadable with the OS error
+        return
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        try:
+            is_dir = entry.is_dir()  # follows symlinks; a broken one is not a directory
+        except OSError:
+            is_dir = False
+        if is_dir:
+            yield from _walk(entry.path, seen)
+        elif os.path.splitext(entry.name)[1].lower() in CERTIFICATE_SUFFIXES:
+            yield entry.path
+
+
+def audit(
+    policy: Policy,
+    files: Iterable[str],
+    *,
+    at: datetime,
+    window: timedelta,
+    path: str = "/",
+    method: str = "GET",
+    host: str | None = None,
+) -> Iterator[AuditResult]:
+    """Decide every certificate in ``files`` as a request to ``path`` at time ``at``.
+
+    One result per certificate, in file order; a file holding several PEM certificates
+    yields one per certificate, its name suffixed ``#1``, ``#2``, …; a file that yields
+    none gives one ``unreadable`` result. Never raises for a bad file.
+    """
+    horizon = at + window
+    for number, name in enumerate(files, 1):
+        try:
+            data = _read(name)
+        except OSError as exc:
+            detail = exc.strerror or str(exc)
+            yield AuditResult(name, number, UNREADABLE, UNREADABLE, f"cannot read {name}: {detail}")
+            continue
+        blocks = _pem_blocks(data)
+        if blocks is None:
+            yield _decide(policy, name, number, data, at, horizon, path, method, host)
+        elif not blocks:
+            message = "no -----BEGIN CERTIFICATE----- block in the PEM file"
+            yield AuditResult(name, number, UNREADABLE, MALFORMED_CERTIFICATE, message)
+        elif len(blocks) == 1:
+            yield _decide(policy, name, number, blocks[0], at, horizon, path, method, host)
+        else:
+            for index, block in enumerate(blocks, 1):
+                label = f"{name}#{index}"
+                yield _decide(policy, label, number, block, at, horizon, path, method, host)
+
+
+def _read(name: str) -> bytes:
+    """The file's bytes, refusing what is not a regular file before reading it.
+
+    Opened non-blocking, so a FIFO is seen for what it is instead of waiting for a writer;
+    the type and size come from the open descriptor (one ``fstat``, no race with a rename).
+    """
+    fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            kind = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+            if stat.S_ISFIFO(info.st_mode):
+                kind = "a FIFO, not a regular file"
+            raise OSError(0, kind)
+        if info.st_size > MAX_FILE_BYTES:
+            raise OSError(0, f"{info.st_size} bytes, over the {MAX_FILE_BYTES}-byte limit")
+        chunks = []
+        while chunk := os.read(fd, max(info.st_size, 65536)):
+            chunks.append(chunk)
+            if sum(map(len, chunks)) > MAX_FILE_BYTES:
+                raise OSError(0, f"over the {MAX_FILE_BYTES}-byte limit")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _pem_blocks(data: bytes) -> list[bytes] | None:
+    """The PEM CERTIFICATE blocks of a file, or None when it is not PEM (DER, garbage).
+
+    Other PEM blocks (a private key next to the certificate) and text between blocks are
+    skipped, as ``openssl`` does with a bundle.
+    """
+    # DER starts with a SEQUENCE tag; its bytes may contain the PEM marker in a name
+    if data.startswith(b"\x30") or b"-----BEGIN" not in data:
+        return None
+    blocks: list[bytes] = []
+    start = data.find(_PEM_BEGIN)
+    while start >= 0:
+        end = data.find(_PEM_END, start)
+        if end < 0:
+            blocks.append(data[start:])  # read_certificate says what is missing
+            break
+        end += len(_PEM_END)
+        blocks.append(data[start:end])
+        start = data.find(_PEM_BEGIN, end)
+    return blocks
+
+
+def _decide(
+    policy: Policy,
+    name: str,
+    number: int,
+    data: bytes,
+    at: datetime,
+    horizon: datetime,
+    path: str,
+    method: str,
+    host: str | None,
+) -> AuditResult:
+    try:
+        facts = read_certificate(data)
+    except CertificateError as exc:
+        return AuditResult(name, number, UNREADABLE, MALFORMED_CERTIFICATE, str(exc))
+    decision = policy.evaluate(facts, path=path, method=method, host=host, now=at)
+    not_after = _fact(lambda: facts.not_after)
+    return AuditResult(
+        file=name,
+        file_number=number,
+        decision="allow" if decision.allowed else "deny",
+        reason=decision.reason,
+        message=decision.message,
+        rule=decision.rule,
+        not_after=format_time(not_after) if not_after is not None else None,
+        subject=_fact(lambda: facts.subject),
+        sha256=facts.sha256,
+        expiring=not_after is not None and at <= not_after <= horizon,
+        expired=not_after is not None and not_after < at,
+    )
+
+
+def _fact(read: Callable[[], _T]) -> _T | None:
+    """One fact, or None when the certificate's encoding of it cannot be read."""
+    try:
+        return read()
+    except FactError:
+        return None

@@ -1,0 +1,279 @@
+"""`policyengine eval`: a certificate inventory audited against one policy.
+
+The inventory is made here: certificates the policy allows and denies, one expiring within
+the window, a PEM bundle, garbage, a broken symlink and a FIFO (tests run as root, so a
+chmod 000 file would still be readable: these are the unreadable entries that stay
+unreadable), and files the walk must skip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import subprocess
+import sys
+import textwrap
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from policyengine import load_policy
+from policyengine.cli import main
+from policyengine.inventory import audit, find_certificate_files
+from policyengine.testing import make_certificate
+
+AT = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
+ROOT = Path(__file__).resolve().parent.parent
+
+POLICY = """\
+policy: inventory
+mode: required
+rules:
+  - id: blocked-ou
+    effect: deny
+    when: subject.OU == "Blocked"
+  - id: contoso
+    effect: allow
+    when: valid and subject.O == "Contoso Ltd"
+"""
+
+
+def _cert(cn: str, o: str, *, days: int = 3650, ou: str | None = None, serial: int = 1) -> bytes:
+    subject = [("CN", cn), ("O", o), *([("OU", ou)] if ou else [])]
+    return make_certificate(
+        subject,
+        not_before=datetime(2025, 1, 1, tzinfo=UTC),
+        not_after=AT + timedelta(days=days),
+        serial=serial,
+    ).pem
+
+
+@pytest.fixture(scope="module")
+def inventory(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``policy.yaml`` and ``certs/`` in one folder (the tests run from it)."""
+    base = tmp_path_factory.mktemp("inventory")
+    (base / "policy.yaml").write_text(POLICY)
+    certs = base / "certs"
+    (certs / "nested").mkdir(parents=True)
+    (certs / "allowed.pem").write_bytes(_cert("api", "Contoso Ltd"))
+    denied = make_certificate(
+        [("CN", "api"), ("O", "Fabrikam")],
+        not_before=datetime(2025, 1, 1, tzinfo=UTC),
+        not_after=datetime(2030, 1, 1, tzinfo=UTC),
+    )
+    (certs / "denied.der").write_bytes(denied.der)
+    (certs / "nested" / "soon.crt").write_bytes(_cert("soon", "Contoso Ltd", days=10))
+    bundle = _cert("one", "Contoso Ltd") + b"\n" + _cert("two", "Contoso Ltd", ou="Blocked")
+    (certs / "bundle.pem").write_bytes(b"subject=CN=one\n" + bundle)
+    (certs / "garbage.pem").write_bytes(
+        b"-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n"
+    )
+    (certs / "broken.pem").symlink_to(certs / "missing.pem")
+    os.mkfifo(certs / "fifo.pem")
+    (certs / "notes.txt").write_text("not examined: not a certificate file name\n")
+    (certs / ".hidden.pem").write_text("not examined: hidden\n")
+    return base
+
+
+def _run(cwd: Path, *args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "policyengine", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=30,  # a FIFO opened for reading would hang here
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=False,
+    )
+
+
+TABLE = """\
+FILE                   DECISION    RULE        REASON                 EXPIRES               FLAG
+certs/allowed.pem      allow       contoso     allowed_by_rule        2036-11-25T10:00:00Z
+certs/broken.pem       unreadable  -           unreadable             -                     cannot read certs/broken.pem: No such file or directory
+certs/bundle.pem#1     allow       contoso     allowed_by_rule        2036-11-25T10:00:00Z
+certs/bundle.pem#2     deny        blocked-ou  denied_by_rule         2036-11-25T10:00:00Z
+certs/denied.der       deny        -           no_matching_rule       2030-01-01T00:00:00Z
+certs/fifo.pem         unreadable  -           unreadable             -                     cannot read certs/fifo.pem: a FIFO, not a regular file
+certs/garbage.pem      unreadable  -           malformed_certificate  -                     the PEM certificate's base64 is broken
+certs/nested/soon.crt  allow       contoso     allowed_by_rule        2026-12-08T10:00:00Z  expiring
+3 allowed, 2 denied, 3 unreadable, 1 expiring within 30d
+"""  # noqa: E501 (the table is as wide as it is printed)
+
+
+def test_table_is_exact(inventory: Path) -> None:
+    result = _run(
+        inventory, "eval", "policy.yaml", "--certs", "certs", "--at", "2026-11-28T10:00:00Z"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == TABLE
+    assert result.stderr == ""  # stderr is a pipe here: no progress bar
+
+
+def test_json_lines(inventory: Path) -> None:
+    result = _run(
+        inventory,
+        "eval",
+        "policy.yaml",
+        "--certs",
+        "certs",
+        "--at",
+        "2026-11-28T10:00:00Z",
+        "--format",
+        "json",
+        "--expiring",
+        "2w",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    by_file = {row["file"]: row for row in rows}
+    assert list(by_file) == [
+        "certs/allowed.pem",
+        "certs/broken.pem",
+        "certs/bundle.pem#1",
+        "certs/bundle.pem#2",
+        "certs/denied.der",
+        "certs/fifo.pem",
+        "certs/garbage.pem",
+        "certs/nested/soon.crt",
+    ]
+    for row in rows:
+        assert {"file", "decision", "rule", "reason", "expiring", "not_after", "subject"} <= set(
+            row
+        )
+        assert "sha256" in row
+    soon = by_file["certs/nested/soon.crt"]
+    assert soon["decision"] == "allow" and soon["rule"] == "contoso" and soon["expiring"] is True
+    assert soon["subject"] == "O=Contoso Ltd,CN=soon"
+    assert len(soon["sha256"]) == 64
+    blocked = by_file["certs/bundle.pem#2"]
+    assert (blocked["decision"], blocked["rule"], blocked["reason"]) == (
+        "deny",
+        "blocked-ou",
+        "denied_by_rule",
+    )
+    denied = by_file["certs/denied.der"]
+    assert denied["rule"] is None and "closest is contoso" in denied["message"]
+    broken = by_file["certs/broken.pem"]
+    assert broken["decision"] == "unreadable" and broken["reason"] == "unreadable"
+    assert "No such file or directory" in broken["message"]
+    assert by_file["certs/garbage.pem"]["reason"] == "malformed_certificate"
+    assert sum(row["expiring"] for row in rows) == 1
+
+
+def test_progress_bar_only_on_a_terminal(inventory: Path) -> None:
+    controller, terminal = pty.openpty()
+    try:
+        process = subprocess.run(
+            [sys.executable, "-m", "policyengine", "eval", "policy.yaml", "--certs", "certs"],
+            cwd=inventory,
+            stdout=subprocess.PIPE,
+            stderr=terminal,
+            timeout=30,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            check=False,
+        )
+        os.close(terminal)
+        terminal = -1
+        drawn = b""
+        while True:
+            try:
+                chunk = os.read(controller, 4096)
+            except OSError:  # EIO: the terminal side is closed and drained
+                break
+            if not chunk:
+                break
+            drawn += chunk
+    finally:
+        os.close(controller)
+        if terminal >= 0:
+            os.close(terminal)
+    assert process.returncode == 0
+    assert b"\r[" in drawn and b"/7 files" in drawn
+    assert drawn.endswith(b"\r\x1b[K")  # the bar is erased once the run is done
+    assert b"\r" not in process.stdout  # the table itself stays clean
+
+
+def test_exit_status_2_on_bad_policy_or_option(
+    inventory: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("policy: broken\nrules:\n  - id: x\n    effect: allow\n    when: subjet.CN\n")
+    certs = str(inventory / "certs")
+    assert main(["eval", str(broken), "--certs", certs]) == 2
+    assert "cannot be used" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["eval", str(inventory / "policy.yaml"), "--certs", certs, "--expiring", "soon"])
+    assert exit_info.value.code == 2
+    assert "is not a window" in capsys.readouterr().err
+
+
+def test_missing_and_garbage_files_are_reported_and_the_run_goes_on(
+    inventory: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    policy = str(inventory / "policy.yaml")
+    allowed = str(inventory / "certs" / "allowed.pem")
+    noise = tmp_path / "noise.bin"  # named on the command line: examined whatever its name
+    noise.write_bytes(bytes(range(256)))
+    code = main(
+        ["eval", policy, "--certs", "/nonexistent/x.pem", str(noise), allowed, "--format", "json"]
+    )
+    assert code == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(row["decision"], row["reason"]) for row in rows] == [
+        ("unreadable", "unreadable"),
+        ("unreadable", "malformed_certificate"),
+        ("allow", "allowed_by_rule"),
+    ]
+    assert rows[1]["message"].startswith("not a DER certificate")
+
+
+def test_expiry_window_and_request(inventory: Path) -> None:
+    policy = load_policy(inventory / "policy.yaml")
+    files = [str(inventory / "certs" / "nested" / "soon.crt")]
+    within = next(audit(policy, files, at=AT, window=timedelta(days=10)))
+    assert within.expiring and not within.expired
+    outside = next(audit(policy, files, at=AT, window=timedelta(days=9)))
+    assert not outside.expiring
+    later = next(audit(policy, files, at=AT + timedelta(days=11), window=timedelta(days=30)))
+    assert later.expired and not later.expiring and later.decision == "deny"
+
+
+def test_the_request_path_and_method_reach_the_rules(tmp_path: Path) -> None:
+    policy_file = tmp_path / "p.yaml"
+    policy_file.write_text(
+        textwrap.dedent(
+            """\
+            policy: paths
+            exclusion_paths: /health
+            rules:
+              - id: writers
+                effect: allow
+                when: request.method == "GET" and subject.O == "Contoso Ltd"
+            """
+        )
+    )
+    cert = tmp_path / "c.pem"
+    cert.write_bytes(_cert("api", "Contoso Ltd"))
+    policy = load_policy(policy_file)
+    window = timedelta(days=30)
+    get = next(audit(policy, [str(cert)], at=AT, window=window, method="GET"))
+    post = next(audit(policy, [str(cert)], at=AT, window=window, method="POST"))
+    health = next(audit(policy, [str(cert)], at=AT, window=window, path="/health", method="POST"))
+    assert (get.decision, post.decision, health.reason) == ("allow", "deny", "excluded_path")
+
+
+def test_walk_order_and_skips(inventory: Path) -> None:
+    found = [os.path.relpath(p, inventory) for p in find_certificate_files([str(inventory)])]
+    assert found == [
+        "certs/allowed.pem",
+        "certs/broken.pem",
+        "certs/bundle.pem",
+        "certs/denied.der",
+        "certs/fifo.pem",
+        "certs/garbage.pem",
+        "certs/nested/soon.crt",
+    ]
