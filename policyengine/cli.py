@@ -33,6 +33,7 @@ from policyengine.engine import Policy, check_policy, describe_certificate, load
 from policyengine.errors import PolicyError
 from policyengine.export import TARGETS, export
 from policyengine.inventory import AuditResult, audit, find_certificate_files
+from policyengine.policy_tests import discover, junit_xml, render_results, run_files
 from policyengine.sources import SOURCES, SourceError, decode_header_value
 from policyengine.trace import render_text
 from policyengine.values import parse_timestamp
@@ -131,6 +132,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     inspect.add_argument("--format", choices=("text", "json"), default="text")
 
+    test = commands.add_parser(
+        "test",
+        help="run policy test files (*.test.yaml)",
+        description="Run the cases in policy test files (*.test.yaml) at or under each PATH "
+        "(default: the current folder). Exit status 0 when every case passes, 1 otherwise.",
+    )
+    test.add_argument("paths", nargs="*", metavar="PATH", default=["."])
+    test.add_argument("--format", choices=("text", "junit"), default="text")
+    test.add_argument(
+        "--coverage",
+        action="store_true",
+        help="report rules and predicates no case evaluated, or evaluated only one way",
+    )
+
     check = commands.add_parser(
         "check",
         help="validate and type-check policy files",
@@ -211,6 +226,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _explain(args, sys.stdout)
         if args.command == "inspect":
             return _inspect(args, sys.stdout)
+        if args.command == "test":
+            return _test(args, sys.stdout)
         if args.command == "eval":
             return _eval(args, sys.stdout, sys.stderr)
         if args.command == "export":
@@ -355,6 +372,21 @@ def _render_decision(policy: Policy, decision: Decision, *, colour: bool) -> str
     for error in decision.errors:
         lines.append(f"error: {error}")
     return "\n".join(lines)
+
+
+def _test(args: argparse.Namespace, out: TextIO) -> int:
+    try:
+        files = discover(args.paths)
+    except FileNotFoundError as exc:
+        raise _InputError(str(exc)) from None
+    if not files:
+        raise _InputError(f"no *.test.yaml files under {', '.join(args.paths)}")
+    results = run_files(files)
+    if args.format == "junit":
+        out.write(junit_xml(results))
+    else:
+        out.write(render_results(results, coverage=args.coverage) + "\n")
+    return 1 if any(r.failed for r in results) else 0
 
 
 def _check(args: argparse.Namespace, out: TextIO) -> int:

@@ -247,6 +247,16 @@ def _build(node: yaml.Node, path: Path_, positions: _Positions, errors: list[Dia
 
 def parse_document(text: str, name: str = "<policy>") -> Document:
     """Validate policy text; ``name`` is the file name used in messages."""
+    data, positions = load_yaml(text, name, policy_schema(), "the policy file")
+    return _document(data, positions)
+
+
+def load_yaml(text: str, name: str, schema: dict[str, Any], what: str) -> tuple[Any, _Positions]:
+    """YAML text -> data and where each value was written, validated against ``schema``.
+
+    Every problem is a PolicyError naming the file, line and column (``what`` names the
+    kind of file in messages: "the policy file", "the test file").
+    """
     text = text.removeprefix("\ufeff")
     source = Source(name, text)
     try:
@@ -277,8 +287,10 @@ def parse_document(text: str, name: str = "<policy>") -> Document:
             [
                 Diagnostic(
                     source.file_span(),
-                    "the policy file is empty",
-                    "start with `policy: NAME` and a `rules:` list (see docs/policy-file.md)",
+                    f"{what} is empty",
+                    "start with `policy: NAME` and a `rules:` list (see docs/policy-file.md)"
+                    if what == "the policy file"
+                    else "",
                     code="schema",
                 )
             ]
@@ -289,12 +301,12 @@ def parse_document(text: str, name: str = "<policy>") -> Document:
         data = _build(root, (), positions, errors)
         if errors:
             raise PolicyFileError(errors)
-        schema_errors = _schema_errors(data, positions)
+        schema_errors = _schema_errors(data, positions, schema)
     except RecursionError:
         raise _too_deep(source) from None
     if schema_errors:
         raise PolicySchemaError(schema_errors)
-    return _document(data, positions)
+    return data, positions
 
 
 def _too_deep(source: Source) -> PolicyFileError:
@@ -302,8 +314,8 @@ def _too_deep(source: Source) -> PolicyFileError:
     return PolicyFileError([Diagnostic(source.file_span(), message, "", code="yaml")])
 
 
-def _schema_errors(data: Any, positions: _Positions) -> list[Diagnostic]:
-    validator = jsonschema.Draft202012Validator(policy_schema())
+def _schema_errors(data: Any, positions: _Positions, schema: dict[str, Any]) -> list[Diagnostic]:
+    validator = jsonschema.Draft202012Validator(schema)
     found: list[Diagnostic] = []
     for error in sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.path]):
         found.extend(_translate(error, positions))

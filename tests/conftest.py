@@ -14,6 +14,13 @@ from policyengine.testing import IssuedCertificate, make_certificate
 
 ROOT = Path(__file__).resolve().parent.parent
 POLICIES = ROOT / "policies"
+
+
+def shipped_policies() -> list[Path]:
+    """The policies in policies/, without their test files (*.test.yaml)."""
+    return sorted(p for p in POLICIES.glob("*.yaml") if not p.name.endswith(".test.yaml"))
+
+
 NOW = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
 """A fixed evaluation time, so decisions do not depend on the clock."""
 

@@ -62,7 +62,7 @@ def test_console_example_is_real_output(path: Path, command: str, expected: str)
 
 def test_docs_have_console_examples_of_every_command() -> None:
     commands = {shlex.split(c)[1] for _, c, _ in _examples()}
-    assert {"explain", "check", "inspect"} <= commands
+    assert {"explain", "check", "inspect", "test", "eval", "export"} <= commands
 
 
 def test_every_attribute_is_documented_with_its_example() -> None:

@@ -11,7 +11,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
-from conftest import NOW, POLICIES
+from conftest import NOW, POLICIES, shipped_policies
 from cryptography import x509
 
 from policyengine import REASONS, Decision, Policy, load_policy, policy_from_text, read_certificate
@@ -921,7 +921,7 @@ def shipped(name: str) -> bytes:
     return (POLICIES / "certs" / f"{name}.pem").read_bytes()
 
 
-@pytest.mark.parametrize("path", sorted(POLICIES.glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", shipped_policies(), ids=lambda p: p.name)
 def test_shipped_policies_load(path: Path) -> None:
     policy = load_policy(path)
     # the README's policy keeps App Service's trust warning on purpose; the others silence it

@@ -27,7 +27,9 @@ from policyengine.sources import SOURCES
 from policyengine.testing import IssuedCertificate, make_certificate
 
 ROOT = Path(__file__).resolve().parent.parent
-POLICIES = sorted((ROOT / "policies").glob("*.yaml"))
+POLICIES = sorted(
+    p for p in (ROOT / "policies").glob("*.yaml") if not p.name.endswith(".test.yaml")
+)
 
 
 def _nginx() -> str:
