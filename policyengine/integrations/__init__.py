@@ -18,14 +18,22 @@ import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from policyengine.decision import Decision
 from policyengine.engine import Policy
-from policyengine.runtime import DecisionLog, ReloadingPolicy, current_policy
+from policyengine.runtime import DecisionLog, ReloadingPolicy, as_policy_provider, current_policy
 from policyengine.trace import render_text
 
-__all__ = ["DenyResponse", "decide", "deny_response", "environ_request", "refusal"]
+__all__ = [
+    "DenyResponse",
+    "Middleware",
+    "decide",
+    "deny_response",
+    "environ_request",
+    "refusal",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,3 +127,33 @@ def decide(
             elapsed_us=(time.perf_counter() - started) * 1e6,
         )
     return decision
+
+
+class Middleware:
+    """What the WSGI and ASGI middleware share: their options, validated when constructed.
+
+    ``policy``: a :class:`~policyengine.Policy`, a
+    :class:`~policyengine.runtime.ReloadingPolicy`, or a policy file path (reloaded when the
+    file changes). ``on_deny``: a hook returning the application's own
+    :class:`DenyResponse` (or None for the default). ``expose_trace``: put the explain trace
+    in refusals (for development only). ``log``: the decision log (``None`` turns it off).
+    """
+
+    protocol = "WSGI"
+
+    def __init__(
+        self,
+        app: Callable[..., Any],
+        policy: Policy | ReloadingPolicy | str | Path,
+        *,
+        on_deny: DenyHook | None = None,
+        expose_trace: bool = False,
+        log: DecisionLog | None = DecisionLog(),  # noqa: B008 - immutable
+    ) -> None:
+        if not callable(app):
+            raise TypeError(f"PolicyMiddleware wraps an {self.protocol} application (a callable)")
+        self.app = app
+        self.policy = as_policy_provider(policy)
+        self.on_deny = on_deny
+        self.expose_trace = expose_trace
+        self.log = log

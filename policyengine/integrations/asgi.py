@@ -17,13 +17,12 @@ and, for Starlette and FastAPI, in ``request.state.policyengine_decision``.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, MutableMapping
-from pathlib import Path
 from typing import Any
 
 from policyengine.decision import Decision
 from policyengine.engine import Policy
-from policyengine.integrations import DenyHook, decide, refusal
-from policyengine.runtime import DecisionLog, ReloadingPolicy, as_policy_provider
+from policyengine.integrations import Middleware, decide, refusal
+from policyengine.runtime import DecisionLog, ReloadingPolicy
 
 __all__ = ["SCOPE_KEY", "PolicyMiddleware", "decide_scope", "scope_request"]
 
@@ -77,29 +76,14 @@ def decide_scope(
     return decision
 
 
-class PolicyMiddleware:
+class PolicyMiddleware(Middleware):
     """Decides every ``http`` and ``websocket`` connection before the application sees it.
 
     Options as for the WSGI middleware: ``policy`` (a Policy, a ReloadingPolicy or a policy
     file path), ``on_deny``, ``expose_trace`` and ``log``. Validated when constructed.
     """
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        policy: Policy | ReloadingPolicy | str | Path,
-        *,
-        on_deny: DenyHook | None = None,
-        expose_trace: bool = False,
-        log: DecisionLog | None = DecisionLog(),  # noqa: B008 - immutable
-    ) -> None:
-        if not callable(app):
-            raise TypeError("PolicyMiddleware wraps an ASGI application (a callable)")
-        self.app = app
-        self.policy = as_policy_provider(policy)
-        self.on_deny = on_deny
-        self.expose_trace = expose_trace
-        self.log = log
+    protocol = "ASGI"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope.get("type")

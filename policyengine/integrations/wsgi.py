@@ -16,13 +16,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
-from pathlib import Path
 from typing import Any
 
 from policyengine.decision import Decision
 from policyengine.engine import Policy
-from policyengine.integrations import DenyHook, decide, environ_request, refusal
-from policyengine.runtime import DecisionLog, ReloadingPolicy, as_policy_provider
+from policyengine.integrations import Middleware, decide, environ_request, refusal
+from policyengine.runtime import DecisionLog, ReloadingPolicy
 
 __all__ = ["ENVIRON_KEY", "PolicyMiddleware", "decide_environ"]
 
@@ -45,7 +44,7 @@ def decide_environ(
     return decision
 
 
-class PolicyMiddleware:
+class PolicyMiddleware(Middleware):
     """Decides every request before the wrapped application sees it.
 
     ``policy``: a :class:`~policyengine.Policy`, a
@@ -56,27 +55,13 @@ class PolicyMiddleware:
     ``log``: the decision log (``None`` turns it off).
     """
 
-    def __init__(
-        self,
-        app: WSGIApp,
-        policy: Policy | ReloadingPolicy | str | Path,
-        *,
-        on_deny: DenyHook | None = None,
-        expose_trace: bool = False,
-        log: DecisionLog | None = DecisionLog(),  # noqa: B008 - immutable
-    ) -> None:
-        if not callable(app):
-            raise TypeError("PolicyMiddleware wraps a WSGI application (a callable)")
-        self.app = app
-        self.policy = as_policy_provider(policy)
-        self.on_deny = on_deny
-        self.expose_trace = expose_trace
-        self.log = log
+    protocol = "WSGI"
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         decision = decide_environ(self.policy, environ, self.log, explain=self.expose_trace)
         if decision.allowed:
-            return self.app(environ, start_response)
+            result: Iterable[bytes] = self.app(environ, start_response)
+            return result
         accept = environ.get("HTTP_ACCEPT", "")
         response = refusal(decision, accept, self.on_deny, self.expose_trace)
         # an on_deny hook may answer with another status (401, 302, ...)
