@@ -52,6 +52,7 @@ from policyengine.language.parser import parse
 from policyengine.lint import POLICY_CODES, RULE_CODES, LintRule, lint
 from policyengine.sources import (
     Forwarded,
+    HeaderMemo,
     SourceConfig,
     SourceError,
     decode_header_value,
@@ -294,6 +295,7 @@ class Policy:
         self.source = document.certificate
         """Where the certificate comes from: the ``certificate:`` section."""
         self._facts = FactsCache(facts_cache_size)
+        self._header_memo = HeaderMemo(facts_cache_size)
         self.trust = trust_store
         """Anchors, intermediates and CRLs from the ``trust:`` section, or None."""
         self._exclusions = tuple(p.lower() for p in document.exclusion_paths)
@@ -388,8 +390,10 @@ class Policy:
         config = self.source
         context = scope if config.source == "asgi-tls" else environ
 
+        memo = self._header_memo
+
         def obtain() -> Forwarded:
-            return read_forwarded(config, headers, remote_addr, context)
+            return read_forwarded(config, headers, remote_addr, context, memo=memo)
 
         return self._safely(lambda: self._evaluate(None, path, method, host, now, explain, obtain))
 

@@ -38,7 +38,9 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
-from collections.abc import Callable, Iterable, Mapping
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import unquote_to_bytes
@@ -51,6 +53,7 @@ __all__ = [
     "REASONS",
     "SOURCES",
     "Forwarded",
+    "HeaderMemo",
     "SourceConfig",
     "SourceError",
     "decode_header_value",
@@ -367,11 +370,40 @@ class Forwarded:
 # -- reading one request ---------------------------------------------------------------
 
 
+class HeaderMemo:
+    """A bounded, thread-safe memory of decoded header values and peer verdicts.
+
+    Decoding is a pure function of the header values (and the source's settings, so use
+    one memo per SourceConfig), and trusting a peer a pure function of its address: both
+    can be remembered. Refusals are remembered too, so a client repeating a hostile header
+    costs a lookup. Least recently used entries go first past ``size``.
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._entries: OrderedDict[Hashable, object] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable) -> object:
+        return self._entries.get(key)
+
+    def put(self, key: Hashable, value: object) -> None:
+        if self.size <= 0:
+            return
+        with self._lock:
+            self._entries[key] = value
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+
+
 def read_forwarded(
     config: SourceConfig,
     headers: Mapping[Any, Any] | Iterable[Any] | None,
     remote_addr: str | None,
     environ_or_scope: Mapping[str, Any] | None = None,
+    *,
+    memo: HeaderMemo | None = None,
 ) -> Forwarded:
     """The certificate a request carries according to ``config``.
 
@@ -381,6 +413,9 @@ def read_forwarded(
     have them. ``remote_addr``: the immediate TCP peer (``REMOTE_ADDR``,
     ``scope["client"][0]``). ``environ_or_scope``: the WSGI environ or ASGI scope, read
     by the ``wsgi-environ`` and ``asgi-tls`` sources only.
+
+    ``memo``: a :class:`HeaderMemo` that remembers what a peer address and a set of header
+    values came to, so a client that sends the same certificate again skips decoding.
 
     Raises :class:`SourceError` and nothing else on anything a client or proxy sent.
     """
@@ -396,7 +431,14 @@ def read_forwarded(
     verify_name = config.verify_header_name
     names = [n for n in (cert_name, chain_name, verify_name) if n]
 
-    trusted, trust_note = _peer_trusted(config, remote_addr)
+    peer_key = ("peer", remote_addr if isinstance(remote_addr, str) else None)
+    known = memo.get(peer_key) if memo is not None and peer_key[1] is not None else None
+    if isinstance(known, tuple):
+        trusted, trust_note = known
+    else:
+        trusted, trust_note = _peer_trusted(config, remote_addr)
+        if memo is not None and peer_key[1] is not None:
+            memo.put(peer_key, (trusted, trust_note))
     if not trusted:
         notes = [trust_note]
         sent = [n for n in names if any(_same_header(p[0], n) for p in pairs)]
@@ -417,6 +459,59 @@ def read_forwarded(
     else:
         chain_value = None
 
+    values_key = ("values", cert_value, chain_value, verify_value)
+    use_memo = memo is not None and config.source != "gcp"  # gcp notes read other headers
+    if use_memo:
+        assert memo is not None
+        hit = memo.get(values_key)
+        if isinstance(hit, SourceError):
+            raise hit
+        if isinstance(hit, Forwarded):
+            return Forwarded(
+                hit.leaf, hit.chain, hit.proxy_verified, hit.proxy_verify, (*notes, *hit.notes)
+            )
+    try:
+        decoded = _decode_values(
+            config,
+            cert_name,
+            chain_name,
+            verify_name,
+            cert_value,
+            chain_value,
+            verify_value,
+            limits,
+            pairs,
+        )
+    except SourceError as exc:
+        if use_memo:
+            assert memo is not None
+            memo.put(values_key, exc)
+        raise
+    if use_memo:
+        assert memo is not None
+        memo.put(values_key, decoded)
+    return Forwarded(
+        decoded.leaf,
+        decoded.chain,
+        decoded.proxy_verified,
+        decoded.proxy_verify,
+        (*notes, *decoded.notes),
+    )
+
+
+def _decode_values(
+    config: SourceConfig,
+    cert_name: str,
+    chain_name: str | None,
+    verify_name: str | None,
+    cert_value: str | None,
+    chain_value: str | None,
+    verify_value: str | None,
+    limits: _Limits,
+    pairs: list[tuple[str, str]],
+) -> Forwarded:
+    """Decode the header values already picked out; the result's notes are only its own."""
+    notes: list[str] = []
     leaf: bytes | None = None
     chain: list[bytes] = []
     if cert_value is None:
