@@ -1,0 +1,34 @@
+"""The Flask example: every request is decided by the policy before its view runs.
+
+    gunicorn --pythonpath examples flask_app:app -b 127.0.0.1:8000     # from the project root
+
+The policy is policies/nginx-partner.yaml (the app behind examples/nginx.conf), or the file
+named by the environment variable POLICYENGINE_POLICY.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from flask import Flask, g
+
+from policyengine.decision import Decision
+from policyengine.integrations.flask import PolicyEngine
+
+DEFAULT_POLICY = Path(__file__).resolve().parent.parent / "policies" / "nginx-partner.yaml"
+
+app = Flask(__name__)
+PolicyEngine(app, os.environ.get("POLICYENGINE_POLICY") or DEFAULT_POLICY)
+
+
+@app.get("/orders")
+def orders() -> dict[str, str | None]:
+    decision: Decision = g.policyengine_decision
+    certificate = decision.certificate
+    return {"rule": decision.rule, "subject": certificate.subject if certificate else None}
+
+
+@app.get("/health")
+def health() -> dict[str, str]:  # in the policy's exclusion_paths: no certificate needed
+    return {"status": "ok"}
