@@ -17,17 +17,10 @@ Writes into the folder (made if missing; existing files are replaced, with new k
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import os
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-from policyengine.testing import IssuedCertificate, make_certificate
+from policyengine.testing import make_certificate, make_server_certificate
 
 HERE = Path(__file__).resolve().parent
 CA_SUBJECT = {"CN": "policyengine example CA", "O": "policyengine examples"}
@@ -61,36 +54,6 @@ rules:
 """
 
 
-def server_certificate(ca: IssuedCertificate) -> IssuedCertificate:
-    """A serverAuth certificate for 127.0.0.1 and localhost, signed by ``ca``."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.now(UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
-        .issuer_name(ca.certificate.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(now + timedelta(days=365))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()),
-            critical=False,
-        )
-        .sign(ca.key, hashes.SHA256())
-    )
-    return IssuedCertificate(certificate, key)
-
-
 def _write_key(path: Path, key_pem: bytes) -> None:
     path.unlink(missing_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -103,7 +66,7 @@ def make_certs(out: Path) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     (out / "nginx").mkdir(exist_ok=True)
     ca = make_certificate(CA_SUBJECT, ca=True)
-    server = server_certificate(ca)
+    server = make_server_certificate(ca)
     client = make_certificate(CLIENT_SUBJECT, issuer=ca)
 
     written = {

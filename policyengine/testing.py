@@ -13,6 +13,7 @@ and by anyone testing an application that embeds policyengine.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,7 +23,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-__all__ = ["IssuedCertificate", "make_certificate", "make_name"]
+__all__ = ["IssuedCertificate", "make_certificate", "make_name", "make_server_certificate"]
 
 _OIDS = {
     "CN": NameOID.COMMON_NAME,
@@ -149,4 +150,57 @@ def make_certificate(
         )
     algorithm = None if isinstance(signing_key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
     certificate = builder.sign(signing_key, algorithm)
+    return IssuedCertificate(certificate, key)
+
+
+def make_server_certificate(
+    issuer: IssuedCertificate,
+    names: Sequence[str] = ("localhost", "127.0.0.1"),
+    *,
+    days: int = 365,
+) -> IssuedCertificate:
+    """A TLS server certificate for ``names`` (DNS names or IP addresses), signed by ``issuer``.
+
+    For tests and examples that put a real TLS server (nginx, say) in front of an app.
+    """
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.now(UTC)
+    alternative: list[x509.GeneralName] = []
+    for name in names:
+        try:
+            alternative.append(x509.IPAddress(ipaddress.ip_address(name)))
+        except ValueError:
+            alternative.append(x509.DNSName(name))
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(make_name({"CN": names[0]}))
+        .issuer_name(issuer.certificate.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName(alternative), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()),
+            critical=False,
+        )
+        .sign(issuer.key, hashes.SHA256())
+    )
     return IssuedCertificate(certificate, key)

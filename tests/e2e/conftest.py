@@ -17,7 +17,6 @@ Every process started here is stopped by the fixtures, also when a test fails.
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import json
 import os
 import re
@@ -38,12 +37,8 @@ from typing import Any
 
 import httpx
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from policyengine.testing import IssuedCertificate, make_certificate
+from policyengine.testing import IssuedCertificate, make_certificate, make_server_certificate
 
 HERE = Path(__file__).resolve().parent
 APPS_DIR = HERE / "apps"
@@ -89,50 +84,6 @@ class Pki:
         return self.certificates[name].pem
 
 
-def _server_certificate(ca: IssuedCertificate) -> IssuedCertificate:
-    """A serverAuth certificate for 127.0.0.1 and localhost, signed by the CA."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.now(UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
-        .issuer_name(ca.certificate.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(now + timedelta(days=30))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()),
-            critical=False,
-        )
-        .sign(ca.key, hashes.SHA256())
-    )
-    return IssuedCertificate(certificate, key)
-
-
 @pytest.fixture(scope="session")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     directory = tmp_path_factory.mktemp("e2e-pki")
@@ -141,7 +92,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     unknown_ca = make_certificate({"CN": "Unknown CA", "O": "Somebody Else"}, ca=True)
     certificates = {
         "ca": ca,
-        "server": _server_certificate(ca),
+        "server": make_server_certificate(ca, days=30),
         "allowed": make_certificate(PARTNER_SUBJECT, issuer=ca),
         "unknown_ca": make_certificate(PARTNER_SUBJECT, issuer=unknown_ca),
         "expired": make_certificate(
