@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import POLICIES, ROOT, shipped_policies
+from conftest import POLICIES, ROOT, run_cli, shipped_policies
 
 from policyengine.testing import make_certificate
 
@@ -41,26 +41,7 @@ rules:
 """
 
 
-def cli(
-    *args: str, stdin: bytes | None = None, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
-    environment.update(env or {})
-    result = subprocess.run(
-        [sys.executable, "-m", "policyengine.cli", *args],
-        input=stdin,
-        capture_output=True,
-        cwd=ROOT,
-        env=environment,
-        timeout=60,
-        check=False,
-    )
-    return subprocess.CompletedProcess(
-        result.args,
-        result.returncode,
-        result.stdout.decode("utf-8"),
-        result.stderr.decode("utf-8"),
-    )
+cli = run_cli
 
 
 def explain_json(*args: str, stdin: bytes | None = None) -> tuple[int, dict[str, object]]:

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
 import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import POLICIES, ROOT
+from conftest import POLICIES, ROOT, run_cli
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -38,23 +36,7 @@ AZURE_HEADER = (EXAMPLES / "partner-azure-header.txt").read_text().strip()
 PARTNER_SHA256 = "e2d65529f91ba9fc8a79f24d2a7fc2138043fefe478b7036994564dd54872298"
 
 
-def cli(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
-    result = subprocess.run(
-        [sys.executable, "-m", "policyengine", *args],
-        input=stdin,
-        capture_output=True,
-        cwd=ROOT,
-        env=environment,
-        timeout=60,
-        check=False,
-    )
-    return subprocess.CompletedProcess(
-        result.args,
-        result.returncode,
-        result.stdout.decode("utf-8"),
-        result.stderr.decode("utf-8"),
-    )
+cli = run_cli
 
 
 def explain_json(*args: str, stdin: bytes | None = None) -> tuple[int, dict[str, Any]]:
