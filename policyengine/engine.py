@@ -695,28 +695,21 @@ class Policy:
         facts: CertificateFacts | None,
     ) -> Decision:
         closest = self._closest(ctx)
+        extra: dict[str, Any] = {}
         if closest is None:
             message = (
                 "No allow rule holds, and the policy has no allow rule, so the request is denied."
             )
-            return self._decide(
-                False,
-                reasons.NO_MATCHING_RULE,
-                message,
-                steps,
-                traces,
-                explain,
-                facts,
-                errors=tuple(errors),
-            )
-        rule, failed, outcome = closest
-        what = {
-            "false": "is false",
-            "undefined": "is undefined",
-            "error": "could not be evaluated",
-        }[outcome]
-        condition = " ".join(failed.split())
-        message = f"No allow rule holds; the closest is {rule.id}, where `{condition}` {what}."
+        else:
+            rule, failed, outcome = closest
+            what = {
+                "false": "is false",
+                "undefined": "is undefined",
+                "error": "could not be evaluated",
+            }[outcome]
+            condition = " ".join(failed.split())
+            message = f"No allow rule holds; the closest is {rule.id}, where `{condition}` {what}."
+            extra = {"closest_rule": rule.id, "failed_condition": condition}
         return self._decide(
             False,
             reasons.NO_MATCHING_RULE,
@@ -726,8 +719,7 @@ class Policy:
             explain,
             facts,
             errors=tuple(errors),
-            closest_rule=rule.id,
-            failed_condition=" ".join(failed.split()),
+            **extra,
         )
 
     def _closest(self, ctx: Context) -> tuple[Rule, str, str] | None:
