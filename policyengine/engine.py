@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
 
 from policyengine import decision as reasons
 from policyengine.certificate import CertificateError, CertificateFacts, FactsCache
@@ -48,6 +47,7 @@ from policyengine.language.catalog import (
 )
 from policyengine.language.checker import check
 from policyengine.language.compiler import CompiledCondition, compile_condition, format_value
+from policyengine.language.index import RuleIndex
 from policyengine.language.parser import parse
 from policyengine.lint import POLICY_CODES, RULE_CODES, LintRule, lint
 from policyengine.sources import (
@@ -62,7 +62,7 @@ from policyengine.sources import (
 from policyengine.span import Span
 from policyengine.trace import RuleTrace, Step, Trace, TraceNode
 from policyengine.trust import TrustError, TrustStore
-from policyengine.values import FactError, Missing, as_utc
+from policyengine.values import FactError, Missing, as_utc, normalize_path
 
 __all__ = ["Policy", "Rule", "load_policy", "normalize_path", "policy_from_text"]
 
@@ -75,6 +75,20 @@ class Rule:
     description: str
     span: Span
     condition: CompiledCondition
+    expression: ast.Expr
+
+    @property
+    def allowed(self) -> str:
+        """The message of a decision this rule allows."""
+        return f"Allowed by rule {self.id}."
+
+    @property
+    def denied(self) -> str:
+        """The message of a decision this rule denies."""
+        return f"Denied by rule {self.id}."
+
+
+_new = tuple.__new__
 
 
 def load_policy(path: str | Path, *, facts_cache_size: int = 4096) -> Policy:
@@ -91,7 +105,9 @@ def policy_from_text(text: str, name: str = "<policy>", *, facts_cache_size: int
     return _compile_document(parse_document(text, name), facts_cache_size)
 
 
-def _compile_document(document: Document, facts_cache_size: int = 4096) -> Policy:
+def _compile_document(
+    document: Document, facts_cache_size: int = 4096, *, index: bool = True
+) -> Policy:
     syntax_errors: list[Diagnostic] = []
     parsed: list[ast.Expr] = []
     for spec in document.rules:
@@ -120,11 +136,17 @@ def _compile_document(document: Document, facts_cache_size: int = 4096) -> Polic
             description=spec.description,
             span=spec.span,
             condition=compile_condition(expr),
+            expression=expr,
         )
         for spec, expr in zip(document.rules, result.expressions, strict=False)
     )
     return Policy(
-        document, rules, warnings, trust_store=trust_store, facts_cache_size=facts_cache_size
+        document,
+        rules,
+        warnings,
+        trust_store=trust_store,
+        facts_cache_size=facts_cache_size,
+        index=index,
     )
 
 
@@ -235,43 +257,6 @@ def _source_warnings(document: Document) -> tuple[Diagnostic, ...]:
     return (Diagnostic(span, message, hint, severity="warning", code="trusted-anywhere"),)
 
 
-_NEEDS_NORMALIZING = ("%", "?", "#", "/.", "\\")
-
-
-def normalize_path(path: str) -> str:
-    """The path as an application routes it: no query, decoded, dot segments resolved.
-
-    ``/public/../admin`` is ``/admin``, so it cannot ride an exclusion for ``/public``.
-    """
-    if path.startswith("/") and "//" not in path and not any(c in path for c in _NEEDS_NORMALIZING):
-        return path
-    path = path.split("?", 1)[0].split("#", 1)[0]
-    # backslashes count as separators: IIS (App Service on Windows) routes them as `/`
-    path = unquote(path, errors="replace").replace("\\", "/")
-    segments: list[str] = []
-    parts = path.split("/")
-    for part in parts:
-        if part in ("", "."):
-            continue
-        if part == "..":
-            if segments:
-                segments.pop()
-            continue
-        segments.append(part)
-    trailing = len(parts) > 1 and parts[-1] in ("", ".", "..") and bool(segments)
-    return "/" + "/".join(segments) + ("/" if trailing else "")
-
-
-def _normalize_host(host: str) -> str:
-    host = host.strip().lower()
-    if host.startswith("["):
-        end = host.find("]")
-        return host[: end + 1] if end > 0 else host
-    host = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-    # `api.contoso.com.` is the same host: a trailing dot must not slip past a deny rule
-    return host[:-1] if host.endswith(".") else host
-
-
 class Policy:
     """A compiled policy. Immutable after loading; safe to share across threads."""
 
@@ -283,6 +268,7 @@ class Policy:
         *,
         trust_store: TrustStore | None = None,
         facts_cache_size: int = 4096,
+        index: bool = True,
     ) -> None:
         self.name = document.name
         self.description = document.description
@@ -301,6 +287,10 @@ class Policy:
         self._exclusions = tuple(p.lower() for p in document.exclusion_paths)
         self._deny = tuple(r for r in rules if r.effect == "deny")
         self._allow = tuple(r for r in rules if r.effect == "allow")
+        self._allow_plan = tuple((r.condition.test, r.id, r.allowed) for r in self._allow)
+        build = RuleIndex.build if index else (lambda conditions: None)
+        self._deny_index = build([r.expression for r in self._deny])
+        self._allow_index = build([r.expression for r in self._allow])
         attributes: set[str] = set()
         for rule in rules:
             attributes |= rule.condition.attributes
@@ -318,8 +308,7 @@ class Policy:
             return None
         out: dict[str, object] = dict(facts.summary())
         at = datetime.now(UTC) if now is None else as_utc(now)
-        none = Missing("not a request")
-        ctx = Context(facts, at, none, none, none, False, None)
+        ctx = Context(facts, at)
         for name in sorted(self.attributes):
             attribute = lookup(name)
             skip = name.startswith(("request.", "proxy.")) or name == "fingerprint"
@@ -461,24 +450,23 @@ class Policy:
     ) -> Decision:
         steps: list[Step] = []
         at = datetime.now(UTC) if now is None else as_utc(now)
-        request_path: str | Missing = (
-            normalize_path(path) if isinstance(path, str) else Missing("no request path was given")
-        )
-        excluded_by = self.excluded(path) if isinstance(path, str) else None
-        if excluded_by is not None:
-            message = (
-                f"The path {request_path} is excluded from client-certificate checks "
-                f"by {excluded_by}."
-            )
-            if explain:
-                steps.append(
-                    Step("path", "allow", f"{request_path} matches exclusion path {excluded_by}")
+        if self._exclusions and isinstance(path, str):
+            excluded_by = self.excluded(path)
+            if excluded_by is not None:
+                shown = normalize_path(path)
+                message = (
+                    f"The path {shown} is excluded from client-certificate checks by {excluded_by}."
                 )
-            return self._decide(True, reasons.EXCLUDED_PATH, message, steps, (), explain)
+                if explain:
+                    steps.append(
+                        Step("path", "allow", f"{shown} matches exclusion path {excluded_by}")
+                    )
+                return self._decide(True, reasons.EXCLUDED_PATH, message, steps, (), explain)
         if explain:
             shown = ", ".join(self.exclusion_paths)
+            written = normalize_path(path) if isinstance(path, str) else "no request path was given"
             detail = (
-                f"{format_path(request_path)} matches no exclusion path ({shown})"
+                f"{written} matches no exclusion path ({shown})"
                 if shown
                 else "the policy has no exclusion paths"
             )
@@ -526,6 +514,8 @@ class Policy:
             return self._decide(
                 False, reasons.MISSING_CERTIFICATE, message, steps, (), explain, facts
             )
+
+        ctx = Context(facts, at, path, method, host, forwarded, self.trust)
         if explain:
             detail = (
                 f"{self.mode}: a certificate was presented"
@@ -533,22 +523,6 @@ class Policy:
                 else f"{self.mode}: the rules run without a certificate"
             )
             steps.append(Step("mode", "pass", detail))
-
-        ctx = Context(
-            facts,
-            at,
-            request_path,
-            method.upper()
-            if isinstance(method, str) and method
-            else Missing("no method was given"),
-            _normalize_host(host)
-            if isinstance(host, str) and host.strip()
-            else Missing("no host was given"),
-            False,
-            forwarded,
-            self.trust,
-        )
-        if explain:
             return self._run_traced(ctx, steps, facts)
         return self._run(ctx, facts)
 
@@ -561,41 +535,64 @@ class Policy:
         rule_traces: tuple[RuleTrace, ...],
         explain: bool,
         facts: CertificateFacts | None = None,
-        **extra: Any,
+        rule: str | None = None,
+        errors: tuple[str, ...] = (),
+        closest: str | None = None,
+        failed: str | None = None,
     ) -> Decision:
         trace = Trace(tuple(steps), rule_traces) if explain else None
-        return Decision(
-            allowed=allowed,
-            reason=reason,
-            message=message,
-            policy=self.name,
-            trace=trace,
-            certificate=facts,
-            **extra,
+        return _new(
+            Decision,
+            (allowed, reason, message, self.name, rule, errors, closest, failed, trace, facts),
         )
 
     def _run(self, ctx: Context, facts: CertificateFacts | None) -> Decision:
-        errors: list[str] = []
-        for rule in self._deny:
+        """The rules without a trace: deny rules first, then the first allow rule that holds.
+
+        With an index (long rule lists), only the rules that can hold are tested; the
+        module :mod:`policyengine.language.index` says why that never changes a decision.
+        """
+        deny = self._deny
+        if self._deny_index is not None:
+            positions = self._deny_index.candidates(ctx)
+            if positions is not None:
+                deny = tuple(deny[p] for p in positions)
+        for rule in deny:
             try:
                 holds = rule.condition.test(ctx)
             except Exception as exc:
                 return self._rule_error(rule, exc, [], (), False, facts)
             if holds is True:
-                return self._denied(rule, [], (), False, facts)
-        for rule in self._allow:
+                return self._decide(
+                    False, reasons.DENIED_BY_RULE, rule.denied, [], (), False, facts, rule.id
+                )
+        plan = self._allow_plan
+        if self._allow_index is not None:
+            positions = self._allow_index.candidates(ctx)
+            if positions is not None:
+                plan = tuple(plan[p] for p in positions)
+        errors: list[str] | None = None
+        for test, rule_id, message in plan:
             try:
-                holds = rule.condition.test(ctx)
+                holds = test(ctx)
             except Exception as exc:
-                errors.append(f"rule {rule.id}: {exc}")
+                if errors is None:
+                    errors = []
+                errors.append(f"rule {rule_id}: {exc}")
                 continue
             if holds is True:
-                return self._allowed(rule, errors, [], (), False, facts)
-        return self._no_match(ctx, errors, [], (), False, facts)
+                found = () if errors is None else tuple(errors)
+                allowed = reasons.ALLOWED_BY_RULE
+                return _new(
+                    Decision,
+                    (True, allowed, message, self.name, rule_id, found, None, None, None, facts),
+                )
+        return self._no_match(ctx, errors or [], [], (), False, facts)
 
     def _run_traced(
         self, ctx: Context, steps: list[Step], facts: CertificateFacts | None
     ) -> Decision:
+        """The rules with a trace: every rule in order, as a linear scan (no index)."""
         traces: list[RuleTrace] = []
         errors: list[str] = []
         decided: Callable[[], Decision] | None = None
@@ -611,7 +608,16 @@ class Policy:
                     rule, error, steps, tuple(traces), True, facts
                 )
             elif node.outcome == "true":
-                decided = lambda rule=rule: self._denied(rule, steps, tuple(traces), True, facts)  # noqa: E731
+                decided = lambda rule=rule: self._decide(  # noqa: E731
+                    False,
+                    reasons.DENIED_BY_RULE,
+                    rule.denied,
+                    steps,
+                    tuple(traces),
+                    True,
+                    facts,
+                    rule.id,
+                )
         for rule in self._allow:
             if decided is not None:
                 traces.append(_skipped(rule))
@@ -621,8 +627,16 @@ class Policy:
             if node.outcome == "error":
                 errors.append(f"rule {rule.id}: {_first_error(node)}")
             elif node.outcome == "true":
-                decided = lambda rule=rule: self._allowed(  # noqa: E731
-                    rule, errors, steps, tuple(traces), True, facts
+                decided = lambda rule=rule: self._decide(  # noqa: E731
+                    True,
+                    reasons.ALLOWED_BY_RULE,
+                    rule.allowed,
+                    steps,
+                    tuple(traces),
+                    True,
+                    facts,
+                    rule.id,
+                    tuple(errors),
                 )
         if decided is not None:
             return decided()
@@ -646,43 +660,8 @@ class Policy:
             traces,
             explain,
             facts,
-            rule=rule.id,
-            errors=(f"rule {rule.id}: {exc}",),
-        )
-
-    def _denied(
-        self,
-        rule: Rule,
-        steps: list[Step],
-        traces: tuple[RuleTrace, ...],
-        explain: bool,
-        facts: CertificateFacts | None,
-    ) -> Decision:
-        message = f"Denied by rule {rule.id}."
-        return self._decide(
-            False, reasons.DENIED_BY_RULE, message, steps, traces, explain, facts, rule=rule.id
-        )
-
-    def _allowed(
-        self,
-        rule: Rule,
-        errors: list[str],
-        steps: list[Step],
-        traces: tuple[RuleTrace, ...],
-        explain: bool,
-        facts: CertificateFacts | None,
-    ) -> Decision:
-        message = f"Allowed by rule {rule.id}."
-        return self._decide(
-            True,
-            reasons.ALLOWED_BY_RULE,
-            message,
-            steps,
-            traces,
-            explain,
-            facts,
-            rule=rule.id,
-            errors=tuple(errors),
+            rule.id,
+            (f"rule {rule.id}: {exc}",),
         )
 
     def _no_match(
@@ -695,7 +674,8 @@ class Policy:
         facts: CertificateFacts | None,
     ) -> Decision:
         closest = self._closest(ctx)
-        extra: dict[str, Any] = {}
+        rule_id: str | None = None
+        condition: str | None = None
         if closest is None:
             message = (
                 "No allow rule holds, and the policy has no allow rule, so the request is denied."
@@ -707,9 +687,8 @@ class Policy:
                 "undefined": "is undefined",
                 "error": "could not be evaluated",
             }[outcome]
-            condition = " ".join(failed.split())
-            message = f"No allow rule holds; the closest is {rule.id}, where `{condition}` {what}."
-            extra = {"closest_rule": rule.id, "failed_condition": condition}
+            rule_id, condition = rule.id, " ".join(failed.split())
+            message = f"No allow rule holds; the closest is {rule_id}, where `{condition}` {what}."
         return self._decide(
             False,
             reasons.NO_MATCHING_RULE,
@@ -719,13 +698,19 @@ class Policy:
             explain,
             facts,
             errors=tuple(errors),
-            **extra,
+            closest=rule_id,
+            failed=condition,
         )
 
     def _closest(self, ctx: Context) -> tuple[Rule, str, str] | None:
         """The allow rule with the most leading parts holding, its first failing part."""
         best: tuple[int, Rule, str, str] | None = None
-        for rule in self._allow:
+        rules = self._allow
+        if self._allow_index is not None:
+            positions = self._allow_index.closest_candidates(ctx)
+            if positions is not None:
+                rules = tuple(rules[p] for p in positions)
+        for rule in rules:
             score = 0
             failed, outcome = rule.when, "false"
             for text, test in rule.condition.conjuncts:
@@ -764,8 +749,7 @@ def describe_certificate(
 ) -> list[tuple[str, object, str]]:
     """Every certificate fact a policy can use: ``(name, JSON value, value as text)``."""
     at = datetime.now(UTC) if now is None else as_utc(now)
-    none = Missing("not a request")
-    ctx = Context(facts, at, none, none, none, False, None)
+    ctx = Context(facts, at)
     rows = []
     for attribute in certificate_attributes():
         value = read_fact(attribute, ctx)

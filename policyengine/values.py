@@ -12,6 +12,7 @@ import hmac
 import os
 import re
 from datetime import UTC, datetime, timedelta
+from urllib.parse import unquote
 
 __all__ = [
     "ABSENT",
@@ -21,6 +22,8 @@ __all__ = [
     "format_serial",
     "format_time",
     "normalize_fingerprint",
+    "normalize_host",
+    "normalize_path",
     "parse_duration",
     "parse_serial",
     "parse_timestamp",
@@ -180,3 +183,43 @@ def as_utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
+
+
+# -- the request ----------------------------------------------------------------------------
+
+_NEEDS_NORMALIZING = ("%", "?", "#", "/.", "\\")
+
+
+def normalize_path(path: str) -> str:
+    """The path as an application routes it: no query, decoded, dot segments resolved.
+
+    ``/public/../admin`` is ``/admin``, so it cannot ride an exclusion for ``/public``.
+    """
+    if path.startswith("/") and "//" not in path and not any(c in path for c in _NEEDS_NORMALIZING):
+        return path
+    path = path.split("?", 1)[0].split("#", 1)[0]
+    # backslashes count as separators: IIS (App Service on Windows) routes them as `/`
+    path = unquote(path, errors="replace").replace("\\", "/")
+    segments: list[str] = []
+    parts = path.split("/")
+    for part in parts:
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if segments:
+                segments.pop()
+            continue
+        segments.append(part)
+    trailing = len(parts) > 1 and parts[-1] in ("", ".", "..") and bool(segments)
+    return "/" + "/".join(segments) + ("/" if trailing else "")
+
+
+def normalize_host(host: str) -> str:
+    """The host as policies compare it: lower case, no port, no trailing dot."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        end = host.find("]")
+        return host[: end + 1] if end > 0 else host
+    host = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    # `api.contoso.com.` is the same host: a trailing dot must not slip past a deny rule
+    return host[:-1] if host.endswith(".") else host

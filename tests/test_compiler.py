@@ -21,7 +21,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from policyengine import Policy, policy_from_text, read_certificate
-from policyengine.engine import normalize_path
 from policyengine.language.catalog import Context
 from policyengine.language.glob import compile_glob
 from policyengine.testing import IssuedCertificate, make_certificate
@@ -122,7 +121,7 @@ def run(
     assert explained.allowed is (value is True)
     # the plain closure itself gives the same three-valued answer
     facts = None if cert is None else read_certificate(cert)
-    ctx = Context(facts, now, normalize_path(path), method, host or "", False)
+    ctx = Context(facts, now, path, method, host or "")
     if host and host == host.strip().lower().rstrip(".") and ":" not in host and method.isupper():
         assert policy.rules[0].condition.test(ctx) is value
     return Outcome(value, node)
@@ -869,7 +868,7 @@ def test_reading_a_broken_subject_is_an_error_and_plain_short_circuits(
 ) -> None:
     der = broken_subject(ca)
     facts = read_certificate(der)
-    ctx = Context(facts, NOW, "/", "GET", "h", False)
+    ctx = Context(facts, NOW, "/", "GET", "h")
     erroring = make_policy('subject.CN == "x"').rules[0].condition
     with pytest.raises(Exception, match="the subject name cannot be read"):
         erroring.test(ctx)

@@ -21,7 +21,14 @@ from datetime import datetime
 from policyengine.certificate import EKU_NAMES, NAME_ATTRIBUTES, CertificateFacts
 from policyengine.sources import Forwarded
 from policyengine.trust import TrustResult, TrustStore
-from policyengine.values import ABSENT, FactError, Missing, format_time
+from policyengine.values import (
+    ABSENT,
+    FactError,
+    Missing,
+    format_time,
+    normalize_host,
+    normalize_path,
+)
 
 __all__ = [
     "CATALOG",
@@ -49,58 +56,108 @@ class Type(enum.Enum):
 
 
 class Context:
-    """What one evaluation sees: the certificate's facts, the request, and the time."""
+    """What one evaluation sees: the certificate's facts, the request, and the time.
+
+    The request's path, method and host are given as received and normalised on first
+    read, so a policy that never looks at them never pays for it.
+    """
 
     __slots__ = (
+        "_host",
+        "_method",
+        "_path",
         "_trust",
-        "excluded",
         "facts",
         "forwarded",
-        "host",
-        "method",
         "now",
-        "path",
+        "raw_host",
+        "raw_method",
+        "raw_path",
         "trust_store",
     )
+
+    _path: str | Missing
+    _method: str | Missing
+    _host: str | Missing
+    _trust: TrustResult | Missing
+
+    excluded = False
+    """``path excluded`` inside a rule: always false, since rules run only for requests
+    whose path no exclusion covers (an excluded path is allowed before any rule runs)."""
 
     def __init__(
         self,
         facts: CertificateFacts | None,
         now: datetime,
-        path: str | Missing,
-        method: str | Missing,
-        host: str | Missing,
-        excluded: bool,
+        path: str | None = None,
+        method: str | None = None,
+        host: str | None = None,
         forwarded: Forwarded | None = None,
         trust_store: TrustStore | None = None,
     ) -> None:
         self.facts = facts
         self.now = now
-        self.path = path
-        self.method = method
-        self.host = host
-        self.excluded = excluded
+        self.raw_path = path
+        self.raw_method = method
+        self.raw_host = host
         self.forwarded = forwarded
         """What the proxy source yielded, when the request came through one."""
         self.trust_store = trust_store
-        self._trust: TrustResult | Missing | None = None
+
+    @property
+    def path(self) -> str | Missing:
+        """The request path as an application routes it (see ``normalize_path``)."""
+        try:
+            return self._path
+        except AttributeError:
+            raw = self.raw_path
+            self._path = normalize_path(raw) if isinstance(raw, str) else _NO_PATH
+            return self._path
+
+    @property
+    def method(self) -> str | Missing:
+        try:
+            return self._method
+        except AttributeError:
+            raw = self.raw_method
+            self._method = raw.upper() if isinstance(raw, str) and raw else _NO_METHOD
+            return self._method
+
+    @property
+    def host(self) -> str | Missing:
+        try:
+            return self._host
+        except AttributeError:
+            raw = self.raw_host
+            self._host = normalize_host(raw) if isinstance(raw, str) and raw.strip() else _NO_HOST
+            return self._host
 
     def trust(self) -> TrustResult | Missing:
         """Chain verification for this certificate, done once per evaluation (and cached
         by the trust store across evaluations)."""
-        if self._trust is None:
-            if self.facts is None:
-                self._trust = ABSENT
-            elif self.trust_store is None:
-                self._trust = Missing("the policy has no trust anchors")
-            else:
-                chain = self.forwarded.chain if self.forwarded is not None else ()
-                self._trust = self.trust_store.verify(self.facts, chain, self.now)
-        return self._trust
+        try:
+            return self._trust
+        except AttributeError:
+            pass
+        result: TrustResult | Missing
+        if self.facts is None:
+            result = ABSENT
+        elif self.trust_store is None:
+            result = Missing("the policy has no trust anchors")
+        else:
+            chain = self.forwarded.chain if self.forwarded is not None else ()
+            result = self.trust_store.verify(self.facts, chain, self.now)
+        self._trust = result
+        return result
 
     def with_facts(self, facts: CertificateFacts) -> Context:
         """The same request seen through another certificate (one of the chain)."""
-        return Context(facts, self.now, self.path, self.method, self.host, self.excluded)
+        return Context(facts, self.now, self.raw_path, self.raw_method, self.raw_host)
+
+
+_NO_PATH = Missing("no request path was given")
+_NO_METHOD = Missing("no method was given")
+_NO_HOST = Missing("no host was given")
 
 
 Reader = Callable[[Context], object]

@@ -36,7 +36,7 @@ from policyengine.values import (
     format_time,
 )
 
-__all__ = ["CompiledCondition", "compile_condition", "format_value"]
+__all__ = ["CompiledCondition", "attributes_read", "compile_condition", "format_value"]
 
 Test = Callable[[Context], "bool | None"]
 Traced = Callable[[Context], TraceNode]
@@ -59,22 +59,23 @@ def compile_condition(expr: ast.Expr) -> CompiledCondition:
         conjuncts = tuple((e.text, _compile(e)[0]) for e in expr.operands)
     else:
         conjuncts = ((expr.text, test),)
-    return CompiledCondition(test, traced, conjuncts, frozenset(_attributes(expr)))
+    return CompiledCondition(test, traced, conjuncts, frozenset(attributes_read(expr)))
 
 
-def _attributes(expr: Any) -> set[str]:
+def attributes_read(expr: Any) -> set[str]:
+    """Every attribute name an expression reads."""
     found: set[str] = set()
     if isinstance(expr, ast.AttributeRef):
         found.add(expr.name)
     elif isinstance(expr, (ast.And, ast.Or)):
         for e in expr.operands:
-            found |= _attributes(e)
+            found |= attributes_read(e)
     elif isinstance(expr, ast.Not):
-        found |= _attributes(expr.operand)
+        found |= attributes_read(expr.operand)
     elif isinstance(expr, ast.Compare):
-        found |= _attributes(expr.left) | _attributes(expr.right)
+        found |= attributes_read(expr.left) | attributes_read(expr.right)
     elif isinstance(expr, ast.Quantified):
-        found |= _attributes(expr.subject) | _attributes(expr.right)
+        found |= attributes_read(expr.subject) | attributes_read(expr.right)
     elif isinstance(expr, ast.ExpiresWithin):
         found.add("not_after")
     elif isinstance(expr, ast.PathExcluded):

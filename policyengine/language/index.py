@@ -1,0 +1,200 @@
+"""Rule indexing: which rules of a long list can hold for one request, found in O(1).
+
+A policy with thousands of rules, each pinning a different CN or fingerprint, should not
+test every rule on every request. When a policy is compiled, each rule whose condition has
+a top-level part ``attribute == constant`` or ``attribute in set`` (its *key*) is filed
+under that attribute's value(s). At evaluation, the key attributes are read once, and only
+the rules filed under the values read, plus the rules without a key, are tested, in their
+original order.
+
+This must never change a decision. A rule left out is one whose key is false or undefined,
+so its condition cannot be true, and the ``and`` stops there or goes on without making it
+true. What it could still do is *fail*: a part read before the key (or after an undefined
+key) could raise :class:`~policyengine.values.FactError`, which a linear scan reports (a
+deny rule that cannot be evaluated denies; an allow rule's error is listed). So before the
+index is used, every attribute any indexed rule reads is read once; if one of them cannot
+be read, the index answers "test every rule", the linear scan. The same reasoning gives
+the closest rule of a refusal exactly (:meth:`RuleIndex.closest_candidates`).
+
+Only the plain evaluation uses the index; ``explain`` always scans linearly, since its
+trace shows every rule. The test suite checks indexed and linear decisions agree on
+generated policies and certificates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from dataclasses import dataclass
+
+from policyengine.language import ast
+from policyengine.language.catalog import CATALOG, Attribute, Context, Type, lookup
+from policyengine.language.compiler import attributes_read
+from policyengine.values import FINGERPRINT_LENGTHS, Missing, fingerprint_token
+
+__all__ = ["INDEX_THRESHOLD", "RuleIndex"]
+
+INDEX_THRESHOLD = 8
+"""Fewer keyed rules than this are scanned: below it, the scan costs less than the index."""
+
+Reader = Callable[[Context], object]
+
+
+@dataclass(frozen=True, slots=True)
+class _Key:
+    """One way a rule can be looked up: the reader of a value and the values that file it."""
+
+    group: str
+    read: Reader
+    values: tuple[Hashable, ...]
+
+
+class RuleIndex:
+    """Rules of one effect, in order, indexed by their key parts."""
+
+    def __init__(self, conditions: Sequence[ast.Expr]) -> None:
+        self.size = len(conditions)
+        tables: dict[str, dict[Hashable, list[int]]] = {}
+        readers: dict[str, Reader] = {}
+        always: list[int] = []
+        reads: dict[str, Attribute] = {}
+        prefixes: dict[tuple[str, ...], list[int]] = {}
+        for position, expr in enumerate(conditions):
+            parts = expr.operands if isinstance(expr, ast.And) else (expr,)
+            found = _first_key(parts)
+            if found is None:
+                always.append(position)
+                continue
+            at, keys = found
+            for key in keys:
+                readers[key.group] = key.read
+                table = tables.setdefault(key.group, {})
+                for value in key.values:
+                    filed = table.setdefault(value, [])
+                    if not filed or filed[-1] != position:
+                        filed.append(position)
+            for name in attributes_read(expr):
+                attribute = lookup(name)
+                if attribute is not None:
+                    reads[name] = attribute
+            prefixes.setdefault(tuple(p.text for p in parts[:at]), []).append(position)
+        self.keyed = self.size - len(always)
+        self._always = tuple(always)
+        self._groups = tuple(
+            (readers[group], {v: tuple(p) for v, p in table.items()})
+            for group, table in tables.items()
+        )
+        self._prereads = _prereads(reads.values())
+        self._prefixes = tuple(tuple(group) for group in prefixes.values())
+
+    @classmethod
+    def build(cls, conditions: Sequence[ast.Expr]) -> RuleIndex | None:
+        """An index, or None when too few rules have a key for one to pay."""
+        index = cls(conditions)
+        return index if index.keyed >= INDEX_THRESHOLD else None
+
+    def candidates(self, ctx: Context) -> tuple[int, ...] | None:
+        """Positions of the rules that can hold, in order; None means "test them all"."""
+        hits = self._hits(ctx)
+        if hits is None:
+            return None
+        if not hits:
+            return self._always
+        return tuple(sorted(hits.union(self._always)))
+
+    def closest_candidates(self, ctx: Context) -> tuple[int, ...] | None:
+        """Positions of the rules that can be the closest (see ``Policy._closest``).
+
+        A rule left out scores at most the number of parts before its key (the key part is
+        not true), and rules with the same parts before their key score the same, so of
+        each such family only the first rule not already a candidate can be the closest.
+        """
+        hits = self._hits(ctx)
+        if hits is None:
+            return None
+        chosen = set(self._always) | hits
+        for family in self._prefixes:
+            for position in family:
+                if position not in hits:
+                    chosen.add(position)
+                    break
+        return tuple(sorted(chosen))
+
+    def _hits(self, ctx: Context) -> set[int] | None:
+        try:
+            for read in self._prereads:
+                read(ctx)
+            hits: set[int] = set()
+            for read, table in self._groups:
+                value = read(ctx)
+                if value.__class__ is Missing:
+                    continue
+                found = table.get(value)
+                if found:
+                    hits.update(found)
+        except Exception:
+            return None
+        return hits
+
+
+def _first_key(parts: Sequence[ast.Expr]) -> tuple[int, tuple[_Key, ...]] | None:
+    for at, part in enumerate(parts):
+        keys = _keys(part)
+        if keys is not None:
+            return at, keys
+    return None
+
+
+def _keys(part: ast.Expr) -> tuple[_Key, ...] | None:
+    """How a part files its rule, when it is ``attribute == constant`` or ``in`` a set."""
+    if not isinstance(part, ast.Compare) or part.op not in ("==", "in"):
+        return None
+    left, right = part.left, part.right
+    if not isinstance(left, ast.AttributeRef):
+        return None
+    attribute = left.attribute
+    if attribute.prefix or attribute.name.startswith(("chain.", "proxy.")):
+        return None  # reading these verifies a chain: not for every request
+    if part.op == "==":
+        if not isinstance(right, ast.Literal):
+            return None
+        values: tuple[object, ...] = (right.value,)
+    elif isinstance(right, ast.SetRef):
+        values = right.values
+    elif isinstance(right, ast.ListLiteral):
+        values = tuple(item.value for item in right.items)
+    else:
+        return None
+    if attribute.type is Type.FINGERPRINT:
+        return _fingerprint_keys(attribute, values)
+    if not all(isinstance(v, Hashable) for v in values):
+        return None
+    return (_Key(attribute.name, attribute.read, values),)
+
+
+def _fingerprint_keys(attribute: Attribute, values: tuple[object, ...]) -> tuple[_Key, ...]:
+    """Fingerprints are filed by their keyed token, as set membership compares them."""
+    keys = []
+    for algorithm in ("sha1", "sha256"):
+        if attribute.algorithm not in (None, algorithm):
+            continue
+        tokens = tuple(
+            fingerprint_token(str(v))
+            for v in values
+            if FINGERPRINT_LENGTHS.get(len(str(v))) == algorithm
+        )
+        if tokens:
+            by = CATALOG[f"fingerprint.{algorithm}"]
+            assert by.read_token is not None
+            keys.append(_Key(by.name, by.read_token, tokens))
+    return tuple(keys)
+
+
+def _prereads(attributes: Iterable[Attribute]) -> tuple[Reader, ...]:
+    readers: list[Reader] = []
+    for attribute in attributes:
+        readers.append(attribute.read)
+        if attribute.read_all is not None:
+            readers.append(attribute.read_all)
+        if attribute.read_token is not None:
+            readers.append(attribute.read_token)
+    return tuple(readers)
