@@ -251,6 +251,20 @@ def parse_document(text: str, name: str = "<policy>") -> Document:
     return _document(data, positions)
 
 
+_FAST_LOADER = getattr(yaml, "CSafeLoader", None)
+
+
+def _compose(text: str) -> yaml.Node | None:
+    """The YAML node tree, by libyaml when PyYAML has it (ten times faster on a policy of
+    thousands of rules); on any problem, by the Python loader, whose messages say more."""
+    if _FAST_LOADER is not None:
+        try:
+            return yaml.compose(text, Loader=_FAST_LOADER)
+        except (yaml.YAMLError, RecursionError):
+            pass
+    return yaml.compose(text, Loader=yaml.SafeLoader)
+
+
 def load_yaml(text: str, name: str, schema: dict[str, Any], what: str) -> tuple[Any, _Positions]:
     """YAML text -> data and where each value was written, validated against ``schema``.
 
@@ -260,7 +274,7 @@ def load_yaml(text: str, name: str, schema: dict[str, Any], what: str) -> tuple[
     text = text.removeprefix("\ufeff")
     source = Source(name, text)
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = _compose(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "invalid YAML"

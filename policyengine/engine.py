@@ -19,6 +19,7 @@ with reason ``evaluation_error``.
 from __future__ import annotations
 
 import difflib
+import gc
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -108,6 +109,18 @@ def policy_from_text(text: str, name: str = "<policy>", *, facts_cache_size: int
 def _compile_document(
     document: Document, facts_cache_size: int = 4096, *, index: bool = True
 ) -> Policy:
+    # compiling allocates many small objects that all live on: the cyclic collector would
+    # walk them again and again (a third of the time for a policy of 10,000 rules)
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _compile(document, facts_cache_size, index)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _compile(document: Document, facts_cache_size: int, index: bool) -> Policy:
     syntax_errors: list[Diagnostic] = []
     parsed: list[ast.Expr] = []
     for spec in document.rules:

@@ -64,12 +64,47 @@ def lint(
         (None, d)
         for d in _policy_warnings(rules, mode, source, exclusion_paths, exclusion_span, policy_span)
     )
-    earlier: list[LintRule] = []
+    earlier = _Earlier([r for r in rules if r.effect == "allow"])
     for rule in rules:
-        found.extend((rule.id, d) for d in _rule_warnings(rule, earlier))
+        shadowing = earlier.implied_by(rule) if rule.effect == "allow" else []
+        found.extend((rule.id, d) for d in _rule_warnings(rule, shadowing))
         if rule.effect == "allow":
-            earlier.append(rule)
+            earlier.add(rule)
     return found
+
+
+class _Earlier:
+    """The allow rules seen so far, found by their rarest part.
+
+    A rule is shadowed by an earlier one whose every part it has. Each earlier rule is
+    filed under its part that fewest rules share, so only the rules filed under one of the
+    later rule's own parts need comparing: thousands of rules pinning one name each are
+    checked in linear time, not quadratic.
+    """
+
+    def __init__(self, rules: Sequence[LintRule]) -> None:
+        self._count: dict[ast.Expr, int] = {}
+        for rule in rules:
+            for part in set(_conjuncts(rule.condition)):
+                self._count[part] = self._count.get(part, 0) + 1
+        self._filed: dict[ast.Expr, list[tuple[int, LintRule]]] = {}
+        self._seen = 0
+
+    def add(self, rule: LintRule) -> None:
+        rarest = min(_conjuncts(rule.condition), key=lambda part: self._count.get(part, 0))
+        self._filed.setdefault(rarest, []).append((self._seen, rule))
+        self._seen += 1
+
+    def implied_by(self, rule: LintRule) -> list[LintRule]:
+        """The earlier rules whose every part ``rule`` has, in their order."""
+        found: list[tuple[int, LintRule]] = []
+        for part in set(_conjuncts(rule.condition)):
+            found.extend(
+                (n, other)
+                for n, other in self._filed.get(part, ())
+                if _implies(rule.condition, other.condition)
+            )
+        return [other for _, other in sorted(found, key=lambda item: item[0])]
 
 
 def _warning(span: Span, code: str, message: str, hint: str) -> Diagnostic:
@@ -111,7 +146,7 @@ def _policy_warnings(
             )
 
 
-def _rule_warnings(rule: LintRule, earlier: Sequence[LintRule]) -> Iterator[Diagnostic]:
+def _rule_warnings(rule: LintRule, shadowing: Sequence[LintRule]) -> Iterator[Diagnostic]:
     condition = rule.condition
     names = _names(condition)
     for literal in _sha1_pins(condition):
@@ -148,17 +183,15 @@ def _rule_warnings(rule: LintRule, earlier: Sequence[LintRule]) -> Iterator[Diag
             f"rule `{rule.id}` can never hold: {why}",
             "fix the condition, or remove the rule",
         )
-    if rule.effect == "allow":
-        for other in earlier:
-            if _implies(condition, other.condition):
-                yield _warning(
-                    rule.span,
-                    "shadowed",
-                    f"allow rule `{rule.id}` is shadowed by `{other.id}` (line "
-                    f"{other.span.line}): whenever it holds, `{other.id}` holds first",
-                    "remove it, or make it less strict than the earlier rule",
-                )
-                break
+    if rule.effect == "allow" and shadowing:
+        other = shadowing[0]
+        yield _warning(
+            rule.span,
+            "shadowed",
+            f"allow rule `{rule.id}` is shadowed by `{other.id}` (line "
+            f"{other.span.line}): whenever it holds, `{other.id}` holds first",
+            "remove it, or make it less strict than the earlier rule",
+        )
 
 
 def _walk(expr: object) -> Iterator[object]:
