@@ -42,7 +42,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 from urllib.parse import unquote_to_bytes
 
 __all__ = [
@@ -348,9 +348,8 @@ def trusted_from_anywhere(config: SourceConfig) -> bool:
 # -- the result ------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Forwarded:
-    """What the source yielded for one request.
+class Forwarded(NamedTuple):
+    """What the source yielded for one request (a NamedTuple: one is built per request).
 
     ``leaf`` is the client certificate's DER, or None when none was forwarded (or the
     header was ignored). ``chain`` holds the intermediates the proxy forwarded, leaf
@@ -424,7 +423,6 @@ def read_forwarded(
     if config.source == "asgi-tls":
         return _read_asgi(config, environ_or_scope)
 
-    pairs = _normalise_headers(headers)
     cert_name = config.header_name
     assert cert_name is not None  # every header source has a default
     chain_name = config.chain_header_name
@@ -439,9 +437,10 @@ def read_forwarded(
         trusted, trust_note = _peer_trusted(config, remote_addr)
         if memo is not None and peer_key[1] is not None:
             memo.put(peer_key, (trusted, trust_note))
+    found = _scan(headers, names)
     if not trusted:
         notes = [trust_note]
-        sent = [n for n in names if any(_same_header(p[0], n) for p in pairs)]
+        sent = [n for n in names if found[n][0]]
         if sent:
             notes.append(f"ignored header(s) sent by that peer: {', '.join(sent)}")
         return Forwarded(None, (), None, None, tuple(notes))
@@ -449,20 +448,27 @@ def read_forwarded(
     notes = [trust_note]
     limits = _Limits(config.max_header_bytes, config.max_chain_length)
 
-    cert_value = _single_instance(pairs, cert_name, limits, notes)
-    verify_value = _single_instance(pairs, verify_name, limits, notes) if verify_name else None
+    cert_value = _single_instance(found, cert_name, limits, notes)
+    verify_value = _single_instance(found, verify_name, limits, notes) if verify_name else None
     if chain_name and config.source == "rfc9440":
         # RFC 9440: Client-Cert-Chain "MAY have a list of values or occur multiple times".
-        chain_value = _joined_instances(pairs, chain_name, limits)
+        chain_value = _joined_instances(found, chain_name, limits)
     elif chain_name:
-        chain_value = _single_instance(pairs, chain_name, limits, notes)
+        chain_value = _single_instance(found, chain_name, limits, notes)
     else:
         chain_value = None
 
     values_key = ("values", cert_value, chain_value, verify_value)
     use_memo = memo is not None and config.source != "gcp"  # gcp notes read other headers
+    # the whole result, when nothing but the peer's verdict is noted: a returning client
+    # with the same certificate costs one lookup
+    whole_key = (trust_note, *values_key) if use_memo and len(notes) == 1 else None
     if use_memo:
         assert memo is not None
+        if whole_key is not None:
+            whole = memo.get(whole_key)
+            if whole.__class__ is Forwarded:
+                return whole
         hit = memo.get(values_key)
         if isinstance(hit, SourceError):
             raise hit
@@ -480,23 +486,26 @@ def read_forwarded(
             chain_value,
             verify_value,
             limits,
-            pairs,
+            headers,
         )
     except SourceError as exc:
         if use_memo:
             assert memo is not None
             memo.put(values_key, exc)
         raise
-    if use_memo:
-        assert memo is not None
-        memo.put(values_key, decoded)
-    return Forwarded(
+    result = Forwarded(
         decoded.leaf,
         decoded.chain,
         decoded.proxy_verified,
         decoded.proxy_verify,
         (*notes, *decoded.notes),
     )
+    if use_memo:
+        assert memo is not None
+        memo.put(values_key, decoded)
+        if whole_key is not None:
+            memo.put(whole_key, result)
+    return result
 
 
 def _decode_values(
@@ -508,7 +517,7 @@ def _decode_values(
     chain_value: str | None,
     verify_value: str | None,
     limits: _Limits,
-    pairs: list[tuple[str, str]],
+    headers: object,
 ) -> Forwarded:
     """Decode the header values already picked out; the result's notes are only its own."""
     notes: list[str] = []
@@ -551,7 +560,7 @@ def _decode_values(
         dialect = _PROFILES[config.source].verify_dialect
         verified = _interpret_verify(dialect, verify_raw, verify_name, notes)
     if config.source == "gcp":
-        _gcp_notes(pairs, limits, notes)
+        _gcp_notes(_normalise_headers(headers), limits, notes)
     return Forwarded(leaf, tuple(chain), verified, verify_raw, tuple(notes))
 
 
@@ -580,8 +589,7 @@ def decode_header_value(
 # -- headers, duplicates, size ---------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class _Limits:
+class _Limits(NamedTuple):
     max_header_bytes: int
     max_chain_length: int
 
@@ -597,47 +605,67 @@ def _as_text(value: object, what: str) -> str:
 
 def _normalise_headers(headers: object) -> list[tuple[str, str]]:
     """A list of ``(name, value)`` text pairs, duplicates kept."""
-    if headers is None:
-        return []
     try:
-        if isinstance(headers, Mapping):
-            items: Iterable[Any] = headers.items()
-        elif isinstance(headers, (str, bytes)):
-            raise TypeError("a string is not a header collection")
-        else:
-            items = headers  # type: ignore[assignment]
-        pairs: list[tuple[str, str]] = []
-        for item in items:
-            name, value = item
-            pairs.append((_as_text(name, "a header name"), _as_text(value, "a header value")))
+        return [
+            (_as_text(name, "a header name"), _as_text(value, "a header value"))
+            for name, value in _header_items(headers)
+        ]
     except SourceError:
         raise
     except Exception as exc:
-        raise _malformed(
-            f"headers must be a mapping or an iterable of (name, value) pairs: {exc}"
-        ) from None
-    return pairs
+        raise _not_headers(exc) from None
 
 
 def _same_header(name: str, wanted: str) -> bool:
     return name.lower() == wanted.lower()
 
 
-def _underscore_variant(name: str, wanted: str) -> bool:
-    """``X_SSL_Client_Cert`` for ``X-SSL-Client-Cert``: WSGI folds both into one variable."""
-    return "_" in name and name.lower().replace("_", "-") == wanted.lower()
+_Found = dict[str, tuple[list[str], list[str]]]
 
 
-def _instances(pairs: list[tuple[str, str]], wanted: str) -> tuple[list[str], list[str]]:
-    exact = [value for name, value in pairs if _same_header(name, wanted)]
-    variants = [name for name, _ in pairs if _underscore_variant(name, wanted)]
-    return exact, variants
+def _scan(headers: object, wanted: Iterable[str]) -> _Found:
+    """For each wanted header: its values, and the names of its underscore variants
+    (``X_SSL_Client_Cert`` for ``X-SSL-Client-Cert``, which WSGI servers fold into the
+    same variable). One pass over the headers, one lower-casing each; values of other
+    headers are not looked at."""
+    by_lower = {name.lower(): name for name in wanted}
+    found: _Found = {name: ([], []) for name in by_lower.values()}
+    try:
+        for name, value in _header_items(headers):
+            if name.__class__ is not str:
+                name = _as_text(name, "a header name")
+            key = name.lower()
+            hit = by_lower.get(key)
+            if hit is not None:
+                found[hit][0].append(_as_text(value, "a header value"))
+            elif "_" in key:
+                hit = by_lower.get(key.replace("_", "-"))
+                if hit is not None:
+                    found[hit][1].append(name)
+    except SourceError:
+        raise
+    except Exception as exc:
+        raise _not_headers(exc) from None
+    return found
 
 
-def _single_instance(
-    pairs: list[tuple[str, str]], wanted: str, limits: _Limits, notes: list[str]
-) -> str | None:
-    exact, variants = _instances(pairs, wanted)
+def _header_items(headers: object) -> Iterable[Any]:
+    """The ``(name, value)`` items of a mapping or an iterable of pairs."""
+    if headers is None:
+        return ()
+    if isinstance(headers, Mapping):
+        return headers.items()
+    if isinstance(headers, (str, bytes)):
+        raise TypeError("a string is not a header collection")
+    return headers  # type: ignore[return-value]
+
+
+def _not_headers(exc: Exception) -> SourceError:
+    return _malformed(f"headers must be a mapping or an iterable of (name, value) pairs: {exc}")
+
+
+def _single_instance(found: _Found, wanted: str, limits: _Limits, notes: list[str]) -> str | None:
+    exact, variants = found[wanted]
     if len(exact) > 1:
         raise SourceError(
             DUPLICATE_HEADER,
@@ -658,8 +686,8 @@ def _single_instance(
     return exact[0]
 
 
-def _joined_instances(pairs: list[tuple[str, str]], wanted: str, limits: _Limits) -> str | None:
-    exact, variants = _instances(pairs, wanted)
+def _joined_instances(found: _Found, wanted: str, limits: _Limits) -> str | None:
+    exact, variants = found[wanted]
     if variants:
         raise SourceError(
             DUPLICATE_HEADER,
