@@ -263,6 +263,16 @@ class CertificateFacts:
             values.setdefault(attribute.oid.dotted_string, []).append(value)
         return {oid: tuple(found) for oid, found in values.items()}
 
+    @_fact("the subject name")
+    def subject_single(self) -> dict[str, str]:
+        """The subject's attributes that have exactly one value, by dotted OID."""
+        return {oid: found[0] for oid, found in self.subject_attributes.items() if len(found) == 1}
+
+    @_fact("the issuer name")
+    def issuer_single(self) -> dict[str, str]:
+        """The issuer's attributes that have exactly one value, by dotted OID."""
+        return {oid: found[0] for oid, found in self.issuer_attributes.items() if len(found) == 1}
+
     def name_values(self, which: str, oid: str) -> tuple[str, ...]:
         """Every value of one attribute (by dotted OID) of the subject or issuer, in order."""
         attributes = self.subject_attributes if which == "subject" else self.issuer_attributes

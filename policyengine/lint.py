@@ -11,7 +11,7 @@ code                     scope  when
 =======================  =====  =================================================================
 ``renegotiation``        policy exclusion paths or optional_interactive_user: App Service then
                                 renegotiates TLS (no TLS 1.3, no HTTP/2, bodies over 100 KB fail)
-``optional-no-present``  policy an optional mode whose allow rules never look at ``present``
+``optional-no-present``  policy an optional mode whose rules never look at ``present``
 ``sha1-pin``             rule   a SHA-1 fingerprint pin
 ``no-validity``          rule   an allow rule with no validity check
 ``any-certificate``      rule   an allow rule with no pin, no trust anchor and no issuer check
@@ -156,7 +156,7 @@ def _rule_warnings(rule: LintRule, shadowing: Sequence[LintRule]) -> Iterator[Di
             "a SHA-1 fingerprint pin",
             "pin the SHA-256 fingerprint instead (`policyengine inspect CERT` prints it)",
         )
-    if rule.effect == "allow":
+    if rule.effect == "allow" and not _without_certificate(condition):
         if not names & _VALIDITY:
             yield _warning(
                 rule.span,
@@ -192,6 +192,16 @@ def _rule_warnings(rule: LintRule, shadowing: Sequence[LintRule]) -> Iterator[Di
             f"{other.span.line}): whenever it holds, `{other.id}` holds first",
             "remove it, or make it less strict than the earlier rule",
         )
+
+
+def _without_certificate(expr: ast.Expr) -> bool:
+    """The rule holds only for requests without a certificate (`not present and ...`)."""
+    return any(
+        isinstance(part, ast.Not)
+        and isinstance(part.operand, ast.AttributeRef)
+        and part.operand.name == "present"
+        for part in _conjuncts(expr)
+    )
 
 
 def _walk(expr: object) -> Iterator[object]:
@@ -251,7 +261,7 @@ def _never_holds(expr: ast.Expr) -> str:
                 "excluded paths are allowed before any rule runs, so `path excluded` is "
                 "false in every rule"
             )
-    equal: dict[str, ast.Literal] = {}
+    equal: dict[tuple[str, int], ast.Literal] = {}
     for part in parts:
         if (
             isinstance(part, ast.Compare)
@@ -259,10 +269,14 @@ def _never_holds(expr: ast.Expr) -> str:
             and isinstance(part.left, ast.AttributeRef)
             and isinstance(part.right, ast.Literal)
         ):
-            seen = equal.get(part.left.name)
+            # plain `fingerprint` compares by the pin's length: a SHA-1 and a SHA-256 pin
+            # are two facts, which can both hold
+            length = len(str(part.right.value)) if part.left.name == "fingerprint" else 0
+            key = (part.left.name, length)
+            seen = equal.get(key)
             if seen is not None and seen.value != part.right.value:
                 return f"`{part.left.name}` cannot equal both {seen.text} and {part.right.text}"
-            equal[part.left.name] = part.right
+            equal[key] = part.right
     for part in parts:
         if isinstance(part, ast.Not) and part.operand in parts:
             return f"it requires both `{part.operand.text}` and its negation"

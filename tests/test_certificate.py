@@ -882,12 +882,14 @@ def test_only_the_facts_a_rule_reads_are_computed(rich: IssuedLike) -> None:
     assert vars(facts).keys() == {"certificate", "der", "sha256"}
     by_name = policy(("by-name", "allow", 'subject.CN == "api-client"'))
     assert by_name.evaluate(facts, path="/orders", now=NOW).allowed
-    # the parsed subject name is kept too: cryptography would parse it again on each read
+    # the parsed subject name is kept too: cryptography would parse it again on each read;
+    # and the attributes with one value, which is what `==` reads
     assert vars(facts).keys() == {
         "certificate",
         "der",
         "sha256",
         "subject_attributes",
+        "subject_single",
         "_subject_name",
     }
 

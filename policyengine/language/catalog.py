@@ -17,6 +17,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from operator import attrgetter
 
 from policyengine.certificate import EKU_NAMES, NAME_ATTRIBUTES, CertificateFacts
 from policyengine.sources import Forwarded
@@ -235,10 +236,10 @@ def _validity(ctx: Context) -> tuple[datetime, datetime] | Missing:
 
 
 def _valid(ctx: Context) -> bool | Missing:
-    span = _validity(ctx)
-    if isinstance(span, Missing):
-        return span
-    return span[0] <= ctx.now <= span[1]
+    facts = ctx.facts
+    if facts is None:
+        return ABSENT
+    return facts.not_before <= ctx.now <= facts.not_after
 
 
 def _expired(ctx: Context) -> bool | Missing:
@@ -332,9 +333,11 @@ _add(
 def _fact(name: str) -> Reader:
     """A reader for a plain attribute of CertificateFacts."""
 
+    get = attrgetter(name)
+
     def read(ctx: Context) -> object:
         facts = ctx.facts
-        return ABSENT if facts is None else getattr(facts, name)
+        return ABSENT if facts is None else get(facts)
 
     read.__name__ = f"read_{name}"
     return read
@@ -445,9 +448,16 @@ def _name_string(which: str) -> Reader:
 
 
 def _name_single(which: str, oid: str, label: str) -> Reader:
+    single = attrgetter(f"{which}_single")
+
     def read(ctx: Context) -> object:
         facts = ctx.facts
-        return ABSENT if facts is None else facts.name_value(which, oid, label)
+        if facts is None:
+            return ABSENT
+        value = single(facts).get(oid)
+        if value is not None:
+            return value
+        return facts.name_value(which, oid, label)  # none or several: Missing says which
 
     return read
 
