@@ -20,8 +20,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from functools import cached_property
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -185,6 +184,31 @@ _HASH_BY_SIGNATURE_OID = {
 _T = TypeVar("_T")
 
 
+class cached_property(Generic[_T]):
+    """A fact computed on first read and kept in the instance.
+
+    ``functools.cached_property`` takes a lock on every first read (Python 3.11), which
+    was a tenth of the cost of deciding on a certificate never seen before. Two threads
+    reading the same fact at once may both compute it; facts are pure, so either result
+    is the same.
+    """
+
+    def __init__(self, compute: Callable[[Any], _T]) -> None:
+        self.compute = compute
+        self.name = compute.__name__
+        self.__doc__ = compute.__doc__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, instance: Any, owner: type | None = None) -> _T:
+        if instance is None:
+            return self  # type: ignore[return-value]
+        value = self.compute(instance)
+        instance.__dict__[self.name] = value
+        return value
+
+
 def _fact(what: str) -> Callable[[Callable[[CertificateFacts], _T]], cached_property[_T]]:
     """A lazily computed, cached fact; any error reading it becomes a FactError naming it."""
 
@@ -223,6 +247,9 @@ class CertificateFacts:
     def __init__(self, certificate: x509.Certificate, der: bytes) -> None:
         self.certificate = certificate
         self.der = der
+        self.decisions: dict[object, tuple[Any, ...]] = {}
+        """What policies decided on these facts, for as long as the time allows (the
+        engine's own memo; see ``Policy._run``)."""
 
     # -- names -------------------------------------------------------------------------
 

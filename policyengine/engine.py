@@ -90,6 +90,24 @@ class Rule:
 
 
 _new = tuple.__new__
+_DECIDED = Decision._fields.index("trace")
+"""A decision's fields before the trace and the certificate: what the memo keeps."""
+
+
+def _memo_windows(rules: Iterable[Rule]) -> tuple[timedelta, ...] | None:
+    """How far before notAfter each `expires within` window opens; None when a rule
+    reads more than the certificate and the time (the request, the proxy, the chain)."""
+    windows: set[timedelta] = set()
+    for rule in rules:
+        for name in rule.condition.attributes:
+            if name.startswith(("request.", "proxy.", "chain.")) or name in ("trusted", "revoked"):
+                return None
+        windows.update(
+            node.duration.value  # type: ignore[misc]
+            for node in ast.walk(rule.expression)
+            if isinstance(node, ast.ExpiresWithin)
+        )
+    return tuple(sorted(windows))
 
 
 def load_policy(path: str | Path, *, facts_cache_size: int = 4096) -> Policy:
@@ -301,6 +319,8 @@ class Policy:
         self._deny = tuple(r for r in rules if r.effect == "deny")
         self._allow = tuple(r for r in rules if r.effect == "allow")
         self._allow_plan = tuple((r.condition.test, r.id, r.allowed) for r in self._allow)
+        self._memo_token = object()
+        self._memo_windows = _memo_windows(rules)
         build = RuleIndex.build if index else (lambda conditions: None)
         self._deny_index = build([r.expression for r in self._deny])
         self._allow_index = build([r.expression for r in self._allow])
@@ -560,6 +580,34 @@ class Policy:
         )
 
     def _run(self, ctx: Context, facts: CertificateFacts | None) -> Decision:
+        """The rules without a trace, remembered on the facts when the policy allows it.
+
+        A policy whose rules read only the certificate (no request, proxy or chain
+        attribute) decides a certificate the same way until the time crosses one of its
+        validity boundaries. So the outcome is kept on the facts with the *time
+        signature* it was reached under (which side of notBefore, notAfter and each
+        `expires within` window the time is on), and reused while the signature is the
+        same: a returning client costs a lookup and a few comparisons.
+        """
+        windows = self._memo_windows
+        if windows is None or facts is None:
+            return self._scan(ctx, facts)
+        try:
+            now, before, after = ctx.now, facts.not_before, facts.not_after
+            signature: tuple[bool, ...] = (now < before, now > after, now >= after)
+            if windows:
+                left = after - now
+                signature += tuple(left <= window for window in windows)
+        except Exception:  # an unreadable validity: decide without the memo
+            return self._scan(ctx, facts)
+        kept = facts.decisions.get(self._memo_token)
+        if kept is not None and kept[0] == signature:
+            return _new(Decision, (*kept[1], None, facts))
+        decision = self._scan(ctx, facts)
+        facts.decisions[self._memo_token] = (signature, decision[:_DECIDED])
+        return decision
+
+    def _scan(self, ctx: Context, facts: CertificateFacts | None) -> Decision:
         """The rules without a trace: deny rules first, then the first allow rule that holds.
 
         With an index (long rule lists), only the rules that can hold are tested; the

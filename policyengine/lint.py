@@ -204,26 +204,9 @@ def _without_certificate(expr: ast.Expr) -> bool:
     )
 
 
-def _walk(expr: object) -> Iterator[object]:
-    yield expr
-    if isinstance(expr, (ast.And, ast.Or)):
-        for operand in expr.operands:
-            yield from _walk(operand)
-    elif isinstance(expr, ast.Not):
-        yield from _walk(expr.operand)
-    elif isinstance(expr, ast.Compare):
-        yield from _walk(expr.left)
-        yield from _walk(expr.right)
-    elif isinstance(expr, ast.Quantified):
-        yield from _walk(expr.subject)
-        yield from _walk(expr.right)
-    elif isinstance(expr, ast.ListLiteral):
-        yield from expr.items
-
-
 def _names(expr: ast.Expr) -> set[str]:
     found = set()
-    for node in _walk(expr):
+    for node in ast.walk(expr):
         if isinstance(node, ast.AttributeRef):
             found.add(node.name)
         elif isinstance(node, ast.ExpiresWithin):
@@ -232,7 +215,7 @@ def _names(expr: ast.Expr) -> set[str]:
 
 
 def _sha1_pins(expr: ast.Expr) -> Iterator[ast.Node]:
-    for node in _walk(expr):
+    for node in ast.walk(expr):
         if not isinstance(node, ast.Compare) or not isinstance(node.left, ast.AttributeRef):
             continue
         attribute = node.left.attribute

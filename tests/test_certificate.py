@@ -876,17 +876,18 @@ def test_only_the_facts_a_rule_reads_are_computed(rich: IssuedLike) -> None:
     sha256 = facts_of(rich).sha256
     pinned = policy(("pinned", "allow", f'fingerprint.sha256 == "{sha256}"'))
     facts = read_certificate(rich.der)
-    assert vars(facts).keys() == {"certificate", "der"}
+    assert vars(facts).keys() == {"certificate", "der", "decisions"}
     decision = pinned.evaluate(facts, path="/orders", now=NOW)
     assert decision.allowed
-    assert vars(facts).keys() == {"certificate", "der", "sha256"}
+    # the validity is read for the decision memo's time signature
+    computed = {"certificate", "der", "decisions", "not_before", "not_after"}
+    assert vars(facts).keys() == {*computed, "sha256"}
     by_name = policy(("by-name", "allow", 'subject.CN == "api-client"'))
     assert by_name.evaluate(facts, path="/orders", now=NOW).allowed
     # the parsed subject name is kept too: cryptography would parse it again on each read;
     # and the attributes with one value, which is what `==` reads
     assert vars(facts).keys() == {
-        "certificate",
-        "der",
+        *computed,
         "sha256",
         "subject_attributes",
         "subject_single",

@@ -10,6 +10,7 @@ After checking, names are resolved: :class:`Name` nodes become :class:`Attribute
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from policyengine.language.catalog import Attribute
@@ -133,3 +134,21 @@ class Or(Node):
 
 
 Expr = Compare | Quantified | ExpiresWithin | PathExcluded | Not | And | Or | Operand
+
+
+def walk(expr: object) -> Iterator[object]:
+    """A node and every node below it, depth first."""
+    yield expr
+    if isinstance(expr, (And, Or)):
+        for operand in expr.operands:
+            yield from walk(operand)
+    elif isinstance(expr, Not):
+        yield from walk(expr.operand)
+    elif isinstance(expr, Compare):
+        yield from walk(expr.left)
+        yield from walk(expr.right)
+    elif isinstance(expr, Quantified):
+        yield from walk(expr.subject)
+        yield from walk(expr.right)
+    elif isinstance(expr, ListLiteral):
+        yield from expr.items
