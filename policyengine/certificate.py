@@ -541,6 +541,10 @@ class CertificateFacts:
 
     def summary(self) -> dict[str, str]:
         """A few identifying facts, each read on its own so one broken part hides no other."""
+        return dict(self._summary)
+
+    @cached_property
+    def _summary(self) -> dict[str, str]:
         out: dict[str, str] = {}
         readers: dict[str, Callable[[], str]] = {
             "subject": lambda: self.subject,

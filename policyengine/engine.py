@@ -125,20 +125,20 @@ def policy_from_text(text: str, name: str = "<policy>", *, facts_cache_size: int
 
 
 def _compile_document(
-    document: Document, facts_cache_size: int = 4096, *, index: bool = True
+    document: Document, facts_cache_size: int = 4096, *, index: bool = True, memo: bool = True
 ) -> Policy:
     # compiling allocates many small objects that all live on: the cyclic collector would
     # walk them again and again (a third of the time for a policy of 10,000 rules)
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return _compile(document, facts_cache_size, index)
+        return _compile(document, facts_cache_size, index, memo)
     finally:
         if collecting:
             gc.enable()
 
 
-def _compile(document: Document, facts_cache_size: int, index: bool) -> Policy:
+def _compile(document: Document, facts_cache_size: int, index: bool, memo: bool) -> Policy:
     syntax_errors: list[Diagnostic] = []
     parsed: list[ast.Expr] = []
     for spec in document.rules:
@@ -178,6 +178,7 @@ def _compile(document: Document, facts_cache_size: int, index: bool) -> Policy:
         trust_store=trust_store,
         facts_cache_size=facts_cache_size,
         index=index,
+        memo=memo,
     )
 
 
@@ -300,7 +301,10 @@ class Policy:
         trust_store: TrustStore | None = None,
         facts_cache_size: int = 4096,
         index: bool = True,
+        memo: bool = True,
     ) -> None:
+        """``index`` and ``memo`` turn the rule index and the decision memo off, for the
+        tests and benchmarks that compare them with the plain scan."""
         self.name = document.name
         self.description = document.description
         self.mode = document.mode
@@ -320,7 +324,7 @@ class Policy:
         self._allow = tuple(r for r in rules if r.effect == "allow")
         self._allow_plan = tuple((r.condition.test, r.id, r.allowed) for r in self._allow)
         self._memo_token = object()
-        self._memo_windows = _memo_windows(rules)
+        self._memo_windows = _memo_windows(rules) if memo else None
         build = RuleIndex.build if index else (lambda conditions: None)
         self._deny_index = build([r.expression for r in self._deny])
         self._allow_index = build([r.expression for r in self._allow])

@@ -16,7 +16,8 @@ A trace is data, recorded apart from rendering. Its vocabulary is closed:
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from policyengine.span import Span
@@ -26,15 +27,60 @@ __all__ = ["OUTCOMES", "RuleTrace", "Step", "Trace", "TraceNode", "render_text",
 OUTCOMES = ("true", "false", "undefined", "error", "skipped")
 
 
-@dataclass(frozen=True, slots=True)
 class TraceNode:
-    kind: str
-    """``and``, ``or``, ``not`` or ``test``."""
-    text: str
-    outcome: str
-    detail: str = ""
-    children: tuple[TraceNode, ...] = ()
-    span: Span | None = field(default=None, compare=False)
+    """One part of a rule's condition: its outcome and what it saw.
+
+    Immutable once built. ``detail`` may be given as a function that writes it: the
+    sentence is then written on first read, so an explained decision costs little more
+    than a plain one until someone looks at its trace (and never more than once).
+    """
+
+    __slots__ = ("_detail", "children", "kind", "outcome", "span", "text")
+
+    def __init__(
+        self,
+        kind: str,
+        text: str,
+        outcome: str,
+        detail: str | Callable[[], str] = "",
+        children: tuple[TraceNode, ...] = (),
+        span: Span | None = None,
+    ) -> None:
+        self.kind = kind
+        """``and``, ``or``, ``not`` or ``test``."""
+        self.text = text
+        self.outcome = outcome
+        self._detail = detail
+        self.children = children
+        self.span = span
+
+    @property
+    def detail(self) -> str:
+        detail = self._detail
+        if not isinstance(detail, str):
+            try:
+                detail = detail()
+            except Exception as exc:  # a probe that cannot read its fact says why
+                detail = str(exc)
+            self._detail = detail
+        return detail
+
+    def _key(self) -> tuple[object, ...]:
+        return (self.kind, self.text, self.outcome, self.detail, self.children)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, TraceNode):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return (
+            f"TraceNode(kind={self.kind!r}, text={self.text!r}, outcome={self.outcome!r}, "
+            f"detail={self.detail!r}, children={self.children!r})"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": self.kind, "text": self.text, "outcome": self.outcome}

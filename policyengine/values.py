@@ -7,6 +7,7 @@ the same shape, and the trace to print them.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import os
@@ -173,9 +174,12 @@ def parse_timestamp(text: str) -> datetime | None:
         return None
 
 
+@functools.lru_cache(maxsize=1024)
 def format_time(value: datetime) -> str:
-    value = value.astimezone(UTC)
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+    """``2026-11-28T10:00:00Z``: UTC, to the second (what the trace and the CLI show)."""
+    t = value.astimezone(UTC)
+    # a third of what strftime costs, which the explain trace paid five times over
+    return f"{t.year:04d}-{t.month:02d}-{t.day:02d}T{t.hour:02d}:{t.minute:02d}:{t.second:02d}Z"
 
 
 def as_utc(value: datetime) -> datetime:
