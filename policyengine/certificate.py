@@ -234,6 +234,130 @@ def _read_name(certificate: x509.Certificate, which: str) -> x509.Name:
         raise FactError(f"the {which} name cannot be read: {_first_line(exc)}") from None
 
 
+# -- names straight from the DER ---------------------------------------------------------
+#
+# cryptography builds a Python object for every name, RDN and attribute, which was half of
+# deciding on a certificate never seen before. Most names are simple: one attribute per
+# RDN, each a UTF8String, PrintableString or IA5String. Those are read here from the DER
+# (which cryptography has already parsed once); anything else -- another string type, a
+# multi-valued RDN, invalid text, a surprise in the encoding -- returns None, and the names
+# are read through cryptography as before, with its errors.
+
+_UTF8_STRING, _PRINTABLE_STRING, _IA5_STRING = 0x0C, 0x13, 0x16
+_PRINTABLE = frozenset(
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789 '()+,-./:=?"
+)
+_OIDS: dict[bytes, str] = {}
+
+
+def _element(data: bytes, pos: int, end: int) -> tuple[int, int, int] | None:
+    """``(tag, content start, content end)`` of the DER element at ``pos``, or None."""
+    if pos + 2 > end:
+        return None
+    tag, first = data[pos], data[pos + 1]
+    if first < 0x80:
+        start, length = pos + 2, first
+    else:
+        count = first & 0x7F
+        if count == 0 or count > 3 or data[pos + 2] == 0:
+            return None
+        start = pos + 2 + count
+        length = int.from_bytes(data[pos + 2 : start], "big")
+    stop = start + length
+    return (tag, start, stop) if stop <= end else None
+
+
+def _oid(encoded: bytes) -> str | None:
+    known = _OIDS.get(encoded)
+    if known is not None:
+        return known
+    arcs: list[int] = []
+    value = 0
+    for i, byte in enumerate(encoded):
+        if value == 0 and byte == 0x80:
+            return None  # not minimal
+        value = (value << 7) | (byte & 0x7F)
+        if not byte & 0x80:
+            arcs.append(value)
+            value = 0
+        elif i == len(encoded) - 1:
+            return None  # truncated
+    if not arcs:
+        return None
+    first = arcs[0]
+    head = [0, first] if first < 40 else [1, first - 40] if first < 80 else [2, first - 80]
+    dotted = ".".join(str(arc) for arc in head + arcs[1:])
+    if len(_OIDS) < 1024:
+        _OIDS[encoded] = dotted
+    return dotted
+
+
+def _text(tag: int, raw: bytes) -> str | None:
+    if tag == _UTF8_STRING:
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    if tag == _PRINTABLE_STRING and _PRINTABLE.issuperset(raw):
+        return raw.decode("ascii")
+    if tag == _IA5_STRING and raw.isascii():
+        return raw.decode("ascii")
+    return None
+
+
+def _plain_name(der: bytes, start: int, end: int) -> dict[str, tuple[str, ...]] | None:
+    values: dict[str, list[str]] = {}
+    pos = start
+    while pos < end:
+        rdn = _element(der, pos, end)
+        if rdn is None or rdn[0] != 0x31:
+            return None
+        atv = _element(der, rdn[1], rdn[2])
+        if atv is None or atv[0] != 0x30 or atv[2] != rdn[2]:
+            return None  # not exactly one attribute in this RDN
+        oid = _element(der, atv[1], atv[2])
+        if oid is None or oid[0] != 0x06:
+            return None
+        value = _element(der, oid[2], atv[2])
+        if value is None or value[2] != atv[2]:
+            return None
+        dotted = _oid(der[oid[1] : oid[2]])
+        text = _text(value[0], der[value[1] : value[2]])
+        if dotted is None or text is None:
+            return None
+        values.setdefault(dotted, []).append(text)
+        pos = rdn[2]
+    return {oid: tuple(found) for oid, found in values.items()}
+
+
+def _plain_names(der: bytes) -> tuple[dict[str, tuple[str, ...]], ...] | None:
+    """The issuer's and the subject's attributes by dotted OID, or None (see above)."""
+    certificate = _element(der, 0, len(der))
+    if certificate is None or certificate[0] != 0x30:
+        return None
+    tbs = _element(der, certificate[1], certificate[2])
+    if tbs is None or tbs[0] != 0x30:
+        return None
+    parts: list[tuple[int, int, int]] = []
+    pos, end = tbs[1], tbs[2]
+    while pos < end and len(parts) < 6:
+        part = _element(der, pos, end)
+        if part is None:
+            return None
+        parts.append(part)
+        pos = part[2]
+    if parts and parts[0][0] == 0xA0:  # the version
+        parts.pop(0)
+    # serialNumber, signature, issuer, validity, subject
+    if len(parts) < 5 or [p[0] for p in parts[:5]] != [0x02, 0x30, 0x30, 0x30, 0x30]:
+        return None
+    issuer = _plain_name(der, parts[2][1], parts[2][2])
+    subject = _plain_name(der, parts[4][1], parts[4][2])
+    if issuer is None or subject is None:
+        return None
+    return issuer, subject
+
+
 class CertificateFacts:
     """Everything a policy can test about one certificate, each computed on first use.
 
@@ -281,7 +405,14 @@ class CertificateFacts:
     def issuer_attributes(self) -> dict[str, tuple[str, ...]]:
         return self._attributes("issuer")
 
+    @cached_property
+    def _names_from_der(self) -> tuple[dict[str, tuple[str, ...]], ...] | None:
+        return _plain_names(self.der)
+
     def _attributes(self, which: str) -> dict[str, tuple[str, ...]]:
+        plain = self._names_from_der
+        if plain is not None:
+            return plain[0] if which == "issuer" else plain[1]
         values: dict[str, list[str]] = {}
         for attribute in self._name(which):
             value = attribute.value

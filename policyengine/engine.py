@@ -90,8 +90,9 @@ class Rule:
 
 
 _new = tuple.__new__
-_DECIDED = Decision._fields.index("trace")
-"""A decision's fields before the trace and the certificate: what the memo keeps."""
+_TICK = timedelta(microseconds=1)
+_EARLIEST = datetime.min.replace(tzinfo=UTC)
+_LATEST = datetime.max.replace(tzinfo=UTC)
 
 
 def _memo_windows(rules: Iterable[Rule]) -> tuple[timedelta, ...] | None:
@@ -388,7 +389,17 @@ class Policy:
         :class:`~policyengine.certificate.CertificateFacts`, or None. ``now`` defaults to
         the current time; a naive datetime is taken as UTC.
         """
-        return self._safely(lambda: self._evaluate(cert, path, method, host, now, explain, None))
+        if cert.__class__ is CertificateFacts and not explain and not self._exclusions:
+            # a returning client: what the memo kept, when the time is still within its span
+            kept = cert.decisions.get(self._memo_token)
+            if kept is not None:
+                at = datetime.now(UTC) if now is None else now
+                if at.tzinfo is not None and kept[0] <= at < kept[1]:
+                    return kept[2]  # type: ignore[no-any-return]
+        try:
+            return self._evaluate(cert, path, method, host, now, explain, None)
+        except Exception as exc:  # fail closed, whatever happened
+            return self._failed(exc)
 
     def evaluate_request(
         self,
@@ -552,6 +563,10 @@ class Policy:
                 False, reasons.MISSING_CERTIFICATE, message, steps, (), explain, facts
             )
 
+        if not explain and facts is not None:
+            kept = facts.decisions.get(self._memo_token)  # see _run
+            if kept is not None and kept[0] <= at < kept[1]:
+                return kept[2]  # type: ignore[no-any-return]
         ctx = Context(facts, at, path, method, host, forwarded, self.trust)
         if explain:
             detail = (
@@ -588,27 +603,29 @@ class Policy:
 
         A policy whose rules read only the certificate (no request, proxy or chain
         attribute) decides a certificate the same way until the time crosses one of its
-        validity boundaries. So the outcome is kept on the facts with the *time
-        signature* it was reached under (which side of notBefore, notAfter and each
-        `expires within` window the time is on), and reused while the signature is the
-        same: a returning client costs a lookup and a few comparisons.
+        validity boundaries (notBefore, notAfter, the opening of each `expires within`
+        window). So the decision is kept on the facts with the span of time between the
+        boundaries around now, and returned while the time is within it: a returning
+        client costs a lookup and two comparisons. The decision is immutable.
         """
         windows = self._memo_windows
         if windows is None or facts is None:
             return self._scan(ctx, facts)
-        try:
-            now, before, after = ctx.now, facts.not_before, facts.not_after
-            signature: tuple[bool, ...] = (now < before, now > after, now >= after)
-            if windows:
-                left = after - now
-                signature += tuple(left <= window for window in windows)
-        except Exception:  # an unreadable validity: decide without the memo
-            return self._scan(ctx, facts)
+        now = ctx.now
         kept = facts.decisions.get(self._memo_token)
-        if kept is not None and kept[0] == signature:
-            return _new(Decision, (*kept[1], None, facts))
+        if kept is not None and kept[0] <= now < kept[1]:
+            return kept[2]  # type: ignore[no-any-return]
         decision = self._scan(ctx, facts)
-        facts.decisions[self._memo_token] = (signature, decision[:_DECIDED])
+        try:
+            # every time predicate is a comparison of now with one of these instants
+            # (`now > notAfter` is `now >= notAfter + 1µs`: datetimes count microseconds)
+            after = facts.not_after
+            instants = [facts.not_before, after, after + _TICK, *(after - w for w in windows)]
+        except Exception:  # an unreadable validity, or an instant out of range: no memo
+            return decision
+        start = max((i for i in instants if i <= now), default=_EARLIEST)
+        end = min((i for i in instants if i > now), default=_LATEST)
+        facts.decisions[self._memo_token] = (start, end, decision)
         return decision
 
     def _scan(self, ctx: Context, facts: CertificateFacts | None) -> Decision:

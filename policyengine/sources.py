@@ -266,6 +266,7 @@ class SourceConfig:
     chain_header: str | None = None
     _networks: tuple[_Network, ...] = field(init=False, repr=False, compare=False)
     _trust_unix: bool = field(init=False, repr=False, compare=False)
+    _plan: _Plan = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         _profile(self.source)
@@ -300,6 +301,15 @@ class SourceConfig:
                 raise ValueError(f"trusted_proxies entry {entry!r}: {exc}") from None
         object.__setattr__(self, "_networks", tuple(networks))
         object.__setattr__(self, "_trust_unix", trust_unix)
+        names = tuple(
+            n for n in (self.header_name, self.chain_header_name, self.verify_header_name) if n
+        )
+        plan = _Plan(
+            names,
+            {n.lower(): n for n in names},
+            _Limits(self.max_header_bytes, self.max_chain_length),
+        )
+        object.__setattr__(self, "_plan", plan)
 
     @property
     def header_name(self) -> str | None:
@@ -381,19 +391,31 @@ class HeaderMemo:
     def __init__(self, size: int = 4096) -> None:
         self.size = size
         self._entries: OrderedDict[Hashable, object] = OrderedDict()
+        self._peers: OrderedDict[Hashable, object] = OrderedDict()
+        """Peer verdicts apart: clients cycling through many certificates must not push
+        out the verdict on the one proxy they all come through."""
         self._lock = threading.Lock()
 
     def get(self, key: Hashable) -> object:
         return self._entries.get(key)
 
     def put(self, key: Hashable, value: object) -> None:
+        self._put(self._entries, key, value)
+
+    def peer(self, address: str) -> object:
+        return self._peers.get(address)
+
+    def put_peer(self, address: str, verdict: object) -> None:
+        self._put(self._peers, address, verdict)
+
+    def _put(self, entries: OrderedDict[Hashable, object], key: Hashable, value: object) -> None:
         if self.size <= 0:
             return
         with self._lock:
-            self._entries[key] = value
-            self._entries.move_to_end(key)
-            while len(self._entries) > self.size:
-                self._entries.popitem(last=False)
+            entries[key] = value
+            entries.move_to_end(key)
+            while len(entries) > self.size:
+                entries.popitem(last=False)
 
 
 def read_forwarded(
@@ -427,17 +449,25 @@ def read_forwarded(
     assert cert_name is not None  # every header source has a default
     chain_name = config.chain_header_name
     verify_name = config.verify_header_name
-    names = [n for n in (cert_name, chain_name, verify_name) if n]
+    plan = config._plan
+    names = plan.names
 
-    peer_key = ("peer", remote_addr if isinstance(remote_addr, str) else None)
-    known = memo.get(peer_key) if memo is not None and peer_key[1] is not None else None
+    address = remote_addr if isinstance(remote_addr, str) else None
+    known = memo.peer(address) if memo is not None and address is not None else None
     if isinstance(known, tuple):
         trusted, trust_note = known
     else:
         trusted, trust_note = _peer_trusted(config, remote_addr)
-        if memo is not None and peer_key[1] is not None:
-            memo.put(peer_key, (trusted, trust_note))
-    found = _scan(headers, names)
+        if memo is not None and address is not None:
+            memo.put_peer(address, (trusted, trust_note))
+    found = _scan(headers, plan.by_lower)
+    if trusted and memo is not None:
+        # a returning client, the certificate header alone and once: one lookup
+        values, variants = found[cert_name]
+        if len(values) == 1 and not variants and not any(any(found[n]) for n in names[1:]):
+            whole = memo.get((trust_note, "values", values[0], None, None))
+            if whole.__class__ is Forwarded:
+                return whole
     if not trusted:
         notes = [trust_note]
         sent = [n for n in names if found[n][0]]
@@ -446,7 +476,7 @@ def read_forwarded(
         return Forwarded(None, (), None, None, tuple(notes))
 
     notes = [trust_note]
-    limits = _Limits(config.max_header_bytes, config.max_chain_length)
+    limits = plan.limits
 
     cert_value = _single_instance(found, cert_name, limits, notes)
     verify_value = _single_instance(found, verify_name, limits, notes) if verify_name else None
@@ -589,6 +619,15 @@ def decode_header_value(
 # -- headers, duplicates, size ---------------------------------------------------------
 
 
+class _Plan(NamedTuple):
+    """What reading one request under a SourceConfig needs, worked out once."""
+
+    names: tuple[str, ...]
+    """The certificate, chain and verify header names the source reads."""
+    by_lower: dict[str, str]
+    limits: _Limits
+
+
 class _Limits(NamedTuple):
     max_header_bytes: int
     max_chain_length: int
@@ -623,23 +662,24 @@ def _same_header(name: str, wanted: str) -> bool:
 _Found = dict[str, tuple[list[str], list[str]]]
 
 
-def _scan(headers: object, wanted: Iterable[str]) -> _Found:
-    """For each wanted header: its values, and the names of its underscore variants
-    (``X_SSL_Client_Cert`` for ``X-SSL-Client-Cert``, which WSGI servers fold into the
-    same variable). One pass over the headers, one lower-casing each; values of other
-    headers are not looked at."""
-    by_lower = {name.lower(): name for name in wanted}
+def _scan(headers: object, by_lower: Mapping[str, str]) -> _Found:
+    """For each wanted header (``by_lower``: lower-cased name -> name): its values, and the
+    names of its underscore variants (``X_SSL_Client_Cert`` for ``X-SSL-Client-Cert``,
+    which WSGI servers fold into the same variable). One pass over the headers, one
+    lower-casing each; values of other headers are not looked at."""
     found: _Found = {name: ([], []) for name in by_lower.values()}
+    wanted = by_lower.get
     try:
         for name, value in _header_items(headers):
             if name.__class__ is not str:
                 name = _as_text(name, "a header name")
-            key = name.lower()
-            hit = by_lower.get(key)
+            hit = wanted(name.lower())
             if hit is not None:
-                found[hit][0].append(_as_text(value, "a header value"))
-            elif "_" in key:
-                hit = by_lower.get(key.replace("_", "-"))
+                found[hit][0].append(
+                    value if value.__class__ is str else _as_text(value, "a header value")
+                )
+            elif "_" in name:
+                hit = wanted(name.lower().replace("_", "-"))
                 if hit is not None:
                     found[hit][1].append(name)
     except SourceError:
@@ -784,6 +824,8 @@ def _peer_trusted(config: SourceConfig, remote_addr: object) -> tuple[bool, str]
 
 _HEX = frozenset("0123456789abcdefABCDEF")
 _HEADER_SPACE = " \t"
+_DELETE = {_HEADER_SPACE: {ord(" "): None, ord("\t"): None}}
+"""Translation tables that delete the header's whitespace, made once."""
 _ANY_SPACE = " \t\r\n"
 
 
@@ -834,7 +876,9 @@ def _percent_decode(value: str) -> str:
 
 def _b64decode(text: str, *, spaces: str, what: str) -> bytes:
     """Strict base64: whitespace in ``spaces`` is dropped, anything else must be the alphabet."""
-    compact = text.translate({ord(ch): None for ch in spaces}) if spaces else text
+    compact = text
+    if spaces and any(ch in text for ch in spaces):
+        compact = text.translate(_DELETE.get(spaces) or {ord(ch): None for ch in spaces})
     if not compact:
         raise _malformed(f"{what} is empty")
     try:

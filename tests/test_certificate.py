@@ -34,6 +34,7 @@ from policyengine.certificate import (
     read_certificate,
 )
 from policyengine.language.catalog import CATALOG, Type, lookup
+from policyengine.testing import make_certificate
 from policyengine.trace import TraceNode
 from policyengine.values import FactError, Missing, format_duration, format_time
 
@@ -884,14 +885,14 @@ def test_only_the_facts_a_rule_reads_are_computed(rich: IssuedLike) -> None:
     assert vars(facts).keys() == {*computed, "sha256"}
     by_name = policy(("by-name", "allow", 'subject.CN == "api-client"'))
     assert by_name.evaluate(facts, path="/orders", now=NOW).allowed
-    # the parsed subject name is kept too: cryptography would parse it again on each read;
-    # and the attributes with one value, which is what `==` reads
+    # both names are read from the DER at once (no cryptography Name objects for plain
+    # names); and the attributes with one value, which is what `==` reads
     assert vars(facts).keys() == {
         *computed,
         "sha256",
         "subject_attributes",
         "subject_single",
-        "_subject_name",
+        "_names_from_der",
     }
 
 
@@ -1337,3 +1338,79 @@ def test_the_corpus_helpers_round_trip() -> None:
         x509.load_der_x509_certificate(hostile.base_certificate()).serial_number == hostile.SERIAL
     )
     assert len(read_certificate(_member("a 500-character subject").der).subject) >= 500
+
+
+# -- names read straight from the DER agree with cryptography -----------------------------------
+
+
+def _names_by_cryptography(der: bytes) -> tuple[dict[str, tuple[str, ...]], ...]:
+    certificate = x509.load_der_x509_certificate(der)
+    out = []
+    for name in (certificate.issuer, certificate.subject):
+        values: dict[str, list[str]] = {}
+        for attribute in name:
+            assert isinstance(attribute.value, str)
+            values.setdefault(attribute.oid.dotted_string, []).append(attribute.value)
+        out.append({oid: tuple(found) for oid, found in values.items()})
+    return tuple(out)
+
+
+@pytest.mark.parametrize(
+    "member", [m for m in hostile.corpus() if m.readable], ids=lambda m: m.name
+)
+def test_names_from_the_der_equal_cryptographys_or_are_left_to_it(member: hostile.Hostile) -> None:
+    from policyengine.certificate import _plain_names
+
+    plain = _plain_names(member.der)
+    if plain is None:
+        return  # read through cryptography, as the corpus tests above check
+    assert plain == _names_by_cryptography(member.der)
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [
+        [("CN", "api-client"), ("O", "Contoso Ltd"), ("OU", "a"), ("OU", "b")],
+        [("CN", "hôstile 😀"), ("C", "US"), ("emailAddress", "x@contoso.com")],
+        [("DC", "com"), ("DC", "contoso"), ("UID", "svc-1"), ("serialNumber", "0042")],
+        [("CN", "x" * 64), ("ST", "Washington"), ("L", "Redmond")],
+    ],
+)
+def test_plain_names_from_the_der(subject: list[tuple[str, str]]) -> None:
+    from policyengine.certificate import _plain_names
+
+    der = make_certificate(subject).der
+    plain = _plain_names(der)
+    assert plain is not None
+    assert plain == _names_by_cryptography(der)
+
+
+def test_a_multi_valued_rdn_is_left_to_cryptography() -> None:
+    from policyengine.certificate import _plain_names
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name(
+        [
+            x509.RelativeDistinguishedName(
+                [
+                    x509.NameAttribute(x509.NameOID.COMMON_NAME, "a"),
+                    x509.NameAttribute(x509.NameOID.ORGANIZATION_NAME, "b"),
+                ]
+            )
+        ]
+    )
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    der = certificate.public_bytes(serialization.Encoding.DER)
+    assert _plain_names(der) is None
+    facts = read_certificate(der)
+    assert facts.subject_attributes == {"2.5.4.3": ("a",), "2.5.4.10": ("b",)}

@@ -118,3 +118,24 @@ def test_explain_reads_no_memo_and_decides_alike() -> None:
         explained = compiled.evaluate(facts, now=now, explain=True)
         assert explained == plain
         assert explained.trace is not None and plain.trace is None
+
+
+def test_a_remembered_decision_still_honours_exclusion_paths() -> None:
+    text = policy('valid and subject.CN == "api-client"').replace(
+        "rules:", "mode: required\nexclusion_paths: /public\nrules:"
+    )
+    compiled = policy_from_text(text, "x.yaml")
+    facts = read_certificate(CERT.der)
+    now = NOT_BEFORE + WINDOW
+    assert compiled.evaluate(facts, path="/orders", now=now).reason == "allowed_by_rule"
+    assert compiled.evaluate(facts, path="/public/x", now=now).reason == "excluded_path"
+    assert compiled.evaluate(None, path="/public/x", now=now).reason == "excluded_path"
+
+
+def test_a_naive_time_is_utc_for_a_remembered_decision_too() -> None:
+    compiled = policy_from_text(policy("valid"), "n.yaml")
+    facts = read_certificate(CERT.der)
+    inside = NOT_AFTER - SECOND
+    assert compiled.evaluate(facts, now=inside).allowed
+    assert not compiled.evaluate(facts, now=(NOT_AFTER + SECOND).replace(tzinfo=None)).allowed
+    assert compiled.evaluate(facts, now=inside.replace(tzinfo=None)).allowed
