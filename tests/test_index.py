@@ -147,8 +147,7 @@ def test_indexed_decisions_equal_the_linear_scan(text: str) -> None:
 
 def pinned_names(count: int) -> str:
     rules = "".join(
-        f"  - id: client-{n}\n    effect: allow\n"
-        f'    when: valid and subject.CN == "client-{n}"\n'
+        f'  - id: client-{n}\n    effect: allow\n    when: valid and subject.CN == "client-{n}"\n'
         for n in range(count)
     )
     return f"policy: many\nrules:\n{rules}"
