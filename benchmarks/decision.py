@@ -1,71 +1,108 @@
-"""Per-decision cost of the engine, measured side by side in one run.
+"""The cost of a decision, measured side by side in one run, with each target of issue 7.
 
-    python benchmarks/decision.py [--repeats 7] [--number 20000]
+    python benchmarks/decision.py [--repeats 7] [--seconds 0.3] [--peers] [--quick]
 
-Cases, all on the same four-predicate policy (validity, subject CN, issuer O, SHA-1
-fingerprint in a set of three) and the same certificate:
+Every case is warmed up, then timed over ``--repeats`` repeats of as many calls as fill
+``--seconds``; the tables show the median per decision, the spread (min..max of the
+repeats) and the ratio each target is about. ``--peers`` adds the other policy engines
+(``pip install -e '.[bench]'``, see peers.py) on the same policy and facts.
 
-- plain python   a hand-written function over facts extracted beforehand: the floor;
-- facts read     Policy.evaluate on CertificateFacts already read (a returning client);
-- explain        the same with explain=True (the trace);
-- der in         Policy.evaluate on DER bytes (seen before: facts from the cache);
-- der cold       the same with the facts cache off: parse + hash + decide on every call;
-- header in      Policy.evaluate_request with App Service's header (base64 DER), seen before;
-- handwritten    the App Service sample style on DER bytes: parse, hash, compare.
+1. Per decision, on the four-predicate policy (validity, subject CN, issuer O, SHA-1
+   fingerprint in a set of three), the same certificate throughout:
 
-Each case runs ``number`` decisions per repeat after a warm-up; the table shows the
-median per decision over the repeats, the spread (min..max of the repeats), and the
-ratio to the plain function.
+   plain python     a hand-written function over facts extracted beforehand: the floor
+   facts            Policy.evaluate on facts already read (a returning client): the
+                    decision memo answers
+   facts, rules     the same with the memo off: the compiled rules run every time
+   explain          the same with explain=True (the rules and the trace)
+   header           Policy.evaluate_request with App Service's header (base64 DER), the
+                    certificate seen before
+   header, cold     certificates never seen before: a pool of distinct ones (2,000) taken
+                    in turn through caches half that size: decode, parse, hash, decide
+   handwritten      the App Service article's validator: decode the header, parse the
+                    certificate, hash it, compare, on every request
+
+2. Rules: 1, 100 and 10,000 allow rules each pinning a distinct CN (or fingerprint), the
+   request matching the last; the memo off, so the rule index is what is measured. The
+   linear scan (index off) is shown for 100 rules and 10,000.
+3. A fingerprint set of 1 and of 100,000 entries (memo off).
+4. Loading and compiling a 10,000-rule policy, and the memory a cached certificate takes.
+5. One thread and eight threads deciding on one policy (threads.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
-import statistics
+import gc
+import hashlib
+import itertools
+import sys
 import time
+import tracemalloc
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from common import format_table, four_predicates, measure, median, micros, spread
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from policyengine import policy_from_text, read_certificate
+from policyengine import Policy, read_certificate
+from policyengine.document import parse_document
+from policyengine.engine import _compile_document
 from policyengine.testing import make_certificate
 
 NOW = datetime(2026, 11, 28, tzinfo=UTC)
+HEADER = "X-ARR-ClientCert"
+PEER = "10.0.0.1"
+SUBJECT = {"CN": "api-client", "O": "Contoso Ltd"}
 
 
-def build() -> dict[str, Callable[[], object]]:
-    cert = make_certificate({"CN": "api-client", "O": "Contoso Ltd"})
-    der = cert.der
-    pins = [cert.sha1, "30757a2e831977d8bd9c8496e4c99ab26cb9622b", "5e" * 20]
-    policy_text = f"""
-policy: bench
-sets:
-  partners: [{", ".join(pins)}]
-rules:
-  - id: partner
-    effect: allow
-    when: |
-      valid and subject.CN == "api-client" and issuer.O == "Contoso Ltd"
-      and fingerprint in partners
-"""
-    policy = policy_from_text(policy_text, "bench.yaml")
-    facts = read_certificate(der)
-    cold = policy_from_text(policy_text, "bench.yaml", facts_cache_size=0)
-    header = [("X-ARR-ClientCert", base64.b64encode(der).decode())]
-    assert policy.evaluate(facts, path="/", now=NOW).allowed
+def compiled(text: str, **switches: bool) -> Policy:
+    return _compile_document(parse_document(text, "bench.yaml"), **switches)
 
-    extracted = {
-        "cn": "api-client",
-        "issuer_o": "Contoso Ltd",
-        "sha1": cert.sha1,
-        "not_before": facts.not_before,
-        "not_after": facts.not_after,
-    }
-    pin_set = frozenset(pins)
+
+class Bench:
+    """The certificate, the pins and the pre-extracted facts every case decides on."""
+
+    def __init__(self, pool: int = 2000) -> None:
+        self.cert = make_certificate(SUBJECT)
+        self.pins = [self.cert.sha1, "30757a2e831977d8bd9c8496e4c99ab26cb9622b", "5e" * 20]
+        self.header = base64.b64encode(self.cert.der).decode()
+        self.facts = read_certificate(self.cert.der)
+        key = ec.generate_private_key(ec.SECP256R1())  # one key: the pool differs by serial
+        self.pool = [
+            base64.b64encode(make_certificate(SUBJECT, key=key).der).decode() for _ in range(pool)
+        ]
+        self.pool_pins = [hashlib.sha1(base64.b64decode(v)).hexdigest() for v in self.pool]
+        self.extracted = {
+            "cn": "api-client",
+            "issuer_o": "Contoso Ltd",
+            "sha1": self.cert.sha1,
+            "not_before": self.facts.not_before,
+            "not_after": self.facts.not_after,
+        }
+
+
+def per_decision(bench: Bench) -> dict[str, Callable[[], object]]:
+    text = four_predicates(bench.pins)
+    policy = compiled(text)
+    rules_run = compiled(text, memo=False)
+    # never seen before: a pool of distinct certificates larger than the caches, in turn
+    cold_text = four_predicates(bench.pins + bench.pool_pins)
+    cold = _compile_document(
+        parse_document(cold_text, "bench.yaml"), facts_cache_size=len(bench.pool) // 2
+    )
+    pool_headers = [
+        [("Host", "api.contoso.com"), ("Accept", "*/*"), (HEADER, value)] for value in bench.pool
+    ]
+    turn = itertools.cycle(range(len(pool_headers)))
+    facts, header, extracted = bench.facts, bench.header, bench.extracted
+    headers = [("Host", "api.contoso.com"), ("Accept", "*/*"), (HEADER, header)]
+    pin_set = frozenset(bench.pins)
+    pool_set = frozenset(bench.pins + bench.pool_pins)
 
     def plain() -> bool:
         f = extracted
@@ -76,8 +113,8 @@ rules:
             and f["sha1"] in pin_set
         )
 
-    def handwritten() -> bool:
-        c = x509.load_der_x509_certificate(der)
+    def handwritten(value: str = header, pins: frozenset[str] = pin_set) -> bool:
+        c = x509.load_der_x509_certificate(base64.b64decode(value))
         if not (c.not_valid_before_utc <= NOW <= c.not_valid_after_utc):
             return False
         cn = c.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
@@ -85,51 +122,193 @@ rules:
         return (
             cn == "api-client"
             and org == "Contoso Ltd"
-            and c.fingerprint(hashes.SHA1()).hex() in pin_set
+            and c.fingerprint(hashes.SHA1()).hex() in pins
         )
 
-    assert plain() and handwritten()
-    return {
+    def request(p: Policy) -> Callable[[], object]:
+        return lambda: p.evaluate_request(headers=headers, remote_addr=PEER, path="/", now=NOW)
+
+    cases: dict[str, Callable[[], object]] = {
         "plain python": plain,
-        "facts read": lambda: policy.evaluate(facts, path="/", now=NOW),
-        "explain": lambda: policy.evaluate(facts, path="/", now=NOW, explain=True),
-        "der in": lambda: policy.evaluate(der, path="/", now=NOW),
-        "der cold": lambda: cold.evaluate(der, path="/", now=NOW),
-        "header in": lambda: policy.evaluate_request(
-            headers=header, remote_addr="10.0.0.1", path="/", now=NOW
+        "facts": lambda: policy.evaluate(facts, path="/", now=NOW),
+        "facts, rules": lambda: rules_run.evaluate(facts, path="/", now=NOW),
+        "explain": lambda: rules_run.evaluate(facts, path="/", now=NOW, explain=True),
+        "header": request(policy),
+        "header, cold": lambda: cold.evaluate_request(
+            headers=pool_headers[next(turn)], remote_addr=PEER, path="/", now=NOW
         ),
-        "handwritten": handwritten,
+        "handwritten": lambda: handwritten(bench.pool[next(turn)], pool_set),
     }
+    for name, case in cases.items():
+        assert case(), name  # every case allows: none is fast by being wrong
+    return cases
 
 
-def measure(case: Callable[[], object], number: int, repeats: int) -> list[float]:
-    for _ in range(min(number, 1000)):
-        case()
-    per_call = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(number):
-            case()
-        per_call.append((time.perf_counter() - start) / number)
-    return per_call
+def many_rules(count: int, by: str, bench: Bench) -> str:
+    if by == "cn":
+        parts = [f'subject.CN == "api-client-{n}"' for n in range(count - 1)]
+        parts.append('subject.CN == "api-client"')
+    else:
+        parts = [
+            f'fingerprint == "{hashlib.sha1(b"%d" % n).hexdigest()}"' for n in range(count - 1)
+        ]
+        parts.append(f'fingerprint == "{bench.cert.sha1}"')
+    rules = "".join(
+        f"  - id: r{n}\n    effect: allow\n    when: valid and {part}\n"
+        for n, part in enumerate(parts)
+    )
+    return f"policy: many\nrules:\n{rules}"
+
+
+def fingerprint_set(count: int, bench: Bench) -> str:
+    pins = [hashlib.sha1(b"%d" % n).hexdigest() for n in range(count - 1)] + [bench.cert.sha1]
+    entries = "".join(f'    - "{pin}"\n' for pin in pins)
+    return (
+        f"policy: pinned\nsets:\n  partners:\n{entries}rules:\n"
+        "  - id: partner\n    effect: allow\n    when: valid and fingerprint in partners\n"
+    )
+
+
+def memory_per_certificate(count: int = 2000) -> float:
+    """Bytes a cached certificate holds: its DER, parsed facts and the decision memo."""
+    ders = [make_certificate({"CN": f"c{n}", "O": "Contoso Ltd"}).der for n in range(count)]
+    policy = compiled(four_predicates(['"' + "0" * 40 + '"']))
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for der in ders:
+        policy.evaluate(der, path="/", now=NOW)
+    gc.collect()
+    after = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    return (after - before) / count
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--number", type=int, default=20000)
+    parser.add_argument("--seconds", type=float, default=0.3, help="per repeat")
+    parser.add_argument("--peers", action="store_true", help="add the other engines")
+    parser.add_argument("--quick", action="store_true", help="fewer, shorter repeats")
     args = parser.parse_args()
-    cases = build()
-    results = {}
-    for name, case in cases.items():
-        number = args.number if name not in ("der cold", "handwritten") else args.number // 10
-        results[name] = measure(case, number, args.repeats)
-    floor = statistics.median(results["plain python"])
-    print(f"{'case':<14}{'median':>12}{'spread':>24}{'x plain':>10}")
-    for name, samples in results.items():
-        median = statistics.median(samples)
-        spread = f"{min(samples) * 1e6:.2f}..{max(samples) * 1e6:.2f} µs"
-        print(f"{name:<14}{median * 1e6:>9.2f} µs{spread:>24}{median / floor:>10.1f}")
+    if args.quick:
+        args.repeats, args.seconds = 3, 0.05
+    bench = Bench(500 if args.quick else 2000)
+    print(f"Python {sys.version.split()[0]}; medians of {args.repeats} repeats\n")
+
+    def timed(case: Callable[[], object]) -> list[float]:
+        return measure(case, args.repeats, args.seconds)
+
+    results = {name: timed(case) for name, case in per_decision(bench).items()}
+    floor = median(results["plain python"])
+    body = [
+        (name, micros(median(s)), spread(s), f"{median(s) / floor:.1f}")
+        for name, s in results.items()
+    ]
+    print("1. One decision, four predicates")
+    print(format_table(("case", "median", "spread", "x plain"), body))
+    m = {name: median(s) for name, s in results.items()}
+    explain = m["explain"] / m["facts, rules"]
+    header = m["handwritten"] / m["header"]
+    cold = m["header, cold"] / m["handwritten"]
+    targets = [
+        ("facts <= 2.5x plain python", m["facts"] / floor, m["facts"] <= 2.5 * floor),
+        ("explain <= 3x facts, rules", explain, explain <= 3),
+        ("handwritten >= 15x header", header, header >= 15),
+        ("header, cold <= handwritten", cold, cold <= 1),
+    ]
+    print()
+    print(
+        format_table(
+            ("target", "ratio", "met"),
+            [(t, f"{r:.2f}", "yes" if ok else "NO") for t, r, ok in targets],
+        )
+    )
+    peer_rows = []
+    if args.peers:
+        import peers
+
+        for name, case in peers.peer_cases(bench.extracted, bench.pins, NOW).items():
+            samples = timed(case)
+            peer_rows.append(
+                (
+                    name,
+                    micros(median(samples)),
+                    spread(samples),
+                    f"{median(samples) / m['facts']:.1f}",
+                    f"{median(samples) / m['facts, rules']:.1f}",
+                )
+            )
+        print("\n1b. The same policy and facts in other engines")
+        header = ("engine", "median", "spread", "x facts", "x facts, rules")
+        print(format_table(header, peer_rows))
+
+    print("\n2. Rules, the request matching the last (memo off)")
+    rows = []
+    for by in ("cn", "fingerprint"):
+        base = None
+        for count in (1, 100, 10_000):
+            text = many_rules(count, by, bench)
+            indexed = compiled(text, memo=False)
+            samples = timed(lambda p=indexed: p.evaluate(bench.facts, path="/", now=NOW))
+            base = base or median(samples)
+            row = [f"{count:,} rules pinning a {by}", micros(median(samples)), spread(samples)]
+            row.append(f"{median(samples) / base:.2f}")
+            if count > 1:
+                linear = compiled(text, memo=False, index=False)
+                scan = measure(
+                    lambda p=linear: p.evaluate(bench.facts, path="/", now=NOW),
+                    3,
+                    args.seconds / 3,
+                )
+                row.append(micros(median(scan)))
+            else:
+                row.append("")
+            rows.append(tuple(row))
+    print(format_table(("case", "indexed", "spread", "x 1 rule", "linear scan"), rows))
+    if args.peers:
+        import peers
+
+        peer_rows = []
+        for n in (100, 1000):
+            for name, case in peers.peer_rule_cases(n, bench.extracted, NOW).items():
+                samples = measure(case, 3, args.seconds)
+                peer_rows.append((f"{name}, {n} rules", micros(median(samples)), spread(samples)))
+        print("\n2b. Rules pinning a CN in other engines")
+        print(format_table(("engine", "median", "spread"), peer_rows))
+
+    print("\n3. A fingerprint set (memo off)")
+    rows = []
+    base = None
+    for count in (1, 100_000):
+        policy = compiled(fingerprint_set(count, bench), memo=False)
+        samples = timed(lambda p=policy: p.evaluate(bench.facts, path="/", now=NOW))
+        base = base or median(samples)
+        ratio = f"{median(samples) / base:.2f}"
+        rows.append((f"{count:,} entries", micros(median(samples)), spread(samples), ratio))
+    print(format_table(("set", "median", "spread", "x 1 entry"), rows))
+
+    print("\n4. Loading, compiling, memory")
+    text = many_rules(10_000, "cn", bench)
+    start = time.perf_counter()
+    compiled(text)
+    load = time.perf_counter() - start
+    per_cert = memory_per_certificate(200 if args.quick else 2000)
+    print(
+        format_table(
+            ("what", "value"),
+            [
+                ("load + check + compile 10,000 rules", f"{load:.2f} s"),
+                ("memory per cached certificate", f"{per_cert / 1024:.1f} KiB"),
+            ],
+        )
+    )
+
+    print("\n5. Threads (threads.py: 16 clients through evaluate_request)")
+    import threads
+
+    repeats, decisions = (3, 20_000) if args.quick else (5, 100_000)
+    print(format_table(threads.TABLE_HEADER, threads.thread_rows(repeats, decisions)))
 
 
 if __name__ == "__main__":

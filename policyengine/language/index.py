@@ -83,7 +83,9 @@ class RuleIndex:
             (readers[group], {v: tuple(p) for v, p in table.items()})
             for group, table in tables.items()
         )
-        self._prereads = _prereads(reads.values())
+        own = [a for a in reads.values() if _of_certificate(a)]
+        self._certificate_reads = _prereads(own)
+        self._other_reads = _prereads(a for a in reads.values() if not _of_certificate(a))
         self._prefixes = tuple(tuple(group) for group in prefixes.values())
 
     @classmethod
@@ -121,7 +123,14 @@ class RuleIndex:
 
     def _hits(self, ctx: Context) -> set[int] | None:
         try:
-            for read in self._prereads:
+            facts = ctx.facts
+            # what the certificate holds reads the same every time: checked once per facts
+            if facts is None or facts.decisions.get(self) is not True:
+                for read in self._certificate_reads:
+                    read(ctx)
+                if facts is not None:
+                    facts.decisions[self] = True
+            for read in self._other_reads:
                 read(ctx)
             hits: set[int] = set()
             for read, table in self._groups:
@@ -187,6 +196,15 @@ def _fingerprint_keys(attribute: Attribute, values: tuple[object, ...]) -> tuple
             assert by.read_token is not None
             keys.append(_Key(by.name, by.read_token, tokens))
     return tuple(keys)
+
+
+def _of_certificate(attribute: Attribute) -> bool:
+    """Read from the certificate alone (not the request, the proxy, the chain or the time)."""
+    name = attribute.name
+    return not (
+        name.startswith(("request.", "proxy.", "chain."))
+        or name in ("trusted", "revoked", "valid", "expired", "not_yet_valid")
+    )
 
 
 def _prereads(attributes: Iterable[Attribute]) -> tuple[Reader, ...]:
