@@ -305,8 +305,9 @@ def _text(tag: int, raw: bytes) -> str | None:
     return None
 
 
-def _plain_name(der: bytes, start: int, end: int) -> dict[str, tuple[str, ...]] | None:
-    values: dict[str, list[str]] = {}
+def _plain_name(der: bytes, start: int, end: int) -> list[tuple[str, str]] | None:
+    """The name's ``(dotted OID, value)`` pairs in DER order, or None."""
+    pairs: list[tuple[str, str]] = []
     pos = start
     while pos < end:
         rdn = _element(der, pos, end)
@@ -325,13 +326,59 @@ def _plain_name(der: bytes, start: int, end: int) -> dict[str, tuple[str, ...]] 
         text = _text(value[0], der[value[1] : value[2]])
         if dotted is None or text is None:
             return None
-        values.setdefault(dotted, []).append(text)
+        pairs.append((dotted, text))
         pos = rdn[2]
+    return pairs
+
+
+def _by_oid(pairs: list[tuple[str, str]]) -> dict[str, tuple[str, ...]]:
+    values: dict[str, list[str]] = {}
+    for oid, text in pairs:
+        values.setdefault(oid, []).append(text)
     return {oid: tuple(found) for oid, found in values.items()}
 
 
-def _plain_names(der: bytes) -> tuple[dict[str, tuple[str, ...]], ...] | None:
-    """The issuer's and the subject's attributes by dotted OID, or None (see above)."""
+# the labels RFC 4514 strings use, as cryptography writes them; other types by dotted OID
+_RFC4514_LABELS = {
+    "2.5.4.3": "CN",
+    "2.5.4.7": "L",
+    "2.5.4.8": "ST",
+    "2.5.4.10": "O",
+    "2.5.4.11": "OU",
+    "2.5.4.6": "C",
+    "2.5.4.9": "STREET",
+    "0.9.2342.19200300.100.1.25": "DC",
+    "0.9.2342.19200300.100.1.1": "UID",
+}
+_RFC4514_ESCAPES = str.maketrans(
+    {
+        "\\": "\\\\",
+        '"': '\\"',
+        "+": "\\+",
+        ",": "\\,",
+        ";": "\\;",
+        "<": "\\<",
+        ">": "\\>",
+        "\0": "\\00",
+    }
+)
+
+
+def _rfc4514(pairs: list[tuple[str, str]]) -> str:
+    """The name as RFC 4514 writes it (last RDN first), as cryptography would."""
+    parts = []
+    for oid, value in reversed(pairs):
+        text = value.translate(_RFC4514_ESCAPES)
+        if text[-1:] == " ":
+            text = text[:-1] + "\\ "
+        if text[:1] in ("#", " "):
+            text = "\\" + text
+        parts.append(f"{_RFC4514_LABELS.get(oid, oid)}={text}")
+    return ",".join(parts)
+
+
+def _plain_names(der: bytes) -> tuple[list[tuple[str, str]], ...] | None:
+    """The issuer's and the subject's ``(dotted OID, value)`` pairs, or None (see above)."""
     certificate = _element(der, 0, len(der))
     if certificate is None or certificate[0] != 0x30:
         return None
@@ -391,11 +438,17 @@ class CertificateFacts:
 
     @_fact("the subject name")
     def subject(self) -> str:
-        return self._name("subject").rfc4514_string()
+        return self._rfc4514("subject")
 
     @_fact("the issuer name")
     def issuer(self) -> str:
-        return self._name("issuer").rfc4514_string()
+        return self._rfc4514("issuer")
+
+    def _rfc4514(self, which: str) -> str:
+        plain = self._names_from_der
+        if plain is not None:
+            return _rfc4514(plain[0] if which == "issuer" else plain[1])
+        return self._name(which).rfc4514_string()
 
     @_fact("the subject name")
     def subject_attributes(self) -> dict[str, tuple[str, ...]]:
@@ -406,13 +459,13 @@ class CertificateFacts:
         return self._attributes("issuer")
 
     @cached_property
-    def _names_from_der(self) -> tuple[dict[str, tuple[str, ...]], ...] | None:
+    def _names_from_der(self) -> tuple[list[tuple[str, str]], ...] | None:
         return _plain_names(self.der)
 
     def _attributes(self, which: str) -> dict[str, tuple[str, ...]]:
         plain = self._names_from_der
         if plain is not None:
-            return plain[0] if which == "issuer" else plain[1]
+            return _by_oid(plain[0] if which == "issuer" else plain[1])
         values: dict[str, list[str]] = {}
         for attribute in self._name(which):
             value = attribute.value

@@ -638,7 +638,7 @@ class Policy:
         if self._deny_index is not None:
             positions = self._deny_index.candidates(ctx)
             if positions is not None:
-                deny = tuple(deny[p] for p in positions)
+                deny = tuple([deny[p] for p in positions])
         for rule in deny:
             try:
                 holds = rule.condition.test(ctx)
@@ -652,7 +652,7 @@ class Policy:
         if self._allow_index is not None:
             positions = self._allow_index.candidates(ctx)
             if positions is not None:
-                plan = tuple(plan[p] for p in positions)
+                plan = tuple([plan[p] for p in positions])
         errors: list[str] | None = None
         for test, rule_id, message in plan:
             try:

@@ -22,6 +22,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from policyengine import Decision, Policy, policy_from_text
 from policyengine.certificate import (
@@ -1343,6 +1345,13 @@ def test_the_corpus_helpers_round_trip() -> None:
 # -- names read straight from the DER agree with cryptography -----------------------------------
 
 
+def _same_strings_as_cryptography(der: bytes) -> None:
+    certificate = x509.load_der_x509_certificate(der)
+    facts = read_certificate(der)
+    assert facts.subject == certificate.subject.rfc4514_string()
+    assert facts.issuer == certificate.issuer.rfc4514_string()
+
+
 def _names_by_cryptography(der: bytes) -> tuple[dict[str, tuple[str, ...]], ...]:
     certificate = x509.load_der_x509_certificate(der)
     out = []
@@ -1359,12 +1368,13 @@ def _names_by_cryptography(der: bytes) -> tuple[dict[str, tuple[str, ...]], ...]
     "member", [m for m in hostile.corpus() if m.readable], ids=lambda m: m.name
 )
 def test_names_from_the_der_equal_cryptographys_or_are_left_to_it(member: hostile.Hostile) -> None:
-    from policyengine.certificate import _plain_names
+    from policyengine.certificate import _by_oid, _plain_names
 
     plain = _plain_names(member.der)
     if plain is None:
         return  # read through cryptography, as the corpus tests above check
-    assert plain == _names_by_cryptography(member.der)
+    assert tuple(_by_oid(p) for p in plain) == _names_by_cryptography(member.der)
+    _same_strings_as_cryptography(member.der)
 
 
 @pytest.mark.parametrize(
@@ -1374,15 +1384,19 @@ def test_names_from_the_der_equal_cryptographys_or_are_left_to_it(member: hostil
         [("CN", "hôstile 😀"), ("C", "US"), ("emailAddress", "x@contoso.com")],
         [("DC", "com"), ("DC", "contoso"), ("UID", "svc-1"), ("serialNumber", "0042")],
         [("CN", "x" * 64), ("ST", "Washington"), ("L", "Redmond")],
+        # every character RFC 4514 escapes, where it escapes them
+        [("CN", ' #lead, "q" +p;s<a>b\\c trail '), ("O", "#hash"), ("OU", "nul\x00in")],
+        [("CN", " "), ("O", "a"), ("OU", "x y")],
     ],
 )
 def test_plain_names_from_the_der(subject: list[tuple[str, str]]) -> None:
-    from policyengine.certificate import _plain_names
+    from policyengine.certificate import _by_oid, _plain_names
 
     der = make_certificate(subject).der
     plain = _plain_names(der)
     assert plain is not None
-    assert plain == _names_by_cryptography(der)
+    assert tuple(_by_oid(p) for p in plain) == _names_by_cryptography(der)
+    _same_strings_as_cryptography(der)
 
 
 def test_a_multi_valued_rdn_is_left_to_cryptography() -> None:
@@ -1414,3 +1428,18 @@ def test_a_multi_valued_rdn_is_left_to_cryptography() -> None:
     assert _plain_names(der) is None
     facts = read_certificate(der)
     assert facts.subject_attributes == {"2.5.4.3": ("a",), "2.5.4.10": ("b",)}
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["CN", "O", "OU", "L", "DC"]),
+            st.text(alphabet=' #,+;<>"\\=abcXYZ09-.é😀\x00', min_size=1, max_size=20),
+        ),
+        min_size=1,
+        max_size=5,
+    )
+)
+def test_names_written_from_the_der_equal_cryptographys(subject: list[tuple[str, str]]) -> None:
+    _same_strings_as_cryptography(make_certificate(subject).der)
