@@ -191,16 +191,21 @@ def as_utc(value: datetime) -> datetime:
 
 # -- the request ----------------------------------------------------------------------------
 
-_NEEDS_NORMALIZING = ("%", "?", "#", "/.", "\\")
-
-
 def normalize_path(path: str) -> str:
     """The path as an application routes it: no query, decoded, dot segments resolved.
 
     ``/public/../admin`` is ``/admin``, so it cannot ride an exclusion for ``/public``.
     """
-    if path.startswith("/") and "//" not in path and not any(c in path for c in _NEEDS_NORMALIZING):
-        return path
+    if (
+        path.startswith("/")
+        and "//" not in path
+        and "%" not in path
+        and "/." not in path
+        and "\\" not in path
+        and "?" not in path
+        and "#" not in path
+    ):
+        return path  # nothing to decode or resolve (one test per character of concern)
     path = path.split("?", 1)[0].split("#", 1)[0]
     # backslashes count as separators: IIS (App Service on Windows) routes them as `/`
     path = unquote(path, errors="replace").replace("\\", "/")
