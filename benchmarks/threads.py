@@ -248,7 +248,7 @@ def measure_threads(
 def rows(results: Sequence[ThreadResult]) -> list[tuple[str, ...]]:
     """The table rows of ``results`` (columns as in :data:`TABLE_HEADER`)."""
     single = {r.case: r for r in results if r.threads == 1}
-    out = []
+    out: list[tuple[str, ...]] = []
     for r in results:
         rates = r.rates
         base = single.get(r.case)
