@@ -83,10 +83,11 @@ def environ_request(environ: Mapping[str, Any]) -> dict[str, Any]:
     style names; the sources match them case-insensitively and treat ``_`` and ``-`` as the
     same, which is exactly the ambiguity WSGI servers create.
     """
-    headers: list[tuple[str, str]] = []
-    for key, value in environ.items():
-        if key.startswith("HTTP_") and isinstance(value, str):
-            headers.append((key[5:].replace("_", "-"), value))
+    headers = [
+        (key[5:].replace("_", "-"), value)
+        for key, value in environ.items()
+        if key[:5] == "HTTP_" and isinstance(value, str)
+    ]
     return {
         "headers": headers,
         "remote_addr": environ.get("REMOTE_ADDR") or None,

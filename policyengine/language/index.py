@@ -53,6 +53,9 @@ class RuleIndex:
 
     def __init__(self, conditions: Sequence[ast.Expr]) -> None:
         self.size = len(conditions)
+        self._token = object()
+        """The key of what this index noted on a certificate's facts (not the index
+        itself: facts cached after a policy reload must not keep the old index alive)."""
         tables: dict[str, dict[Hashable, list[int]]] = {}
         readers: dict[str, Reader] = {}
         always: list[int] = []
@@ -125,11 +128,11 @@ class RuleIndex:
         try:
             facts = ctx.facts
             # what the certificate holds reads the same every time: checked once per facts
-            if facts is None or facts.decisions.get(self) is not True:
+            if facts is None or facts.decisions.get(self._token) is not True:
                 for read in self._certificate_reads:
                     read(ctx)
                 if facts is not None:
-                    facts.decisions[self] = True
+                    facts.decisions[self._token] = True
             for read in self._other_reads:
                 read(ctx)
             hits: set[int] = set()
