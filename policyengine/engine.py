@@ -389,14 +389,14 @@ class Policy:
         :class:`~policyengine.certificate.CertificateFacts`, or None. ``now`` defaults to
         the current time; a naive datetime is taken as UTC.
         """
-        if cert.__class__ is CertificateFacts and not explain and not self._exclusions:
-            # a returning client: what the memo kept, when the time is still within its span
-            kept = cert.decisions.get(self._memo_token)
-            if kept is not None:
-                at = datetime.now(UTC) if now is None else now
-                if at.tzinfo is not None and kept[0] <= at < kept[1]:
-                    return kept[2]  # type: ignore[no-any-return]
         try:
+            if cert.__class__ is CertificateFacts and not explain and not self._exclusions:
+                # a returning client: what the memo kept, while the time is within its span
+                kept = cert.decisions.get(self._memo_token)
+                if kept is not None:
+                    at = datetime.now(UTC) if now is None else now
+                    if at.tzinfo is not None and kept[0] <= at < kept[1]:
+                        return kept[2]  # type: ignore[no-any-return]
             return self._evaluate(cert, path, method, host, now, explain, None)
         except Exception as exc:  # fail closed, whatever happened
             return self._failed(exc)

@@ -139,3 +139,11 @@ def test_a_naive_time_is_utc_for_a_remembered_decision_too() -> None:
     assert compiled.evaluate(facts, now=inside).allowed
     assert not compiled.evaluate(facts, now=(NOT_AFTER + SECOND).replace(tzinfo=None)).allowed
     assert compiled.evaluate(facts, now=inside.replace(tzinfo=None)).allowed
+
+
+def test_a_bad_time_for_a_remembered_decision_is_a_deny_not_an_exception() -> None:
+    compiled = policy_from_text(policy("valid"), "t.yaml")
+    facts = read_certificate(CERT.der)
+    assert compiled.evaluate(facts, now=NOT_BEFORE + WINDOW).allowed
+    decision = compiled.evaluate(facts, now="yesterday")  # type: ignore[arg-type]
+    assert (decision.allowed, decision.reason) == (False, "evaluation_error")
