@@ -191,6 +191,7 @@ def as_utc(value: datetime) -> datetime:
 
 # -- the request ----------------------------------------------------------------------------
 
+
 def normalize_path(path: str) -> str:
     """The path as an application routes it: no query, decoded, dot segments resolved.
 
