@@ -90,6 +90,12 @@ class RuleIndex:
         self._certificate_reads = _prereads(own)
         self._other_reads = _prereads(a for a in reads.values() if not _of_certificate(a))
         self._prefixes = tuple(tuple(group) for group in prefixes.values())
+        # one key attribute and few unkeyed rules (the common shape): each value's
+        # candidates, merged with the unkeyed rules and sorted, made once
+        self._merged: dict[Hashable, tuple[int, ...]] | None = None
+        if len(self._groups) == 1 and len(always) <= 16:
+            only = self._groups[0][1]
+            self._merged = {v: tuple(sorted({*p, *always})) for v, p in only.items()}
 
     @classmethod
     def build(cls, conditions: Sequence[ast.Expr]) -> RuleIndex | None:
@@ -99,6 +105,16 @@ class RuleIndex:
 
     def candidates(self, ctx: Context) -> tuple[int, ...] | None:
         """Positions of the rules that can hold, in order; None means "test them all"."""
+        merged = self._merged
+        if merged is not None:
+            try:
+                self._check_readable(ctx)
+                value = self._groups[0][0](ctx)
+            except Exception:
+                return None
+            if value.__class__ is Missing:
+                return self._always
+            return merged.get(value, self._always)
         hits = self._hits(ctx)
         if hits is None:
             return None
@@ -124,17 +140,21 @@ class RuleIndex:
                     break
         return tuple(sorted(chosen))
 
+    def _check_readable(self, ctx: Context) -> None:
+        """Read every attribute the indexed rules read; raises if one cannot be read."""
+        facts = ctx.facts
+        # what the certificate holds reads the same every time: checked once per facts
+        if facts is None or facts.decisions.get(self._token) is not True:
+            for read in self._certificate_reads:
+                read(ctx)
+            if facts is not None:
+                facts.decisions[self._token] = True
+        for read in self._other_reads:
+            read(ctx)
+
     def _hits(self, ctx: Context) -> set[int] | None:
         try:
-            facts = ctx.facts
-            # what the certificate holds reads the same every time: checked once per facts
-            if facts is None or facts.decisions.get(self._token) is not True:
-                for read in self._certificate_reads:
-                    read(ctx)
-                if facts is not None:
-                    facts.decisions[self._token] = True
-            for read in self._other_reads:
-                read(ctx)
+            self._check_readable(ctx)
             hits: set[int] = set()
             for read, table in self._groups:
                 value = read(ctx)
