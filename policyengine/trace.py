@@ -37,17 +37,20 @@ class TraceNode:
     than a plain one until someone looks at its trace (and never more than once).
     """
 
-    __slots__ = ("_detail", "children", "kind", "outcome", "span", "text")
+    __slots__ = ("_detail", "_seen", "children", "kind", "outcome", "span", "text")
 
     def __init__(
         self,
         kind: str,
         text: str,
         outcome: str,
-        detail: str | Callable[[], str] = "",
+        detail: str | Callable[[Any], str] = "",
         children: tuple[TraceNode, ...] = (),
         span: Span | None = None,
+        seen: Any = None,
     ) -> None:
+        """``detail`` is the sentence, or a function that writes it from ``seen`` (what the
+        test saw: the evaluation's context) when it is first read."""
         self.kind = kind
         """``and``, ``or``, ``not`` or ``test``."""
         self.text = text
@@ -55,16 +58,18 @@ class TraceNode:
         self._detail = detail
         self.children = children
         self.span = span
+        self._seen = seen
 
     @property
     def detail(self) -> str:
         detail = self._detail
         if not isinstance(detail, str):
             try:
-                detail = detail()
+                detail = detail(self._seen)
             except Exception as exc:  # a probe that cannot read its fact says why
                 detail = str(exc)
             self._detail = detail
+            self._seen = None
         return detail
 
     def _key(self) -> tuple[object, ...]:

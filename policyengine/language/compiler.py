@@ -131,8 +131,9 @@ def _traced_leaf(expr: Any, test: Test, probe: Probe) -> Traced:
             result = test(ctx)
         except Exception as exc:
             return TraceNode("test", text, "error", str(exc), (), span)
-        # what the test saw is written when the trace is read (the facts are kept)
-        return TraceNode("test", text, _outcome(result), lambda: probe(ctx), (), span)
+        # what the test saw is written when the trace is read (the context is kept)
+        outcome = "true" if result is True else "false" if result is False else "undefined"
+        return TraceNode("test", text, outcome, probe, (), span, ctx)
 
     return traced
 
