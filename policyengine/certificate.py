@@ -18,7 +18,7 @@ import functools
 import hashlib
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
@@ -331,7 +331,7 @@ def _plain_name(der: bytes, start: int, end: int) -> list[tuple[str, str]] | Non
     return pairs
 
 
-def _by_oid(pairs: list[tuple[str, str]]) -> dict[str, tuple[str, ...]]:
+def _by_oid(pairs: Iterable[tuple[str, str]]) -> dict[str, tuple[str, ...]]:
     values: dict[str, list[str]] = {}
     for oid, text in pairs:
         values.setdefault(oid, []).append(text)
@@ -364,7 +364,7 @@ _RFC4514_ESCAPES = str.maketrans(
 )
 
 
-def _rfc4514(pairs: list[tuple[str, str]]) -> str:
+def _rfc4514(pairs: Sequence[tuple[str, str]]) -> str:
     """The name as RFC 4514 writes it (last RDN first), as cryptography would."""
     parts = []
     for oid, value in reversed(pairs):
@@ -377,7 +377,7 @@ def _rfc4514(pairs: list[tuple[str, str]]) -> str:
     return ",".join(parts)
 
 
-def _plain_names(der: bytes) -> tuple[list[tuple[str, str]], ...] | None:
+def _plain_names(der: bytes) -> tuple[tuple[tuple[str, str], ...], ...] | None:
     """The issuer's and the subject's ``(dotted OID, value)`` pairs, or None (see above)."""
     certificate = _element(der, 0, len(der))
     if certificate is None or certificate[0] != 0x30:
@@ -398,11 +398,29 @@ def _plain_names(der: bytes) -> tuple[list[tuple[str, str]], ...] | None:
     # serialNumber, signature, issuer, validity, subject
     if len(parts) < 5 or [p[0] for p in parts[:5]] != [0x02, 0x30, 0x30, 0x30, 0x30]:
         return None
-    issuer = _plain_name(der, parts[2][1], parts[2][2])
-    subject = _plain_name(der, parts[4][1], parts[4][2])
+    issuer = _cached_name(der[parts[2][1] : parts[2][2]])
+    subject = _cached_name(der[parts[4][1] : parts[4][2]])
     if issuer is None or subject is None:
         return None
     return issuer, subject
+
+
+_NAMES: dict[bytes, tuple[tuple[str, str], ...] | None] = {}
+"""Names already read, by their DER: a CA's name is the issuer of every certificate it
+signed. Bounded: emptied when full."""
+
+
+def _cached_name(encoded: bytes) -> tuple[tuple[str, str], ...] | None:
+    try:
+        return _NAMES[encoded]
+    except KeyError:
+        pass
+    pairs = _plain_name(encoded, 0, len(encoded))
+    found = None if pairs is None else tuple(pairs)
+    if len(_NAMES) >= 4096:
+        _NAMES.clear()
+    _NAMES[encoded] = found
+    return found
 
 
 class CertificateFacts:
@@ -459,7 +477,7 @@ class CertificateFacts:
         return self._attributes("issuer")
 
     @cached_property
-    def _names_from_der(self) -> tuple[list[tuple[str, str]], ...] | None:
+    def _names_from_der(self) -> tuple[tuple[tuple[str, str], ...], ...] | None:
         return _plain_names(self.der)
 
     def _attributes(self, which: str) -> dict[str, tuple[str, ...]]:
