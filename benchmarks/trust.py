@@ -20,15 +20,15 @@ issuing CA in hard mode):
 - hostile 100 direct 100 shared-key look-alikes handed to TrustStore.verify directly, before
                      any source cap, cold.
 
-Each case is warmed up, then runs ``number`` times per repeat; the table shows the median
-time per call over the repeats and the spread (min..max of the repeats).
+Each case is warmed up, then timed over ``--repeats`` repeats of as many calls as fill
+0.3 s (``--quick``: 3 repeats of 0.05 s); the table shows the median time per call over
+the repeats and the spread (min..max of the repeats).
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
-import statistics
 import tempfile
 import textwrap
 import time
@@ -36,6 +36,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from common import format_table, measure, median, micros, spread
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -175,51 +176,18 @@ def build() -> dict[str, Callable[[], object]]:
     }
 
 
-NUMBERS = {
-    "verify cold": 300,
-    "verify cached": 50000,
-    "decide cold": 300,
-    "decide cached": 20000,
-    "hostile 8 shared": 100,
-    "hostile 8 distinct": 30,
-    "hostile 100 direct": 30,
-}
-
-
-def measure(case: Callable[[], object], number: int, repeats: int) -> list[float]:
-    for _ in range(max(1, number // 10)):
-        case()
-    per_call = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(number):
-            case()
-        per_call.append((time.perf_counter() - start) / number)
-    return per_call
-
-
-def show(seconds: float) -> str:
-    if seconds >= 1e-3:
-        return f"{seconds * 1e3:.2f} ms"
-    return f"{seconds * 1e6:.2f} µs"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--quick", action="store_true", help="3 repeats of a tenth as many")
     args = parser.parse_args()
     repeats = 3 if args.quick else args.repeats
+    seconds = 0.05 if args.quick else 0.3
     started = time.perf_counter()
     cases = build()
-    results = {}
-    for name, case in cases.items():
-        number = NUMBERS[name] // 10 if args.quick else NUMBERS[name]
-        results[name] = measure(case, max(number, 3), repeats)
-    print(f"{'case':<20}{'median':>12}{'spread (min..max)':>28}")
-    for name, samples in results.items():
-        spread = f"{show(min(samples))}..{show(max(samples))}"
-        print(f"{name:<20}{show(statistics.median(samples)):>12}{spread:>28}")
+    results = {name: measure(case, repeats, seconds) for name, case in cases.items()}
+    rows = [(name, micros(median(s)), spread(s)) for name, s in results.items()]
+    print(format_table(("case", "median", "spread (min..max)"), rows))
     print(f"({repeats} repeats; {time.perf_counter() - started:.1f} s in all)")
 
 
