@@ -14,6 +14,11 @@ check names and types -> compile to closures. Evaluating a request then runs, in
 
 Evaluation never raises and never allows by accident: any unexpected error is a deny
 with reason ``evaluation_error``.
+
+Steps 4 to 6 take two shortcuts that never change a decision (docs/performance.md):
+a policy that reads only the certificate and the time remembers its decision on the
+certificate's facts for the span of time it holds (``Policy._run``), and long rule lists
+test only the rules their index says can hold (:mod:`policyengine.language.index`).
 """
 
 from __future__ import annotations
