@@ -147,3 +147,15 @@ def test_a_bad_time_for_a_remembered_decision_is_a_deny_not_an_exception() -> No
     assert compiled.evaluate(facts, now=NOT_BEFORE + WINDOW).allowed
     decision = compiled.evaluate(facts, now="yesterday")  # type: ignore[arg-type]
     assert (decision.allowed, decision.reason) == (False, "evaluation_error")
+
+
+def test_a_policy_that_reads_the_proxys_verdict_is_not_remembered() -> None:
+    text = policy("valid and proxy.verified").replace(
+        "rules:", "certificate:\n  source: nginx\nrules:"
+    )
+    compiled = policy_from_text(text, "p.yaml")
+    facts = read_certificate(CERT.der)
+    now = NOT_BEFORE + WINDOW
+    # evaluate() has no proxy: proxy.verified is undefined, so the rule does not hold
+    assert not compiled.evaluate(facts, now=now).allowed
+    assert facts.decisions == {}
