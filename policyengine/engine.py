@@ -397,11 +397,11 @@ class Policy:
         try:
             if cert.__class__ is CertificateFacts and not explain and not self._exclusions:
                 # a returning client: what the memo kept, while the time is within its span
-                kept = cert.decisions.get(self._memo_token)
-                if kept is not None:
-                    at = datetime.now(UTC) if now is None else now
-                    if at.tzinfo is not None and kept[0] <= at < kept[1]:
-                        return kept[2]  # type: ignore[no-any-return]
+                at = datetime.now(UTC) if now is None else now
+                if at.tzinfo is not None:
+                    remembered = self._remembered(cert, at)
+                    if remembered is not None:
+                        return remembered
             return self._evaluate(cert, path, method, host, now, explain, None)
         except Exception as exc:  # fail closed, whatever happened
             return self._failed(exc)
@@ -569,9 +569,9 @@ class Policy:
             )
 
         if not explain and facts is not None:
-            kept = facts.decisions.get(self._memo_token)  # see _run
-            if kept is not None and kept[0] <= at < kept[1]:
-                return kept[2]  # type: ignore[no-any-return]
+            remembered = self._remembered(facts, at)
+            if remembered is not None:
+                return remembered
         ctx = Context(facts, at, path, method, host, forwarded, self.trust)
         if explain:
             detail = (
@@ -604,7 +604,7 @@ class Policy:
         )
 
     def _run(self, ctx: Context, facts: CertificateFacts | None) -> Decision:
-        """The rules without a trace, remembered on the facts when the policy allows it.
+        """The rules without a trace, their decision kept on the facts when the policy allows.
 
         A policy whose rules read only the certificate (no request, proxy or chain
         attribute) decides a certificate the same way until the time crosses one of its
@@ -616,10 +616,8 @@ class Policy:
         windows = self._memo_windows
         if windows is None or facts is None:
             return self._scan(ctx, facts)
+        # _evaluate has looked in the memo already (see _remembered): decide, and keep it
         now = ctx.now
-        kept = facts.decisions.get(self._memo_token)
-        if kept is not None and kept[0] <= now < kept[1]:
-            return kept[2]  # type: ignore[no-any-return]
         decision = self._scan(ctx, facts)
         try:
             # every time predicate is a comparison of now with one of these instants
@@ -632,6 +630,13 @@ class Policy:
         end = min((i for i in instants if i > now), default=_LATEST)
         facts.decisions[self._memo_token] = (start, end, decision)
         return decision
+
+    def _remembered(self, facts: CertificateFacts, at: datetime) -> Decision | None:
+        """The decision the memo kept on these facts, if ``at`` is within its span."""
+        kept = facts.decisions.get(self._memo_token)
+        if kept is not None and kept[0] <= at < kept[1]:
+            return kept[2]  # type: ignore[no-any-return]
+        return None
 
     def _scan(self, ctx: Context, facts: CertificateFacts | None) -> Decision:
         """The rules without a trace: deny rules first, then the first allow rule that holds.
