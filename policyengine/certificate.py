@@ -802,10 +802,8 @@ class FactsCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def read(self, value: object) -> CertificateFacts:
-        """Facts for a certificate given as read_certificate takes it, from the cache if seen."""
-        if not isinstance(value, (bytes, str)) or self.size == 0:
-            return read_certificate(value)
+    def get(self, value: bytes | str) -> CertificateFacts | None:
+        """The facts kept for exactly these bytes, or None."""
         # a hit takes no lock: each dictionary operation is atomic, and a lock taken on
         # every request made eight threads slower together than one alone (a convoy)
         entry = self._entries.get(value)
@@ -814,6 +812,14 @@ class FactsCache:
                 self._entries.move_to_end(value)  # least recently *used* goes first
             except KeyError:  # evicted by another thread meanwhile: still a good answer
                 pass
+        return entry
+
+    def read(self, value: object) -> CertificateFacts:
+        """Facts for a certificate given as read_certificate takes it, from the cache if seen."""
+        if not isinstance(value, (bytes, str)) or self.size == 0:
+            return read_certificate(value)
+        entry = self.get(value)
+        if entry is not None:
             return entry
         facts = read_certificate(value)  # outside the lock: parsing may be slow
         with self._lock:

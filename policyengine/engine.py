@@ -430,9 +430,24 @@ class Policy:
         ``malformed_header``, ``chain_too_long``).
         """
         config = self.source
-        context = scope if config.source == "asgi-tls" else environ
-
         memo = self._header_memo
+        if not explain:
+            # a returning client: the header memo knows the value, the memo the decision
+            try:
+                returning = memo.recall(config, headers, remote_addr)
+                leaf = None if returning is None else returning.leaf
+                facts = None if leaf is None else self._facts.get(leaf)
+                if facts is not None and (
+                    not self._exclusions or not isinstance(path, str) or not self.excluded(path)
+                ):
+                    at = datetime.now(UTC) if now is None else now
+                    if at.tzinfo is not None:
+                        remembered = self._remembered(facts, at)
+                        if remembered is not None:
+                            return remembered
+            except Exception:  # the full path below decides, and says why
+                pass
+        context = scope if config.source == "asgi-tls" else environ
 
         def obtain() -> Forwarded:
             return read_forwarded(config, headers, remote_addr, context, memo=memo)

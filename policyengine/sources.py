@@ -308,6 +308,8 @@ class SourceConfig:
             names,
             {n.lower(): n for n in names},
             _Limits(self.max_header_bytes, self.max_chain_length),
+            # gcp's notes read other headers, so its results are not kept whole
+            bool(names) and self.source not in ("gcp", "wsgi-environ", "asgi-tls"),
         )
         object.__setattr__(self, "_plan", plan)
 
@@ -379,6 +381,9 @@ class Forwarded(NamedTuple):
 # -- reading one request ---------------------------------------------------------------
 
 
+_CERTIFICATE, _OTHER = 1, 2
+
+
 class HeaderMemo:
     """A bounded, thread-safe memory of decoded header values and peer verdicts.
 
@@ -395,6 +400,8 @@ class HeaderMemo:
         """Peer verdicts apart: clients cycling through many certificates must not push
         out the verdict on the one proxy they all come through."""
         self._lock = threading.Lock()
+        self._kinds: dict[str, int] = {}
+        """Header names by what they are to ``recall`` (see ``_kind``)."""
 
     def get(self, key: Hashable) -> object:
         return self._entries.get(key)
@@ -407,6 +414,63 @@ class HeaderMemo:
 
     def put_peer(self, address: str, verdict: object) -> None:
         self._put(self._peers, address, verdict)
+
+    def recall(
+        self, config: SourceConfig, headers: object, remote_addr: object
+    ) -> Forwarded | None:
+        """What :func:`read_forwarded` returns for a returning client, or None.
+
+        A returning client: a trusted peer already seen, the certificate header sent once
+        and no other header the source reads (nor an underscore variant of one), the
+        value already decoded into a whole result. Anything else, including anything odd
+        about ``headers``, is None, and :func:`read_forwarded` reads the request as usual.
+        One pass over the header names and two lookups, without the bookkeeping
+        :func:`read_forwarded` needs for everything else.
+        """
+        plan = config._plan
+        if not plan.whole or remote_addr.__class__ is not str:
+            return None
+        known = self._peers.get(remote_addr)
+        if known is None or not known[0]:  # type: ignore[index]
+            return None
+        if headers.__class__ is dict:
+            headers = headers.items()
+        elif headers.__class__ is not list and headers.__class__ is not tuple:
+            return None
+        kinds = self._kinds
+        value = None
+        try:
+            for name, sent in headers:
+                kind = kinds.get(name)
+                if kind is None:
+                    kind = self._kind(plan, name)
+                if kind:
+                    if kind == _OTHER or value is not None:
+                        return None
+                    value = sent
+        except Exception:  # not pairs: read_forwarded says what is wrong
+            return None
+        if value.__class__ is not str:
+            return None
+        whole = self._entries.get((known[1], "values", value, None, None))  # type: ignore[index]
+        return whole if whole.__class__ is Forwarded else None
+
+    def _kind(self, plan: _Plan, name: object) -> int:
+        """What a header name is to ``recall``, remembered: 0 unread, 1 the certificate
+        header, 2 anything else the source reads (another of its headers, an underscore
+        variant of one, a name that is not text)."""
+        if name.__class__ is not str:
+            return _OTHER
+        low = name.lower()
+        hit = plan.by_lower.get(low)
+        if hit is not None:
+            kind = _CERTIFICATE if hit == plan.names[0] else _OTHER
+        else:
+            kind = _OTHER if "_" in low and low.replace("_", "-") in plan.by_lower else 0
+        if len(self._kinds) >= 1024:  # names are few; a client inventing them is not kept
+            self._kinds.clear()
+        self._kinds[name] = kind
+        return kind
 
     def _put(self, entries: OrderedDict[Hashable, object], key: Hashable, value: object) -> None:
         if self.size <= 0:
@@ -489,7 +553,7 @@ def read_forwarded(
         chain_value = None
 
     values_key = ("values", cert_value, chain_value, verify_value)
-    use_memo = memo is not None and config.source != "gcp"  # gcp notes read other headers
+    use_memo = memo is not None and plan.whole
     # the whole result, when nothing but the peer's verdict is noted: a returning client
     # with the same certificate costs one lookup
     whole_key = (trust_note, *values_key) if use_memo and len(notes) == 1 else None
@@ -626,6 +690,8 @@ class _Plan(NamedTuple):
     """The certificate, chain and verify header names the source reads."""
     by_lower: dict[str, str]
     limits: _Limits
+    whole: bool
+    """Whether a request's whole result may be kept (see ``HeaderMemo.recall``)."""
 
 
 class _Limits(NamedTuple):
