@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
 import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -53,6 +52,9 @@ def read_certificate(value: object) -> CertificateFacts:
 
     Raises :class:`CertificateError` with a short, precise message on anything else.
     """
+    if value.__class__ is bytes and value[:1] == b"\x30":  # DER, the usual case
+        _check_length(len(value))
+        return _parse_der(value)
     if isinstance(value, x509.Certificate):
         try:
             der = value.public_bytes(serialization.Encoding.DER)
@@ -72,15 +74,22 @@ def read_certificate(value: object) -> CertificateFacts:
         raise CertificateError(
             f"a certificate must be PEM or DER bytes or text, not {type(value).__name__}"
         )
-    if len(data) > MAX_CERTIFICATE_BYTES:
-        raise CertificateError(
-            f"the certificate is {len(data)} bytes, over the {MAX_CERTIFICATE_BYTES}-byte limit"
-        )
+    _check_length(len(data))
     if not data.strip():
         raise CertificateError("the certificate is empty")
     # DER starts with a SEQUENCE tag (0x30); its bytes may contain the PEM marker in a name
     is_pem = _PEM_BEGIN in data and not data.startswith(b"\x30")
-    der = _pem_to_der(data) if is_pem else data
+    return _parse_der(_pem_to_der(data) if is_pem else data)
+
+
+def _check_length(length: int) -> None:
+    if length > MAX_CERTIFICATE_BYTES:
+        raise CertificateError(
+            f"the certificate is {length} bytes, over the {MAX_CERTIFICATE_BYTES}-byte limit"
+        )
+
+
+def _parse_der(der: bytes) -> CertificateFacts:
     try:
         cert = x509.load_der_x509_certificate(der)
     except Exception as exc:
@@ -209,20 +218,31 @@ class cached_property(Generic[_T]):
         return value
 
 
+class _GuardedFact(cached_property[_T]):
+    """A cached fact whose errors become a FactError naming what could not be read."""
+
+    def __init__(self, compute: Callable[[Any], _T], what: str) -> None:
+        super().__init__(compute)
+        self.what = what
+
+    def __get__(self, instance: Any, owner: type | None = None) -> _T:
+        if instance is None:
+            return self  # type: ignore[return-value]
+        try:
+            value = self.compute(instance)
+        except FactError:
+            raise
+        except Exception as exc:
+            raise FactError(f"{self.what} cannot be read: {_first_line(exc)}") from None
+        instance.__dict__[self.name] = value
+        return value
+
+
 def _fact(what: str) -> Callable[[Callable[[CertificateFacts], _T]], cached_property[_T]]:
     """A lazily computed, cached fact; any error reading it becomes a FactError naming it."""
 
     def decorate(method: Callable[[CertificateFacts], _T]) -> cached_property[_T]:
-        @functools.wraps(method)
-        def guarded(self: CertificateFacts) -> _T:
-            try:
-                return method(self)
-            except FactError:
-                raise
-            except Exception as exc:
-                raise FactError(f"{what} cannot be read: {_first_line(exc)}") from None
-
-        return cached_property(guarded)
+        return _GuardedFact(method, what)
 
     return decorate
 
@@ -377,46 +397,82 @@ def _rfc4514(pairs: Sequence[tuple[str, str]]) -> str:
     return ",".join(parts)
 
 
-def _plain_names(der: bytes) -> tuple[tuple[tuple[str, str], ...], ...] | None:
-    """The issuer's and the subject's ``(dotted OID, value)`` pairs, or None (see above)."""
-    certificate = _element(der, 0, len(der))
-    if certificate is None or certificate[0] != 0x30:
-        return None
-    tbs = _element(der, certificate[1], certificate[2])
-    if tbs is None or tbs[0] != 0x30:
-        return None
-    parts: list[tuple[int, int, int]] = []
-    pos, end = tbs[1], tbs[2]
-    while pos < end and len(parts) < 6:
-        part = _element(der, pos, end)
-        if part is None:
+class _PlainName(NamedTuple):
+    """One name read from its DER, with the lookups the rules make, built once."""
+
+    pairs: tuple[tuple[str, str], ...]
+    """``(dotted OID, value)`` in DER order."""
+    by_oid: dict[str, tuple[str, ...]]
+    """Every value of each attribute. Shared by every certificate with this name: read only."""
+    single: dict[str, str]
+    """The attributes with exactly one value. Shared too: read only."""
+
+
+def _header(der: bytes, pos: int) -> tuple[int, int]:
+    """``(content start, end)`` of the element at ``pos`` in DER cryptography has parsed."""
+    first = der[pos + 1]
+    if first < 0x80:
+        return pos + 2, pos + 2 + first
+    if first == 0x81:
+        return pos + 3, pos + 3 + der[pos + 2]
+    if first == 0x82:
+        return pos + 4, pos + 4 + (der[pos + 2] << 8 | der[pos + 3])
+    start = pos + 2 + (first & 0x7F)
+    return start, start + int.from_bytes(der[pos + 2 : start], "big")
+
+
+def _plain_names(der: bytes) -> tuple[_PlainName, _PlainName] | None:
+    """The issuer and the subject read from the DER, or None (see above).
+
+    ``der`` has been parsed by cryptography, so its framing is sound; the walk to the
+    names trusts it and checks only the tags, and each name is read with every check.
+    """
+    try:
+        _, end = _header(der, 0)  # Certificate
+        pos, end = _header(der, 2 if der[1] < 0x80 else 2 + (der[1] & 0x7F))  # tbsCertificate
+        pos = pos if der[pos] != 0xA0 else _header(der, pos)[1]  # [0] version
+        if der[pos] != 0x02:  # serialNumber
             return None
-        parts.append(part)
-        pos = part[2]
-    if parts and parts[0][0] == 0xA0:  # the version
-        parts.pop(0)
-    # serialNumber, signature, issuer, validity, subject
-    if len(parts) < 5 or [p[0] for p in parts[:5]] != [0x02, 0x30, 0x30, 0x30, 0x30]:
+        pos = _header(der, pos)[1]
+        if der[pos] != 0x30:  # signature
+            return None
+        pos = _header(der, pos)[1]
+        if der[pos] != 0x30:  # issuer
+            return None
+        issuer_start, issuer_end = _header(der, pos)
+        if der[issuer_end] != 0x30:  # validity
+            return None
+        pos = _header(der, issuer_end)[1]
+        if der[pos] != 0x30:  # subject
+            return None
+        subject_start, subject_end = _header(der, pos)
+    except IndexError:
         return None
-    issuer = _cached_name(der[parts[2][1] : parts[2][2]])
-    subject = _cached_name(der[parts[4][1] : parts[4][2]])
+    if subject_end > end:
+        return None
+    issuer = _cached_name(der[issuer_start:issuer_end])
+    subject = _cached_name(der[subject_start:subject_end])
     if issuer is None or subject is None:
         return None
     return issuer, subject
 
 
-_NAMES: dict[bytes, tuple[tuple[str, str], ...] | None] = {}
+_NAMES: dict[bytes, _PlainName | None] = {}
 """Names already read, by their DER: a CA's name is the issuer of every certificate it
 signed. Bounded: emptied when full."""
 
 
-def _cached_name(encoded: bytes) -> tuple[tuple[str, str], ...] | None:
+def _cached_name(encoded: bytes) -> _PlainName | None:
     try:
         return _NAMES[encoded]
     except KeyError:
         pass
     pairs = _plain_name(encoded, 0, len(encoded))
-    found = None if pairs is None else tuple(pairs)
+    found = None
+    if pairs is not None:
+        by_oid = _by_oid(pairs)
+        single = {oid: values[0] for oid, values in by_oid.items() if len(values) == 1}
+        found = _PlainName(tuple(pairs), by_oid, single)
     if len(_NAMES) >= 4096:
         _NAMES.clear()
     _NAMES[encoded] = found
@@ -465,25 +521,27 @@ class CertificateFacts:
     def _rfc4514(self, which: str) -> str:
         plain = self._names_from_der
         if plain is not None:
-            return _rfc4514(plain[0] if which == "issuer" else plain[1])
+            return _rfc4514(plain[0 if which == "issuer" else 1].pairs)
         return self._name(which).rfc4514_string()
 
     @_fact("the subject name")
     def subject_attributes(self) -> dict[str, tuple[str, ...]]:
-        return self._attributes("subject")
+        """Every value of each subject attribute, by dotted OID. Read only."""
+        plain = self._names_from_der
+        return plain[1].by_oid if plain is not None else self._attributes("subject")
 
     @_fact("the issuer name")
     def issuer_attributes(self) -> dict[str, tuple[str, ...]]:
-        return self._attributes("issuer")
+        """Every value of each issuer attribute, by dotted OID. Read only."""
+        plain = self._names_from_der
+        return plain[0].by_oid if plain is not None else self._attributes("issuer")
 
     @cached_property
-    def _names_from_der(self) -> tuple[tuple[tuple[str, str], ...], ...] | None:
+    def _names_from_der(self) -> tuple[_PlainName, _PlainName] | None:
         return _plain_names(self.der)
 
     def _attributes(self, which: str) -> dict[str, tuple[str, ...]]:
-        plain = self._names_from_der
-        if plain is not None:
-            return _by_oid(plain[0] if which == "issuer" else plain[1])
+        """The attributes as cryptography reads them (a name not read from the DER)."""
         values: dict[str, list[str]] = {}
         for attribute in self._name(which):
             value = attribute.value
@@ -494,12 +552,18 @@ class CertificateFacts:
 
     @_fact("the subject name")
     def subject_single(self) -> dict[str, str]:
-        """The subject's attributes that have exactly one value, by dotted OID."""
+        """The subject's attributes that have exactly one value, by dotted OID. Read only."""
+        plain = self._names_from_der
+        if plain is not None:
+            return plain[1].single
         return {oid: found[0] for oid, found in self.subject_attributes.items() if len(found) == 1}
 
     @_fact("the issuer name")
     def issuer_single(self) -> dict[str, str]:
-        """The issuer's attributes that have exactly one value, by dotted OID."""
+        """The issuer's attributes that have exactly one value, by dotted OID. Read only."""
+        plain = self._names_from_der
+        if plain is not None:
+            return plain[0].single
         return {oid: found[0] for oid, found in self.issuer_attributes.items() if len(found) == 1}
 
     def name_values(self, which: str, oid: str) -> tuple[str, ...]:
@@ -827,5 +891,8 @@ class FactsCache:
             facts = self._entries.setdefault(value, facts)
             self._entries.move_to_end(value)
             if len(self._entries) > self.size:
-                self._entries.popitem(last=False)
+                _, evicted = self._entries.popitem(last=False)
+                # a kept decision refers back to its facts (Decision.certificate): a cycle
+                # only the garbage collector would free. Emptied, the facts go at once.
+                evicted.decisions.clear()
         return facts

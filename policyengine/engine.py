@@ -638,11 +638,18 @@ class Policy:
             # every time predicate is a comparison of now with one of these instants
             # (`now > notAfter` is `now >= notAfter + 1µs`: datetimes count microseconds)
             after = facts.not_after
-            instants = [facts.not_before, after, after + _TICK, *(after - w for w in windows)]
+            instants = [facts.not_before, after, after + _TICK]
+            if windows:
+                instants += [after - w for w in windows]
         except Exception:  # an unreadable validity, or an instant out of range: no memo
             return decision
-        start = max((i for i in instants if i <= now), default=_EARLIEST)
-        end = min((i for i in instants if i > now), default=_LATEST)
+        start, end = _EARLIEST, _LATEST
+        for instant in instants:
+            if instant <= now:
+                if instant > start:
+                    start = instant
+            elif instant < end:
+                end = instant
         facts.decisions[self._memo_token] = (start, end, decision)
         return decision
 

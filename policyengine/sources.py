@@ -406,14 +406,15 @@ class HeaderMemo:
     def get(self, key: Hashable) -> object:
         return self._entries.get(key)
 
-    def put(self, key: Hashable, value: object) -> None:
-        self._put(self._entries, key, value)
+    def put(self, key: Hashable, value: object, *more: object) -> None:
+        """Keep ``value`` under ``key``, and each further key and value after them."""
+        self._put(self._entries, (key, value, *more))
 
     def peer(self, address: str) -> object:
         return self._peers.get(address)
 
     def put_peer(self, address: str, verdict: object) -> None:
-        self._put(self._peers, address, verdict)
+        self._put(self._peers, (address, verdict))
 
     def recall(
         self, config: SourceConfig, headers: object, remote_addr: object
@@ -472,12 +473,14 @@ class HeaderMemo:
         self._kinds[name] = kind
         return kind
 
-    def _put(self, entries: OrderedDict[Hashable, object], key: Hashable, value: object) -> None:
+    def _put(self, entries: OrderedDict[Hashable, object], items: tuple[Any, ...]) -> None:
         if self.size <= 0:
             return
         with self._lock:
-            entries[key] = value
-            entries.move_to_end(key)
+            for i in range(0, len(items), 2):
+                key = items[i]
+                entries[key] = items[i + 1]
+                entries.move_to_end(key)
             while len(entries) > self.size:
                 entries.popitem(last=False)
 
@@ -596,9 +599,10 @@ def read_forwarded(
     )
     if use_memo:
         assert memo is not None
-        memo.put(values_key, decoded)
         if whole_key is not None:
-            memo.put(whole_key, result)
+            memo.put(values_key, decoded, whole_key, result)
+        else:
+            memo.put(values_key, decoded)
     return result
 
 
@@ -975,6 +979,8 @@ def _read_tlv(data: bytes, pos: int, what: str, limit: int | None = None) -> tup
     first = data[pos + 1]
     if first < 0x80:
         start, length = pos + 2, first
+    elif first == 0x82 and pos + 4 <= limit and data[pos + 2]:  # the usual long form
+        start, length = pos + 4, data[pos + 2] << 8 | data[pos + 3]
     elif first == 0x80:
         raise _malformed(f"{what}: indefinite length at byte {pos} is not DER")
     else:
@@ -1110,6 +1116,12 @@ def _decode_base64_der(value: str, limits: _Limits, notes: list[str]) -> _Decode
     text = value.strip(_HEADER_SPACE)
     if not text:
         return None, []
+    try:  # the usual value: nothing but the alphabet, so none of the checks below can fail
+        der = binascii.a2b_base64(text, strict_mode=True)
+    except ValueError:  # binascii.Error too; the checks below say what is wrong
+        der = b""
+    if der:
+        return _single_der(der, "the value"), []
     _check_text(text)
     if "," in text:
         raise _malformed(

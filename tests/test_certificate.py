@@ -33,6 +33,7 @@ from policyengine.certificate import (
     CertificateError,
     CertificateFacts,
     FactsCache,
+    _PlainName,
     read_certificate,
 )
 from policyengine.language.catalog import CATALOG, Type, lookup
@@ -889,13 +890,7 @@ def test_only_the_facts_a_rule_reads_are_computed(rich: IssuedLike) -> None:
     assert by_name.evaluate(facts, path="/orders", now=NOW).allowed
     # both names are read from the DER at once (no cryptography Name objects for plain
     # names); and the attributes with one value, which is what `==` reads
-    assert vars(facts).keys() == {
-        *computed,
-        "sha256",
-        "subject_attributes",
-        "subject_single",
-        "_names_from_der",
-    }
+    assert vars(facts).keys() == {*computed, "sha256", "subject_single", "_names_from_der"}
 
 
 # -- the facts cache -------------------------------------------------------------------------------
@@ -1364,16 +1359,24 @@ def _names_by_cryptography(der: bytes) -> tuple[dict[str, tuple[str, ...]], ...]
     return tuple(out)
 
 
+def _singles_agree(plain: tuple[_PlainName, _PlainName]) -> None:
+    """The attributes with one value, kept beside the others, are exactly those."""
+    for name in plain:
+        assert name.single == {o: vs[0] for o, vs in name.by_oid.items() if len(vs) == 1}
+        assert [o for o, _ in name.pairs if o in name.single] == list(name.single)
+
+
 @pytest.mark.parametrize(
     "member", [m for m in hostile.corpus() if m.readable], ids=lambda m: m.name
 )
 def test_names_from_the_der_equal_cryptographys_or_are_left_to_it(member: hostile.Hostile) -> None:
-    from policyengine.certificate import _by_oid, _plain_names
+    from policyengine.certificate import _plain_names
 
     plain = _plain_names(member.der)
     if plain is None:
         return  # read through cryptography, as the corpus tests above check
-    assert tuple(_by_oid(p) for p in plain) == _names_by_cryptography(member.der)
+    assert tuple(p.by_oid for p in plain) == _names_by_cryptography(member.der)
+    _singles_agree(plain)
     _same_strings_as_cryptography(member.der)
 
 
@@ -1390,12 +1393,13 @@ def test_names_from_the_der_equal_cryptographys_or_are_left_to_it(member: hostil
     ],
 )
 def test_plain_names_from_the_der(subject: list[tuple[str, str]]) -> None:
-    from policyengine.certificate import _by_oid, _plain_names
+    from policyengine.certificate import _plain_names
 
     der = make_certificate(subject).der
     plain = _plain_names(der)
     assert plain is not None
-    assert tuple(_by_oid(p) for p in plain) == _names_by_cryptography(der)
+    assert tuple(p.by_oid for p in plain) == _names_by_cryptography(der)
+    _singles_agree(plain)
     _same_strings_as_cryptography(der)
 
 

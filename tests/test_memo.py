@@ -9,6 +9,8 @@ decision on facts never seen before (no memo to read).
 from __future__ import annotations
 
 import base64
+import gc
+import weakref
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
@@ -276,3 +278,23 @@ def test_the_lane_is_taken_and_refuses_what_the_full_path_refuses() -> None:
         assert (decision.allowed, decision.reason) == (False, "duplicate_header")
     for odd in ([("Host",)], "X-ARR-ClientCert", None, iter(headers)):
         assert memo.recall(compiled.source, odd, "10.0.0.1") is None
+
+
+def test_facts_the_cache_lets_go_are_freed_at_once() -> None:
+    """A kept decision refers to its facts, which keep the decision: the cache breaks that
+    cycle when it lets the facts go, so they are freed without the garbage collector."""
+    compiled = policy_from_text(policy("valid"), "e.yaml", facts_cache_size=2)
+    ders = [make_certificate({"CN": f"client-{n}"}).der for n in range(3)]
+    now = datetime.now(UTC)
+    gc.disable()
+    try:
+        first = compiled.evaluate(ders[0], now=now)
+        assert first.allowed and first.certificate is not None
+        assert first.certificate.decisions  # the decision is kept on the facts
+        kept = weakref.ref(first.certificate)
+        del first
+        for der in ders[1:]:  # the third certificate pushes the first out of the cache
+            assert compiled.evaluate(der, now=now).allowed
+        assert kept() is None
+    finally:
+        gc.enable()
