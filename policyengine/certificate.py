@@ -427,29 +427,22 @@ def _plain_names(der: bytes) -> tuple[_PlainName, _PlainName] | None:
     ``der`` has been parsed by cryptography, so its framing is sound; the walk to the
     names trusts it and checks only the tags, and each name is read with every check.
     """
+    parts: list[tuple[int, int]] = []
     try:
-        _, end = _header(der, 0)  # Certificate
-        pos, end = _header(der, 2 if der[1] < 0x80 else 2 + (der[1] & 0x7F))  # tbsCertificate
-        pos = pos if der[pos] != 0xA0 else _header(der, pos)[1]  # [0] version
-        if der[pos] != 0x02:  # serialNumber
-            return None
-        pos = _header(der, pos)[1]
-        if der[pos] != 0x30:  # signature
-            return None
-        pos = _header(der, pos)[1]
-        if der[pos] != 0x30:  # issuer
-            return None
-        issuer_start, issuer_end = _header(der, pos)
-        if der[issuer_end] != 0x30:  # validity
-            return None
-        pos = _header(der, issuer_end)[1]
-        if der[pos] != 0x30:  # subject
-            return None
-        subject_start, subject_end = _header(der, pos)
+        pos, end = _header(der, _header(der, 0)[0])  # Certificate, tbsCertificate
+        if der[pos] == 0xA0:  # [0] version
+            pos = _header(der, pos)[1]
+        # serialNumber, signature, issuer, validity, subject
+        for tag in (0x02, 0x30, 0x30, 0x30, 0x30):
+            if der[pos] != tag:
+                return None
+            start, pos = _header(der, pos)
+            parts.append((start, pos))
     except IndexError:
         return None
-    if subject_end > end:
+    if pos > end:
         return None
+    (issuer_start, issuer_end), (subject_start, subject_end) = parts[2], parts[4]
     issuer = _cached_name(der[issuer_start:issuer_end])
     subject = _cached_name(der[subject_start:subject_end])
     if issuer is None or subject is None:
