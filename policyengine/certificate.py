@@ -798,6 +798,15 @@ class CertificateFacts:
             return Missing("the certificate has no authority key identifier")
         return bytes(aki.key_identifier).hex()
 
+    @cached_property
+    def description(self) -> str:
+        """Subject, issuer, serial and SHA-256 fingerprint, a line each (the explain trace)."""
+        summary = self.summary()
+        return (
+            f"subject {summary['subject']}\nissuer  {summary['issuer']}\n"
+            f"serial  {summary['serial']}\nsha256  {summary['fingerprint.sha256']}"
+        )
+
     def summary(self) -> dict[str, str]:
         """A few identifying facts, each read on its own so one broken part hides no other."""
         return dict(self._summary)

@@ -95,6 +95,10 @@ class Rule:
 
 
 _new = tuple.__new__
+"""Builds a NamedTuple from a tuple of all its fields, without the generated ``__new__``
+(a Python function): for the decisions and traces made on every request."""
+_NO_EXCLUSION_PATHS = Step("path", "pass", "the policy has no exclusion paths")
+_NO_CERTIFICATE = Step("certificate", "pass", "no certificate was presented")
 _TICK = timedelta(microseconds=1)
 _EARLIEST = datetime.min.replace(tzinfo=UTC)
 _LATEST = datetime.max.replace(tzinfo=UTC)
@@ -330,6 +334,11 @@ class Policy:
         self._allow = tuple(r for r in rules if r.effect == "allow")
         self._allow_plan = tuple((r.condition.test, r.id, r.allowed) for r in self._allow)
         self._memo_token = object()
+        self._mode_steps = (
+            Step("mode", "pass", f"{self.mode}: a certificate was presented"),
+            Step("mode", "pass", f"{self.mode}: the rules run without a certificate"),
+        )
+        """The explain trace's mode step, with a certificate and without."""
         self._memo_windows = _memo_windows(rules) if memo else None
         build = RuleIndex.build if index else (lambda conditions: None)
         self._deny_index = build([r.expression for r in self._deny])
@@ -531,14 +540,14 @@ class Policy:
                     )
                 return self._decide(True, reasons.EXCLUDED_PATH, message, steps, (), explain)
         if explain:
-            shown = ", ".join(self.exclusion_paths)
-            written = normalize_path(path) if isinstance(path, str) else "no request path was given"
-            detail = (
-                f"{written} matches no exclusion path ({shown})"
-                if shown
-                else "the policy has no exclusion paths"
-            )
-            steps.append(Step("path", "pass", detail))
+            if self.exclusion_paths:
+                written = (
+                    normalize_path(path) if isinstance(path, str) else "no request path was given"
+                )
+                detail = f"{written} matches no exclusion path ({', '.join(self.exclusion_paths)})"
+                steps.append(_new(Step, ("path", "pass", detail)))
+            else:
+                steps.append(_NO_EXCLUSION_PATHS)
 
         forwarded: Forwarded | None = None
         if obtain is not None:
@@ -568,9 +577,9 @@ class Policy:
                 )
         if explain:
             if facts is None:
-                steps.append(Step("certificate", "pass", "no certificate was presented"))
+                steps.append(_NO_CERTIFICATE)
             else:
-                steps.append(Step("certificate", "pass", _describe(facts)))
+                steps.append(_new(Step, ("certificate", "pass", facts.description)))
 
         if facts is None and self.mode == "required":
             message = f"No client certificate was presented, and policy {self.name} requires one."
@@ -589,12 +598,7 @@ class Policy:
                 return remembered
         ctx = Context(facts, at, path, method, host, forwarded, self.trust)
         if explain:
-            detail = (
-                f"{self.mode}: a certificate was presented"
-                if facts is not None
-                else f"{self.mode}: the rules run without a certificate"
-            )
-            steps.append(Step("mode", "pass", detail))
+            steps.append(self._mode_steps[facts is None])
             return self._run_traced(ctx, steps, facts)
         return self._run(ctx, facts)
 
@@ -612,7 +616,7 @@ class Policy:
         closest: str | None = None,
         failed: str | None = None,
     ) -> Decision:
-        trace = Trace(tuple(steps), rule_traces) if explain else None
+        trace = _new(Trace, (tuple(steps), rule_traces)) if explain else None
         return _new(
             Decision,
             (allowed, reason, message, self.name, rule, errors, closest, failed, trace, facts),
@@ -709,31 +713,20 @@ class Policy:
         """The rules with a trace: every rule in order, as a linear scan (no index)."""
         traces: list[RuleTrace] = []
         errors: list[str] = []
-        decided: Callable[[], Decision] | None = None
+        deciding: Rule | None = None  # the rule that decides, once one has
+        failure: str | None = None  # the error of a deny rule that could not be evaluated
         for rule in self._deny:
-            if decided is not None:
+            if deciding is not None:
                 traces.append(_skipped(rule))
                 continue
             node = rule.condition.trace(ctx)
             traces.append(_rule_trace(rule, node))
             if node.outcome == "error":
-                error = _first_error(node)
-                decided = lambda rule=rule, error=error: self._rule_error(  # noqa: E731
-                    rule, error, steps, tuple(traces), True, facts
-                )
+                deciding, failure = rule, _first_error(node)
             elif node.outcome == "true":
-                decided = lambda rule=rule: self._decide(  # noqa: E731
-                    False,
-                    reasons.DENIED_BY_RULE,
-                    rule.denied,
-                    steps,
-                    tuple(traces),
-                    True,
-                    facts,
-                    rule.id,
-                )
+                deciding = rule
         for rule in self._allow:
-            if decided is not None:
+            if deciding is not None:
                 traces.append(_skipped(rule))
                 continue
             node = rule.condition.trace(ctx)
@@ -741,20 +734,23 @@ class Policy:
             if node.outcome == "error":
                 errors.append(f"rule {rule.id}: {_first_error(node)}")
             elif node.outcome == "true":
-                decided = lambda rule=rule: self._decide(  # noqa: E731
-                    True,
-                    reasons.ALLOWED_BY_RULE,
-                    rule.allowed,
-                    steps,
-                    tuple(traces),
-                    True,
-                    facts,
-                    rule.id,
-                    tuple(errors),
-                )
-        if decided is not None:
-            return decided()
-        return self._no_match(ctx, errors, steps, tuple(traces), True, facts)
+                deciding = rule
+        if deciding is None:
+            return self._no_match(ctx, errors, steps, tuple(traces), True, facts)
+        if failure is not None:
+            return self._rule_error(deciding, failure, steps, tuple(traces), True, facts)
+        allowed = deciding.effect == "allow"
+        return self._decide(
+            allowed,
+            reasons.ALLOWED_BY_RULE if allowed else reasons.DENIED_BY_RULE,
+            deciding.allowed if allowed else deciding.denied,
+            steps,
+            tuple(traces),
+            True,
+            facts,
+            deciding.id,
+            tuple(errors),
+        )
 
     def _rule_error(
         self,
@@ -879,17 +875,9 @@ def format_path(path: str | Missing) -> str:
     return path.reason if isinstance(path, Missing) else path
 
 
-def _describe(facts: CertificateFacts) -> str:
-    summary = facts.summary()
-    return (
-        f"subject {summary['subject']}\nissuer  {summary['issuer']}\n"
-        f"serial  {summary['serial']}\nsha256  {summary['fingerprint.sha256']}"
-    )
-
-
 def _rule_trace(rule: Rule, node: TraceNode) -> RuleTrace:
     error = _first_error(node) if node.outcome == "error" else ""
-    return RuleTrace(rule.id, rule.effect, node.outcome, node, error)
+    return _new(RuleTrace, (rule.id, rule.effect, node.outcome, node, error))
 
 
 def _skipped(rule: Rule) -> RuleTrace:

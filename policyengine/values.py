@@ -184,6 +184,8 @@ def format_time(value: datetime) -> str:
 
 def as_utc(value: datetime) -> datetime:
     """A datetime in UTC; a naive one is taken to be UTC already."""
+    if value.tzinfo is UTC:
+        return value
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value.astimezone(UTC)

@@ -149,6 +149,37 @@ def _static(expr: Any) -> TraceNode:
     return TraceNode("test", expr.text, "skipped", "", (), expr.span)
 
 
+def _junction(
+    kind: str,
+    expr: ast.And | ast.Or,
+    traces: tuple[Traced, ...],
+    statics: tuple[TraceNode, ...],
+    *,
+    settles: str,
+) -> Traced:
+    """The traced form of ``and`` (settled by a false part) or ``or`` (by a true one):
+    the parts in order up to the one that settles it or fails, the rest marked skipped."""
+    text, span = expr.text, expr.span
+    otherwise = "true" if settles == "false" else "false"
+
+    def traced(ctx: Context) -> TraceNode:
+        children: list[TraceNode] = []
+        outcome = otherwise
+        for t in traces:
+            node = t(ctx)
+            children.append(node)
+            seen = node.outcome
+            if seen == settles or seen == "error":
+                outcome = seen
+                children.extend(statics[len(children) :])
+                break
+            if seen == "undefined":
+                outcome = "undefined"
+        return TraceNode(kind, text, outcome, "", tuple(children), span)
+
+    return traced
+
+
 def _and(expr: ast.And) -> tuple[Test, Traced]:
     parts = [_compile(e) for e in expr.operands]
     tests = tuple(p[0] for p in parts)
@@ -177,21 +208,7 @@ def _and(expr: ast.And) -> tuple[Test, Traced]:
                 return False
             return True if a is True and b is True else None
 
-    def traced(ctx: Context) -> TraceNode:
-        children: list[TraceNode] = []
-        outcome = "true"
-        for i, t in enumerate(traces):
-            node = t(ctx)
-            children.append(node)
-            if node.outcome in ("false", "error"):
-                outcome = node.outcome
-                children.extend(statics[i + 1 :])
-                break
-            if node.outcome == "undefined":
-                outcome = "undefined"
-        return TraceNode("and", expr.text, outcome, "", tuple(children), expr.span)
-
-    return test, traced
+    return test, _junction("and", expr, traces, statics, settles="false")
 
 
 def _or(expr: ast.Or) -> tuple[Test, Traced]:
@@ -210,21 +227,7 @@ def _or(expr: ast.Or) -> tuple[Test, Traced]:
                 result = None
         return result
 
-    def traced(ctx: Context) -> TraceNode:
-        children: list[TraceNode] = []
-        outcome = "false"
-        for i, t in enumerate(traces):
-            node = t(ctx)
-            children.append(node)
-            if node.outcome in ("true", "error"):
-                outcome = node.outcome
-                children.extend(statics[i + 1 :])
-                break
-            if node.outcome == "undefined":
-                outcome = "undefined"
-        return TraceNode("or", expr.text, outcome, "", tuple(children), expr.span)
-
-    return test, traced
+    return test, _junction("or", expr, traces, statics, settles="true")
 
 
 def _not(expr: ast.Not) -> tuple[Test, Traced]:
