@@ -203,6 +203,30 @@ def _add_eval_parser(commands: Any) -> None:
     command.add_argument("--path", default="/", help="the request path (default /)")
     command.add_argument("--method", default="GET", help="the request method (default GET)")
     command.add_argument("--host", help="the request Host")
+    command.add_argument(
+        "--jobs",
+        type=_jobs,
+        default=_cpus(),
+        metavar="N",
+        help="processes to decide in (default: one per CPU; a few hundred files stay in one)",
+    )
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
+def _jobs(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of processes, 1 or more: {text!r}")
+    return count
 
 
 def _add_export_parser(commands: Any) -> None:
@@ -428,6 +452,10 @@ def _load(path: str) -> Policy:
         raise _InputError(f"{path} cannot be used:\n{exc}") from None
 
 
+_JSON_LINE = json.JSONEncoder(ensure_ascii=False)
+"""One encoder for every line (``json.dumps`` with options builds one per call)."""
+
+
 def _eval(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     policy = _load(args.policy)
     at: datetime = args.at if args.at is not None else datetime.now(UTC)
@@ -437,7 +465,14 @@ def _eval(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     table = _Table(out, files, policy) if args.format == "table" else None
     counts = {"allow": 0, "deny": 0, "unreadable": 0, "expiring": 0}
     results = audit(
-        policy, files, at=at, window=window, path=args.path, method=args.method, host=args.host
+        policy,
+        files,
+        at=at,
+        window=window,
+        path=args.path,
+        method=args.method,
+        host=args.host,
+        jobs=args.jobs,
     )
     for result in results:
         counts[result.decision] += 1
@@ -447,7 +482,7 @@ def _eval(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         if table is not None:
             table.row(result)
         else:
-            out.write(json.dumps(result.to_dict(), ensure_ascii=False) + "\n")
+            out.write(_JSON_LINE.encode(result.to_dict()) + "\n")
         if progress is not None:
             progress.update(result.file_number)
     if progress is not None:

@@ -277,3 +277,52 @@ def test_walk_order_and_skips(inventory: Path) -> None:
         "certs/garbage.pem",
         "certs/nested/soon.crt",
     ]
+
+
+@pytest.fixture(scope="module")
+def large_inventory(inventory: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Over two chunks' worth of files, every kind the small inventory has, interleaved."""
+    certs = tmp_path_factory.mktemp("large")
+    kinds = ["allowed.pem", "denied.der", "bundle.pem", "garbage.pem", "nested/soon.crt"]
+    contents = [(inventory / "certs" / kind).read_bytes() for kind in kinds]
+    for n in range(1200):
+        kind = kinds[n % len(kinds)]
+        (certs / f"{n:05d}-{kind.replace('/', '-')}").write_bytes(contents[n % len(kinds)])
+    (certs / "00600-broken.pem").symlink_to(certs / "missing.pem")
+    return certs
+
+
+def test_worker_processes_give_the_same_results_in_the_same_order(
+    inventory: Path, large_inventory: Path
+) -> None:
+    from policyengine.inventory import _CHUNK, _audit_in_processes
+
+    policy = load_policy(inventory / "policy.yaml")
+    names = list(find_certificate_files([str(large_inventory)]))
+    assert len(names) > 2 * _CHUNK
+    request = {"at": AT, "window": timedelta(days=30), "path": "/", "method": "GET", "host": None}
+    alone = list(audit(policy, names, jobs=1, **request))  # type: ignore[arg-type]
+    together = list(_audit_in_processes(policy, names, 2, **request))
+    assert together == alone
+    assert len(alone) == len(names) + 240  # each bundle gives two results
+    assert {r.decision for r in alone} == {"allow", "deny", "unreadable"}
+    assert [r.file_number for r in together] == sorted(r.file_number for r in together)
+
+
+def test_eval_with_jobs_prints_what_one_process_prints(
+    inventory: Path, large_inventory: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    policy = str(inventory / "policy.yaml")
+    outputs = []
+    for jobs in ("1", "2"):
+        args = ["eval", policy, "--certs", str(large_inventory), "--at", "2026-11-28T10:00:00Z"]
+        assert main([*args, "--jobs", jobs]) == 0
+        outputs.append(capsys.readouterr().out)
+    assert outputs[0] == outputs[1]
+    assert outputs[0].splitlines()[-1] == (
+        "720 allowed, 480 denied, 241 unreadable, 240 expiring within 30d"
+    )
+    with pytest.raises(SystemExit) as exit_info:
+        main(["eval", policy, "--certs", str(large_inventory), "--jobs", "0"])
+    assert exit_info.value.code == 2
+    assert "a number of processes" in capsys.readouterr().err
