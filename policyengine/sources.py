@@ -406,15 +406,14 @@ class HeaderMemo:
     def get(self, key: Hashable) -> object:
         return self._entries.get(key)
 
-    def put(self, key: Hashable, value: object, *more: object) -> None:
-        """Keep ``value`` under ``key``, and each further key and value after them."""
-        self._put(self._entries, (key, value, *more))
+    def put(self, key: Hashable, value: object) -> None:
+        self._put(self._entries, key, value)
 
     def peer(self, address: str) -> object:
         return self._peers.get(address)
 
     def put_peer(self, address: str, verdict: object) -> None:
-        self._put(self._peers, (address, verdict))
+        self._put(self._peers, address, verdict)
 
     def recall(
         self, config: SourceConfig, headers: object, remote_addr: object
@@ -473,14 +472,12 @@ class HeaderMemo:
         self._kinds[name] = kind
         return kind
 
-    def _put(self, entries: OrderedDict[Hashable, object], items: tuple[Any, ...]) -> None:
+    def _put(self, entries: OrderedDict[Hashable, object], key: Hashable, value: object) -> None:
         if self.size <= 0:
             return
         with self._lock:
-            for i in range(0, len(items), 2):
-                key = items[i]
-                entries[key] = items[i + 1]
-                entries.move_to_end(key)
+            entries[key] = value
+            entries.move_to_end(key)
             while len(entries) > self.size:
                 entries.popitem(last=False)
 
@@ -531,7 +528,8 @@ def read_forwarded(
     if trusted and memo is not None:
         # a returning client, the certificate header alone and once: one lookup
         values, variants = found[cert_name]
-        if len(values) == 1 and not variants and not any(any(found[n]) for n in names[1:]):
+        others = len(names) > 1 and any(any(found[n]) for n in names[1:])
+        if len(values) == 1 and not variants and not others:
             whole = memo.get((trust_note, "values", values[0], None, None))
             if whole.__class__ is Forwarded:
                 return whole
@@ -599,8 +597,10 @@ def read_forwarded(
     )
     if use_memo:
         assert memo is not None
+        # the whole result alone when it can be kept: an entry for the values would serve
+        # only the same value from another trusted proxy (decoded again then)
         if whole_key is not None:
-            memo.put(values_key, decoded, whole_key, result)
+            memo.put(whole_key, result)
         else:
             memo.put(values_key, decoded)
     return result
