@@ -440,10 +440,13 @@ class Policy:
         """
         config = self.source
         memo = self._header_memo
+        scanned: tuple[str, str] | None = None
         if not explain:
             # a returning client: the header memo knows the value, the memo the decision
             try:
                 returning = memo.recall(config, headers, remote_addr)
+                if returning is not None and returning.__class__ is not Forwarded:
+                    scanned, returning = returning, None  # type: ignore[assignment]
                 leaf = None if returning is None else returning.leaf
                 facts = None if leaf is None else self._facts.get(leaf)
                 if facts is not None and (
@@ -459,7 +462,7 @@ class Policy:
         context = scope if config.source == "asgi-tls" else environ
 
         def obtain() -> Forwarded:
-            return read_forwarded(config, headers, remote_addr, context, memo=memo)
+            return read_forwarded(config, headers, remote_addr, context, memo=memo, scanned=scanned)
 
         return self._safely(lambda: self._evaluate(None, path, method, host, now, explain, obtain))
 

@@ -417,8 +417,12 @@ class HeaderMemo:
 
     def recall(
         self, config: SourceConfig, headers: object, remote_addr: object
-    ) -> Forwarded | None:
+    ) -> Forwarded | tuple[str, str] | None:
         """What :func:`read_forwarded` returns for a returning client, or None.
+
+        When the request has the shape of a returning client's but its value is new, the
+        peer's note and the value: ``read_forwarded(..., scanned=...)`` then goes on from
+        there, without looking at the headers again.
 
         A returning client: a trusted peer already seen, the certificate header sent once
         and no other header the source reads (nor an underscore variant of one), the
@@ -452,8 +456,9 @@ class HeaderMemo:
             return None
         if value.__class__ is not str:
             return None
-        whole = self._entries.get((known[1], "values", value, None, None))  # type: ignore[index]
-        return whole if whole.__class__ is Forwarded else None
+        note: str = known[1]  # type: ignore[index]
+        whole = self._entries.get((note, "values", value, None, None))
+        return whole if whole.__class__ is Forwarded else (note, value)
 
     def _kind(self, plan: _Plan, name: object) -> int:
         """What a header name is to ``recall``, remembered: 0 unread, 1 the certificate
@@ -489,6 +494,7 @@ def read_forwarded(
     environ_or_scope: Mapping[str, Any] | None = None,
     *,
     memo: HeaderMemo | None = None,
+    scanned: tuple[str, str] | None = None,
 ) -> Forwarded:
     """The certificate a request carries according to ``config``.
 
@@ -501,6 +507,8 @@ def read_forwarded(
 
     ``memo``: a :class:`HeaderMemo` that remembers what a peer address and a set of header
     values came to, so a client that sends the same certificate again skips decoding.
+    ``scanned``: what :meth:`HeaderMemo.recall` found in these very headers (a trusted
+    peer's note, and the certificate header's value, sent alone and once).
 
     Raises :class:`SourceError` and nothing else on anything a client or proxy sent.
     """
@@ -516,16 +524,21 @@ def read_forwarded(
     plan = config._plan
     names = plan.names
 
-    address = remote_addr if isinstance(remote_addr, str) else None
-    known = memo.peer(address) if memo is not None and address is not None else None
-    if isinstance(known, tuple):
-        trusted, trust_note = known
+    if scanned is not None:  # recall has read the headers: a trusted peer, one value
+        trusted, (trust_note, value) = True, scanned
+        found: _Found = {name: ([], []) for name in names}
+        found[cert_name][0].append(value)
     else:
-        trusted, trust_note = _peer_trusted(config, remote_addr)
-        if memo is not None and address is not None:
-            memo.put_peer(address, (trusted, trust_note))
-    found = _scan(headers, plan.by_lower)
-    if trusted and memo is not None:
+        address = remote_addr if isinstance(remote_addr, str) else None
+        known = memo.peer(address) if memo is not None and address is not None else None
+        if isinstance(known, tuple):
+            trusted, trust_note = known
+        else:
+            trusted, trust_note = _peer_trusted(config, remote_addr)
+            if memo is not None and address is not None:
+                memo.put_peer(address, (trusted, trust_note))
+        found = _scan(headers, plan.by_lower)
+    if trusted and memo is not None and scanned is None:
         # a returning client, the certificate header alone and once: one lookup
         values, variants = found[cert_name]
         others = len(names) > 1 and any(any(found[n]) for n in names[1:])
