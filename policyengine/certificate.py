@@ -330,25 +330,54 @@ def _plain_name(der: bytes, start: int, end: int) -> list[tuple[str, str]] | Non
     pairs: list[tuple[str, str]] = []
     pos = start
     while pos < end:
-        rdn = _element(der, pos, end)
-        if rdn is None or rdn[0] != 0x31:
+        # the usual RDN, read inline: every length one byte, one attribute, an OID already
+        # seen; each test is one `_rdn` makes too, and whatever fails one is left to it
+        size = der[pos + 1] if pos + 1 < end else 0x80
+        stop = pos + 2 + size
+        if der[pos] == 0x31 and 6 <= size < 0x80 and stop <= end:
+            oid_end = pos + 6 + der[pos + 5]
+            if (
+                der[pos + 2] == 0x30
+                and der[pos + 3] == size - 2
+                and der[pos + 4] == 0x06
+                and der[pos + 5] < 0x80
+                and oid_end + 2 <= stop
+                and der[oid_end + 1] < 0x80
+                and oid_end + 2 + der[oid_end + 1] == stop
+            ):
+                dotted = _OIDS.get(der[pos + 6 : oid_end])
+                text = _text(der[oid_end], der[oid_end + 2 : stop])
+                if dotted is not None and text is not None:
+                    pairs.append((dotted, text))
+                    pos = stop
+                    continue
+        read = _rdn(der, pos, end)
+        if read is None:
             return None
-        atv = _element(der, rdn[1], rdn[2])
-        if atv is None or atv[0] != 0x30 or atv[2] != rdn[2]:
-            return None  # not exactly one attribute in this RDN
-        oid = _element(der, atv[1], atv[2])
-        if oid is None or oid[0] != 0x06:
-            return None
-        value = _element(der, oid[2], atv[2])
-        if value is None or value[2] != atv[2]:
-            return None
-        dotted = _oid(der[oid[1] : oid[2]])
-        text = _text(value[0], der[value[1] : value[2]])
-        if dotted is None or text is None:
-            return None
-        pairs.append((dotted, text))
-        pos = rdn[2]
+        pairs.append(read[0])
+        pos = read[1]
     return pairs
+
+
+def _rdn(der: bytes, pos: int, end: int) -> tuple[tuple[str, str], int] | None:
+    """The one ``(dotted OID, value)`` of the RDN at ``pos`` and where it ends, or None."""
+    rdn = _element(der, pos, end)
+    if rdn is None or rdn[0] != 0x31:
+        return None
+    atv = _element(der, rdn[1], rdn[2])
+    if atv is None or atv[0] != 0x30 or atv[2] != rdn[2]:
+        return None  # not exactly one attribute in this RDN
+    oid = _element(der, atv[1], atv[2])
+    if oid is None or oid[0] != 0x06:
+        return None
+    value = _element(der, oid[2], atv[2])
+    if value is None or value[2] != atv[2]:
+        return None
+    dotted = _oid(der[oid[1] : oid[2]])
+    text = _text(value[0], der[value[1] : value[2]])
+    if dotted is None or text is None:
+        return None
+    return (dotted, text), rdn[2]
 
 
 def _by_oid(pairs: Iterable[tuple[str, str]]) -> dict[str, tuple[str, ...]]:
@@ -463,8 +492,12 @@ def _cached_name(encoded: bytes) -> _PlainName | None:
     pairs = _plain_name(encoded, 0, len(encoded))
     found = None
     if pairs is not None:
-        by_oid = _by_oid(pairs)
-        single = {oid: values[0] for oid, values in by_oid.items() if len(values) == 1}
+        single = dict(pairs)
+        if len(single) == len(pairs):  # the usual name: no attribute twice
+            by_oid: dict[str, tuple[str, ...]] = {oid: (text,) for oid, text in pairs}
+        else:
+            by_oid = _by_oid(pairs)
+            single = {oid: values[0] for oid, values in by_oid.items() if len(values) == 1}
         found = _PlainName(tuple(pairs), by_oid, single)
     if len(_NAMES) >= 4096:
         _NAMES.clear()

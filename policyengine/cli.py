@@ -32,7 +32,7 @@ from policyengine.decision import REASONS, Decision
 from policyengine.engine import Policy, check_policy, describe_certificate, load_policy
 from policyengine.errors import PolicyError
 from policyengine.export import TARGETS, export
-from policyengine.inventory import AuditResult, audit, find_certificate_files
+from policyengine.inventory import AuditResult, audit_report, find_certificate_files
 from policyengine.policy_tests import discover, junit_xml, render_results, run_files
 from policyengine.sources import SOURCES, SourceError, decode_header_value
 from policyengine.trace import render_text
@@ -452,10 +452,6 @@ def _load(path: str) -> Policy:
         raise _InputError(f"{path} cannot be used:\n{exc}") from None
 
 
-_JSON_LINE = json.JSONEncoder(ensure_ascii=False)
-"""One encoder for every line (``json.dumps`` with options builds one per call)."""
-
-
 def _eval(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     policy = _load(args.policy)
     at: datetime = args.at if args.at is not None else datetime.now(UTC)
@@ -463,10 +459,17 @@ def _eval(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     files = list(find_certificate_files(args.certs))
     progress = _Progress(err, len(files)) if err.isatty() else None
     table = _Table(out, files, policy) if args.format == "table" else None
-    counts = {"allow": 0, "deny": 0, "unreadable": 0, "expiring": 0}
-    results = audit(
+    if table is not None:
+        render = table.line
+    else:
+
+        def render(result: AuditResult) -> str:
+            return result.to_json() + "\n"
+
+    reports = audit_report(
         policy,
         files,
+        render,
         at=at,
         window=window,
         path=args.path,
@@ -474,24 +477,23 @@ def _eval(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         host=args.host,
         jobs=args.jobs,
     )
-    for result in results:
-        counts[result.decision] += 1
-        counts["expiring"] += result.expiring
+    allowed = denied = unreadable = expiring = 0
+    for report in reports:
+        allowed += report.allowed
+        denied += report.denied
+        unreadable += report.unreadable
+        expiring += report.expiring
         if progress is not None:
             progress.clear()
-        if table is not None:
-            table.row(result)
-        else:
-            out.write(_JSON_LINE.encode(result.to_dict()) + "\n")
+        out.write(report.text)
         if progress is not None:
-            progress.update(result.file_number)
+            progress.update(report.files)
     if progress is not None:
         progress.clear()
     if table is not None:
         out.write(
-            f"{counts['allow']} allowed, {counts['deny']} denied, "
-            f"{counts['unreadable']} unreadable, "
-            f"{counts['expiring']} expiring within {window_text}\n"
+            f"{allowed} allowed, {denied} denied, {unreadable} unreadable, "
+            f"{expiring} expiring within {window_text}\n"
         )
     return 0
 
@@ -504,7 +506,6 @@ class _Table:
     _HEADER = ("FILE", "DECISION", "RULE", "REASON", "EXPIRES", "FLAG")
 
     def __init__(self, out: TextIO, files: Sequence[str], policy: Policy) -> None:
-        self._out = out
         rules = [rule.id for rule in policy.rules]
         self._widths = (
             max([len(self._HEADER[0]), *(len(name) for name in files)]),
@@ -513,14 +514,14 @@ class _Table:
             max(len(reason) for reason in (*REASONS, "unreadable")),
             len("2099-12-31T00:00:00Z"),
         )
-        self._write(self._HEADER)
+        out.write(self._line(self._HEADER))
 
-    def row(self, result: AuditResult) -> None:
+    def line(self, result: AuditResult) -> str:
         if result.decision == "unreadable":
             flag = result.message
         else:
             flag = "expired" if result.expired else "expiring" if result.expiring else ""
-        self._write(
+        return self._line(
             (
                 result.file,
                 result.decision,
@@ -531,9 +532,9 @@ class _Table:
             )
         )
 
-    def _write(self, cells: Sequence[str]) -> None:
+    def _line(self, cells: Sequence[str]) -> str:
         padded = [f"{cell:<{width}}" for cell, width in zip(cells, self._widths, strict=False)]
-        self._out.write(("  ".join([*padded, cells[-1]])).rstrip() + "\n")
+        return ("  ".join([*padded, cells[-1]])).rstrip() + "\n"
 
 
 class _Progress:

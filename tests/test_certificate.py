@@ -1434,6 +1434,59 @@ def test_a_multi_valued_rdn_is_left_to_cryptography() -> None:
     assert facts.subject_attributes == {"2.5.4.3": ("a",), "2.5.4.10": ("b",)}
 
 
+def _name_der(pairs: list[tuple[str, str]]) -> bytes:
+    """The DER of a name, its outer SEQUENCE stripped (what ``_plain_name`` reads)."""
+    from policyengine.certificate import _element
+    from policyengine.testing import make_name
+
+    der = make_name(pairs).public_bytes()
+    outer = _element(der, 0, len(der))
+    assert outer is not None
+    return der[outer[1] : outer[2]]
+
+
+def _by_rdn(der: bytes) -> list[tuple[str, str]] | None:
+    """The reference reading: every RDN through ``_rdn``, with no inline shortcut."""
+    from policyengine.certificate import _rdn
+
+    pairs, pos = [], 0
+    while pos < len(der):
+        read = _rdn(der, pos, len(der))
+        if read is None:
+            return None
+        pairs.append(read[0])
+        pos = read[1]
+    return pairs
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["CN", "O", "OU", "L", "emailAddress"]),
+            st.text(alphabet="abcXYZ09 -é😀", min_size=1, max_size=140),
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+    st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), max_size=3),
+    st.integers(0, 8),
+)
+def test_the_inline_rdn_reading_equals_the_general_one(
+    subject: list[tuple[str, str]], flips: list[tuple[int, int]], cut: int
+) -> None:
+    """Short and long lengths, then bytes changed and the end cut: both readings agree."""
+    from policyengine.certificate import _plain_name
+
+    der = bytearray(_name_der(subject))
+    _by_rdn(bytes(der))  # the OIDs are now known, so the inline reading is taken
+    assert _plain_name(bytes(der), 0, len(der)) == _by_rdn(bytes(der))
+    for position, byte in flips:
+        der[position % len(der)] = byte
+    mutated = bytes(der[: len(der) - cut])
+    assert _plain_name(mutated, 0, len(mutated)) == _by_rdn(mutated)
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     st.lists(

@@ -18,6 +18,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from policyengine import load_policy
 from policyengine.cli import main
@@ -295,18 +297,35 @@ def large_inventory(inventory: Path, tmp_path_factory: pytest.TempPathFactory) -
 def test_worker_processes_give_the_same_results_in_the_same_order(
     inventory: Path, large_inventory: Path
 ) -> None:
-    from policyengine.inventory import _CHUNK, _audit_in_processes
+    from policyengine.inventory import _CHUNK, AuditResult, audit_report
 
     policy = load_policy(inventory / "policy.yaml")
     names = list(find_certificate_files([str(large_inventory)]))
     assert len(names) > 2 * _CHUNK
     request = {"at": AT, "window": timedelta(days=30), "path": "/", "method": "GET", "host": None}
     alone = list(audit(policy, names, jobs=1, **request))  # type: ignore[arg-type]
-    together = list(_audit_in_processes(policy, names, 2, **request))
+    together = list(audit(policy, names, jobs=2, **request))  # type: ignore[arg-type]
     assert together == alone
     assert len(alone) == len(names) + 240  # each bundle gives two results
     assert {r.decision for r in alone} == {"allow", "deny", "unreadable"}
-    assert [r.file_number for r in together] == sorted(r.file_number for r in together)
+
+    def render(result: AuditResult) -> str:  # says which process wrote the line
+        return f"{os.getpid()} {result.file} {result.decision} {result.expiring}\n"
+
+    for jobs in (1, 2):
+        reports = list(audit_report(policy, names, render, jobs=jobs, **request))  # type: ignore[arg-type]
+        lines = "".join(r.text for r in reports).splitlines()
+        assert [line.split(" ", 1)[1] for line in lines] == [
+            f"{r.file} {r.decision} {r.expiring}" for r in alone
+        ]
+        writers = {int(line.split(" ", 1)[0]) for line in lines}
+        assert (writers == {os.getpid()}) == (jobs == 1)  # with 2 jobs, the workers wrote
+        assert [r.files for r in reports] == sorted(r.files for r in reports)
+        assert reports[-1].files == len(names)
+        counted = [sum(getattr(r, key) for r in reports) for key in ("allowed", "denied")]
+        assert counted == [sum(r.decision == d for r in alone) for d in ("allow", "deny")]
+        assert sum(r.unreadable for r in reports) == sum(r.decision == "unreadable" for r in alone)
+        assert sum(r.expiring for r in reports) == sum(r.expiring for r in alone)
 
 
 def test_eval_with_jobs_prints_what_one_process_prints(
@@ -326,3 +345,24 @@ def test_eval_with_jobs_prints_what_one_process_prints(
         main(["eval", policy, "--certs", str(large_inventory), "--jobs", "0"])
     assert exit_info.value.code == 2
     assert "a number of processes" in capsys.readouterr().err
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    texts=st.lists(st.text(), min_size=4, max_size=4),
+    optional=st.lists(st.none() | st.text(), min_size=4, max_size=4),
+    flags=st.tuples(st.booleans(), st.booleans()),
+)
+def test_a_result_as_json_is_what_json_dumps_writes(
+    texts: list[str], optional: list[str | None], flags: tuple[bool, bool]
+) -> None:
+    from policyengine.inventory import AuditResult
+
+    file, decision, reason, message = texts
+    rule, not_after, subject, sha256 = optional
+    result = AuditResult(
+        file, 1, decision, reason, message, rule, not_after, subject, sha256, *flags
+    )
+    line = result.to_json()
+    assert line == json.dumps(result.to_dict(), ensure_ascii=False)
+    assert json.loads(line) == result.to_dict()
