@@ -19,7 +19,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Generic, NamedTuple, TypeVar
+from typing import Any, Generic, NamedTuple, TypeGuard, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -472,16 +472,18 @@ def _plain_names(der: bytes) -> tuple[_PlainName, _PlainName] | None:
     if pos > end:
         return None
     (issuer_start, issuer_end), (subject_start, subject_end) = parts[2], parts[4]
+    # an issuer's name recurs in every certificate it signs; a subject's, hardly ever (a
+    # returning client's facts are cached whole): kept, it would only churn the cache
     issuer = _cached_name(der[issuer_start:issuer_end])
-    subject = _cached_name(der[subject_start:subject_end])
+    subject = _read_plain_name(der[subject_start:subject_end])
     if issuer is None or subject is None:
         return None
     return issuer, subject
 
 
 _NAMES: dict[bytes, _PlainName | None] = {}
-"""Names already read, by their DER: a CA's name is the issuer of every certificate it
-signed. Bounded: emptied when full."""
+"""Issuer names already read, by their DER: a CA's name is the issuer of every certificate
+it signed. Bounded: emptied when full."""
 
 
 def _cached_name(encoded: bytes) -> _PlainName | None:
@@ -489,20 +491,24 @@ def _cached_name(encoded: bytes) -> _PlainName | None:
         return _NAMES[encoded]
     except KeyError:
         pass
-    pairs = _plain_name(encoded, 0, len(encoded))
-    found = None
-    if pairs is not None:
-        single = dict(pairs)
-        if len(single) == len(pairs):  # the usual name: no attribute twice
-            by_oid: dict[str, tuple[str, ...]] = {oid: (text,) for oid, text in pairs}
-        else:
-            by_oid = _by_oid(pairs)
-            single = {oid: values[0] for oid, values in by_oid.items() if len(values) == 1}
-        found = _PlainName(tuple(pairs), by_oid, single)
+    found = _read_plain_name(encoded)
     if len(_NAMES) >= 4096:
         _NAMES.clear()
     _NAMES[encoded] = found
     return found
+
+
+def _read_plain_name(encoded: bytes) -> _PlainName | None:
+    pairs = _plain_name(encoded, 0, len(encoded))
+    if pairs is None:
+        return None
+    single = dict(pairs)
+    if len(single) == len(pairs):  # the usual name: no attribute twice
+        by_oid: dict[str, tuple[str, ...]] = {oid: (text,) for oid, text in pairs}
+    else:
+        by_oid = _by_oid(pairs)
+        single = {oid: values[0] for oid, values in by_oid.items() if len(values) == 1}
+    return _PlainName(tuple(pairs), by_oid, single)
 
 
 class CertificateFacts:
@@ -913,9 +919,13 @@ class FactsCache:
                 pass
         return entry
 
+    def keeps(self, value: object) -> TypeGuard[bytes | str]:
+        """Whether :meth:`read` keeps the facts it reads for ``value`` (bytes and text)."""
+        return self.size > 0 and isinstance(value, (bytes, str))
+
     def read(self, value: object) -> CertificateFacts:
         """Facts for a certificate given as read_certificate takes it, from the cache if seen."""
-        if not isinstance(value, (bytes, str)) or self.size == 0:
+        if not self.keeps(value):
             return read_certificate(value)
         entry = self.get(value)
         if entry is not None:

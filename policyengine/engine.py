@@ -566,9 +566,11 @@ class Policy:
             cert = forwarded.leaf
 
         facts: CertificateFacts | None = None
+        kept = True  # the facts outlive this decision: the caller's, or the cache's
         if isinstance(cert, CertificateFacts):
             facts = cert
         elif cert is not None:
+            kept = self._facts.keeps(cert)
             try:
                 facts = self._facts.read(cert)
             except CertificateError as exc:
@@ -603,6 +605,8 @@ class Policy:
         if explain:
             steps.append(self._mode_steps[facts is None])
             return self._run_traced(ctx, steps, facts)
+        if not kept:  # read for this decision alone: a memo on them would never be asked
+            return self._scan(ctx, facts)
         return self._run(ctx, facts)
 
     def _decide(

@@ -12,9 +12,11 @@ import base64
 import gc
 import weakref
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from cryptography import x509
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -296,5 +298,46 @@ def test_facts_the_cache_lets_go_are_freed_at_once() -> None:
         for der in ders[1:]:  # the third certificate pushes the first out of the cache
             assert compiled.evaluate(der, now=now).allowed
         assert kept() is None
+    finally:
+        gc.enable()
+
+
+def test_facts_read_for_one_decision_keep_no_memo() -> None:
+    """Facts nobody keeps (no cache, or a certificate object given) get no memo: it would
+    never be asked, and it would tie them to their decision in a cycle."""
+    ders = [make_certificate({"CN": f"client-{n}"}).der for n in range(2)]
+    certificate = x509.load_der_x509_certificate(ders[1])
+    now = datetime.now(UTC)
+    uncached = policy_from_text(policy("valid"), "e.yaml", facts_cache_size=0)
+    cached = policy_from_text(policy("valid"), "e.yaml")
+    gc.disable()
+    try:
+        for compiled, cert in ((uncached, ders[0]), (cached, certificate)):
+            decision = compiled.evaluate(cert, now=now)
+            assert decision.allowed and decision.certificate is not None
+            assert decision.certificate.decisions == {}
+            freed = weakref.ref(decision.certificate)
+            del decision
+            assert freed() is None
+        kept = cached.evaluate(ders[0], now=now)  # cached facts do keep it
+        assert kept.certificate is not None and kept.certificate.decisions
+    finally:
+        gc.enable()
+
+
+def test_an_inventory_audit_leaves_nothing_for_the_garbage_collector(tmp_path: Path) -> None:
+    from policyengine.inventory import audit
+
+    for n in range(40):
+        (tmp_path / f"c{n}.der").write_bytes(make_certificate({"CN": f"client-{n}"}).der)
+    compiled = policy_from_text(policy('subject.CN == "client-3"'), "e.yaml")
+    files = sorted(str(p) for p in tmp_path.iterdir())
+    now = datetime.now(UTC)
+    gc.collect()
+    gc.disable()
+    try:
+        results = list(audit(compiled, files, at=now, window=timedelta(days=30)))
+        assert [r.decision for r in results].count("allow") == 1
+        assert gc.collect() == 0  # every facts object was freed as its result was made
     finally:
         gc.enable()
