@@ -25,7 +25,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 
-from policyengine.values import FactError, Missing, fingerprint_token, format_serial, format_time
+from policyengine.doorkeeper import Doorkeeper
+from policyengine.values import FactError, Missing, digest_token, format_serial, format_time
 
 __all__ = [
     "MAX_CERTIFICATE_BYTES",
@@ -636,19 +637,27 @@ class CertificateFacts:
 
     @cached_property
     def sha1(self) -> str:
-        return hashlib.sha1(self.der).hexdigest()
+        return self._sha1_digest.hex()
 
     @cached_property
     def sha256(self) -> str:
-        return hashlib.sha256(self.der).hexdigest()
+        return self._sha256_digest.hex()
 
     @cached_property
     def sha1_token(self) -> bytes:
-        return fingerprint_token(self.sha1)
+        return digest_token(self._sha1_digest)
 
     @cached_property
     def sha256_token(self) -> bytes:
-        return fingerprint_token(self.sha256)
+        return digest_token(self._sha256_digest)
+
+    @cached_property
+    def _sha1_digest(self) -> bytes:
+        return hashlib.sha1(self.der).digest()
+
+    @cached_property
+    def _sha256_digest(self) -> bytes:
+        return hashlib.sha256(self.der).digest()
 
     # -- validity ----------------------------------------------------------------------
 
@@ -893,8 +902,10 @@ class FactsCache:
     """A bounded, thread-safe cache of certificate facts keyed by the exact bytes given.
 
     A client that sends the same certificate again costs a dictionary lookup: its facts
-    (and every fact already computed on them) are reused. Least recently used entries go
-    first once ``size`` certificates are held.
+    (and every fact already computed on them) are reused. A certificate is kept from its
+    second sighting on (:mod:`policyengine.doorkeeper`): one seen once is not stored, and
+    does not push out one that returns. Least recently used entries go first once ``size``
+    certificates are held.
     """
 
     def __init__(self, size: int = 4096) -> None:
@@ -903,6 +914,7 @@ class FactsCache:
         self.size = size
         self._entries: OrderedDict[bytes | str, CertificateFacts] = OrderedDict()
         self._lock = threading.Lock()
+        self._door = Doorkeeper(max(size, 1))
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -925,12 +937,21 @@ class FactsCache:
 
     def read(self, value: object) -> CertificateFacts:
         """Facts for a certificate given as read_certificate takes it, from the cache if seen."""
+        return self.read_kept(value)[0]
+
+    def read_kept(self, value: object) -> tuple[CertificateFacts, bool]:
+        """:meth:`read`, and whether the facts are kept in the cache (so outlive the call).
+
+        Bytes and text are kept from their second sighting on (see doorkeeper.py).
+        """
         if not self.keeps(value):
-            return read_certificate(value)
+            return read_certificate(value), False
         entry = self.get(value)
         if entry is not None:
-            return entry
+            return entry, True
         facts = read_certificate(value)  # outside the lock: parsing may be slow
+        if not self._door.admit(value):
+            return facts, False
         with self._lock:
             # another thread may have read the same bytes meanwhile: keep one facts object
             facts = self._entries.setdefault(value, facts)
@@ -940,4 +961,4 @@ class FactsCache:
                 # a kept decision refers back to its facts (Decision.certificate): a cycle
                 # only the garbage collector would free. Emptied, the facts go at once.
                 evicted.decisions.clear()
-        return facts
+        return facts, True

@@ -570,9 +570,8 @@ class Policy:
         if isinstance(cert, CertificateFacts):
             facts = cert
         elif cert is not None:
-            kept = self._facts.keeps(cert)
             try:
-                facts = self._facts.read(cert)
+                facts, kept = self._facts.read_kept(cert)
             except CertificateError as exc:
                 message = f"The client certificate could not be read: {exc}."
                 if explain:

@@ -45,6 +45,8 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeVar
 from urllib.parse import unquote_to_bytes
 
+from policyengine.doorkeeper import Doorkeeper
+
 __all__ = [
     "CHAIN_TOO_LONG",
     "DUPLICATE_HEADER",
@@ -390,7 +392,9 @@ class HeaderMemo:
     Decoding is a pure function of the header values (and the source's settings, so use
     one memo per SourceConfig), and trusting a peer a pure function of its address: both
     can be remembered. Refusals are remembered too, so a client repeating a hostile header
-    costs a lookup. Least recently used entries go first past ``size``.
+    costs a lookup. A value is kept from its second sighting on (a value seen once is
+    never asked for again, and must not push out one that is); least recently used
+    entries go first past ``size``.
     """
 
     def __init__(self, size: int = 4096) -> None:
@@ -400,6 +404,7 @@ class HeaderMemo:
         """Peer verdicts apart: clients cycling through many certificates must not push
         out the verdict on the one proxy they all come through."""
         self._lock = threading.Lock()
+        self._door = Doorkeeper(max(size, 1))
         self._kinds: dict[str, int] = {}
         """Header names by what they are to ``recall`` (see ``_kind``)."""
 
@@ -407,7 +412,9 @@ class HeaderMemo:
         return self._entries.get(key)
 
     def put(self, key: Hashable, value: object) -> None:
-        self._put(self._entries, key, value)
+        """Keep ``value`` for ``key`` once ``key`` has been put before (see doorkeeper.py)."""
+        if self._door.admit(key):
+            self._put(self._entries, key, value)
 
     def peer(self, address: str) -> object:
         return self._peers.get(address)
@@ -1038,6 +1045,40 @@ def _frame_certificate(data: bytes, pos: int, what: str) -> int:
 
 
 def _single_der(data: bytes, what: str) -> bytes:
+    """``data``, when it is exactly one DER certificate; else the framing error."""
+    # the usual certificate, its framing read inline: two-byte lengths for the whole and
+    # the tbsCertificate, a short signatureAlgorithm, then the signature BIT STRING ending
+    # exactly at the end. Each test is one _frame_certificate makes; whatever fails one
+    # is read by it, which says what is wrong.
+    size = len(data)
+    if (
+        size > 8
+        and data[0] == 0x30
+        and data[1] == 0x82
+        and (data[2] << 8 | data[3]) + 4 == size
+        and data[4] == 0x30
+        and data[5] == 0x82
+        and data[6]  # minimal: so the whole, which holds more, is minimal too
+    ):
+        algorithm = 8 + (data[6] << 8 | data[7])  # where the tbsCertificate ends
+        if algorithm + 2 <= size and data[algorithm] == 0x30 and data[algorithm + 1] < 0x80:
+            signature = algorithm + 2 + data[algorithm + 1]
+            if signature + 2 <= size and data[signature] == 0x03:
+                first = data[signature + 1]
+                if first < 0x80:
+                    end = signature + 2 + first
+                elif first == 0x81 and signature + 3 <= size and data[signature + 2] >= 0x80:
+                    end = signature + 3 + data[signature + 2]
+                elif first == 0x82 and signature + 4 <= size and data[signature + 2]:
+                    end = signature + 4 + (data[signature + 2] << 8 | data[signature + 3])
+                else:
+                    end = -1
+                if end == size:
+                    return data
+    return _single_der_framed(data, what)
+
+
+def _single_der_framed(data: bytes, what: str) -> bytes:
     end = _frame_certificate(data, 0, what)
     if end != len(data):
         raise _malformed(f"{what}: {len(data) - end} trailing bytes after the certificate")

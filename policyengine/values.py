@@ -86,16 +86,29 @@ def normalize_hex(text: str) -> str | None:
 
 
 _TOKEN_KEY = os.urandom(32)
+_KEYED = hashlib.blake2b(key=_TOKEN_KEY, digest_size=16)
+"""The keyed hash with its key taken in, copied for each token (keying it anew costs more
+than hashing a digest)."""
 
 
-def fingerprint_token(hex_digest: str) -> bytes:
-    """A keyed hash of a normalised fingerprint, used for set membership.
+def digest_token(digest: bytes) -> bytes:
+    """A keyed hash of a fingerprint's raw digest, used for set membership.
 
     Sets of pinned fingerprints are looked up by this token, so the time a lookup takes
     depends on a secret-keyed hash and not on how many leading characters of a pin an
     attacker's certificate shares.
     """
-    return hashlib.blake2b(hex_digest.encode("ascii"), key=_TOKEN_KEY, digest_size=16).digest()
+    keyed = _KEYED.copy()
+    keyed.update(digest)
+    return keyed.digest()
+
+
+def fingerprint_token(hex_digest: str) -> bytes:
+    """:func:`digest_token` of a fingerprint written as normalised hex (a policy's pin)."""
+    try:
+        return digest_token(bytes.fromhex(hex_digest))
+    except ValueError:  # not hex: a token no certificate's digest has (other length)
+        return digest_token(hex_digest.encode("utf-8", "surrogatepass"))
 
 
 def fingerprints_equal(a: str, b: str) -> bool:

@@ -7,6 +7,7 @@ and the explain trace's detail text) and directly on :class:`CertificateFacts`.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import re
 import threading
@@ -885,12 +886,13 @@ def test_only_the_facts_a_rule_reads_are_computed(rich: IssuedLike) -> None:
     assert decision.allowed
     # the validity is read for the decision memo's time signature
     computed = {"certificate", "der", "decisions", "not_before", "not_after"}
-    assert vars(facts).keys() == {*computed, "sha256"}
+    assert vars(facts).keys() == {*computed, "sha256", "_sha256_digest"}
     by_name = policy(("by-name", "allow", 'subject.CN == "api-client"'))
     assert by_name.evaluate(facts, path="/orders", now=NOW).allowed
     # both names are read from the DER at once (no cryptography Name objects for plain
     # names); and the attributes with one value, which is what `==` reads
-    assert vars(facts).keys() == {*computed, "sha256", "subject_single", "_names_from_der"}
+    read = {"sha256", "_sha256_digest", "subject_single", "_names_from_der"}
+    assert vars(facts).keys() == {*computed, *read}
 
 
 # -- the facts cache -------------------------------------------------------------------------------
@@ -902,28 +904,52 @@ def many() -> list[IssuedLike]:
     return [build(subject=simple_name(CN=f"client-{i}"), serial=1000 + i) for i in range(20)]
 
 
+def _kept(cache: FactsCache, value: bytes | str) -> CertificateFacts:
+    """Facts the cache keeps: read twice, as a returning client's are."""
+    cache.read(value)
+    facts, kept = cache.read_kept(value)
+    assert kept
+    return facts
+
+
 def test_the_cache_returns_the_same_facts_for_the_same_bytes(many: list[IssuedLike]) -> None:
     cache = FactsCache(8)
+    seen_once, kept = cache.read_kept(many[0].der)
+    assert not kept and len(cache) == 0  # the first sighting is only noted
     first = cache.read(many[0].der)
+    assert first is not seen_once and first.sha256 == seen_once.sha256
     assert cache.read(many[0].der) is first
     assert cache.read(bytes(many[0].der)) is first  # equal bytes, another object
-    assert cache.read(many[1].der) is not first
-    pem = cache.read(many[0].pem)
+    assert _kept(cache, many[1].der) is not first
+    pem = _kept(cache, many[0].pem)
     assert pem is not first and pem.sha256 == first.sha256
-    assert cache.read(many[0].pem.decode()) is not pem  # text and bytes are cached apart
+    assert _kept(cache, many[0].pem.decode()) is not pem  # text and bytes are cached apart
     assert len(cache) == 4
 
 
 def test_the_cache_evicts_the_least_recently_used(many: list[IssuedLike]) -> None:
     cache = FactsCache(2)
     a, b, c = (m.der for m in many[:3])
-    facts_a = cache.read(a)
-    facts_b = cache.read(b)
+    facts_a = _kept(cache, a)
+    facts_b = _kept(cache, b)
     assert cache.read(a) is facts_a  # a is now the most recently used
-    cache.read(c)  # so b goes
+    _kept(cache, c)  # so b goes
     assert len(cache) == 2
     assert cache.read(a) is facts_a
     assert cache.read(b) is not facts_b
+
+
+def test_certificates_seen_once_do_not_push_out_one_that_returns(
+    many: list[IssuedLike],
+) -> None:
+    """A flood of one-off certificates (a scanner, an attacker) passes through the cache
+    without evicting the client that keeps coming back."""
+    cache = FactsCache(2)
+    returning = _kept(cache, many[0].der)
+    for other in many[1:]:
+        assert cache.read_kept(other.der)[1] is False
+        assert cache.read(many[0].der) is returning
+    assert len(cache) == 1
 
 
 def test_the_cache_can_be_off_and_refuses_a_negative_size(many: list[IssuedLike]) -> None:
@@ -970,6 +996,8 @@ def test_the_cache_under_eight_threads(many: list[IssuedLike], size: int) -> Non
         except BaseException as exc:  # collected and asserted below
             errors.append(exc)
 
+    for der in ders:  # each seen once before: from now on, each is kept
+        cache.read(der)
     threads = [threading.Thread(target=hammer, args=(t,)) for t in range(8)]
     for thread in threads:
         thread.start()
@@ -1500,3 +1528,17 @@ def test_the_inline_rdn_reading_equals_the_general_one(
 )
 def test_names_written_from_the_der_equal_cryptographys(subject: list[tuple[str, str]]) -> None:
     _same_strings_as_cryptography(make_certificate(subject).der)
+
+
+def test_a_certificates_token_is_its_pins_token() -> None:
+    """The token a certificate's digest gives is the one its pin, written as hex, gives;
+    another certificate's, or text that is not hex, gives another."""
+    from policyengine.values import digest_token, fingerprint_token
+
+    one, other = (read_certificate(make_certificate({"CN": n}).der) for n in ("a", "b"))
+    assert one.sha1_token == fingerprint_token(one.sha1) == digest_token(bytes.fromhex(one.sha1))
+    assert one.sha256_token == fingerprint_token(one.sha256)
+    assert len({one.sha1_token, one.sha256_token, other.sha1_token, other.sha256_token}) == 4
+    assert fingerprint_token("zz" * 20) not in {one.sha1_token, fingerprint_token("00" * 20)}
+    assert one.sha1 == hashlib.sha1(one.der).hexdigest()
+    assert one.sha256 == hashlib.sha256(one.der).hexdigest()

@@ -24,6 +24,7 @@ from policyengine import policy_from_text
 from policyengine.certificate import read_certificate
 from policyengine.document import parse_document
 from policyengine.engine import _compile_document
+from policyengine.sources import Forwarded
 from policyengine.testing import make_certificate
 
 NOT_BEFORE = datetime(2026, 1, 1, tzinfo=UTC)
@@ -270,7 +271,12 @@ def test_the_lane_is_taken_and_refuses_what_the_full_path_refuses() -> None:
     headers = [("Host", "a"), ("X-ARR-ClientCert", CERT_B64)]
     assert compiled.evaluate_request(headers=headers, remote_addr="10.0.0.1", now=now).allowed
     memo = compiled._header_memo
-    assert memo.recall(compiled.source, headers, "10.0.0.1") is not None
+    # seen once: the value is noted, not kept; recall hands back what it read
+    note = "peer 10.0.0.1 is a trusted proxy (10.0.0.1/32)"
+    assert memo.recall(compiled.source, headers, "10.0.0.1") == (note, CERT_B64)
+    assert compiled.evaluate_request(headers=headers, remote_addr="10.0.0.1", now=now).allowed
+    kept = memo.recall(compiled.source, headers, "10.0.0.1")
+    assert isinstance(kept, Forwarded) and kept.leaf == CERT.der
     assert memo.recall(compiled.source, headers, "10.0.0.2") is None  # a peer not seen
     twice = [*headers, ("x-arr-clientcert", CERT_B64)]
     variant = [*headers, ("X_ARR_ClientCert", OTHER_B64)]
@@ -290,21 +296,24 @@ def test_facts_the_cache_lets_go_are_freed_at_once() -> None:
     now = datetime.now(UTC)
     gc.disable()
     try:
+        compiled.evaluate(ders[0], now=now)  # noted; the second sighting is kept
         first = compiled.evaluate(ders[0], now=now)
         assert first.allowed and first.certificate is not None
         assert first.certificate.decisions  # the decision is kept on the facts
         kept = weakref.ref(first.certificate)
         del first
         for der in ders[1:]:  # the third certificate pushes the first out of the cache
-            assert compiled.evaluate(der, now=now).allowed
+            for _ in range(2):
+                assert compiled.evaluate(der, now=now).allowed
         assert kept() is None
     finally:
         gc.enable()
 
 
 def test_facts_read_for_one_decision_keep_no_memo() -> None:
-    """Facts nobody keeps (no cache, or a certificate object given) get no memo: it would
-    never be asked, and it would tie them to their decision in a cycle."""
+    """Facts nobody keeps (no cache, a certificate object given, or bytes seen for the
+    first time) get no memo: it would never be asked, and it would tie them to their
+    decision in a cycle."""
     ders = [make_certificate({"CN": f"client-{n}"}).der for n in range(2)]
     certificate = x509.load_der_x509_certificate(ders[1])
     now = datetime.now(UTC)
@@ -312,14 +321,14 @@ def test_facts_read_for_one_decision_keep_no_memo() -> None:
     cached = policy_from_text(policy("valid"), "e.yaml")
     gc.disable()
     try:
-        for compiled, cert in ((uncached, ders[0]), (cached, certificate)):
+        for compiled, cert in ((uncached, ders[0]), (cached, certificate), (cached, ders[0])):
             decision = compiled.evaluate(cert, now=now)
             assert decision.allowed and decision.certificate is not None
             assert decision.certificate.decisions == {}
             freed = weakref.ref(decision.certificate)
             del decision
             assert freed() is None
-        kept = cached.evaluate(ders[0], now=now)  # cached facts do keep it
+        kept = cached.evaluate(ders[0], now=now)  # seen before: cached, and the memo kept
         assert kept.certificate is not None and kept.certificate.decisions
     finally:
         gc.enable()
@@ -341,3 +350,42 @@ def test_an_inventory_audit_leaves_nothing_for_the_garbage_collector(tmp_path: P
         assert gc.collect() == 0  # every facts object was freed as its result was made
     finally:
         gc.enable()
+
+
+def test_a_flood_of_new_certificates_does_not_push_out_a_returning_client() -> None:
+    """Clients that each call once (a scanner, an attacker minting certificates) pass
+    through caches smaller than their number, and the client that keeps returning is
+    still answered from them."""
+    text = policy("valid").replace(
+        "rules:", "certificate:\n  source: azure\n  trusted_proxies: [10.0.0.1]\nrules:"
+    )
+    compiled = policy_from_text(text, "flood.yaml", facts_cache_size=4)
+    now = NOT_BEFORE + WINDOW
+    returning = [("X-ARR-ClientCert", CERT_B64)]
+    for _ in range(2):
+        compiled.evaluate_request(headers=returning, remote_addr="10.0.0.1", now=now)
+    first = compiled.evaluate_request(headers=returning, remote_addr="10.0.0.1", now=now)
+    for _ in range(2):
+        for n in range(12):  # three times the caches' size between two of its requests
+            der = make_certificate(
+                {"CN": f"one-off-{n}-{_}"}, not_before=NOT_BEFORE, not_after=NOT_AFTER
+            ).der
+            one_off = [("X-ARR-ClientCert", base64.b64encode(der).decode())]
+            decision = compiled.evaluate_request(headers=one_off, remote_addr="10.0.0.1", now=now)
+            assert decision.allowed
+        kept = compiled._header_memo.recall(compiled.source, returning, "10.0.0.1")
+        assert isinstance(kept, Forwarded)  # its header value is still decoded
+        again = compiled.evaluate_request(headers=returning, remote_addr="10.0.0.1", now=now)
+        assert again is first  # the kept decision, from the kept facts
+
+
+def test_the_doorkeeper_admits_on_the_second_sighting_and_stays_bounded() -> None:
+    from policyengine.doorkeeper import Doorkeeper
+
+    door = Doorkeeper(3)
+    assert [door.admit(k) for k in ("a", "b", "a", "a")] == [False, False, True, True]
+    assert door.admit("c") is False  # three noted: full
+    assert door.admit("d") is False  # emptied, then d noted
+    assert door.admit("a") is False  # a was forgotten with the rest
+    assert door.admit("d") is True
+    assert len(door._seen) <= 3

@@ -934,6 +934,7 @@ def test_intermediates_notes_per_format() -> None:
 def test_facts_are_cached_across_requests() -> None:
     policy = compile_text(pinned_text("nginx"))
     request = forwarded("nginx", CLIENT_DER)
+    evaluate(policy, request)  # the first sighting is noted; from the second on, kept
     first = evaluate(policy, request)
     second = evaluate(policy, request)
     assert first.certificate is not None

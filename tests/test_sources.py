@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import itertools
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -1125,3 +1126,102 @@ def test_read_forwarded_raises_only_source_error(
     else:
         assert isinstance(forwarded, Forwarded)
         assert all(isinstance(note, str) for note in forwarded.notes)
+
+
+def _framing_certificates() -> list[bytes]:
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+    keys = [
+        ec.generate_private_key(ec.SECP256R1()),  # signature: short length
+        rsa.generate_private_key(public_exponent=65537, key_size=1024),  # 0x81 length
+        rsa.generate_private_key(public_exponent=65537, key_size=2048),  # 0x82 length
+        ed25519.Ed25519PrivateKey.generate(),
+    ]
+    return [make_certificate({"CN": "framing"}, key=key).der for key in keys]
+
+
+FRAMING_CERTIFICATES = _framing_certificates()
+
+
+def _framing(data: bytes, read: Callable[[bytes, str], bytes]) -> bytes | str:
+    try:
+        return read(data, "the value")
+    except SourceError as exc:
+        return exc.message
+
+
+def _framing_headers(der: bytes) -> list[int]:
+    """Where the certificate's framing is: its first bytes, the signatureAlgorithm's and
+    the signature's headers."""
+    from policyengine.sources import _read_tlv
+
+    _, inside, _ = _read_tlv(der, 0, "")
+    _, _, algorithm = _read_tlv(der, inside, "")
+    _, _, signature = _read_tlv(der, algorithm, "")
+    return [*range(12), *range(algorithm - 1, algorithm + 3), *range(signature - 1, signature + 5)]
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    which=st.integers(0, len(FRAMING_CERTIFICATES) - 1),
+    flips=st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), max_size=2),
+    cut=st.integers(0, 3),
+    extra=st.binary(max_size=3),
+)
+def test_the_inline_framing_check_equals_the_general_one(
+    which: int, flips: list[tuple[int, int]], cut: int, extra: bytes
+) -> None:
+    """Each certificate as it is, then with its framing bytes changed, cut short or
+    extended: the same answer, the same error."""
+    from policyengine.sources import _single_der, _single_der_framed
+
+    der = FRAMING_CERTIFICATES[which]
+    assert _single_der(der, "the value") is der
+    headers = _framing_headers(der)
+    data = bytearray(der)
+    for pick, byte in flips:
+        data[headers[pick % len(headers)]] = byte
+    mutated = bytes(data[: len(data) - cut]) + extra
+    assert _framing(mutated, _single_der) == _framing(mutated, _single_der_framed)
+
+
+def _reframed(der: bytes, forms: tuple[int, int, int, int]) -> bytes:
+    """``der`` with the lengths of the whole, the tbsCertificate, the signatureAlgorithm
+    and the signature written in the given forms (0: one byte, 0x81, 0x82), minimal or not."""
+    from policyengine.sources import _read_tlv
+
+    def element(tag: int, content: bytes, form: int) -> bytes:
+        size = len(content)
+        if form == 0:
+            head = bytes([size & 0x7F])  # wrong when it does not fit: framing must say so
+        elif form == 0x81:
+            head = bytes([0x81, size & 0xFF])
+        else:
+            head = bytes([0x82]) + (size & 0xFFFF).to_bytes(2, "big")
+        return bytes([tag]) + head + content
+
+    _, inside, _ = _read_tlv(der, 0, "")
+    parts = []
+    pos = inside
+    for tag in (0x30, 0x30, 0x03):
+        _, start, pos = _read_tlv(der, pos, "")
+        parts.append((tag, der[start:pos]))
+    inner = b"".join(element(t, c, f) for (t, c), f in zip(parts, forms[1:], strict=True))
+    return element(0x30, inner, forms[0])
+
+
+@pytest.mark.parametrize("which", range(len(FRAMING_CERTIFICATES)))
+def test_the_inline_framing_check_equals_the_general_one_for_every_length_form(
+    which: int,
+) -> None:
+    from policyengine.sources import _single_der, _single_der_framed
+
+    small = make_certificate({"CN": "s"}, key_identifiers=False, client_auth=False).der
+    for der in (FRAMING_CERTIFICATES[which], small):
+        answers = set()
+        for forms in itertools.product((0, 0x81, 0x82), repeat=4):
+            data = _reframed(der, forms)
+            answer = _framing(data, _single_der)
+            assert answer == _framing(data, _single_der_framed), forms
+            answers.add(answer == data)
+        assert answers == {True, False}  # some forms are sound, some are refused
