@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import statistics
 import time
 from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.x509.oid import NameOID
 
 
 def four_predicates(pins: Sequence[str], name: str = "bench") -> str:
@@ -23,6 +29,20 @@ rules:
       valid and subject.CN == "api-client" and issuer.O == "Contoso Ltd"
       and fingerprint in partners
 """
+
+
+def handwritten(value: str, pins: frozenset[str], now: datetime) -> bool:
+    """The App Service article's validator, the same policy by hand: decode the header,
+    parse the certificate, check the dates, the names and the SHA-1 thumbprint, on every
+    request."""
+    c = x509.load_der_x509_certificate(base64.b64decode(value))
+    if not (c.not_valid_before_utc <= now <= c.not_valid_after_utc):
+        return False
+    cn = c.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+    org = c.issuer.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)[0].value
+    return (
+        cn == "api-client" and org == "Contoso Ltd" and c.fingerprint(hashes.SHA1()).hex() in pins
+    )
 
 
 def measure(case: Callable[[], object], repeats: int, seconds: float) -> list[float]:

@@ -43,11 +43,8 @@ import tracemalloc
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from common import format_table, four_predicates, measure, median, micros, spread
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
+from common import format_table, four_predicates, handwritten, measure, median, micros, spread
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from policyengine import Policy, read_certificate
 from policyengine.document import parse_document
@@ -113,18 +110,6 @@ def per_decision(bench: Bench) -> dict[str, Callable[[], object]]:
             and f["sha1"] in pin_set
         )
 
-    def handwritten(value: str = header, pins: frozenset[str] = pin_set) -> bool:
-        c = x509.load_der_x509_certificate(base64.b64decode(value))
-        if not (c.not_valid_before_utc <= NOW <= c.not_valid_after_utc):
-            return False
-        cn = c.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
-        org = c.issuer.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)[0].value
-        return (
-            cn == "api-client"
-            and org == "Contoso Ltd"
-            and c.fingerprint(hashes.SHA1()).hex() in pins
-        )
-
     def request(p: Policy) -> Callable[[], object]:
         return lambda: p.evaluate_request(headers=headers, remote_addr=PEER, path="/", now=NOW)
 
@@ -137,7 +122,7 @@ def per_decision(bench: Bench) -> dict[str, Callable[[], object]]:
         "header, cold": lambda: cold.evaluate_request(
             headers=pool_headers[next(turn)], remote_addr=PEER, path="/", now=NOW
         ),
-        "handwritten": lambda: handwritten(bench.pool[next(turn)], pool_set),
+        "handwritten": lambda: handwritten(bench.pool[next(turn)], pool_set, NOW),
     }
     for name, case in cases.items():
         assert case(), name  # every case allows: none is fast by being wrong

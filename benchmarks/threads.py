@@ -17,22 +17,28 @@ Cases:
 - cached   the policy's default caches: after the first request of each certificate,
            a decision is a header-memo and facts-cache hit (a returning client);
 - churn    ``facts_cache_size=4``, smaller than the pool: every request misses, decodes
-           the header, parses the certificate and evicts another entry, so the caches'
-           locks and evictions run concurrently on every decision.
+           the header, parses the certificate and decides, and the caches' doorkeepers
+           (which admit a certificate on its second sighting) note and forget, all
+           concurrently;
+- handwritten  not policyengine: the same harness around the App Service article's
+           validator (decode, parse, check dates, names and thumbprint by hand), the
+           baseline for what sharing one interpreter among threads costs any Python code.
 
 The total number of decisions of a run is fixed (``--decisions``, a tenth of it for
-churn) and split evenly between the threads; the wall time runs from the moment every
-thread is ready until the last one finishes. Every decision is checked against the one
-computed up front by a single thread (same allow/deny, reason, rule and message, and
-facts of the very certificate that was sent); an exception or a differing decision is an
-error. The table shows the median over ``--repeats`` runs (1-thread and n-thread runs
-alternate): wall time, aggregate decisions/s with its spread (min..max) and its ratio to
-one thread's; the process CPU time per decision and its ratio to one thread's (what
-threading costs in work, which other processes sharing the machine disturb less than
-wall time); and the errors summed over all runs.
+churn and handwritten) and split evenly between the threads; the wall time runs from the
+moment every thread is ready until the last one finishes. Every decision is checked
+against the one computed up front by a single thread (same allow/deny, reason, rule and
+message, and facts of the very certificate that was sent); an exception or a differing
+decision is an error. The table shows the median over ``--repeats`` runs (1-thread and
+n-thread runs alternate): wall time, aggregate decisions/s with its spread (min..max)
+and its ratio to one thread's; the process CPU time per decision and its ratio to one
+thread's (what threading costs in work, which other processes sharing the machine
+disturb less than wall time); and the errors summed over all runs.
 
 Under CPython's GIL the threads take turns, so the aggregate throughput of n threads
 should stay close to one thread's; the goal is no errors and no loss of throughput.
+Handing the lock over (every 5 ms by default) costs a few percent whatever the code;
+``--switch-interval 50`` shows how much of a loss is that.
 :func:`measure_threads` returns the numbers and :func:`thread_rows` the formatted rows,
 for another benchmark to include.
 """
@@ -41,15 +47,16 @@ from __future__ import annotations
 
 import argparse
 import base64
+import functools
 import statistics
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from common import format_table, four_predicates
+from common import format_table, four_predicates, handwritten
 
 from policyengine import Decision, Policy, policy_from_text
 from policyengine.testing import IssuedCertificate, make_certificate
@@ -58,8 +65,8 @@ NOW = datetime(2026, 11, 28, tzinfo=UTC)
 PEER = "10.0.0.1"
 HEADER = "X-ARR-ClientCert"
 DECOY_PINS = ("30757a2e831977d8bd9c8496e4c99ab26cb9622b", "5e" * 20)
-CASES: dict[str, int | None] = {"cached": None, "churn": 4}
-"""Case name -> facts_cache_size (None: the policy's default)."""
+CASES: dict[str, int | None] = {"cached": None, "churn": 4, "handwritten": None}
+"""Case name -> facts_cache_size (None: the policy's default; unused by handwritten)."""
 
 TABLE_HEADER = (
     "case",
@@ -85,7 +92,8 @@ class Client:
 @dataclass(frozen=True)
 class Expected:
     client: Client
-    decision: Decision
+    decision: object
+    """A policy's Decision, or the handwritten validator's bool."""
 
 
 @dataclass
@@ -115,8 +123,8 @@ class ThreadResult:
         return statistics.median(self.cpu_seconds) / self.decisions
 
 
-def make_clients() -> tuple[list[Client], str]:
-    """The 16 clients (12 allowed, 4 denied) and the text of the policy that decides them."""
+def make_clients() -> tuple[list[Client], list[str]]:
+    """The 16 clients (12 allowed, 4 denied) and the pins of the policy that decides them."""
     valid_from, valid_to = NOW - timedelta(days=30), NOW + timedelta(days=335)
     good = {"CN": "api-client", "O": "Contoso Ltd"}
 
@@ -137,34 +145,40 @@ def make_clients() -> tuple[list[Client], str]:
     clients = [
         Client(name, c.der, ((HEADER, base64.b64encode(c.der).decode()),)) for name, c in pool
     ]
-    policy_text = four_predicates(pins, "bench-threads")
-    return clients, policy_text
+    return clients, pins
 
 
 def decide(policy: Policy, client: Client) -> Decision:
     return policy.evaluate_request(headers=client.headers, remote_addr=PEER, path="/", now=NOW)
 
 
+def _by_hand(pins: frozenset[str], client: Client) -> bool:
+    return handwritten(client.headers[0][1], pins, NOW)
+
+
 def expected_decisions(policy: Policy, clients: Sequence[Client]) -> list[Expected]:
     """Each client's decision, computed once by this thread: what every thread must get."""
-    expected = [Expected(client, decide(policy, client)) for client in clients]
-    allowed = [e.client.name for e in expected if e.decision.allowed]
-    denied = {e.client.name: e.decision.reason for e in expected if not e.decision.allowed}
+    decisions = [decide(policy, client) for client in clients]
+    expected = [Expected(c, d) for c, d in zip(clients, decisions, strict=True)]
+    allowed = [c.name for c, d in zip(clients, decisions, strict=True) if d.allowed]
+    denied = {c.name: d.reason for c, d in zip(clients, decisions, strict=True) if not d.allowed}
     if len(allowed) != 12 or set(denied) != {"wrong-cn", "wrong-issuer", "expired", "not-pinned"}:
         raise AssertionError(f"unexpected decisions: allowed {allowed}, denied {denied}")
     return expected
 
 
-def _mismatch(decision: Decision, want: Expected) -> str | None:
+def _mismatch(decision: object, want: Expected) -> str | None:
     if decision != want.decision:
         return f"{want.client.name}: got {decision!r}, expected {want.decision!r}"
-    if decision.certificate is None or decision.certificate.der != want.client.der:
+    if isinstance(decision, Decision) and (
+        decision.certificate is None or decision.certificate.der != want.client.der
+    ):
         return f"{want.client.name}: the decision carries another certificate's facts"
     return None
 
 
 def run_once(
-    policy: Policy, expected: Sequence[Expected], threads: int, decisions: int
+    call: Callable[[Client], object], expected: Sequence[Expected], threads: int, decisions: int
 ) -> tuple[float, float, int, str | None]:
     """Wall time, process CPU time, error count and first error of ``decisions`` split
     over ``threads``."""
@@ -182,7 +196,7 @@ def run_once(
         barrier.wait()
         for want in order:
             try:
-                decision = decide(policy, want.client)
+                decision = call(want.client)
             except Exception as exc:  # counted, not raised: the run goes on
                 count += 1
                 note = note or f"{want.client.name}: {type(exc).__name__}: {exc}"
@@ -213,9 +227,10 @@ def measure_threads(
     cases: Sequence[str] = tuple(CASES),
 ) -> list[ThreadResult]:
     """Run every case with every thread count ``repeats`` times, thread counts alternating."""
-    clients, policy_text = make_clients()
+    clients, pins = make_clients()
+    policy_text = four_predicates(pins, "bench-threads")
     results: list[ThreadResult] = []
-    reference: list[Decision] | None = None
+    reference: list[object] | None = None
     for case in cases:
         size = CASES[case]
         policy = (
@@ -224,19 +239,26 @@ def measure_threads(
             else policy_from_text(policy_text, "threads.yaml", facts_cache_size=size)
         )
         expected = expected_decisions(policy, clients)
-        if reference is None:
+        call: Callable[[Client], object] = functools.partial(decide, policy)
+        if case == "handwritten":
+            call = functools.partial(_by_hand, frozenset(pins))
+            expected = [
+                Expected(e.client, isinstance(e.decision, Decision) and e.decision.allowed)
+                for e in expected
+            ]
+        elif reference is None:
             reference = [e.decision for e in expected]
         elif reference != [e.decision for e in expected]:
             raise AssertionError(f"case {case} decides the pool differently")
-        number = decisions if size is None else max(decisions // 10, 1)
+        number = max(decisions // 10, 1) if size is not None or case == "handwritten" else decisions
         # warm-up: every certificate seen, the code paths run once
-        _, _, warm_errors, warm_note = run_once(policy, expected, 1, min(number, 2000))
+        _, _, warm_errors, warm_note = run_once(call, expected, 1, min(number, 2000))
         by_threads = {n: ThreadResult(case, n, (number // n) * n) for n in thread_counts}
         first = next(iter(by_threads.values()))
         first.errors, first.first_error = warm_errors, warm_note
         for _ in range(repeats):
             for n, result in by_threads.items():
-                elapsed, cpu, errors, note = run_once(policy, expected, n, number)
+                elapsed, cpu, errors, note = run_once(call, expected, n, number)
                 result.seconds.append(elapsed)
                 result.cpu_seconds.append(cpu)
                 result.errors += errors
@@ -281,14 +303,23 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--decisions", type=int, default=100_000, help="per run (cached case)")
     parser.add_argument("--threads", default="1,8", help="thread counts, comma-separated")
+    parser.add_argument(
+        "--switch-interval",
+        type=float,
+        help="the interpreter's thread switch interval, in ms (sys.setswitchinterval): "
+        "how much of the loss is handing the GIL over",
+    )
+    parser.add_argument("--cases", default=",".join(CASES), help="comma-separated")
     args = parser.parse_args()
     counts = sorted({int(n) for n in args.threads.split(",")} | {1})
+    if args.switch_interval is not None:
+        sys.setswitchinterval(args.switch_interval / 1e3)
     gil = getattr(sys, "_is_gil_enabled", lambda: True)()
     print(
         f"Python {sys.version.split()[0]}, GIL {'on' if gil else 'off'}, "
         f"switch interval {sys.getswitchinterval() * 1e3:g} ms"
     )
-    results = measure_threads(args.repeats, args.decisions, counts)
+    results = measure_threads(args.repeats, args.decisions, counts, args.cases.split(","))
     print(format_table(TABLE_HEADER, rows(results)))
     failed = [r for r in results if r.errors]
     for r in failed:
