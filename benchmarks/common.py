@@ -66,6 +66,31 @@ def measure(case: Callable[[], object], repeats: int, seconds: float) -> list[fl
     return per_call
 
 
+def measure_together(
+    cases: dict[str, Callable[[], object]], repeats: int, seconds: float
+) -> dict[str, list[float]]:
+    """:func:`measure` for several cases, their repeats taken in turn (case A's first,
+    case B's first, ..., case A's second, ...): on a machine whose speed drifts (other
+    work on shared cores), each case sees the same drift, so their ratios hold."""
+    sized: dict[str, int] = {}
+    for name, case in cases.items():  # warm up and size, as measure does
+        warm = 0
+        start = time.perf_counter()
+        while warm < 1000 and (warm < 3 or time.perf_counter() - start < seconds / 2):
+            case()
+            warm += 1
+        sized[name] = max(1, round(seconds * warm / (time.perf_counter() - start)))
+    samples: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(repeats):
+        for name, case in cases.items():
+            number = sized[name]
+            start = time.perf_counter()
+            for _ in range(number):
+                case()
+            samples[name].append((time.perf_counter() - start) / number)
+    return samples
+
+
 def median(samples: Sequence[float]) -> float:
     return statistics.median(samples)
 

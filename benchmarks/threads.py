@@ -20,9 +20,12 @@ Cases:
            the header, parses the certificate and decides, and the caches' doorkeepers
            (which admit a certificate on its second sighting) note and forget, all
            concurrently;
-- handwritten  not policyengine: the same harness around the App Service article's
-           validator (decode, parse, check dates, names and thumbprint by hand), the
-           baseline for what sharing one interpreter among threads costs any Python code.
+- plain python  not policyengine: the same harness around the policy written as a plain
+           Python function over facts extracted beforehand, run ten times a call (about
+           the cost of a cached decision): what handing the interpreter's lock over costs
+           code that does nothing else;
+- handwritten  not policyengine either: the App Service article's validator (decode,
+           parse, check dates, names and thumbprint by hand, with ``cryptography``).
 
 The total number of decisions of a run is fixed (``--decisions``, a tenth of it for
 churn and handwritten) and split evenly between the threads; the wall time runs from the
@@ -57,6 +60,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from common import format_table, four_predicates, handwritten
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.x509.oid import NameOID
 
 from policyengine import Decision, Policy, policy_from_text
 from policyengine.testing import IssuedCertificate, make_certificate
@@ -65,8 +71,14 @@ NOW = datetime(2026, 11, 28, tzinfo=UTC)
 PEER = "10.0.0.1"
 HEADER = "X-ARR-ClientCert"
 DECOY_PINS = ("30757a2e831977d8bd9c8496e4c99ab26cb9622b", "5e" * 20)
-CASES: dict[str, int | None] = {"cached": None, "churn": 4, "handwritten": None}
-"""Case name -> facts_cache_size (None: the policy's default; unused by handwritten)."""
+CASES: dict[str, int | None] = {
+    "cached": None,
+    "churn": 4,
+    "plain python": None,
+    "handwritten": None,
+}
+"""Case name -> facts_cache_size (None: the policy's default; unused by the baselines)."""
+BASELINES = ("plain python", "handwritten")
 
 TABLE_HEADER = (
     "case",
@@ -156,6 +168,38 @@ def _by_hand(pins: frozenset[str], client: Client) -> bool:
     return handwritten(client.headers[0][1], pins, NOW)
 
 
+PLAIN_ROUNDS = 10
+"""The plain function is run this many times per call: about the cost of a cached decision."""
+
+
+def _plain(pins: frozenset[str], facts: dict[bytes, tuple[object, ...]], client: Client) -> bool:
+    """The policy in plain Python over facts extracted beforehand, ``PLAIN_ROUNDS`` times."""
+    not_before, not_after, cn, org, sha1 = facts[client.der]
+    allowed = False
+    for _ in range(PLAIN_ROUNDS):
+        allowed = (
+            not_before <= NOW <= not_after  # type: ignore[operator]
+            and cn == "api-client"
+            and org == "Contoso Ltd"
+            and sha1 in pins
+        )
+    return allowed
+
+
+def _extracted(clients: Sequence[Client]) -> dict[bytes, tuple[object, ...]]:
+    facts: dict[bytes, tuple[object, ...]] = {}
+    for client in clients:
+        c = x509.load_der_x509_certificate(client.der)
+        facts[client.der] = (
+            c.not_valid_before_utc,
+            c.not_valid_after_utc,
+            c.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value,
+            c.issuer.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)[0].value,
+            c.fingerprint(hashes.SHA1()).hex(),
+        )
+    return facts
+
+
 def expected_decisions(policy: Policy, clients: Sequence[Client]) -> list[Expected]:
     """Each client's decision, computed once by this thread: what every thread must get."""
     decisions = [decide(policy, client) for client in clients]
@@ -240,8 +284,11 @@ def measure_threads(
         )
         expected = expected_decisions(policy, clients)
         call: Callable[[Client], object] = functools.partial(decide, policy)
-        if case == "handwritten":
-            call = functools.partial(_by_hand, frozenset(pins))
+        if case in BASELINES:
+            if case == "handwritten":
+                call = functools.partial(_by_hand, frozenset(pins))
+            else:
+                call = functools.partial(_plain, frozenset(pins), _extracted(clients))
             expected = [
                 Expected(e.client, isinstance(e.decision, Decision) and e.decision.allowed)
                 for e in expected
@@ -250,7 +297,8 @@ def measure_threads(
             reference = [e.decision for e in expected]
         elif reference != [e.decision for e in expected]:
             raise AssertionError(f"case {case} decides the pool differently")
-        number = max(decisions // 10, 1) if size is not None or case == "handwritten" else decisions
+        slow = size is not None or case == "handwritten"
+        number = max(decisions // 10, 1) if slow else decisions
         # warm-up: every certificate seen, the code paths run once
         _, _, warm_errors, warm_note = run_once(call, expected, 1, min(number, 2000))
         by_threads = {n: ThreadResult(case, n, (number // n) * n) for n in thread_counts}

@@ -123,8 +123,10 @@ def _memo_windows(rules: Iterable[Rule]) -> tuple[timedelta, ...] | None:
 def load_policy(path: str | Path, *, facts_cache_size: int = 4096) -> Policy:
     """Load, check and compile a policy file. Raises a :class:`PolicyError` subclass.
 
-    ``facts_cache_size``: how many certificates' facts the policy keeps, so a client that
-    sends the same certificate again costs a lookup (0 turns the cache off).
+    ``facts_cache_size``: how many certificates' facts (and header values) the policy
+    keeps, so a client that sends the same certificate again costs a lookup; each is kept
+    from its second sighting on, so one-off certificates never push out a returning
+    client (0 turns the caches off).
     """
     return _compile_document(load_document(path), facts_cache_size)
 
