@@ -432,10 +432,19 @@ class _PlainName(NamedTuple):
 
     pairs: tuple[tuple[str, str], ...]
     """``(dotted OID, value)`` in DER order."""
-    by_oid: dict[str, tuple[str, ...]]
-    """Every value of each attribute. Shared by every certificate with this name: read only."""
     single: dict[str, str]
-    """The attributes with exactly one value. Shared too: read only."""
+    """The attributes with exactly one value (what ``==`` reads). Shared by every
+    certificate with this name: read only."""
+    repeated: dict[str, tuple[str, ...]] | None
+    """Every value of each attribute, when some attribute has several; None for the usual
+    name, where :func:`_values_by_oid` builds it from ``pairs`` when asked. Read only."""
+
+
+def _values_by_oid(name: _PlainName) -> dict[str, tuple[str, ...]]:
+    """Every value of each attribute of ``name``, by dotted OID."""
+    if name.repeated is not None:
+        return name.repeated
+    return {oid: (text,) for oid, text in name.pairs}
 
 
 def _header(der: bytes, pos: int) -> tuple[int, int]:
@@ -466,7 +475,15 @@ def _plain_names(der: bytes) -> tuple[_PlainName, _PlainName] | None:
         for tag in (0x02, 0x30, 0x30, 0x30, 0x30):
             if der[pos] != tag:
                 return None
-            start, pos = _header(der, pos)
+            first = der[pos + 1]
+            if first < 0x80:  # these are short: their lengths are read here, as _header does
+                start = pos + 2
+                pos = start + first
+            elif first == 0x81:
+                start = pos + 3
+                pos = start + der[pos + 2]
+            else:
+                start, pos = _header(der, pos)
             parts.append((start, pos))
     except IndexError:
         return None
@@ -505,11 +522,10 @@ def _read_plain_name(encoded: bytes) -> _PlainName | None:
         return None
     single = dict(pairs)
     if len(single) == len(pairs):  # the usual name: no attribute twice
-        by_oid: dict[str, tuple[str, ...]] = {oid: (text,) for oid, text in pairs}
-    else:
-        by_oid = _by_oid(pairs)
-        single = {oid: values[0] for oid, values in by_oid.items() if len(values) == 1}
-    return _PlainName(tuple(pairs), by_oid, single)
+        return _PlainName(tuple(pairs), single, None)
+    by_oid = _by_oid(pairs)
+    single = {oid: values[0] for oid, values in by_oid.items() if len(values) == 1}
+    return _PlainName(tuple(pairs), single, by_oid)
 
 
 class CertificateFacts:
@@ -561,13 +577,13 @@ class CertificateFacts:
     def subject_attributes(self) -> dict[str, tuple[str, ...]]:
         """Every value of each subject attribute, by dotted OID. Read only."""
         plain = self._names_from_der
-        return plain[1].by_oid if plain is not None else self._attributes("subject")
+        return _values_by_oid(plain[1]) if plain is not None else self._attributes("subject")
 
     @_fact("the issuer name")
     def issuer_attributes(self) -> dict[str, tuple[str, ...]]:
         """Every value of each issuer attribute, by dotted OID. Read only."""
         plain = self._names_from_der
-        return plain[0].by_oid if plain is not None else self._attributes("issuer")
+        return _values_by_oid(plain[0]) if plain is not None else self._attributes("issuer")
 
     @cached_property
     def _names_from_der(self) -> tuple[_PlainName, _PlainName] | None:

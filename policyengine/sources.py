@@ -303,15 +303,17 @@ class SourceConfig:
                 raise ValueError(f"trusted_proxies entry {entry!r}: {exc}") from None
         object.__setattr__(self, "_networks", tuple(networks))
         object.__setattr__(self, "_trust_unix", trust_unix)
-        names = tuple(
-            n for n in (self.header_name, self.chain_header_name, self.verify_header_name) if n
-        )
+        header, chain, verify = self.header_name, self.chain_header_name, self.verify_header_name
+        names = tuple(n for n in (header, chain, verify) if n)
         plan = _Plan(
             names,
             {n.lower(): n for n in names},
             _Limits(self.max_header_bytes, self.max_chain_length),
             # gcp's notes read other headers, so its results are not kept whole
             bool(names) and self.source not in ("gcp", "wsgi-environ", "asgi-tls"),
+            header,
+            chain,
+            verify,
         )
         object.__setattr__(self, "_plan", plan)
 
@@ -524,17 +526,22 @@ def read_forwarded(
     if config.source == "asgi-tls":
         return _read_asgi(config, environ_or_scope)
 
-    cert_name = config.header_name
-    assert cert_name is not None  # every header source has a default
-    chain_name = config.chain_header_name
-    verify_name = config.verify_header_name
     plan = config._plan
+    cert_name = plan.header
+    assert cert_name is not None  # every header source has a default
+    chain_name = plan.chain_header
+    verify_name = plan.verify_header
     names = plan.names
 
-    if scanned is not None:  # recall has read the headers: a trusted peer, one value
-        trusted, (trust_note, value) = True, scanned
-        found: _Found = {name: ([], []) for name in names}
-        found[cert_name][0].append(value)
+    limits = plan.limits
+    if scanned is not None:
+        # recall has read the headers: a trusted peer, the certificate header once and
+        # none of the source's other headers, so all _single_instance would check is size
+        trust_note = scanned[0]
+        cert_value: str | None = scanned[1]
+        notes = [trust_note]
+        _in_header(cert_name, _check_size, scanned[1], limits)
+        chain_value = verify_value = None
     else:
         address = remote_addr if isinstance(remote_addr, str) else None
         known = memo.peer(address) if memo is not None and address is not None else None
@@ -545,33 +552,31 @@ def read_forwarded(
             if memo is not None and address is not None:
                 memo.put_peer(address, (trusted, trust_note))
         found = _scan(headers, plan.by_lower)
-    if trusted and memo is not None and scanned is None:
-        # a returning client, the certificate header alone and once: one lookup
-        values, variants = found[cert_name]
-        others = len(names) > 1 and any(any(found[n]) for n in names[1:])
-        if len(values) == 1 and not variants and not others:
-            whole = memo.get((trust_note, "values", values[0], None, None))
-            if whole.__class__ is Forwarded:
-                return whole
-    if not trusted:
+        if trusted and memo is not None:
+            # a returning client, the certificate header alone and once: one lookup
+            values, variants = found[cert_name]
+            others = len(names) > 1 and any(any(found[n]) for n in names[1:])
+            if len(values) == 1 and not variants and not others:
+                whole = memo.get((trust_note, "values", values[0], None, None))
+                if whole.__class__ is Forwarded:
+                    return whole
+        if not trusted:
+            notes = [trust_note]
+            sent = [n for n in names if found[n][0]]
+            if sent:
+                notes.append(f"ignored header(s) sent by that peer: {', '.join(sent)}")
+            return Forwarded(None, (), None, None, tuple(notes))
+
         notes = [trust_note]
-        sent = [n for n in names if found[n][0]]
-        if sent:
-            notes.append(f"ignored header(s) sent by that peer: {', '.join(sent)}")
-        return Forwarded(None, (), None, None, tuple(notes))
-
-    notes = [trust_note]
-    limits = plan.limits
-
-    cert_value = _single_instance(found, cert_name, limits, notes)
-    verify_value = _single_instance(found, verify_name, limits, notes) if verify_name else None
-    if chain_name and config.source == "rfc9440":
-        # RFC 9440: Client-Cert-Chain "MAY have a list of values or occur multiple times".
-        chain_value = _joined_instances(found, chain_name, limits)
-    elif chain_name:
-        chain_value = _single_instance(found, chain_name, limits, notes)
-    else:
-        chain_value = None
+        cert_value = _single_instance(found, cert_name, limits, notes)
+        verify_value = _single_instance(found, verify_name, limits, notes) if verify_name else None
+        if chain_name and config.source == "rfc9440":
+            # RFC 9440: Client-Cert-Chain "MAY have a list of values or occur multiple times".
+            chain_value = _joined_instances(found, chain_name, limits)
+        elif chain_name:
+            chain_value = _single_instance(found, chain_name, limits, notes)
+        else:
+            chain_value = None
 
     values_key = ("values", cert_value, chain_value, verify_value)
     use_memo = memo is not None and plan.whole
@@ -580,7 +585,7 @@ def read_forwarded(
     whole_key = (trust_note, *values_key) if use_memo and len(notes) == 1 else None
     if use_memo:
         assert memo is not None
-        if whole_key is not None:
+        if whole_key is not None and scanned is None:  # recall has looked it up
             whole = memo.get(whole_key)
             if whole.__class__ is Forwarded:
                 return whole
@@ -716,6 +721,10 @@ class _Plan(NamedTuple):
     limits: _Limits
     whole: bool
     """Whether a request's whole result may be kept (see ``HeaderMemo.recall``)."""
+    header: str | None
+    chain_header: str | None
+    verify_header: str | None
+    """The header names, as the properties of SourceConfig give them."""
 
 
 class _Limits(NamedTuple):

@@ -35,6 +35,7 @@ from policyengine.certificate import (
     CertificateFacts,
     FactsCache,
     _PlainName,
+    _values_by_oid,
     read_certificate,
 )
 from policyengine.language.catalog import CATALOG, Type, lookup
@@ -1390,7 +1391,9 @@ def _names_by_cryptography(der: bytes) -> tuple[dict[str, tuple[str, ...]], ...]
 def _singles_agree(plain: tuple[_PlainName, _PlainName]) -> None:
     """The attributes with one value, kept beside the others, are exactly those."""
     for name in plain:
-        assert name.single == {o: vs[0] for o, vs in name.by_oid.items() if len(vs) == 1}
+        values = _values_by_oid(name)
+        assert name.single == {o: vs[0] for o, vs in values.items() if len(vs) == 1}
+        assert (name.repeated is None) == all(len(vs) == 1 for vs in values.values())
         assert [o for o, _ in name.pairs if o in name.single] == list(name.single)
 
 
@@ -1403,7 +1406,7 @@ def test_names_from_the_der_equal_cryptographys_or_are_left_to_it(member: hostil
     plain = _plain_names(member.der)
     if plain is None:
         return  # read through cryptography, as the corpus tests above check
-    assert tuple(p.by_oid for p in plain) == _names_by_cryptography(member.der)
+    assert tuple(_values_by_oid(p) for p in plain) == _names_by_cryptography(member.der)
     _singles_agree(plain)
     _same_strings_as_cryptography(member.der)
 
@@ -1426,7 +1429,7 @@ def test_plain_names_from_the_der(subject: list[tuple[str, str]]) -> None:
     der = make_certificate(subject).der
     plain = _plain_names(der)
     assert plain is not None
-    assert tuple(p.by_oid for p in plain) == _names_by_cryptography(der)
+    assert tuple(_values_by_oid(p) for p in plain) == _names_by_cryptography(der)
     _singles_agree(plain)
     _same_strings_as_cryptography(der)
 

@@ -389,3 +389,30 @@ def test_the_doorkeeper_admits_on_the_second_sighting_and_stays_bounded() -> Non
     assert door.admit("a") is False  # a was forgotten with the rest
     assert door.admit("d") is True
     assert len(door._seen) <= 3
+
+
+def test_a_returning_clients_oversized_header_is_refused_as_on_the_full_path() -> None:
+    """The lane that goes on from what recall read checks the size as the full path does."""
+    text = policy("valid").replace(
+        "rules:",
+        "certificate:\n  source: azure\n  trusted_proxies: [10.0.0.1]\n"
+        "  max_header_bytes: 500\nrules:",
+    )
+    compiled = policy_from_text(text, "size.yaml")
+    now = NOT_BEFORE + WINDOW
+    small = [("X-ARR-ClientCert", CERT_B64[:100])]
+    big = [("X-ARR-ClientCert", CERT_B64)]
+    assert len(CERT_B64) > 500
+    compiled.evaluate_request(headers=small, remote_addr="10.0.0.1", now=now)  # peer known
+    memo = compiled._header_memo
+    assert memo.recall(compiled.source, big, "10.0.0.1") == (
+        "peer 10.0.0.1 is a trusted proxy (10.0.0.1/32)",
+        CERT_B64,
+    )
+    lane = compiled.evaluate_request(headers=big, remote_addr="10.0.0.1", now=now)
+    full = policy_from_text(text, "size.yaml").evaluate_request(
+        headers=big, remote_addr="10.0.0.1", now=now
+    )
+    assert lane == full
+    assert (lane.allowed, lane.reason) == (False, "header_too_large")
+    assert lane.message == full.message and "X-ARR-ClientCert" in lane.message
