@@ -1490,16 +1490,17 @@ def _by_rdn(der: bytes) -> list[tuple[str, str]] | None:
     return pairs
 
 
+def _subjects(
+    labels: list[str], alphabet: str, longest: int, most: int
+) -> st.SearchStrategy[list[tuple[str, str]]]:
+    """Subject names: 1 to ``most`` attributes, values of 1 to ``longest`` characters."""
+    value = st.text(alphabet=alphabet, min_size=1, max_size=longest)
+    return st.lists(st.tuples(st.sampled_from(labels), value), min_size=1, max_size=most)
+
+
 @settings(max_examples=300, deadline=None)
 @given(
-    st.lists(
-        st.tuples(
-            st.sampled_from(["CN", "O", "OU", "L", "emailAddress"]),
-            st.text(alphabet="abcXYZ09 -é😀", min_size=1, max_size=140),
-        ),
-        min_size=1,
-        max_size=4,
-    ),
+    _subjects(["CN", "O", "OU", "L", "emailAddress"], "abcXYZ09 -é😀", 140, 4),
     st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), max_size=3),
     st.integers(0, 8),
 )
@@ -1519,16 +1520,7 @@ def test_the_inline_rdn_reading_equals_the_general_one(
 
 
 @settings(max_examples=60, deadline=None)
-@given(
-    st.lists(
-        st.tuples(
-            st.sampled_from(["CN", "O", "OU", "L", "DC"]),
-            st.text(alphabet=' #,+;<>"\\=abcXYZ09-.é😀\x00', min_size=1, max_size=20),
-        ),
-        min_size=1,
-        max_size=5,
-    )
-)
+@given(_subjects(["CN", "O", "OU", "L", "DC"], ' #,+;<>"\\=abcXYZ09-.é😀\x00', 20, 5))
 def test_names_written_from_the_der_equal_cryptographys(subject: list[tuple[str, str]]) -> None:
     _same_strings_as_cryptography(make_certificate(subject).der)
 
