@@ -948,7 +948,8 @@ class FactsCache:
         return entry
 
     def keeps(self, value: object) -> TypeGuard[bytes | str]:
-        """Whether :meth:`read` keeps the facts it reads for ``value`` (bytes and text)."""
+        """Whether :meth:`read` may keep the facts it reads for ``value``: bytes and text
+        are kept (from their second sighting on), certificate objects never."""
         return self.size > 0 and isinstance(value, (bytes, str))
 
     def read(self, value: object) -> CertificateFacts:
