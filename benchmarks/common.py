@@ -51,19 +51,7 @@ def measure(case: Callable[[], object], repeats: int, seconds: float) -> list[fl
     The case is warmed up first (at least three calls, up to a thousand or half of
     ``seconds``), which also sizes the repeats.
     """
-    warm = 0
-    start = time.perf_counter()
-    while warm < 1000 and (warm < 3 or time.perf_counter() - start < seconds / 2):
-        case()
-        warm += 1
-    number = max(1, round(seconds * warm / (time.perf_counter() - start)))
-    per_call = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(number):
-            case()
-        per_call.append((time.perf_counter() - start) / number)
-    return per_call
+    return measure_together({"case": case}, repeats, seconds)["case"]
 
 
 def measure_together(
@@ -72,14 +60,7 @@ def measure_together(
     """:func:`measure` for several cases, their repeats taken in turn (case A's first,
     case B's first, ..., case A's second, ...): on a machine whose speed drifts (other
     work on shared cores), each case sees the same drift, so their ratios hold."""
-    sized: dict[str, int] = {}
-    for name, case in cases.items():  # warm up and size, as measure does
-        warm = 0
-        start = time.perf_counter()
-        while warm < 1000 and (warm < 3 or time.perf_counter() - start < seconds / 2):
-            case()
-            warm += 1
-        sized[name] = max(1, round(seconds * warm / (time.perf_counter() - start)))
+    sized = {name: _warm_up(case, seconds) for name, case in cases.items()}
     samples: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(repeats):
         for name, case in cases.items():
@@ -89,6 +70,16 @@ def measure_together(
                 case()
             samples[name].append((time.perf_counter() - start) / number)
     return samples
+
+
+def _warm_up(case: Callable[[], object], seconds: float) -> int:
+    """Run ``case`` a few times; how many calls fill ``seconds``."""
+    warm = 0
+    start = time.perf_counter()
+    while warm < 1000 and (warm < 3 or time.perf_counter() - start < seconds / 2):
+        case()
+        warm += 1
+    return max(1, round(seconds * warm / (time.perf_counter() - start)))
 
 
 def median(samples: Sequence[float]) -> float:
