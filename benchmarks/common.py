@@ -6,11 +6,18 @@ import base64
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import NameOID
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+"""The time every benchmark decides at: the clock when it starts, never a fixed date, so
+that a benchmark runs on any day; certificates are made valid around it (:data:`VALIDITY`)."""
+
+VALIDITY = {"not_before": NOW - timedelta(days=30), "not_after": NOW + timedelta(days=3650)}
+"""The validity of a benchmark's certificates that must hold at :data:`NOW`."""
 
 
 def four_predicates(pins: Sequence[str], name: str = "bench") -> str:

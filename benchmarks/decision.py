@@ -44,9 +44,9 @@ import sys
 import time
 import tracemalloc
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 from common import (
+    NOW,
     format_table,
     four_predicates,
     handwritten,
@@ -63,7 +63,6 @@ from policyengine.document import parse_document
 from policyengine.engine import _compile_document
 from policyengine.testing import make_certificate
 
-NOW = datetime(2026, 11, 28, tzinfo=UTC)
 HEADER = "X-ARR-ClientCert"
 PEER = "10.0.0.1"
 SUBJECT = {"CN": "api-client", "O": "Contoso Ltd"}
@@ -220,6 +219,11 @@ def main() -> None:
     explain = paired("explain", "facts, rules")
     header = paired("handwritten", "header")
     cold = paired("header, cold", "handwritten")
+
+    def verdict(met: bool) -> str:
+        # a quick run is a smoke test: too short to judge a target by
+        return "not judged" if args.quick else "yes" if met else "NO"
+
     targets = [
         ("facts <= 2.5x plain python", facts, facts <= 2.5),
         ("explain <= 3x facts, rules", explain, explain <= 3),
@@ -230,7 +234,7 @@ def main() -> None:
     print(
         format_table(
             ("target", "ratio", "met"),
-            [(t, f"{r:.2f}", "yes" if ok else "NO") for t, r, ok in targets],
+            [(t, f"{r:.2f}", verdict(ok)) for t, r, ok in targets],
         )
     )
     peer_rows = []

@@ -1,6 +1,6 @@
 """``policyengine eval`` over a large inventory, next to the certificate parser alone.
 
-    python benchmarks/eval.py [--files 20000] [--repeats 3]
+    python benchmarks/eval.py [--files 20000] [--repeats 3] [--quick]
 
 Writes ``--files`` DER certificates into a temporary folder, every one of them distinct
 (its own subject, serial and expiry, signed by one of four CAs, as in a real inventory:
@@ -156,7 +156,10 @@ def run() -> None:
     parser.add_argument("--files", type=int, default=20000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--jobs", type=int, default=cpus(), help="for the last run")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 200 files, one repeat")
     args = parser.parse_args()
+    if args.quick:
+        args.files, args.repeats = 200, 1
     policy_from_text(POLICY, "bench.yaml")  # fail early on a broken benchmark policy
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp) / "certs"

@@ -1,6 +1,6 @@
 """Requests/s of a Flask app under gunicorn, with and without policyengine's WSGI middleware.
 
-    python benchmarks/load.py [--duration 10] [--rounds 5] [--connections 8] [--workers 2]
+    python benchmarks/load.py [--duration 10] [--rounds 5] [--connections 8] [--workers 2] [--quick]
     python benchmarks/load.py --profile 20000   # in-process cProfile, no server
 
 Needs ``wrk`` (Debian/Ubuntu: ``apt-get install wrk``) and gunicorn and Flask (the test
@@ -543,7 +543,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--profile", type=int, metavar="N", help="profile N in-process requests instead"
     )
+    parser.add_argument(
+        "--quick", action="store_true", help="a smoke run: one wrk run of a second per variant"
+    )
     args = parser.parse_args(argv)
+    if args.quick:
+        args.duration, args.rounds = 1.0, 1
     if args.duration <= 0 or args.rounds < 1 or args.connections < 1 or args.workers < 1:
         parser.error("--duration, --rounds, --connections and --workers must be positive")
     try:

@@ -1,6 +1,6 @@
 """Per-decision cost of the other policy engines reachable from Python, on decision.py's policy.
 
-    python benchmarks/peers.py [--repeats 7] [--seconds 0.2] [--rules 10,100,1000]
+    python benchmarks/peers.py [--repeats 7] [--seconds 0.2] [--rules 10,100,1000] [--quick]
 
 :func:`peer_cases` builds decision.py's four-predicate policy (validity, subject CN ==
 "api-client", issuer O == "Contoso Ltd", SHA-1 fingerprint in a set of three pins) in each
@@ -46,7 +46,7 @@ from datetime import UTC, datetime, timedelta
 from importlib import metadata
 from typing import Any
 
-from common import measure
+from common import NOW, measure
 
 Facts = Mapping[str, Any]
 """``cn``, ``issuer_o``, ``sha1`` (lowercase hex): str; ``not_before``, ``not_after``:
@@ -489,10 +489,15 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--seconds", type=float, default=0.2, help="per repeat of a case")
     parser.add_argument("--rules", default="10,100,1000", help="n for the n-rule table")
+    parser.add_argument(
+        "--quick", action="store_true", help="a smoke run: 2 short repeats, 10 rules"
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.repeats, args.seconds, args.rules = 2, 0.02, "10"
     sizes = [int(size) for size in args.rules.split(",") if size]
 
-    now = datetime(2026, 11, 28, tzinfo=UTC)
+    now = NOW
     cert = make_certificate(
         {"CN": CN, "O": ISSUER_O},
         not_before=now - timedelta(days=1),

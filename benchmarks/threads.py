@@ -1,6 +1,6 @@
 """One Policy shared by several threads: correctness and aggregate throughput.
 
-    python benchmarks/threads.py [--repeats 5] [--decisions 100000] [--threads 1,8]
+    python benchmarks/threads.py [--repeats 5] [--decisions 100000] [--threads 1,8] [--quick]
 
 A pool of 16 distinct client certificates, sent as App Service sends them (base64 DER in
 ``X-ARR-ClientCert``, the ``azure`` source), is decided by one shared ``Policy`` through
@@ -57,9 +57,9 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
-from common import format_table, four_predicates, handwritten
+from common import NOW, format_table, four_predicates, handwritten
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import NameOID
@@ -67,7 +67,6 @@ from cryptography.x509.oid import NameOID
 from policyengine import Decision, Policy, policy_from_text
 from policyengine.testing import IssuedCertificate, make_certificate
 
-NOW = datetime(2026, 11, 28, tzinfo=UTC)
 PEER = "10.0.0.1"
 HEADER = "X-ARR-ClientCert"
 DECOY_PINS = ("30757a2e831977d8bd9c8496e4c99ab26cb9622b", "5e" * 20)
@@ -358,7 +357,14 @@ def main() -> int:
         "how much of the loss is handing the GIL over",
     )
     parser.add_argument("--cases", default=",".join(CASES), help="comma-separated")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke run: one repeat of 2,000 decisions, 1 and 2 threads",
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.repeats, args.decisions, args.threads = 1, 2_000, "1,2"
     counts = sorted({int(n) for n in args.threads.split(",")} | {1})
     if args.switch_interval is not None:
         sys.setswitchinterval(args.switch_interval / 1e3)

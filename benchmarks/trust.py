@@ -33,10 +33,9 @@ import tempfile
 import textwrap
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 
-from common import format_table, measure, median, micros, spread
+from common import NOW, VALIDITY, format_table, measure, median, micros, spread
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -44,11 +43,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from policyengine import Policy, load_policy, read_certificate
 from policyengine.testing import IssuedCertificate, make_certificate
 
-NOW = datetime(2026, 11, 28, tzinfo=UTC)
-DATES = {
-    "not_before": datetime(2025, 1, 1, tzinfo=UTC),
-    "not_after": datetime(2099, 1, 1, tzinfo=UTC),
-}
+DATES = VALIDITY
 ISSUING = {"CN": "Bench Issuing CA", "O": "Bench PKI"}
 PEER = "10.0.0.5"
 

@@ -23,7 +23,7 @@ from typing import Any, Generic, NamedTuple, TypeGuard, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
 from policyengine.doorkeeper import Doorkeeper
 from policyengine.values import FactError, Missing, digest_token, format_serial, format_time
@@ -706,16 +706,18 @@ class CertificateFacts:
             return "ed25519"
         if isinstance(key, ed448.Ed448PublicKey):
             return "ed448"
-        if isinstance(key, dsa.DSAPublicKey):
-            return "dsa"
-        # X25519PublicKey -> x25519, as the names above; never the class name itself
+        # DSAPublicKey -> dsa, X25519PublicKey -> x25519: named by the class, because touching
+        # cryptography's dsa module warns (DSA is deprecated) on every certificate
         return type(key).__name__.removesuffix("PublicKey").lower()
 
     @_fact("the public key")
     def key_size(self) -> int:
         key = self._key
-        if isinstance(key, (rsa.RSAPublicKey, ec.EllipticCurvePublicKey, dsa.DSAPublicKey)):
+        if isinstance(key, (rsa.RSAPublicKey, ec.EllipticCurvePublicKey)):
             return key.key_size
+        if self.key_type == "dsa":
+            # named by its class: touching cryptography's dsa module warns (DSA is deprecated)
+            return int(getattr(key, "key_size"))  # noqa: B009
         if isinstance(key, ed25519.Ed25519PublicKey):
             return 256
         if isinstance(key, ed448.Ed448PublicKey):

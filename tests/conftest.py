@@ -7,7 +7,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -25,7 +25,16 @@ def shipped_policies() -> list[Path]:
 
 
 NOW = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
-"""A fixed evaluation time, so decisions do not depend on the clock."""
+"""The one evaluation time of the tests that pin one, so that decisions do not depend on the
+clock. A certificate a test decides at NOW has its validity derived from it
+(:data:`VALID_AT_NOW`) or given explicitly; the default validity of ``make_certificate``
+follows the wall clock and suits only decisions made at the wall clock."""
+
+NOW_TEXT = NOW.strftime("%Y-%m-%dT%H:%M:%SZ")
+"""NOW as the CLI's ``--at`` takes it."""
+
+VALID_AT_NOW = {"not_before": NOW - timedelta(days=30), "not_after": NOW + timedelta(days=365)}
+"""``make_certificate(..., **VALID_AT_NOW)``: valid at NOW, whatever the date today."""
 
 
 @pytest.fixture(scope="session")

@@ -242,7 +242,6 @@ class Certificate:
 
 NOT_BEFORE = datetime(2025, 1, 1, tzinfo=UTC)
 NOT_AFTER = datetime(2027, 1, 1, tzinfo=UTC)
-NOW = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
 SERIAL = 0x1A2B3C
 CUSTOM_OID = "1.2.3.4"
 """An attribute no catalog knows, reachable only as ``subject.1.2.3.4``."""

@@ -10,11 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import POLICIES, ROOT, run_cli, shipped_policies
+from conftest import NOW_TEXT, POLICIES, ROOT, run_cli, shipped_policies
 
 from policyengine.testing import make_certificate
 
-NOW_ARG = "2026-11-28T10:00:00Z"
+NOW_ARG = NOW_TEXT
 PARTNER_API = str(POLICIES / "partner-api.yaml")
 CERTS = POLICIES / "certs"
 ANSI = re.compile(r"\x1b\[")

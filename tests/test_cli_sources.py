@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import POLICIES, ROOT, run_cli
+from conftest import NOW_TEXT, POLICIES, ROOT, run_cli
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -25,7 +25,7 @@ from test_sources import b64, nginx_escaped, rfc9440_list, xfcc_element
 from policyengine.language.catalog import certificate_attributes
 from policyengine.testing import make_certificate
 
-AT = "2026-11-28T10:00:00Z"
+AT = NOW_TEXT
 NGINX_POLICY = str(POLICIES / "nginx-partner.yaml")
 """Source nginx, trusted_proxies [127.0.0.1, ::1, 10.0.0.0/8], pins certs/partner.pem."""
 PARTNER_API = str(POLICIES / "partner-api.yaml")

@@ -13,6 +13,7 @@ import functools
 from datetime import UTC, datetime
 
 import hostile
+from conftest import NOW, VALID_AT_NOW
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -24,7 +25,8 @@ from policyengine.language.catalog import Context
 from policyengine.language.index import INDEX_THRESHOLD
 from policyengine.testing import make_certificate
 
-NOW = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
+# every certificate here is decided at NOW: valid around it unless a test says otherwise
+make_certificate = functools.partial(make_certificate, **VALID_AT_NOW)
 CNS = ("c0", "c1", "c2", "c3", "hostile")
 ORGS = ("Contoso Ltd", "Fabrikam", "Zoë Ltd")
 

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from conftest import NOW
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -26,7 +27,7 @@ from policyengine.cli import main
 from policyengine.inventory import audit, find_certificate_files
 from policyengine.testing import make_certificate
 
-AT = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
+AT = NOW
 ROOT = Path(__file__).resolve().parent.parent
 
 POLICY = """\

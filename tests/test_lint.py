@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import NOW, run_cli
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
@@ -24,8 +24,6 @@ from policyengine import Diagnostic, PolicySchemaError, policy_from_text
 from policyengine.engine import WARNING_CODES
 from policyengine.lint import POLICY_CODES, RULE_CODES
 from policyengine.testing import IssuedCertificate, make_certificate
-
-NOW = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
 
 CERT = make_certificate(
     {"CN": "client-1", "O": "Contoso"},
