@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
@@ -80,6 +81,11 @@ def read_certificate(value: object) -> CertificateFacts:
         raise CertificateError("the certificate is empty")
     # DER starts with a SEQUENCE tag (0x30); its bytes may contain the PEM marker in a name
     is_pem = _PEM_BEGIN in data and not data.startswith(b"\x30")
+    if not is_pem and not data.startswith(b"\x30"):
+        raise CertificateError(
+            "neither PEM (it has no -----BEGIN CERTIFICATE----- line) "
+            "nor DER (which begins with byte 0x30)"
+        )
     return _parse_der(_pem_to_der(data) if is_pem else data)
 
 
@@ -94,8 +100,37 @@ def _parse_der(der: bytes) -> CertificateFacts:
     try:
         cert = x509.load_der_x509_certificate(der)
     except Exception as exc:
-        raise CertificateError(f"not a DER certificate: {_first_line(exc)}") from None
+        raise CertificateError(f"not a DER certificate: {_in_words(exc, der)}") from None
     return CertificateFacts(cert, der)
+
+
+_ASN1_PROBLEMS = {
+    "ShortData": "the data ends before the certificate does (cut short?)",
+    "ExtraData": "bytes follow the end of the certificate",
+    "InvalidLength": "a length in its encoding is wrong",
+    "UnexpectedTag": "a field is not of the type X.509 puts there",
+    "InvalidValue": "a field holds a value X.509 does not allow",
+    "EncodedDefault": "a field that holds its default value is written out (DER forbids it)",
+    "IntegerOverflow": "a number is too large",
+    "InvalidTag": "a tag in its encoding is malformed",
+}
+
+
+def _in_words(exc: BaseException, der: bytes) -> str:
+    """cryptography's parse error, which names Rust types (``ParseError { kind: ShortData
+    { needed: 114 } }``), said in words: what is wrong, and where."""
+    text = _first_line(exc)
+    if not der.startswith(b"\x30"):
+        return (
+            "it does not begin as one does (with a SEQUENCE, byte 0x30): it is another kind of data"
+        )
+    kind = re.search(r"kind: (\w+)", text)
+    if kind is None or kind.group(1) not in _ASN1_PROBLEMS:
+        return text  # already words, e.g. "9 is not a valid X509 version"
+    where = re.search(r"location: \[([^\]]*)\]", text)
+    fields = re.findall(r"::(\w+)", where.group(1)) if where else []
+    place = f" (in {' > '.join(fields)})" if fields else ""
+    return _ASN1_PROBLEMS[kind.group(1)] + place
 
 
 def _pem_to_der(data: bytes) -> bytes:

@@ -509,7 +509,7 @@ class _Table:
     (file names, the policy's rule ids, the fixed reason codes), never from the results,
     so nothing has to be held back. A bundle's ``#n`` may push a long name past its column."""
 
-    _HEADER = ("FILE", "DECISION", "RULE", "REASON", "EXPIRES", "FLAG")
+    _HEADER = ("FILE", "DECISION", "RULE", "REASON", "EXPIRES", "FLAG", "WHY")
 
     def __init__(self, out: TextIO, files: Sequence[str], policy: Policy) -> None:
         rules = [rule.id for rule in policy.rules]
@@ -519,14 +519,14 @@ class _Table:
             max([len(self._HEADER[2]), *(len(rule) for rule in rules)]),
             max(len(reason) for reason in (*REASONS, "unreadable")),
             len("2099-12-31T00:00:00Z"),
+            len("expiring"),
         )
         out.write(self._line(self._HEADER))
 
     def line(self, result: AuditResult) -> str:
-        if result.decision == "unreadable":
-            flag = result.message
-        else:
-            flag = "expired" if result.expired else "expiring" if result.expiring else ""
+        flag = "expired" if result.expired else "expiring" if result.expiring else ""
+        # the one-line why of a denial, as explain gives it; an allow's is its rule
+        why = "" if result.decision == "allow" else result.message
         return self._line(
             (
                 result.file,
@@ -535,6 +535,7 @@ class _Table:
                 result.reason,
                 result.not_after or "-",
                 flag,
+                why,
             )
         )
 

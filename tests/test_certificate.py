@@ -1546,3 +1546,36 @@ def test_a_certificates_token_is_its_pins_token() -> None:
     assert fingerprint_token("zz" * 20) not in {one.sha1_token, fingerprint_token("00" * 20)}
     assert one.sha1 == hashlib.sha1(one.der).hexdigest()
     assert one.sha256 == hashlib.sha256(one.der).hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda der: der[:50], "not a DER certificate: the data ends before the certificate does"),
+        (
+            lambda der: der + b"\x00",
+            "not a DER certificate: bytes follow the end of the certificate",
+        ),
+        (
+            lambda der: der[:1] + b"\x85" + der[2:],
+            "not a DER certificate: a length in its encoding",
+        ),
+        (
+            lambda der: der[:4] + b"\x05" + der[5:],
+            "not a DER certificate: a field is not of the type X.509 puts there (in tbs_cert)",
+        ),
+        (
+            lambda der: b"hello\n",
+            "neither PEM (it has no -----BEGIN CERTIFICATE----- line) nor DER",
+        ),
+    ],
+    ids=["cut short", "extra bytes", "bad length", "wrong tag inside", "not a certificate"],
+)
+def test_an_unreadable_certificate_is_said_in_words(
+    damage: Callable[[bytes], bytes], message: str
+) -> None:
+    """Not cryptography's internal debug text (`ParseError { kind: ShortData ... }`)."""
+    with pytest.raises(CertificateError) as error:
+        read_certificate(damage(make_certificate().der))
+    assert str(error.value).startswith(message)
+    assert "ParseError" not in str(error.value) and "kind:" not in str(error.value)

@@ -78,6 +78,24 @@ def test_unknown_name_with_nothing_close() -> None:
     )
 
 
+def test_an_unquoted_word_compared_with_an_attribute_is_told_to_quote_it() -> None:
+    assert only_error(policy("subject.CN == nildevecc")) == (
+        "test.yaml:5:25: error: unknown name `nildevecc`\n"
+        "    5 |     when: subject.CN == nildevecc\n"
+        "      |                         ^^^^^^^^^\n"
+        'hint: text is written in quotes: `subject.CN == "nildevecc"`'
+    )
+
+
+def test_a_type_is_named_with_its_article() -> None:
+    assert only_error(policy("key.size")).splitlines()[0] == (
+        "test.yaml:5:11: error: `key.size` is an int, not a condition"
+    )
+    assert only_error(policy('key.size startswith "2"')).splitlines()[0] == (
+        "test.yaml:5:31: error: `startswith` applies to strings; `key.size` is an int"
+    )
+
+
 def test_keyword_in_the_wrong_case_used_as_a_value() -> None:
     assert only_error(policy("valid == True")) == (
         "test.yaml:5:20: error: unknown name `True`\n"

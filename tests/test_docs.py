@@ -114,3 +114,47 @@ def test_the_readme_policy_is_the_shipped_file_the_first_command_uses() -> None:
     shipped = (POLICIES / "partner-api.yaml").read_text().splitlines(keepends=True)
     body = [ln for ln in shipped if not ln.startswith(("#", "description:"))]
     assert snippet.group(1) == "".join(body)
+
+
+def test_the_cli_synopsis_names_every_command_and_option() -> None:
+    """docs/cli.md opens with one synopsis line per command: each names every option."""
+    import argparse
+
+    from policyengine.cli import _parser
+
+    cli = (ROOT / "docs" / "cli.md").read_text()
+    synopsis = re.search(r"```text\n(policyengine explain.*?)```", cli, re.S)
+    assert synopsis is not None
+    by_command: dict[str, str] = {}
+    for line in synopsis.group(1).splitlines():
+        if line.startswith("policyengine "):
+            command = line.split()[1]
+            by_command[command] = line
+        else:  # a continuation line of the command above
+            by_command[command] += line
+    parser = _parser()
+    subcommands = next(
+        a for a in parser._actions if isinstance(a, argparse._SubParsersAction)
+    ).choices
+    assert set(subcommands) <= set(by_command)
+    for name, subparser in subcommands.items():
+        for action in subparser._actions:
+            for option in action.option_strings:
+                if option not in ("-h", "--help"):
+                    assert f"[{option}" in by_command[name] or f" {option}" in by_command[name], (
+                        name,
+                        option,
+                    )
+
+
+@pytest.mark.parametrize("path", [p for p in DOCS if "```pycon\n" in p.read_text()], ids=str)
+def test_python_examples_are_real_output(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every ```pycon block of a page, run in order as one doctest from the project root."""
+    import doctest
+
+    blocks = re.findall(r"```pycon\n(.*?)```", path.read_text(), re.S)
+    monkeypatch.chdir(ROOT)
+    test = doctest.DocTestParser().get_doctest("".join(blocks), {}, path.name, str(path), 0)
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    runner.run(test)
+    assert runner.failures == 0, f"{runner.failures} example(s) of {path.name} differ (above)"

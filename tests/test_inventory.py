@@ -93,14 +93,14 @@ def _run(cwd: Path, *args: str, **kwargs: object) -> subprocess.CompletedProcess
 
 
 TABLE = """\
-FILE                   DECISION    RULE        REASON                 EXPIRES               FLAG
+FILE                   DECISION    RULE        REASON                 EXPIRES               FLAG      WHY
 certs/allowed.pem      allow       contoso     allowed_by_rule        2036-11-25T10:00:00Z
-certs/broken.pem       unreadable  -           unreadable             -                     cannot read certs/broken.pem: No such file or directory
+certs/broken.pem       unreadable  -           unreadable             -                               cannot read certs/broken.pem: No such file or directory
 certs/bundle.pem#1     allow       contoso     allowed_by_rule        2036-11-25T10:00:00Z
-certs/bundle.pem#2     deny        blocked-ou  denied_by_rule         2036-11-25T10:00:00Z
-certs/denied.der       deny        -           no_matching_rule       2030-01-01T00:00:00Z
-certs/fifo.pem         unreadable  -           unreadable             -                     cannot read certs/fifo.pem: a FIFO, not a regular file
-certs/garbage.pem      unreadable  -           malformed_certificate  -                     the PEM certificate's base64 is broken
+certs/bundle.pem#2     deny        blocked-ou  denied_by_rule         2036-11-25T10:00:00Z            Denied by rule blocked-ou.
+certs/denied.der       deny        -           no_matching_rule       2030-01-01T00:00:00Z            No allow rule holds; the closest is contoso, where `subject.O == "Contoso Ltd"` is false.
+certs/fifo.pem         unreadable  -           unreadable             -                               cannot read certs/fifo.pem: a FIFO, not a regular file
+certs/garbage.pem      unreadable  -           malformed_certificate  -                               the PEM certificate's base64 is broken
 certs/nested/soon.crt  allow       contoso     allowed_by_rule        2026-12-08T10:00:00Z  expiring
 3 allowed, 2 denied, 3 unreadable, 1 expiring within 30d
 """  # noqa: E501 (the table is as wide as it is printed)
@@ -231,7 +231,10 @@ def test_missing_and_garbage_files_are_reported_and_the_run_goes_on(
         ("unreadable", "malformed_certificate"),
         ("allow", "allowed_by_rule"),
     ]
-    assert rows[1]["message"].startswith("not a DER certificate")
+    assert rows[1]["message"] == (
+        "neither PEM (it has no -----BEGIN CERTIFICATE----- line) "
+        "nor DER (which begins with byte 0x30)"
+    )
 
 
 def test_expiry_window_and_request(inventory: Path) -> None:

@@ -394,16 +394,35 @@ def test_keywords() -> None:
         ),
         (
             "NOT valid",
-            5,
-            "unexpected `valid`; expected `)`, `and`, `not`, `or`, "
-            "an operator such as `==` or `in`",
+            1,
+            "unexpected `valid` after `NOT`",
             "keywords are lower case: write `not`",
+        ),
+        ("adn trusted", 1, "unexpected `trusted` after `adn`", "did you mean `and`?"),
+        (
+            "trusted adn valid",
+            9,
+            "unexpected `adn`; expected `)`, `and`, `not`, `or`, an operator such as `==` or `in`",
+            "did you mean `and`?",
+        ),
+        (
+            'subject.CN equals "x"',
+            12,
+            "unexpected `equals`; expected `)`, `and`, `not`, `or`, "
+            "an operator such as `==` or `in`",
+            "compare with `==`",
+        ),
+        (
+            'subject.CN contain "x"',
+            12,
+            "unexpected `contain`; expected `)`, `and`, `not`, `or`, "
+            "an operator such as `==` or `in`",
+            "did you mean `contains`?",
         ),
         (
             'ANY subject.OU == "x"',
-            5,
-            "unexpected `subject.OU`; expected `)`, `and`, `not`, `or`, "
-            "an operator such as `==` or `in`",
+            1,
+            "unexpected `subject.OU` after `ANY`",
             "keywords are lower case: write `any`",
         ),
         ('subject.CN = "x"', 12, "unexpected `=`", "compare with `==`"),

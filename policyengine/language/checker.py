@@ -108,7 +108,11 @@ class _Checker:
 
     # -- names ---------------------------------------------------------------------------
 
-    def resolve(self, operand: ast.Operand) -> ast.Operand | None:
+    def resolve(
+        self, operand: ast.Operand, beside: ast.Operand | None = None
+    ) -> ast.Operand | None:
+        """The attribute or set ``operand`` names. ``beside``: the other side of the
+        comparison, for a hint when an unknown word was meant as text."""
         if not isinstance(operand, ast.Name):
             return operand
         name = operand.name
@@ -128,7 +132,11 @@ class _Checker:
         if name in self.sets:
             self.used.add(name)
             return ast.SetRef(name=name, span=operand.span, text=operand.text)
-        self.error(operand.span, *self.unknown(name), code="unknown-name")
+        message, hint = self.unknown(name)
+        if hint == _NEITHER and isinstance(beside, ast.Name) and lookup(beside.name) is not None:
+            # `subject.CN == nildevecc`: a bare word where a value goes is text left unquoted
+            hint = f'text is written in quotes: `{beside.name} == "{name}"`'
+        self.error(operand.span, message, hint, code="unknown-name")
         return None
 
     def unknown(self, name: str) -> tuple[str, str]:
@@ -147,10 +155,7 @@ class _Checker:
             if family:
                 shown = ", ".join(family[:12])
                 return f"unknown attribute `{name}`", f"`{head}` has: {shown}"
-        return (
-            f"unknown name `{name}`",
-            "it is neither an attribute (see docs/language.md) nor a set under `sets:`",
-        )
+        return f"unknown name `{name}`", _NEITHER
 
     # -- conditions ----------------------------------------------------------------------
 
@@ -183,7 +188,7 @@ class _Checker:
             if attribute.type is not Type.BOOL:
                 self.error(
                     resolved.span,
-                    f"`{attribute.name}` is a {attribute.type}, not a condition",
+                    f"`{attribute.name}` is {_a(attribute.type)}, not a condition",
                     f"compare it, e.g. `{attribute.example}`",
                 )
             return resolved
@@ -204,8 +209,8 @@ class _Checker:
         return resolved
 
     def compare(self, expr: ast.Compare) -> ast.Expr:
-        left = self.resolve(expr.left)
-        right = self.resolve(expr.right)
+        left = self.resolve(expr.left, beside=expr.right)
+        right = self.resolve(expr.right, beside=expr.left)
         if left is None or right is None:
             return expr
         op = expr.op
@@ -246,7 +251,7 @@ class _Checker:
         if op in ("<", "<=", ">", ">=") and t not in _ORDERED:
             self.error(
                 right.span,
-                f"`{op}` does not apply to `{attribute.name}`, a {t}",
+                f"`{op}` does not apply to `{attribute.name}`, {_a(t)}",
                 "order comparisons work on numbers, timestamps and durations; use `==` or `in`",
             )
             return None
@@ -254,7 +259,7 @@ class _Checker:
             if t is not Type.STRING:
                 self.error(
                     right.span,
-                    f"`{op}` applies to strings; `{attribute.name}` is a {t}",
+                    f"`{op}` applies to strings; `{attribute.name}` is {_a(t)}",
                     "use `==` or `in`",
                 )
                 return None
@@ -416,6 +421,9 @@ class _Checker:
         if typed_right is None:
             return expr
         return replace(expr, subject=subject, right=typed_right)
+
+
+_NEITHER = "it is neither an attribute (see docs/language.md) nor a set under `sets:`"
 
 
 def _a(t: Type) -> str:

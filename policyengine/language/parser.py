@@ -7,6 +7,7 @@ policy file, with a hint where a common slip is recognised (``AND``, ``=``, ``&&
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
 from functools import cache
 from importlib import resources
@@ -172,9 +173,12 @@ def _diagnostic(text: str, error: UnexpectedInput, locate: Locator) -> Diagnosti
         message += f"; {expected}"
     hint = _slip_hint(value)
     before = text[:start].split()
-    if not hint and before and before[-1].lower() in KEYWORDS:
-        # `NOT valid` lexes `NOT` as a name; the slip is the word before this token
-        hint = _slip_hint(before[-1])
+    if not hint and before and before[-1].isalpha() and (hint := _slip_hint(before[-1])):
+        # `NOT valid` and `adn valid` lex the slip as a name: it is the word before this
+        # token, and the caret goes under it
+        slip = text.rfind(before[-1], 0, start)
+        span = locate(slip, slip + len(before[-1]))
+        message = f"unexpected `{value}` after `{before[-1]}`"
     if not hint and text[:start].rstrip().endswith("path"):
         hint = "`path` only begins `path excluded`; the request path is `request.path`"
     return Diagnostic(span, message, hint, code="syntax")
@@ -186,9 +190,42 @@ def _slip_at(text: str, offset: int) -> str:
     return two if two in ("&&", "||") else text[offset : offset + 1]
 
 
+_WORD_OPERATORS = {
+    "equals": "==",
+    "equal": "==",
+    "eq": "==",
+    "is": "==",
+    "ne": "!=",
+    "neq": "!=",
+    "lt": "<",
+    "le": "<=",
+    "gt": ">",
+    "ge": ">=",
+}
+"""Operators other languages spell as words, and the symbol this one writes."""
+
+_CONNECTIVES = ("and", "or", "not", "in")
+
+
+def _near_keyword(word: str) -> str | None:
+    """The keyword a misspelt word most likely is: `adn` -> `and`, `contain` -> `contains`."""
+    word = word.lower()
+    if word in KEYWORDS:
+        return None
+    for keyword in _CONNECTIVES:  # short words: a swapped letter is the usual slip
+        if sorted(word) == sorted(keyword):
+            return keyword
+    close = difflib.get_close_matches(word, sorted(KEYWORDS), n=1, cutoff=0.8)
+    return close[0] if close else None
+
+
 def _slip_hint(value: str) -> str:
     if value.lower() in KEYWORDS and value != value.lower():
         return f"keywords are lower case: write `{value.lower()}`"
+    if value.lower() in _WORD_OPERATORS:
+        return f"compare with `{_WORD_OPERATORS[value.lower()]}`"
+    if value.isalpha() and (keyword := _near_keyword(value)):
+        return f"did you mean `{keyword}`?"
     if value.startswith("&&"):
         return "write `and`"
     if value.startswith("||"):
