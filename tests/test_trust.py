@@ -98,21 +98,35 @@ def crl(
     last_update: datetime = START,
     next_update: datetime = FAR,
     signer: IssuedCertificate | None = None,
+    number: int | None = 1,
+    number_critical: bool = False,
+    extensions: Sequence[tuple[x509.ExtensionType, bool]] = (),
+    entry_extensions: Sequence[tuple[x509.ExtensionType, bool]] = (),
 ) -> bytes:
-    """A PEM CRL naming ``issuer``, signed by ``signer`` (the issuer itself by default)."""
+    """A PEM CRL naming ``issuer``, signed by ``signer`` (the issuer itself by default).
+
+    It carries CRL number ``number`` (none when None), ``extensions`` as
+    ``(value, critical)``, and ``entry_extensions`` on every entry.
+    """
     builder = (
         x509.CertificateRevocationListBuilder()
         .issuer_name(issuer.certificate.subject)
         .last_update(last_update)
         .next_update(next_update)
     )
+    if number is not None:
+        builder = builder.add_extension(x509.CRLNumber(number), critical=number_critical)
+    for value, critical in extensions:
+        builder = builder.add_extension(value, critical=critical)
     for serial in revoked:
-        builder = builder.add_revoked_certificate(
+        entry = (
             x509.RevokedCertificateBuilder()
             .serial_number(serial)
             .revocation_date(datetime(2026, 6, 1, tzinfo=UTC))
-            .build()
         )
+        for value, critical in entry_extensions:
+            entry = entry.add_extension(value, critical=critical)
+        builder = builder.add_revoked_certificate(entry.build())
     key = (signer or issuer).key
     signed = builder.sign(key, hashes.SHA256())  # type: ignore[arg-type]
     return signed.public_bytes(serialization.Encoding.PEM)
@@ -602,19 +616,35 @@ def test_max_chain_depth(tmp_path: Path, pki: Pki) -> None:
 # -- revocation -------------------------------------------------------------------------------
 
 
-def revocation_policy(folder: Path, pki: Pki, crl_data: bytes, mode: str) -> Policy:
+def revocation_policy(
+    folder: Path, pki: Pki, crl_data: bytes, mode: str, *, check: str | None = None
+) -> Policy:
+    """``crl_data`` as the issuing CA's CRL, beside a fresh root CRL that lists nothing
+    (so that the intermediate is good); ``check: leaf`` has no root CRL."""
     files = {"root.pem": pki.root.pem, "issuing.pem": pki.issuing.pem, "issuing.crl": crl_data}
+    crls = "[issuing.crl]"
+    if check != "leaf":
+        files["root.crl"] = crl(pki.root)
+        crls = "[issuing.crl, root.crl]"
     return build(
         folder,
         f"""
         anchors: [root.pem]
         intermediates: [issuing.pem]
         revocation:
-          crls: [issuing.crl]
+          crls: {crls}
           mode: {mode}
-        """,
+        """
+        + (f"  check: {check}\n" if check else ""),
         files,
     )
+
+
+INTERMEDIATE_GOOD = (
+    f"; intermediate {ISSUING_NAME}: serial 2001 not listed in CRL root.crl, "
+    "fresh until 2099-12-31T00:00:00Z"
+)
+"""What the trace adds for the intermediate, checked against the root CRL (check: chain)."""
 
 
 @pytest.mark.parametrize("mode", ["soft", "hard"])
@@ -630,13 +660,16 @@ def test_crl_lists_the_leaf(tmp_path: Path, pki: Pki, mode: str) -> None:
 
 
 @pytest.mark.parametrize("mode", ["soft", "hard"])
-def test_crl_does_not_list_the_leaf(tmp_path: Path, pki: Pki, mode: str) -> None:
-    policy = revocation_policy(tmp_path, pki, crl(pki.issuing, [0x0BAD]), mode)
+@pytest.mark.parametrize(("check", "also"), [(None, INTERMEDIATE_GOOD), ("leaf", "")])
+def test_crl_does_not_list_the_leaf(
+    tmp_path: Path, pki: Pki, mode: str, check: str | None, also: str
+) -> None:
+    policy = revocation_policy(tmp_path, pki, crl(pki.issuing, [0x0BAD]), mode, check=check)
     decision = decide(policy, pki.leaf)
     assert outcome(decision) == (True, "allowed_by_rule", "trusted")
     assert said(decision, "revoked") == (
         "false",
-        "serial 1001 not listed in CRL issuing.crl, fresh until 2099-12-31T00:00:00Z",
+        "serial 1001 not listed in CRL issuing.crl, fresh until 2099-12-31T00:00:00Z" + also,
     )
     assert said(decision, "trusted") == ("true", good_chain(pki))
 
@@ -943,6 +976,7 @@ def test_check_warnings(tmp_path: Path, pki: Pki) -> None:
         ),
         "forged.crl": crl(pki.issuing, signer=pki.other_root),
         "fresh.crl": crl(pki.issuing),
+        "root.crl": crl(pki.root),
     }
     trust = """
         anchors:
@@ -956,6 +990,7 @@ def test_check_warnings(tmp_path: Path, pki: Pki) -> None:
             - stale.crl
             - forged.crl
             - fresh.crl
+            - root.crl
         """
     policy = build(tmp_path, trust, files, head="silence: [trusted-anywhere]")
     assert trust_warnings(policy) == [
@@ -973,7 +1008,8 @@ def test_check_warnings(tmp_path: Path, pki: Pki) -> None:
     assert said(decision, "trusted") == ("true", good_chain(pki))
     assert said(decision, "revoked") == (
         "false",
-        "serial 1001 not listed in CRL fresh.crl, fresh until 2099-12-31T00:00:00Z",
+        "serial 1001 not listed in CRL fresh.crl, fresh until 2099-12-31T00:00:00Z"
+        + INTERMEDIATE_GOOD,
     )
 
     quiet = build(tmp_path, trust, files, head="silence: [trusted-anywhere, trust-anchor]")
@@ -1063,7 +1099,8 @@ def test_a_crl_next_update_bounds_the_cache(tmp_path: Path, pki: Pki) -> None:
     assert outcome(decision) == (True, "allowed_by_rule", "trusted")
     assert said(decision, "revoked") == (
         "false",
-        "serial 1001 not listed in CRL issuing.crl, fresh until 2026-12-15T00:00:00Z",
+        "serial 1001 not listed in CRL issuing.crl, fresh until 2026-12-15T00:00:00Z"
+        + INTERMEDIATE_GOOD,
     )
     decision = decide(policy, pki.leaf, next_update + timedelta(hours=1))
     assert outcome(decision) == (False, "denied_by_rule", "revoked")
@@ -1093,7 +1130,8 @@ def test_a_crl_not_valid_yet_does_not_pin_the_cache(tmp_path: Path, pki: Pki) ->
     assert outcome(decision) == (True, "allowed_by_rule", "trusted")
     assert said(decision, "revoked") == (
         "false",
-        "serial 1001 not listed in CRL issuing.crl, fresh until 2099-12-31T00:00:00Z",
+        "serial 1001 not listed in CRL issuing.crl, fresh until 2099-12-31T00:00:00Z"
+        + INTERMEDIATE_GOOD,
     )
     assert said(decision, "trusted") == ("true", good_chain(pki))
 
@@ -1253,9 +1291,12 @@ def test_shipped_partner_pki_policy() -> None:
     assert outcome(decision) == (True, "allowed_by_rule", "partner")
     chain = chain_text(("leaf", client.der), ("via", issuing_der), ("anchor", root_der))
     assert said(decision, "trusted") == ("true", chain)
+    issuing_serial = read_certificate(issuing).summary()["serial"]
     assert said(decision, "revoked") == (
         "false",
         f"serial {client.summary()['serial']} not listed in CRL partner-issuing.crl, "
+        "fresh until 2099-12-31T00:00:00Z; intermediate O=Contoso Ltd,CN=Partner Issuing CA: "
+        f"serial {issuing_serial} not listed in CRL partner-root.crl, "
         "fresh until 2099-12-31T00:00:00Z",
     )
 
