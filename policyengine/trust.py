@@ -17,9 +17,16 @@ de-duplicated (by DER, and by subject and key), and stripped of certificates tha
 issuers (not CAs, or naming no issuer on the way up from the leaf). ``cryptography`` 49 and
 newer also bound the signature checks a path search may do.
 
+Revocation (``revocation: mode``) checks every certificate below the anchor (``check:
+chain``) or the leaf alone (``check: leaf``). For each, the newest complete CRL of its issuer
+decides (highest CRL number, then latest ``this_update``); a CRL that is no evidence (an
+issuer without cRLSign, no or a critical CRL number, a critical extension not processed, an
+indirect or delta CRL, a scope that excludes the certificate) leaves the status unknown.
+
 Results are cached per (leaf, forwarded intermediates) and reused while the evaluation time
 stays within the window in which they cannot change: between the latest ``not_before`` and
-the earliest ``not_after`` in the chain and the ``next_update`` of every CRL consulted.
+the earliest ``not_after`` in the chain and the ``this_update``/``next_update`` of every
+CRL of a checked certificate's issuer.
 """
 
 from __future__ import annotations
