@@ -2,8 +2,8 @@
 
     python benchmarks/trust.py [--repeats 7] [--quick]
 
-Cases, on one generated PKI (EC P-256: root -> issuing CA -> client, and a CRL from the
-issuing CA in hard mode):
+Cases, on one generated PKI (EC P-256: root -> issuing CA -> client, and a CRL from each
+CA, in hard mode: the whole chain is checked):
 
 - verify cold        TrustStore.verify of the 3-certificate chain, cache emptied each time;
 - verify cached      the same leaf again: a dictionary lookup;
@@ -56,22 +56,25 @@ def write_pki(folder: Path) -> tuple[Policy, IssuedCertificate, IssuedCertificat
     """The policy (its files in ``folder``), the root and the issuing CA."""
     root = make_certificate({"CN": "Bench Root CA", "O": "Bench PKI"}, ca=True, **DATES)
     issuing = make_certificate(ISSUING, issuer=root, ca=True, **DATES)
-    crl = (
-        x509.CertificateRevocationListBuilder()
-        .issuer_name(issuing.certificate.subject)
-        .last_update(DATES["not_before"])
-        .next_update(DATES["not_after"])
-        .add_revoked_certificate(
-            x509.RevokedCertificateBuilder()
-            .serial_number(0x0BAD)
-            .revocation_date(DATES["not_before"])
-            .build()
+    for name, ca, revoked in (("issuing.crl", issuing, [0x0BAD]), ("root.crl", root, [])):
+        builder = (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(ca.certificate.subject)
+            .last_update(DATES["not_before"])
+            .next_update(DATES["not_after"])
+            .add_extension(x509.CRLNumber(1), critical=False)
         )
-        .sign(issuing.key, hashes.SHA256())  # type: ignore[arg-type]
-    )
+        for serial in revoked:
+            builder = builder.add_revoked_certificate(
+                x509.RevokedCertificateBuilder()
+                .serial_number(serial)
+                .revocation_date(DATES["not_before"])
+                .build()
+            )
+        crl = builder.sign(ca.key, hashes.SHA256())  # type: ignore[arg-type]
+        (folder / name).write_bytes(crl.public_bytes(serialization.Encoding.PEM))
     (folder / "root.pem").write_bytes(root.pem)
     (folder / "issuing.pem").write_bytes(issuing.pem)
-    (folder / "issuing.crl").write_bytes(crl.public_bytes(serialization.Encoding.PEM))
     (folder / "policy.yaml").write_text(
         textwrap.dedent(
             """
@@ -83,7 +86,7 @@ def write_pki(folder: Path) -> tuple[Policy, IssuedCertificate, IssuedCertificat
               anchors: [root.pem]
               intermediates: [issuing.pem]
               revocation:
-                crls: [issuing.crl]
+                crls: [issuing.crl, root.crl]
                 mode: hard
             rules:
               - id: partner

@@ -528,6 +528,7 @@ def _trust_section(section: dict[str, Any] | None, positions: _Positions) -> Tru
         client_auth_eku=section.get("client_auth_eku", "required"),
         crls=files("crls", ("trust", "revocation", "crls")),
         revocation="off" if mode is False else mode,
+        revocation_check=revocation.get("check", "chain"),
     )
     return TrustSection(settings, positions.key_span(("trust",)), spans)
 

@@ -492,6 +492,7 @@ def _crl(issuer: IssuedCertificate, next_update: datetime, signer: IssuedCertifi
         .issuer_name(issuer.certificate.subject)
         .last_update(datetime(2024, 1, 1, tzinfo=UTC))
         .next_update(next_update)
+        .add_extension(x509.CRLNumber(1), critical=False)  # RFC 5280 requires one
         .sign(signer.key, hashes.SHA256())
     )
     return crl.public_bytes(serialization.Encoding.PEM)

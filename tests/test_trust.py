@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from policyengine import Decision, Policy, load_policy, read_certificate
-from policyengine.errors import PolicyCheckError, PolicyFileError
+from policyengine.errors import PolicyCheckError, PolicyFileError, PolicySchemaError
 from policyengine.testing import IssuedCertificate, make_certificate, make_name
 from policyengine.trace import TraceNode
 from policyengine.trust import MAX_FORWARDED_CANDIDATES, TrustResult
@@ -98,21 +98,35 @@ def crl(
     last_update: datetime = START,
     next_update: datetime = FAR,
     signer: IssuedCertificate | None = None,
+    number: int | None = 1,
+    number_critical: bool = False,
+    extensions: Sequence[tuple[x509.ExtensionType, bool]] = (),
+    entry_extensions: Sequence[tuple[x509.ExtensionType, bool]] = (),
 ) -> bytes:
-    """A PEM CRL naming ``issuer``, signed by ``signer`` (the issuer itself by default)."""
+    """A PEM CRL naming ``issuer``, signed by ``signer`` (the issuer itself by default).
+
+    It carries CRL number ``number`` (none when None), ``extensions`` as
+    ``(value, critical)``, and ``entry_extensions`` on every entry.
+    """
     builder = (
         x509.CertificateRevocationListBuilder()
         .issuer_name(issuer.certificate.subject)
         .last_update(last_update)
         .next_update(next_update)
     )
+    if number is not None:
+        builder = builder.add_extension(x509.CRLNumber(number), critical=number_critical)
+    for value, critical in extensions:
+        builder = builder.add_extension(value, critical=critical)
     for serial in revoked:
-        builder = builder.add_revoked_certificate(
+        entry = (
             x509.RevokedCertificateBuilder()
             .serial_number(serial)
             .revocation_date(datetime(2026, 6, 1, tzinfo=UTC))
-            .build()
         )
+        for value, critical in entry_extensions:
+            entry = entry.add_extension(value, critical=critical)
+        builder = builder.add_revoked_certificate(entry.build())
     key = (signer or issuer).key
     signed = builder.sign(key, hashes.SHA256())  # type: ignore[arg-type]
     return signed.public_bytes(serialization.Encoding.PEM)
@@ -602,19 +616,35 @@ def test_max_chain_depth(tmp_path: Path, pki: Pki) -> None:
 # -- revocation -------------------------------------------------------------------------------
 
 
-def revocation_policy(folder: Path, pki: Pki, crl_data: bytes, mode: str) -> Policy:
+def revocation_policy(
+    folder: Path, pki: Pki, crl_data: bytes, mode: str, *, check: str | None = None
+) -> Policy:
+    """``crl_data`` as the issuing CA's CRL, beside a fresh root CRL that lists nothing
+    (so that the intermediate is good); ``check: leaf`` has no root CRL."""
     files = {"root.pem": pki.root.pem, "issuing.pem": pki.issuing.pem, "issuing.crl": crl_data}
+    crls = "[issuing.crl]"
+    if check != "leaf":
+        files["root.crl"] = crl(pki.root)
+        crls = "[issuing.crl, root.crl]"
     return build(
         folder,
         f"""
         anchors: [root.pem]
         intermediates: [issuing.pem]
         revocation:
-          crls: [issuing.crl]
+          crls: {crls}
           mode: {mode}
-        """,
+        """
+        + (f"  check: {check}\n" if check else ""),
         files,
     )
+
+
+INTERMEDIATE_GOOD = (
+    f"; intermediate {ISSUING_NAME}: serial 2001 not listed in CRL root.crl, "
+    "fresh until 2099-12-31T00:00:00Z"
+)
+"""What the trace adds for the intermediate, checked against the root CRL (check: chain)."""
 
 
 @pytest.mark.parametrize("mode", ["soft", "hard"])
@@ -630,13 +660,16 @@ def test_crl_lists_the_leaf(tmp_path: Path, pki: Pki, mode: str) -> None:
 
 
 @pytest.mark.parametrize("mode", ["soft", "hard"])
-def test_crl_does_not_list_the_leaf(tmp_path: Path, pki: Pki, mode: str) -> None:
-    policy = revocation_policy(tmp_path, pki, crl(pki.issuing, [0x0BAD]), mode)
+@pytest.mark.parametrize(("check", "also"), [(None, INTERMEDIATE_GOOD), ("leaf", "")])
+def test_crl_does_not_list_the_leaf(
+    tmp_path: Path, pki: Pki, mode: str, check: str | None, also: str
+) -> None:
+    policy = revocation_policy(tmp_path, pki, crl(pki.issuing, [0x0BAD]), mode, check=check)
     decision = decide(policy, pki.leaf)
     assert outcome(decision) == (True, "allowed_by_rule", "trusted")
     assert said(decision, "revoked") == (
         "false",
-        "serial 1001 not listed in CRL issuing.crl, fresh until 2099-12-31T00:00:00Z",
+        "serial 1001 not listed in CRL issuing.crl, fresh until 2099-12-31T00:00:00Z" + also,
     )
     assert said(decision, "trusted") == ("true", good_chain(pki))
 
@@ -714,6 +747,576 @@ def test_no_crl_for_the_issuer(tmp_path: Path, pki: Pki) -> None:
         f"status unknown (no CRL from {ISSUING_NAME}); hard mode counts it as revoked",
     )
     assert said(decision, "trusted") == ("true", good_chain(pki))
+
+
+# -- which CRL decides: the newest complete one of the issuer ----------------------------------
+
+
+def issuer_crls_policy(
+    folder: Path,
+    pki: Pki,
+    crls: Mapping[str, bytes],
+    mode: str = "hard",
+    *,
+    issuing: IssuedCertificate | None = None,
+    root_crl: bool = True,
+) -> Policy:
+    """``crls`` (name -> CRL) for the issuing CA, listed in that order, and a fresh root CRL
+    that lists nothing; ``issuing`` replaces the issuing CA certificate."""
+    files = {"root.pem": pki.root.pem, "issuing.pem": (issuing or pki.issuing).pem, **crls}
+    names = list(crls)
+    if root_crl:
+        files["root.crl"] = crl(pki.root)
+        names.append("root.crl")
+    trust = f"""
+        anchors: [root.pem]
+        intermediates: [issuing.pem]
+        revocation:
+          crls: [{", ".join(names)}]
+          mode: {mode}
+        """
+    return build(folder, trust, files)
+
+
+REVOKED_1001 = "the certificate: serial 1001 revoked on 2026-06-01T00:00:00Z (CRL {name})"
+HARD = "hard mode counts it as revoked"
+SOFT = "soft mode lets it pass"
+
+
+@pytest.mark.parametrize("mode", ["soft", "hard"])
+@pytest.mark.parametrize("order", [("older", "newer"), ("newer", "older")])
+def test_the_newest_crl_decides_whatever_the_order_they_are_listed_in(
+    tmp_path: Path, pki: Pki, mode: str, order: tuple[str, str]
+) -> None:
+    """A CA publishes its next CRL before the current one's next_update: both are fresh.
+    The leaf, revoked only in the newer one, is revoked (the first listed used to win)."""
+    made = {
+        "older": crl(pki.issuing, [0x0BAD], number=41),
+        "newer": crl(
+            pki.issuing, [0x0BAD, 0x1001], number=42, last_update=datetime(2026, 6, 2, tzinfo=UTC)
+        ),
+    }
+    policy = issuer_crls_policy(tmp_path, pki, {f"{n}.crl": made[n] for n in order}, mode)
+    decision = decide(policy, pki.leaf)
+    assert outcome(decision) == (False, "denied_by_rule", "revoked")
+    assert said(decision, "revoked") == ("true", REVOKED_1001.format(name="newer.crl"))
+    assert said(decision, "trusted") == ("true", good_chain(pki))
+
+
+def test_a_higher_crl_number_decides_over_a_later_this_update(tmp_path: Path, pki: Pki) -> None:
+    numbered = {
+        "later.crl": crl(pki.issuing, number=7, last_update=datetime(2026, 6, 2, tzinfo=UTC)),
+        "higher.crl": crl(pki.issuing, [0x1001], number=8),
+    }
+    decision = decide(issuer_crls_policy(tmp_path, pki, numbered), pki.leaf)
+    assert outcome(decision) == (False, "denied_by_rule", "revoked")
+    assert said(decision, "revoked") == ("true", REVOKED_1001.format(name="higher.crl"))
+
+
+def test_crls_with_the_same_number_are_ordered_by_this_update(tmp_path: Path, pki: Pki) -> None:
+    same = {
+        "earlier.crl": crl(pki.issuing, number=5),
+        "later.crl": crl(
+            pki.issuing, [0x1001], number=5, last_update=datetime(2026, 6, 2, tzinfo=UTC)
+        ),
+    }
+    decision = decide(issuer_crls_policy(tmp_path, pki, same), pki.leaf)
+    assert outcome(decision) == (False, "denied_by_rule", "revoked")
+    assert said(decision, "revoked") == ("true", REVOKED_1001.format(name="later.crl"))
+
+
+def test_a_crl_not_in_effect_yet_leaves_the_decision_to_the_current_one(
+    tmp_path: Path, pki: Pki
+) -> None:
+    """The next CRL (this_update ahead of the evaluation time) is not consulted before its
+    this_update; from then on it decides."""
+    published = datetime(2026, 12, 1, tzinfo=UTC)
+    both = {
+        "current.crl": crl(pki.issuing, [0x1001], number=1),
+        "next.crl": crl(pki.issuing, number=2, last_update=published),
+    }
+    policy = issuer_crls_policy(tmp_path, pki, both)
+    decision = decide(policy, pki.leaf)
+    assert outcome(decision) == (False, "denied_by_rule", "revoked")
+    assert said(decision, "revoked") == ("true", REVOKED_1001.format(name="current.crl"))
+    decision = decide(policy, pki.leaf, published)
+    assert outcome(decision) == (True, "allowed_by_rule", "trusted")
+    assert said(decision, "revoked") == (
+        "false",
+        "serial 1001 not listed in CRL next.crl, fresh until 2099-12-31T00:00:00Z"
+        + INTERMEDIATE_GOOD,
+    )
+
+
+def test_the_newest_crl_decides_even_when_it_cannot_be_used(tmp_path: Path, pki: Pki) -> None:
+    """An older usable CRL does not stand in for a newer one that is no evidence: it may
+    lack the newest revocations."""
+    unknown = x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.55555.1"), b"\x05\x00")
+    both = {
+        "older.crl": crl(pki.issuing, number=1),
+        "newer.crl": crl(pki.issuing, number=2, extensions=[(unknown, True)]),
+    }
+    decision = decide(issuer_crls_policy(tmp_path, pki, both), pki.leaf)
+    assert outcome(decision) == (False, "denied_by_rule", "revoked")
+    assert said(decision, "revoked") == (
+        "true",
+        "status unknown (CRL newer.crl cannot be used: it carries a critical extension "
+        f"policyengine does not process (1.3.6.1.4.1.55555.1)); {HARD}",
+    )
+
+
+# -- CRLs that are no evidence -----------------------------------------------------------------
+
+
+def unusable_crl_case(
+    tmp_path: Path, pki: Pki, data: bytes, reason: str, *, issuing: IssuedCertificate | None = None
+) -> None:
+    """``data`` as the issuing CA's only CRL, listing nothing: no evidence, so the leaf's
+    status is unknown for ``reason``: hard mode denies, soft mode lets it pass (both used to
+    allow it as good)."""
+    for mode, expected, verdict in (
+        ("hard", (False, "denied_by_rule", "revoked"), ("true", HARD)),
+        ("soft", (True, "allowed_by_rule", "trusted"), ("false", SOFT)),
+    ):
+        folder = tmp_path / mode
+        folder.mkdir()
+        policy = issuer_crls_policy(folder, pki, {"issuing.crl": data}, mode, issuing=issuing)
+        decision = decide(policy, pki.leaf)
+        assert outcome(decision) == expected
+        assert said(decision, "revoked") == (
+            verdict[0],
+            f"status unknown (CRL issuing.crl {reason}); {verdict[1]}",
+        )
+
+
+def test_a_crl_without_a_crl_number_is_no_evidence(tmp_path: Path, pki: Pki) -> None:
+    unusable_crl_case(
+        tmp_path,
+        pki,
+        crl(pki.issuing, number=None),
+        "cannot be used: it has no CRL number (RFC 5280 requires one)",
+    )
+
+
+def test_a_crl_with_a_critical_crl_number_is_no_evidence(tmp_path: Path, pki: Pki) -> None:
+    unusable_crl_case(
+        tmp_path,
+        pki,
+        crl(pki.issuing, number_critical=True),
+        "cannot be used: its CRL number extension is marked critical (RFC 5280 requires it "
+        "non-critical)",
+    )
+
+
+def test_a_crl_with_an_unknown_critical_extension_is_no_evidence(tmp_path: Path, pki: Pki) -> None:
+    unknown = x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.55555.1"), b"\x05\x00")
+    unusable_crl_case(
+        tmp_path,
+        pki,
+        crl(pki.issuing, extensions=[(unknown, True)]),
+        "cannot be used: it carries a critical extension policyengine does not process "
+        "(1.3.6.1.4.1.55555.1)",
+    )
+
+
+def test_a_crl_with_a_critical_freshest_crl_extension_is_no_evidence(
+    tmp_path: Path, pki: Pki
+) -> None:
+    """A known extension that policyengine does not act on (freshest CRL: where the delta
+    CRLs are) is "not processed" too when critical."""
+    point = x509.DistributionPoint(
+        [x509.UniformResourceIdentifier("http://pki.test/delta.crl")], None, None, None
+    )
+    unusable_crl_case(
+        tmp_path,
+        pki,
+        crl(pki.issuing, extensions=[(x509.FreshestCRL([point]), True)]),
+        "cannot be used: it carries a critical extension policyengine does not process "
+        "(freshestCRL, 2.5.29.46)",
+    )
+
+
+def test_a_crl_entry_with_an_unknown_critical_extension_makes_the_crl_no_evidence(
+    tmp_path: Path, pki: Pki
+) -> None:
+    """RFC 5280 5.3: a CRL with a critical entry extension not understood is not used for
+    any certificate, not only the one the entry names."""
+    unknown = x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.55555.2"), b"\x05\x00")
+    unusable_crl_case(
+        tmp_path,
+        pki,
+        crl(pki.issuing, [0x0BAD], entry_extensions=[(unknown, True)]),
+        "cannot be used: an entry carries a critical extension policyengine does not process "
+        "(1.3.6.1.4.1.55555.2)",
+    )
+
+
+def test_an_indirect_crl_is_no_evidence(tmp_path: Path, pki: Pki) -> None:
+    scope = x509.IssuingDistributionPoint(None, None, False, False, None, True, False)
+    unusable_crl_case(
+        tmp_path,
+        pki,
+        crl(pki.issuing, extensions=[(scope, True)]),
+        "cannot be used: it is an indirect CRL (it may list other issuers' certificates), "
+        "which policyengine does not use",
+    )
+
+
+def issuing_ca(root: IssuedCertificate, usage: x509.KeyUsage) -> IssuedCertificate:
+    """Test Issuing CA again (same name and serial as the fixture's), with key ``usage``."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(make_name({"CN": "Test Issuing CA", "O": "Test PKI"}))
+        .issuer_name(root.certificate.subject)
+        .public_key(key.public_key())
+        .serial_number(0x2001)
+        .not_valid_before(START)
+        .not_valid_after(FAR)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(usage, critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                root.key.public_key()  # type: ignore[arg-type]
+            ),
+            critical=False,
+        )
+        .sign(root.key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+    return IssuedCertificate(certificate, key)
+
+
+def test_a_crl_from_an_issuer_without_crl_sign_is_no_evidence(tmp_path: Path, pki: Pki) -> None:
+    cert_sign_only = issuing_ca(
+        pki.root, x509.KeyUsage(False, False, False, False, False, True, False, False, False)
+    )
+    leaf = make_certificate(
+        {"CN": "orders-client", "O": "Contoso Ltd"}, issuer=cert_sign_only, serial=0x1001, **VALID
+    )
+    signed = crl(cert_sign_only)
+    for mode, expected, verdict in (
+        ("hard", (False, "denied_by_rule", "revoked"), ("true", HARD)),
+        ("soft", (True, "allowed_by_rule", "trusted"), ("false", SOFT)),
+    ):
+        folder = tmp_path / mode
+        folder.mkdir()
+        policy = issuer_crls_policy(
+            folder, pki, {"issuing.crl": signed}, mode, issuing=cert_sign_only
+        )
+        decision = decide(policy, leaf)
+        assert outcome(decision) == expected
+        assert said(decision, "revoked") == (
+            verdict[0],
+            "status unknown (CRL issuing.crl cannot be used: the key usage of its issuer "
+            f"{ISSUING_NAME} does not include cRLSign); {verdict[1]}",
+        )
+
+
+def test_a_ca_only_crl_does_not_cover_the_leaf(tmp_path: Path, pki: Pki) -> None:
+    ca_only = x509.IssuingDistributionPoint(None, None, False, True, None, False, False)
+    unusable_crl_case(
+        tmp_path,
+        pki,
+        crl(pki.issuing, extensions=[(ca_only, True)]),
+        "covers CA certificates only, and this is not a CA certificate",
+    )
+
+
+def test_a_user_only_crl_does_not_cover_an_intermediate(tmp_path: Path, pki: Pki) -> None:
+    user_only = x509.IssuingDistributionPoint(None, None, True, False, None, False, False)
+    files = {
+        "root.pem": pki.root.pem,
+        "issuing.pem": pki.issuing.pem,
+        "issuing.crl": crl(pki.issuing),
+        "root.crl": crl(pki.root, extensions=[(user_only, True)]),
+    }
+    trust = """
+        anchors: [root.pem]
+        intermediates: [issuing.pem]
+        revocation:
+          crls: [issuing.crl, root.crl]
+          mode: hard
+        """
+    decision = decide(build(tmp_path, trust, files), pki.leaf)
+    assert outcome(decision) == (False, "denied_by_rule", "revoked")
+    assert said(decision, "revoked") == (
+        "true",
+        f"status unknown (intermediate {ISSUING_NAME}: CRL root.crl covers end-entity "
+        f"certificates only, and this is a CA certificate); {HARD}",
+    )
+
+
+def test_a_user_only_crl_covers_the_leaf_beside_a_newer_ca_only_crl(
+    tmp_path: Path, pki: Pki
+) -> None:
+    """Which CRLs cover the certificate is settled before the newest is chosen."""
+    user_only = x509.IssuingDistributionPoint(None, None, True, False, None, False, False)
+    ca_only = x509.IssuingDistributionPoint(None, None, False, True, None, False, False)
+    both = {
+        "users.crl": crl(pki.issuing, [0x1001], number=3, extensions=[(user_only, True)]),
+        "cas.crl": crl(pki.issuing, number=4, extensions=[(ca_only, True)]),
+    }
+    decision = decide(issuer_crls_policy(tmp_path, pki, both), pki.leaf)
+    assert outcome(decision) == (False, "denied_by_rule", "revoked")
+    assert said(decision, "revoked") == ("true", REVOKED_1001.format(name="users.crl"))
+
+
+def test_a_delta_crl_is_never_used_as_a_complete_crl(tmp_path: Path, pki: Pki) -> None:
+    """Alone, a delta CRL says nothing about what its base lists: status unknown. Beside
+    its base, the base decides (delta CRLs are not applied; ``check`` warns)."""
+    delta = crl(pki.issuing, number=2, extensions=[(x509.DeltaCRLIndicator(1), True)])
+    unusable_crl_case(
+        tmp_path,
+        pki,
+        delta,
+        "is a delta CRL (deltaCRLIndicator); only complete CRLs are used, never a delta CRL, "
+        "with or without its base",
+    )
+    base = {"base.crl": crl(pki.issuing, number=1), "delta.crl": delta}
+    policy = issuer_crls_policy(tmp_path, pki, base)
+    decision = decide(policy, pki.leaf)
+    assert outcome(decision) == (True, "allowed_by_rule", "trusted")
+    assert said(decision, "revoked") == (
+        "false",
+        "serial 1001 not listed in CRL base.crl, fresh until 2099-12-31T00:00:00Z"
+        + INTERMEDIATE_GOOD,
+    )
+    assert [w.message for w in policy.warnings if w.code == "trust-crl"] == [
+        "CRL delta.crl is a delta CRL: only complete CRLs are used, so it is never consulted"
+    ]
+
+
+def leaf_with_distribution_point(issuer: IssuedCertificate, uri: str) -> IssuedCertificate:
+    """orders-client, serial 0x1001, naming ``uri`` as its CRL distribution point."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    point = x509.DistributionPoint([x509.UniformResourceIdentifier(uri)], None, None, None)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(make_name({"CN": "orders-client", "O": "Contoso Ltd"}))
+        .issuer_name(issuer.certificate.subject)
+        .public_key(key.public_key())
+        .serial_number(0x1001)
+        .not_valid_before(START)
+        .not_valid_after(FAR)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                issuer.key.public_key()  # type: ignore[arg-type]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.CRLDistributionPoints([point]), critical=False)
+        .sign(issuer.key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+    return IssuedCertificate(certificate, key)
+
+
+def test_a_crl_of_another_distribution_point_does_not_cover_the_leaf(
+    tmp_path: Path, pki: Pki
+) -> None:
+    """A CA that splits its certificates over several CRLs names each CRL's share in its
+    issuing distribution point: a CRL for another share does not list the leaf, and is not
+    evidence that it is good. A certificate naming no distribution point is not covered."""
+    partition = x509.IssuingDistributionPoint(
+        [x509.UniformResourceIdentifier("http://pki.test/part-1.crl")],
+        None,
+        False,
+        False,
+        None,
+        False,
+        False,
+    )
+    part_1 = crl(pki.issuing, extensions=[(partition, True)])
+    policy = issuer_crls_policy(tmp_path, pki, {"part-1.crl": part_1})
+    elsewhere = leaf_with_distribution_point(pki.issuing, "http://pki.test/part-2.crl")
+    reason = (
+        "CRL part-1.crl covers the certificates of another distribution point (its issuing "
+        "distribution point names none of the certificate's CRL distribution points)"
+    )
+    for leaf in (elsewhere, pki.leaf):
+        decision = decide(policy, leaf)
+        assert outcome(decision) == (False, "denied_by_rule", "revoked")
+        assert said(decision, "revoked") == ("true", f"status unknown ({reason}); {HARD}")
+    covered = leaf_with_distribution_point(pki.issuing, "http://pki.test/part-1.crl")
+    decision = decide(policy, covered)
+    assert outcome(decision) == (True, "allowed_by_rule", "trusted")
+    assert said(decision, "revoked") == (
+        "false",
+        "serial 1001 not listed in CRL part-1.crl, fresh until 2099-12-31T00:00:00Z"
+        + INTERMEDIATE_GOOD,
+    )
+
+
+def test_check_warns_about_crls_that_cannot_be_used(tmp_path: Path, pki: Pki) -> None:
+    cert_sign_only = issuing_ca(
+        pki.root, x509.KeyUsage(False, False, False, False, False, True, False, False, False)
+    )
+    files = {
+        "root.pem": pki.root.pem,
+        "issuing.pem": pki.issuing.pem,
+        "no-sign.pem": cert_sign_only.pem,
+        "unnumbered.crl": crl(pki.issuing, number=None),
+        "delta.crl": crl(pki.issuing, number=2, extensions=[(x509.DeltaCRLIndicator(1), True)]),
+        "no-sign.crl": crl(cert_sign_only),
+        "good.crl": crl(pki.issuing),
+    }
+    trust = """
+        anchors: [root.pem]
+        intermediates: [issuing.pem, no-sign.pem]
+        revocation:
+          mode: hard
+          crls:
+            - unnumbered.crl
+            - delta.crl
+            - no-sign.crl
+            - good.crl
+        """
+    policy = build(tmp_path, trust, files, head="silence: [trusted-anywhere]")
+    assert trust_warnings(policy) == [
+        (
+            "trust-crl",
+            9,
+            9,
+            "CRL unnumbered.crl cannot be used: it has no CRL number (RFC 5280 requires one)",
+        ),
+        (
+            "trust-crl",
+            10,
+            9,
+            "CRL delta.crl is a delta CRL: only complete CRLs are used, so it is never consulted",
+        ),
+        (
+            "trust-crl",
+            11,
+            9,
+            f"CRL no-sign.crl cannot be used: the key usage of its issuer {ISSUING_NAME} does "
+            "not include cRLSign",
+        ),
+    ]
+
+
+# -- which certificates are checked: the chain, or the leaf --------------------------------------
+
+
+def test_hard_mode_denies_an_intermediate_without_a_crl(tmp_path: Path, pki: Pki) -> None:
+    """Every certificate below the anchor is checked (OpenSSL's -crl_check_all, nginx's
+    ssl_crl): the intermediate has no CRL from the root. It used to be allowed."""
+    policy = issuer_crls_policy(tmp_path, pki, {"issuing.crl": crl(pki.issuing)}, root_crl=False)
+    decision = decide(policy, pki.leaf)
+    assert outcome(decision) == (False, "denied_by_rule", "revoked")
+    assert said(decision, "revoked") == (
+        "true",
+        f"status unknown (intermediate {ISSUING_NAME}: no CRL from {ROOT_NAME}); {HARD}",
+    )
+    assert said(decision, "trusted") == ("true", good_chain(pki))
+
+
+def test_soft_mode_says_an_intermediate_has_no_crl(tmp_path: Path, pki: Pki) -> None:
+    policy = issuer_crls_policy(
+        tmp_path, pki, {"issuing.crl": crl(pki.issuing)}, "soft", root_crl=False
+    )
+    decision = decide(policy, pki.leaf)
+    assert outcome(decision) == (True, "allowed_by_rule", "trusted")
+    assert said(decision, "revoked") == (
+        "false",
+        f"status unknown (intermediate {ISSUING_NAME}: no CRL from {ROOT_NAME}); {SOFT}",
+    )
+
+
+def test_the_leaf_and_an_intermediate_both_unknown_are_both_named(tmp_path: Path, pki: Pki) -> None:
+    files = {"root.pem": pki.root.pem, "issuing.pem": pki.issuing.pem}
+    trust = """
+        anchors: [root.pem]
+        intermediates: [issuing.pem]
+        revocation:
+          mode: hard
+        """
+    decision = decide(build(tmp_path, trust, files), pki.leaf)
+    assert outcome(decision) == (False, "denied_by_rule", "revoked")
+    assert said(decision, "revoked") == (
+        "true",
+        f"status unknown (no CRL from {ISSUING_NAME}; intermediate {ISSUING_NAME}: no CRL "
+        f"from {ROOT_NAME}); {HARD}",
+    )
+
+
+def test_check_leaf_checks_the_leaf_only(tmp_path: Path, pki: Pki) -> None:
+    """``check: leaf`` (OpenSSL's -crl_check): the intermediate is not checked, neither for a
+    missing CRL nor for being listed in the root's."""
+    files = {
+        "root.pem": pki.root.pem,
+        "issuing.pem": pki.issuing.pem,
+        "issuing.crl": crl(pki.issuing),
+        "root.crl": crl(pki.root, [0x2001]),
+    }
+    for crls in ("[issuing.crl]", "[issuing.crl, root.crl]"):
+        trust = f"""
+            anchors: [root.pem]
+            intermediates: [issuing.pem]
+            revocation:
+              crls: {crls}
+              mode: hard
+              check: leaf
+            """
+        policy = build(tmp_path, trust, files)
+        assert policy.trust is not None and policy.trust.settings.revocation_check == "leaf"
+        decision = decide(policy, pki.leaf)
+        assert outcome(decision) == (True, "allowed_by_rule", "trusted")
+        assert said(decision, "revoked") == (
+            "false",
+            "serial 1001 not listed in CRL issuing.crl, fresh until 2099-12-31T00:00:00Z",
+        )
+    chain = trust.replace("check: leaf", "check: chain")
+    decision = decide(build(tmp_path, chain, files), pki.leaf)
+    assert outcome(decision) == (False, "denied_by_rule", "revoked")
+    assert said(decision, "revoked") == (
+        "true",
+        f"intermediate {ISSUING_NAME}: serial 2001 revoked on 2026-06-01T00:00:00Z (CRL root.crl)",
+    )
+
+
+def test_revocation_check_is_chain_or_leaf(tmp_path: Path, pki: Pki) -> None:
+    files = {"root.pem": pki.root.pem}
+    trust = """
+        anchors: [root.pem]
+        revocation:
+          mode: hard
+          check: all
+        """
+    with pytest.raises(PolicySchemaError) as raised:
+        build(tmp_path, trust, files)
+    assert (
+        'policy.yaml:6:12: error: trust.revocation.check is "all"; it must be `chain` or `leaf`'
+        in (str(raised.value))
+    )
+
+
+def test_a_leaf_that_is_its_own_anchor_is_checked_against_its_own_crl(tmp_path: Path) -> None:
+    """A one-certificate chain: the leaf is the anchor, and the CRLs it signed speak for it
+    (as OpenSSL does); without one its status is unknown."""
+    alone = make_certificate({"CN": "pinned-client"}, serial=0x77, **VALID)
+    files = {"alone.pem": alone.pem, "alone.crl": crl(alone)}
+    trust = """
+        anchors: [alone.pem]
+        revocation:
+          crls: [alone.crl]
+          mode: hard
+        """
+    decision = decide(build(tmp_path, trust, files, head="silence: [trusted-anywhere]"), alone)
+    assert outcome(decision) == (True, "allowed_by_rule", "trusted")
+    assert said(decision, "revoked") == (
+        "false",
+        "serial 77 not listed in CRL alone.crl, fresh until 2099-12-31T00:00:00Z",
+    )
+    files["alone.crl"] = crl(alone, [0x77])
+    decision = decide(build(tmp_path, trust, files, head="silence: [trusted-anywhere]"), alone)
+    assert outcome(decision) == (False, "denied_by_rule", "revoked")
+    assert said(decision, "revoked") == (
+        "true",
+        "the certificate: serial 77 revoked on 2026-06-01T00:00:00Z (CRL alone.crl)",
+    )
 
 
 # -- the chain as attributes -------------------------------------------------------------------
@@ -943,6 +1546,7 @@ def test_check_warnings(tmp_path: Path, pki: Pki) -> None:
         ),
         "forged.crl": crl(pki.issuing, signer=pki.other_root),
         "fresh.crl": crl(pki.issuing),
+        "root.crl": crl(pki.root),
     }
     trust = """
         anchors:
@@ -956,6 +1560,7 @@ def test_check_warnings(tmp_path: Path, pki: Pki) -> None:
             - stale.crl
             - forged.crl
             - fresh.crl
+            - root.crl
         """
     policy = build(tmp_path, trust, files, head="silence: [trusted-anywhere]")
     assert trust_warnings(policy) == [
@@ -973,7 +1578,8 @@ def test_check_warnings(tmp_path: Path, pki: Pki) -> None:
     assert said(decision, "trusted") == ("true", good_chain(pki))
     assert said(decision, "revoked") == (
         "false",
-        "serial 1001 not listed in CRL fresh.crl, fresh until 2099-12-31T00:00:00Z",
+        "serial 1001 not listed in CRL fresh.crl, fresh until 2099-12-31T00:00:00Z"
+        + INTERMEDIATE_GOOD,
     )
 
     quiet = build(tmp_path, trust, files, head="silence: [trusted-anywhere, trust-anchor]")
@@ -1063,7 +1669,8 @@ def test_a_crl_next_update_bounds_the_cache(tmp_path: Path, pki: Pki) -> None:
     assert outcome(decision) == (True, "allowed_by_rule", "trusted")
     assert said(decision, "revoked") == (
         "false",
-        "serial 1001 not listed in CRL issuing.crl, fresh until 2026-12-15T00:00:00Z",
+        "serial 1001 not listed in CRL issuing.crl, fresh until 2026-12-15T00:00:00Z"
+        + INTERMEDIATE_GOOD,
     )
     decision = decide(policy, pki.leaf, next_update + timedelta(hours=1))
     assert outcome(decision) == (False, "denied_by_rule", "revoked")
@@ -1093,7 +1700,8 @@ def test_a_crl_not_valid_yet_does_not_pin_the_cache(tmp_path: Path, pki: Pki) ->
     assert outcome(decision) == (True, "allowed_by_rule", "trusted")
     assert said(decision, "revoked") == (
         "false",
-        "serial 1001 not listed in CRL issuing.crl, fresh until 2099-12-31T00:00:00Z",
+        "serial 1001 not listed in CRL issuing.crl, fresh until 2099-12-31T00:00:00Z"
+        + INTERMEDIATE_GOOD,
     )
     assert said(decision, "trusted") == ("true", good_chain(pki))
 
@@ -1253,9 +1861,12 @@ def test_shipped_partner_pki_policy() -> None:
     assert outcome(decision) == (True, "allowed_by_rule", "partner")
     chain = chain_text(("leaf", client.der), ("via", issuing_der), ("anchor", root_der))
     assert said(decision, "trusted") == ("true", chain)
+    issuing_serial = read_certificate(issuing).summary()["serial"]
     assert said(decision, "revoked") == (
         "false",
         f"serial {client.summary()['serial']} not listed in CRL partner-issuing.crl, "
+        "fresh until 2099-12-31T00:00:00Z; intermediate O=Contoso Ltd,CN=Partner Issuing CA: "
+        f"serial {issuing_serial} not listed in CRL partner-root.crl, "
         "fresh until 2099-12-31T00:00:00Z",
     )
 

@@ -1,6 +1,7 @@
 """Make the example certificates in this folder that are missing.
 
     python policies/certs/generate.py            # only the missing ones
+    python policies/certs/generate.py --pki      # the partner PKI and its CRLs anew
     python policies/certs/generate.py --all      # every one, new keys and fingerprints
 
 Prints each certificate's SHA-1 and SHA-256 fingerprint: the example policies pin these,
@@ -50,22 +51,37 @@ def main() -> None:
     pki()
 
 
-def save(filename: str, issued: IssuedCertificate) -> None:
+def save(filename: str, issued: IssuedCertificate, *, replace: bool = False) -> None:
     path = HERE / filename
-    if path.exists() and "--all" not in sys.argv:
+    if path.exists() and not replace and "--all" not in sys.argv:
         print(f"{filename:24} kept (pass --all to replace it)")
         return
     path.write_bytes(issued.pem)
     print(f"{filename:24} sha1 {issued.sha1.upper()}  sha256 {issued.sha256}")
 
 
+PKI_FILES = (
+    "partner-root.pem",
+    "partner-issuing.pem",
+    "partner-client.pem",
+    "partner-revoked.pem",
+    "partner-server-only.pem",
+    "partner-issuing.crl",
+    "partner-root.crl",
+)
+
+
 def pki() -> None:
-    """A partner PKI for partner-pki.yaml: root -> issuing CA -> clients, and a CRL.
+    """A partner PKI for partner-pki.yaml: root -> issuing CA -> clients, and both CAs' CRLs.
 
     Made as a whole (the CA keys are not kept), so it is replaced as a whole or not at all.
+    The policy checks revocation in hard mode for the whole chain, so each CA publishes a
+    CRL (with the CRL number RFC 5280 requires): the issuing CA's lists partner-revoked.pem,
+    the root's lists nothing.
     """
-    if (HERE / "partner-root.pem").exists() and "--all" not in sys.argv:
-        print("partner PKI              kept (pass --all to replace it)")
+    wanted = "--all" in sys.argv or "--pki" in sys.argv
+    if all((HERE / name).exists() for name in PKI_FILES) and not wanted:
+        print("partner PKI              kept (pass --pki or --all to replace it)")
         return
     dates = {"not_before": START, "not_after": FAR}
     root = make_certificate({"CN": "Partner Root CA", "O": "Contoso Ltd"}, ca=True, **dates)
@@ -82,26 +98,34 @@ def pki() -> None:
         extended_key_usage=[ExtendedKeyUsageOID.SERVER_AUTH],
         **dates,
     )
-    save("partner-root.pem", root)
-    save("partner-issuing.pem", issuing)
-    save("partner-client.pem", client)
-    save("partner-revoked.pem", revoked)
-    save("partner-server-only.pem", server_only)
-    crl = (
+    save("partner-root.pem", root, replace=True)
+    save("partner-issuing.pem", issuing, replace=True)
+    save("partner-client.pem", client, replace=True)
+    save("partner-revoked.pem", revoked, replace=True)
+    save("partner-server-only.pem", server_only, replace=True)
+    write_crl("partner-issuing.crl", issuing, [revoked])
+    print("partner-issuing.crl      lists partner-revoked.pem")
+    write_crl("partner-root.crl", root, [])
+    print("partner-root.crl         lists nothing (the issuing CA is good)")
+
+
+def write_crl(filename: str, issuer: IssuedCertificate, revoked: list[IssuedCertificate]) -> None:
+    builder = (
         x509.CertificateRevocationListBuilder()
-        .issuer_name(issuing.certificate.subject)
+        .issuer_name(issuer.certificate.subject)
         .last_update(START)
         .next_update(FAR)
-        .add_revoked_certificate(
+        .add_extension(x509.CRLNumber(1), critical=False)
+    )
+    for certificate in revoked:
+        builder = builder.add_revoked_certificate(
             x509.RevokedCertificateBuilder()
-            .serial_number(revoked.certificate.serial_number)
+            .serial_number(certificate.certificate.serial_number)
             .revocation_date(datetime(2026, 1, 1, tzinfo=UTC))
             .build()
         )
-        .sign(issuing.key, hashes.SHA256())  # type: ignore[arg-type]
-    )
-    (HERE / "partner-issuing.crl").write_bytes(crl.public_bytes(serialization.Encoding.PEM))
-    print("partner-issuing.crl      lists partner-revoked.pem")
+    crl = builder.sign(issuer.key, hashes.SHA256())  # type: ignore[arg-type]
+    (HERE / filename).write_bytes(crl.public_bytes(serialization.Encoding.PEM))
 
 
 if __name__ == "__main__":

@@ -844,9 +844,10 @@ _add(
     Attribute(
         "revoked",
         Type.BOOL,
-        "The certificate (or an intermediate) is listed in a CRL signed by its issuer. An "
-        "unknown status (no fresh CRL) counts as revoked in `hard` mode and not in `soft` "
-        "mode; undefined when no trusted chain was built. Needs a `trust:` section.",
+        "The certificate, or with `check: chain` (the default) any certificate of the chain "
+        "below the anchor, is listed in the newest CRL of its issuer. An unknown status (no "
+        "usable fresh CRL) counts as revoked in `hard` mode and not in `soft` mode; undefined "
+        "when no trusted chain was built. Needs a `trust:` section. See docs/trust.md.",
         "trusted and not revoked",
         _revoked,
         why=_revoked_why,
