@@ -617,7 +617,7 @@ def _der_of(cert: bytes | str) -> bytes | None:
         return data
     try:
         loaded = x509.load_pem_x509_certificate(data)
-    except ValueError:
+    except (ValueError, x509.InvalidVersion):  # a mutated version field is not a ValueError
         return None
     return loaded.public_bytes(serialization.Encoding.DER)
 
