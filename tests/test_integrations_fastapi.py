@@ -4,6 +4,7 @@
 # module globals, and `Depends(partner)` names a local of make_app.
 import asyncio
 import logging
+import warnings
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -25,6 +26,10 @@ from policyengine.decision import Decision
 from policyengine.integrations import asgi
 from policyengine.integrations.fastapi import CertificatePolicy, PolicyMiddleware
 from policyengine.runtime import DECISION_LOGGER
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # Starlette 1.x asks for httpx2 for its TestClient
+    from fastapi.testclient import TestClient
 
 PARTNER = {"X-ARR-ClientCert": azure_header(PARTNER_PEM)}
 FABRIKAM = {"X-ARR-ClientCert": azure_header(FABRIKAM_PEM)}
@@ -117,3 +122,17 @@ def test_another_policy_in_the_dependency_decides_again(tmp_path: Path) -> None:
     refused = get(app, "/orders", headers=PARTNER)  # the app-wide policy allows it
     assert refused.status_code == 403
     assert refused.json()["detail"]["reason"] == "no_matching_rule"
+
+
+def test_fastapi_testclient_is_any_peer_under_azure_and_untrusted_under_an_address_list() -> None:
+    """FastAPI's TestClient reports the peer as "testclient", which is no IP address."""
+    anywhere = TestClient(make_app(CertificatePolicy(PARTNER_API)))
+    assert anywhere.get("/orders", headers=PARTNER).json()["reason"] == "allowed_by_rule"
+    listed = TestClient(make_app(CertificatePolicy(NGINX_PARTNER)))
+    refused = listed.get("/orders", headers={"X-SSL-Client-Cert": nginx_header(PARTNER_PEM)})
+    assert refused.status_code == 403
+    assert refused.json()["detail"]["reason"] == "missing_certificate"
+    # as the docs say: give TestClient an address the policy trusts
+    trusted = TestClient(make_app(CertificatePolicy(NGINX_PARTNER)), client=("10.0.0.5", 50000))
+    header = {"X-SSL-Client-Cert": nginx_header(PARTNER_PEM)}
+    assert trusted.get("/orders", headers=header).status_code == 200

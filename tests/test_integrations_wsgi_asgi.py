@@ -495,6 +495,22 @@ def test_websocket_allowed_and_refused_with_1008() -> None:
     assert refused.value.code == 1008
 
 
+def test_starlette_testclient_peer_is_trusted_by_any_peer_and_not_by_an_address_list() -> None:
+    """TestClient reports the peer as "testclient": the azure source (any peer) believes
+    its header; the nginx source (an address list) ignores it, and the trace says why."""
+    anywhere = TestClient(starlette_app())
+    allowed = anywhere.get("/orders", headers=PARTNER)
+    assert allowed.status_code == 200
+    assert allowed.json() == {"reason": "allowed_by_rule", "path": "/orders"}
+
+    listed = TestClient(starlette_app(NGINX_PARTNER, expose_trace=True))
+    header = {"X-SSL-Client-Cert": nginx_header(PARTNER_PEM), **JSON}
+    refused = listed.get("/orders", headers=header)
+    assert refused.status_code == 403
+    assert refused.json()["reason"] == "missing_certificate"
+    assert "peer testclient is not a trusted proxy (not an IP address)" in refused.text
+
+
 def test_asgi_middleware_checks_its_configuration() -> None:
     with pytest.raises(TypeError, match="ASGI application"):
         asgi_integration.PolicyMiddleware(None, PARTNER_API)  # type: ignore[arg-type]
