@@ -120,13 +120,17 @@ class DecisionLog:
     """Writes one record per decision on the ``policyengine.decisions`` logger.
 
     The record's message is a one-line summary; its ``extra`` fields (``decision``,
-    ``reason``, ``rule``, ``policy``, ``method``, ``path``, ``peer``, ``elapsed_us`` and the
-    certificate ``fields``, by default its SHA-256 fingerprint and subject) are attributes of
-    the LogRecord, ready for a JSON log handler.
+    ``reason``, ``rule``, ``policy``, ``explanation`` (the decision's own message, which a
+    refusal does not tell the client), ``method``, ``path``, ``peer``, ``elapsed_us``, the
+    certificate ``fields``, by default its SHA-256 fingerprint and subject, and ``trace``
+    when the decision was explained) are attributes of the LogRecord, ready for a JSON log
+    handler. ``trace=True`` has the integrations explain every decision, so that every
+    record carries its trace: it costs time on every request.
     """
 
     fields: tuple[str, ...] = DEFAULT_LOG_FIELDS
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger(DECISION_LOGGER))
+    trace: bool = False
 
     def __post_init__(self) -> None:
         unknown = set(self.fields) - set(_CERTIFICATE_FIELDS)
@@ -152,12 +156,15 @@ class DecisionLog:
             "reason": decision.reason,
             "rule": decision.rule,
             "policy": decision.policy,
+            "explanation": decision.message,
             "method": method,
             "path": path,
             "peer": peer,
             "elapsed_us": round(elapsed_us, 1),
         }
         extra.update(_certificate_fields(decision, self.fields))
+        if decision.trace is not None:
+            extra["trace"] = decision.trace.to_dict()
         self.logger.info(
             "%s %s %s -> %s (%s%s)",
             peer or "-",

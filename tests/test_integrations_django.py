@@ -28,13 +28,16 @@ from integration_support import (
     PARTNER_API,
     PARTNER_PEM,
     UnreadableInput,
+    assert_tells_nothing,
     azure_header,
     nginx_header,
+    refusal_cases,
+    secret_policy,
 )
 from werkzeug.test import EnvironBuilder
 
 from policyengine.decision import Decision
-from policyengine.integrations import DenyResponse
+from policyengine.integrations import REFUSALS, DenyResponse
 from policyengine.integrations.django import PolicyMiddleware, require_certificate
 from policyengine.runtime import DECISION_LOGGER
 
@@ -215,6 +218,33 @@ def test_on_deny_expose_trace_and_log_fields(
     assert "subject" not in records[1].policyengine
 
 
+def test_refusal_tells_the_client_the_reason_code_and_a_generic_sentence_only(
+    django_project: None, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The sync and the async path: never the CN, issuer, pin, rule or policy name of the
+    decision's message, which goes to the decision log."""
+    config = {"POLICY": secret_policy(tmp_path / "secret.yaml")}
+    with override_settings(MIDDLEWARE=[MIDDLEWARE], POLICYENGINE=config):
+        for headers, reason, explained in refusal_cases():
+
+            async def from_async(headers: dict[str, str] = headers) -> Any:
+                return await AsyncClient().get("/async-orders", headers={**headers, **JSON})
+
+            caplog.clear()
+            with caplog.at_level(logging.INFO, logger=DECISION_LOGGER):
+                text = Client().get("/orders", headers=headers)
+                as_json = Client().get("/orders", headers={**headers, **JSON})
+                from_loop = run(from_async())
+            assert text.content.decode() == f"403 Forbidden: {reason}: {REFUSALS[reason]}\n"
+            expected = {"error": "forbidden", "reason": reason, "message": REFUSALS[reason]}
+            assert as_json.json() == from_loop.json() == expected
+            for response in (text, as_json, from_loop):
+                assert response.status_code == 403
+                assert_tells_nothing(response.content, response.headers)
+            records = [r for r in caplog.records if r.name == DECISION_LOGGER]
+            assert [explained in r.explanation for r in records] == [True, True, True]
+
+
 def test_exempt_views_by_url_name_or_dotted_path(django_project: None) -> None:
     config = {"POLICY": PARTNER_API, "EXEMPT_VIEWS": ["status", f"{__name__}.upload"]}
     with override_settings(MIDDLEWARE=[MIDDLEWARE], POLICYENGINE=config):
@@ -301,6 +331,7 @@ def _next(request: HttpRequest) -> HttpResponse:
         ({"POLICY": PARTNER_API, "EXPOSE_TRACE": "yes"}, '"EXPOSE_TRACE" must be True or False'),
         ({"POLICY": PARTNER_API, "LOG_FIELDS": "subject"}, '"LOG_FIELDS" must be a list'),
         ({"POLICY": PARTNER_API, "LOG_FIELDS": ["subjet"]}, "unknown certificate log fields"),
+        ({"POLICY": PARTNER_API, "LOG_TRACE": 1}, '"LOG_TRACE" must be True or False'),
         ({"POLICY": PARTNER_API, "ON_DENY": "no.such.hook"}, "\"ON_DENY\" 'no.such.hook'"),
         ({"POLICY": PARTNER_API, "ON_DENY": 42}, '"ON_DENY" must be a dotted path'),
         ({"POLICY": PARTNER_API, "EXEMPT_VIEWS": "health"}, '"EXEMPT_VIEWS" must be a list'),

@@ -16,14 +16,17 @@ from integration_support import (
     NGINX_PARTNER,
     PARTNER_API,
     PARTNER_PEM,
+    assert_tells_nothing,
     azure_header,
     cn_policy,
     nginx_header,
+    refusal_cases,
+    secret_policy,
 )
 
 from policyengine import load_policy
 from policyengine.decision import Decision
-from policyengine.integrations import asgi
+from policyengine.integrations import REFUSALS, asgi
 from policyengine.integrations.fastapi import CertificatePolicy, PolicyMiddleware
 from policyengine.runtime import DECISION_LOGGER
 
@@ -88,8 +91,7 @@ def test_deny_is_a_403_with_reason_and_message() -> None:
     refused = get(app, "/orders", headers=FABRIKAM)
     assert refused.status_code == 403
     detail = refused.json()["detail"]
-    assert detail["reason"] == "no_matching_rule"
-    assert detail["message"].startswith("No allow rule holds")
+    assert detail == {"reason": "no_matching_rule", "message": REFUSALS["no_matching_rule"]}
     missing = get(app, "/orders")
     assert missing.status_code == 403
     assert missing.json()["detail"]["reason"] == "missing_certificate"
@@ -136,3 +138,27 @@ def test_fastapi_testclient_is_any_peer_under_azure_and_untrusted_under_an_addre
     trusted = TestClient(make_app(CertificatePolicy(NGINX_PARTNER)), client=("10.0.0.5", 50000))
     header = {"X-SSL-Client-Cert": nginx_header(PARTNER_PEM)}
     assert trusted.get("/orders", headers=header).status_code == 200
+
+
+def test_dependency_refusal_tells_the_client_the_reason_code_and_a_generic_sentence_only(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = make_app(CertificatePolicy(secret_policy(tmp_path / "secret.yaml")))
+    for headers, reason, explained in refusal_cases():
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger=DECISION_LOGGER):
+            refused = get(app, "/orders", headers=headers)
+        assert refused.status_code == 403
+        assert refused.json() == {"detail": {"reason": reason, "message": REFUSALS[reason]}}
+        assert_tells_nothing(refused.content, refused.headers)
+        (record,) = [r for r in caplog.records if r.name == DECISION_LOGGER]
+        assert explained in record.explanation
+
+
+def test_dependency_with_expose_trace_tells_the_explanation_and_the_trace(tmp_path: Path) -> None:
+    app = make_app(CertificatePolicy(secret_policy(tmp_path / "secret.yaml"), expose_trace=True))
+    headers, reason, explained = refusal_cases()[1]
+    detail = get(app, "/orders", headers=headers).json()["detail"]
+    assert (detail["reason"], detail["message"]) == (reason, REFUSALS[reason])
+    assert explained in detail["explanation"]
+    assert [rule["rule"] for rule in detail["trace"]["rules"]] == ["banned-cn", "secret-allow"]

@@ -16,15 +16,18 @@ from integration_support import (
     PARTNER_API,
     PARTNER_PEM,
     UnreadableInput,
+    assert_tells_nothing,
     azure_header,
     cn_policy,
     nginx_header,
+    refusal_cases,
+    secret_policy,
 )
 from werkzeug.test import EnvironBuilder
 
 from policyengine import load_policy
 from policyengine.decision import Decision
-from policyengine.integrations import DenyResponse
+from policyengine.integrations import REFUSALS, DenyResponse
 from policyengine.integrations.flask import PolicyEngine, require_certificate
 from policyengine.runtime import DECISION_LOGGER, ReloadingPolicy
 from policyengine.testing import make_certificate
@@ -76,6 +79,40 @@ def test_extension_guards_every_view() -> None:
     assert as_json.json is not None and as_json.json["reason"] == "no_matching_rule"
     assert as_json.headers["Cache-Control"] == "no-store"
     assert "trace" not in as_json.json
+
+
+def test_refusal_tells_the_client_the_reason_code_and_a_generic_sentence_only(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Through the extension and through the decorator: never the CN, issuer, pin, rule or
+    policy name the decision's message holds; that message is in the decision log."""
+    secret = secret_policy(tmp_path / "secret.yaml")
+    guarded = make_app()
+    PolicyEngine(guarded, secret)
+    decorated = make_app()
+
+    @decorated.get("/admin")
+    @require_certificate(secret)
+    def admin_view() -> str:
+        return "admin"
+
+    for client, path in ((guarded.test_client(), "/orders"), (decorated.test_client(), "/admin")):
+        for headers, reason, explained in refusal_cases():
+            caplog.clear()
+            with caplog.at_level(logging.INFO, logger=DECISION_LOGGER):
+                text = client.get(path, headers=headers)
+                as_json = client.get(path, headers={**headers, **JSON})
+            assert text.get_data(as_text=True) == f"403 Forbidden: {reason}: {REFUSALS[reason]}\n"
+            assert as_json.json == {
+                "error": "forbidden",
+                "reason": reason,
+                "message": REFUSALS[reason],
+            }
+            for response in (text, as_json):
+                assert response.status_code == 403
+                assert_tells_nothing(response.get_data(), response.headers)
+            records = [r for r in caplog.records if r.name == DECISION_LOGGER]
+            assert [explained in r.explanation for r in records] == [True, True]
 
 
 def test_init_app_reads_the_policy_from_config_and_checks_it_is_there() -> None:

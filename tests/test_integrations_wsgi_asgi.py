@@ -23,9 +23,12 @@ from integration_support import (
     PARTNER_API,
     PARTNER_PEM,
     UnreadableInput,
+    assert_tells_nothing,
     azure_header,
     cn_policy,
     nginx_header,
+    refusal_cases,
+    secret_policy,
 )
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -36,7 +39,7 @@ from werkzeug.test import Client, EnvironBuilder
 
 from policyengine import load_policy
 from policyengine.decision import Decision
-from policyengine.integrations import DenyResponse, environ_request
+from policyengine.integrations import REFUSALS, DenyResponse, environ_request
 from policyengine.integrations import asgi as asgi_integration
 from policyengine.integrations import wsgi as wsgi_integration
 from policyengine.runtime import DECISION_LOGGER, DecisionLog, ReloadingPolicy
@@ -187,6 +190,40 @@ def test_wsgi_expose_trace_puts_the_trace_in_refusals() -> None:
     assert 'issuer.O == "Microsoft Corp"' in text  # the predicate that failed, explained
 
 
+def test_wsgi_refusal_tells_the_client_the_reason_code_and_a_generic_sentence_only(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The decision's message names what the policy wants (a CN, an issuer, a pin, a rule,
+    the policy): the body and headers carry only the reason code and its sentence, and the
+    message goes to the decision log."""
+    client = wsgi_client(secret_policy(tmp_path / "secret.yaml"))
+    for headers, reason, explained in refusal_cases():
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger=DECISION_LOGGER):
+            text = client.get("/orders", headers=headers)
+            as_json = client.get("/orders", headers={**headers, **JSON})
+        assert text.status_code == as_json.status_code == 403
+        assert text.get_data(as_text=True) == f"403 Forbidden: {reason}: {REFUSALS[reason]}\n"
+        assert as_json.json == {"error": "forbidden", "reason": reason, "message": REFUSALS[reason]}
+        for response in (text, as_json):
+            assert_tells_nothing(response.get_data(), response.headers)
+        records = [r for r in caplog.records if r.name == DECISION_LOGGER]
+        assert len(records) == 2
+        assert all(explained in r.explanation for r in records), explained
+
+
+def test_wsgi_expose_trace_tells_the_client_the_explanation_too(tmp_path: Path) -> None:
+    client = wsgi_client(secret_policy(tmp_path / "secret.yaml"), expose_trace=True)
+    headers, reason, explained = refusal_cases()[1]
+    as_json = client.get("/orders", headers={**headers, **JSON}).json
+    assert as_json is not None
+    assert (as_json["reason"], as_json["message"]) == (reason, REFUSALS[reason])
+    assert explained in as_json["explanation"]
+    assert "trace" in as_json
+    text = client.get("/orders", headers=headers).get_data(as_text=True)
+    assert text.startswith(f"403 Forbidden: {reason}: {REFUSALS[reason]}\n\nNo allow rule holds")
+
+
 def test_wsgi_middleware_checks_its_configuration() -> None:
     with pytest.raises(TypeError, match="WSGI application"):
         wsgi_integration.PolicyMiddleware("not an app", PARTNER_API)  # type: ignore[arg-type]
@@ -209,7 +246,7 @@ def test_one_decision_record_per_request_with_the_documented_fields(
     assert len(records) == 3
     allowed, denied, excluded = records
     fields = ["decision", "reason", "rule", "policy", "method", "path", "peer"]
-    fields += ["elapsed_us", "fingerprint_sha256", "subject"]
+    fields += ["elapsed_us", "fingerprint_sha256", "subject", "explanation"]
     assert {name: getattr(allowed, name) for name in fields[:7]} == {
         "decision": "allow",
         "reason": "allowed_by_rule",
@@ -223,6 +260,9 @@ def test_one_decision_record_per_request_with_the_documented_fields(
         "e2d65529f91ba9fc8a79f24d2a7fc2138043fefe478b7036994564dd54872298"
     )
     assert allowed.subject == "O=Microsoft Corp,CN=nildevecc"
+    assert allowed.explanation == "Allowed by rule partner."
+    assert denied.explanation.startswith("No allow rule holds; the closest is partner")
+    assert not hasattr(allowed, "trace")  # not explained: no trace
     assert isinstance(allowed.elapsed_us, float) and allowed.elapsed_us >= 0
     assert allowed.policyengine == {name: getattr(allowed, name) for name in fields}
     assert (denied.decision, denied.reason, denied.method) == ("deny", "no_matching_rule", "POST")
@@ -243,6 +283,20 @@ def test_decision_log_fields_are_chosen_and_the_log_can_be_off(
     assert "subject" not in record.policyengine
     with pytest.raises(ValueError, match="unknown certificate log fields"):
         DecisionLog(fields=("subjet",))
+
+
+def test_decision_log_with_trace_explains_every_decision_without_telling_the_client(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    client = wsgi_client(log=DecisionLog(trace=True))
+    with caplog.at_level(logging.INFO, logger=DECISION_LOGGER):
+        refused = client.get("/orders", headers={**FABRIKAM, **JSON})
+    assert refused.json is not None and "trace" not in refused.json
+    assert "explanation" not in refused.json
+    (record,) = [r for r in caplog.records if r.name == DECISION_LOGGER]
+    assert [rule["rule"] for rule in record.trace["rules"]] == ["revoked-partner", "partner"]
+    assert 'issuer.O == "Microsoft Corp"' in str(record.trace)
+    assert record.policyengine["trace"] is record.trace
 
 
 # -- a policy file that changes -----------------------------------------------------------
@@ -421,6 +475,25 @@ def test_asgi_on_deny_and_expose_trace() -> None:
         starlette_app(expose_trace=True), "GET", "/orders", headers={**FABRIKAM, **JSON}
     )
     assert "trace" in traced.json()
+
+
+def test_asgi_refusal_tells_the_client_the_reason_code_and_a_generic_sentence_only(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = starlette_app(secret_policy(tmp_path / "secret.yaml"))
+    for headers, reason, explained in refusal_cases():
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger=DECISION_LOGGER):
+            text = asgi_request(app, "GET", "/orders", headers=headers)
+            as_json = asgi_request(app, "GET", "/orders", headers={**headers, **JSON})
+        assert text.status_code == as_json.status_code == 403
+        assert text.text == f"403 Forbidden: {reason}: {REFUSALS[reason]}\n"
+        expected = {"error": "forbidden", "reason": reason, "message": REFUSALS[reason]}
+        assert as_json.json() == expected
+        for response in (text, as_json):
+            assert_tells_nothing(response.content, response.headers)
+        records = [r for r in caplog.records if r.name == DECISION_LOGGER]
+        assert [explained in r.explanation for r in records] == [True, True]
 
 
 def test_asgi_large_body_reaches_the_app_intact() -> None:

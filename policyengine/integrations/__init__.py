@@ -27,12 +27,15 @@ from policyengine.runtime import DecisionLog, ReloadingPolicy, as_policy_provide
 from policyengine.trace import render_text
 
 __all__ = [
+    "REFUSALS",
     "DenyResponse",
     "Middleware",
     "decide",
     "deny_response",
     "environ_request",
     "refusal",
+    "refusal_detail",
+    "refusal_message",
 ]
 
 
@@ -49,23 +52,59 @@ DenyHook = Callable[[Decision], DenyResponse | None]
 """An application's own refusal: return a DenyResponse, or None for the default one."""
 
 
+REFUSALS: Mapping[str, str] = {
+    "missing_certificate": "A client certificate is required.",
+    "malformed_certificate": "The client certificate could not be read.",
+    "duplicate_header": "The forwarded client certificate could not be read.",
+    "header_too_large": "The forwarded client certificate could not be read.",
+    "malformed_header": "The forwarded client certificate could not be read.",
+    "chain_too_long": "The forwarded certificate chain is too long.",
+    "denied_by_rule": "The client certificate is not allowed to make this request.",
+    "no_matching_rule": "The client certificate is not allowed to make this request.",
+    "rule_error": "The request could not be authorized.",
+    "evaluation_error": "The request could not be authorized.",
+}
+"""The one sentence a refusal tells the client, per reason code. It never depends on the
+policy or the certificate: the decision's own message names the closest rule and the
+condition that failed (a CN, an issuer, a pin to forge), so it goes to the decision log,
+and to the client only with ``expose_trace``."""
+_REFUSED = "The request is not allowed."
+"""For a reason code without a sentence of its own."""
+
+
+def refusal_message(reason: str) -> str:
+    """The generic sentence a refusal with this reason code tells the client."""
+    return REFUSALS.get(reason, _REFUSED)
+
+
+def refusal_detail(decision: Decision, *, expose_trace: bool = False) -> dict[str, Any]:
+    """What a refusal tells the client, as data: the reason code and its generic sentence;
+    with ``expose_trace`` also the decision's own message (``explanation``) and its trace."""
+    detail: dict[str, Any] = {
+        "reason": decision.reason,
+        "message": refusal_message(decision.reason),
+    }
+    if expose_trace:
+        detail["explanation"] = decision.message
+        if decision.trace is not None:
+            detail["trace"] = decision.trace.to_dict()
+    return detail
+
+
 def deny_response(decision: Decision, accept: str, *, expose_trace: bool = False) -> DenyResponse:
-    """The default refusal: the reason code and message, as JSON when the client accepts
-    JSON and as plain text otherwise. The trace only when the application opts in."""
+    """The default refusal: the reason code and its generic sentence, as JSON when the
+    client accepts JSON and as plain text otherwise. The decision's own message and its
+    trace only when the application opts in with ``expose_trace`` (development)."""
     if "application/json" in accept.lower():
-        payload: dict[str, Any] = {
-            "error": "forbidden",
-            "reason": decision.reason,
-            "message": decision.message,
-        }
-        if expose_trace and decision.trace is not None:
-            payload["trace"] = decision.trace.to_dict()
+        payload = {"error": "forbidden", **refusal_detail(decision, expose_trace=expose_trace)}
         body = json.dumps(payload).encode()
         content_type = "application/json"
     else:
-        text = f"403 Forbidden: {decision.reason}: {decision.message}\n"
-        if expose_trace and decision.trace is not None:
-            text += "\n" + render_text(decision.trace) + "\n"
+        text = f"403 Forbidden: {decision.reason}: {refusal_message(decision.reason)}\n"
+        if expose_trace:
+            text += f"\n{decision.message}\n"
+            if decision.trace is not None:
+                text += "\n" + render_text(decision.trace) + "\n"
         body = text.encode()
         content_type = "text/plain; charset=utf-8"
     headers = (
@@ -116,8 +155,10 @@ def decide(
     *,
     explain: bool = False,
 ) -> Decision:
-    """Decide one request view with the provider's current policy, and log the decision."""
+    """Decide one request view with the provider's current policy, and log the decision.
+    The decision is explained when asked, or when the log records traces."""
     started = time.perf_counter()
+    explain = explain or (log is not None and log.trace)
     decision = current_policy(provider).evaluate_request(explain=explain, **request)
     if log is not None:
         log.record(

@@ -25,6 +25,7 @@ Settings, all checked when the middleware is created (``ImproperlyConfigured`` o
         "POLICY": "path/to/policy.yaml",   # or a Policy / ReloadingPolicy; required
         "EXPOSE_TRACE": False,             # the explain trace in refusals: development only
         "LOG_FIELDS": ["fingerprint_sha256", "subject"],  # certificate fields in decision logs
+        "LOG_TRACE": False,                # explain every decision, its trace in the log
         "ON_DENY": "myapp.security.refusal",  # dotted path to a DenyHook, or None
         "EXEMPT_VIEWS": ["myapp.views.health", "health"],  # dotted view paths or URL names
     }
@@ -63,7 +64,7 @@ __all__ = ["SETTINGS_NAME", "PolicyMiddleware", "request_view", "require_certifi
 
 SETTINGS_NAME = "POLICYENGINE"
 REQUEST_ATTRIBUTE = "policyengine_decision"
-_KEYS = ("POLICY", "EXPOSE_TRACE", "LOG_FIELDS", "ON_DENY", "EXEMPT_VIEWS")
+_KEYS = ("POLICY", "EXPOSE_TRACE", "LOG_FIELDS", "LOG_TRACE", "ON_DENY", "EXEMPT_VIEWS")
 
 PolicyLike = Policy | ReloadingPolicy | str | Path
 SyncView = Callable[..., HttpResponseBase]
@@ -127,8 +128,11 @@ def _read_options(*, need_policy: bool) -> _Options:
     fields = raw.get("LOG_FIELDS", DEFAULT_LOG_FIELDS)
     if isinstance(fields, str) or not isinstance(fields, Iterable):
         raise _improperly(f'"LOG_FIELDS" must be a list of field names, not {fields!r}')
+    log_trace = raw.get("LOG_TRACE", False)
+    if not isinstance(log_trace, bool):
+        raise _improperly(f'"LOG_TRACE" must be True or False, not {log_trace!r}')
     try:
-        log = DecisionLog(fields=tuple(fields))
+        log = DecisionLog(fields=tuple(fields), trace=log_trace)
     except ValueError as exc:
         raise _improperly(f'"LOG_FIELDS": {exc}') from exc
 

@@ -26,7 +26,7 @@ from fastapi import HTTPException, Request
 
 from policyengine.decision import Decision
 from policyengine.engine import Policy
-from policyengine.integrations import decide
+from policyengine.integrations import decide, refusal_detail
 from policyengine.integrations.asgi import SCOPE_KEY, STATE_KEY, PolicyMiddleware, scope_request
 from policyengine.runtime import DecisionLog, ReloadingPolicy, as_policy_provider, current_policy
 
@@ -39,6 +39,9 @@ class CertificatePolicy:
     ``policy``: a :class:`~policyengine.Policy`, a
     :class:`~policyengine.runtime.ReloadingPolicy` or a policy file path (loaded now, and
     reloaded when the file changes). ``log``: the decision log (None turns it off).
+    A deny raises ``HTTPException(403)`` whose detail is the reason code and its generic
+    sentence (:func:`policyengine.integrations.refusal_detail`); ``expose_trace=True``
+    (development only) adds the decision's own message and its explain trace.
 
     When the ASGI middleware already allowed the request under a policy of the same name,
     its decision is returned as is: the request is decided and logged once.
@@ -49,21 +52,25 @@ class CertificatePolicy:
         policy: Policy | ReloadingPolicy | str | Path,
         *,
         log: DecisionLog | None = DecisionLog(),  # noqa: B008 - immutable
+        expose_trace: bool = False,
     ) -> None:
         self.policy = as_policy_provider(policy)
         self.log = log
+        self.expose_trace = expose_trace
 
     async def __call__(self, request: Request) -> Decision:
         earlier = request.scope.get(SCOPE_KEY)
         if isinstance(earlier, Decision) and earlier.policy == current_policy(self.policy).name:
             decision = earlier
         else:
-            decision = decide(self.policy, scope_request(request.scope), self.log)
+            decision = decide(
+                self.policy, scope_request(request.scope), self.log, explain=self.expose_trace
+            )
             request.scope[SCOPE_KEY] = decision
             setattr(request.state, STATE_KEY, decision)
         if not decision.allowed:
             raise HTTPException(
                 status_code=decision.status,
-                detail={"reason": decision.reason, "message": decision.message},
+                detail=refusal_detail(decision, expose_trace=self.expose_trace),
             )
         return decision
