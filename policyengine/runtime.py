@@ -11,6 +11,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,6 +67,10 @@ class ReloadingPolicy:
             return None
         return stat.st_mtime_ns, stat.st_size
 
+    def unchanged(self) -> bool:
+        """True when the file is as it was when the policy in force was loaded."""
+        return self._file_stamp() == self._stamp and self.last_error is None
+
     def current(self) -> Policy:
         """The policy to decide this request with."""
         now = time.monotonic()
@@ -101,13 +106,30 @@ class ReloadingPolicy:
 
 PolicyProvider = Policy | ReloadingPolicy
 
+_shared: weakref.WeakValueDictionary[str, ReloadingPolicy] = weakref.WeakValueDictionary()
+_shared_lock = threading.Lock()
+
 
 def as_policy_provider(policy: Policy | ReloadingPolicy | str | Path) -> ReloadingPolicy | Policy:
-    """A Policy or ReloadingPolicy as given, or a ReloadingPolicy for a file path."""
+    """A Policy or ReloadingPolicy as given, or a ReloadingPolicy for a file path.
+
+    The same file path given in several places of one process (a middleware and a
+    decorator, Django's settings read twice) gets the same ReloadingPolicy, as long as the
+    file has not changed since it loaded: then both decide with the same policy object,
+    and a decision one of them made can be reused by the other. A changed file is loaded
+    afresh (a broken one raises PolicyError), exactly as the first time.
+    """
     if isinstance(policy, (Policy, ReloadingPolicy)):
         return policy
     if isinstance(policy, (str, Path)):
-        return ReloadingPolicy(policy)
+        key = os.path.abspath(policy)  # not resolve(): a symlink may be swapped later
+        with _shared_lock:
+            existing = _shared.get(key)
+            if existing is not None and existing.unchanged():
+                return existing
+            made = ReloadingPolicy(policy)
+            _shared[key] = made
+            return made
     raise TypeError(f"expected a Policy, a ReloadingPolicy or a policy file path, not {policy!r}")
 
 

@@ -57,6 +57,26 @@ def cn_policy(path: Path, *common_names: str, name: str = "cn-policy") -> Path:
     return path
 
 
+def open_policy(path: Path, name: str = "partner") -> Path:
+    """A lenient policy: /orders, /state, /admin, /partner and /status are exclusion paths, so a
+    request there is allowed without a certificate (``excluded_path``)."""
+    path.write_text(
+        textwrap.dedent(
+            f"""\
+            policy: {name}
+            mode: required
+            exclusion_paths: /orders;/state;/admin;/partner;/status
+            silence: [trusted-anywhere]
+            rules:
+              - id: nobody
+                effect: allow
+                when: subject.CN == "nobody"
+            """
+        )
+    )
+    return path
+
+
 SECRET_CN = "s3cret-partner"
 SECRET_ISSUER_O = "Hidden Issuer Org"
 SECRET_PIN = "5E8A4F0B129CD37721AA906B3EF1C4580D2E79B6"

@@ -8,6 +8,7 @@ import asyncio
 import hashlib
 import logging
 import os
+import types
 from collections.abc import Awaitable, Iterator
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,9 @@ from integration_support import (
     UnreadableInput,
     assert_tells_nothing,
     azure_header,
+    cn_policy,
     nginx_header,
+    open_policy,
     refusal_cases,
     secret_policy,
 )
@@ -399,3 +402,49 @@ def test_decorated_views_stay_sync_or_async(django_project: None) -> None:
     """Django picks how to call a view by whether it is a coroutine function."""
     assert iscoroutinefunction(settings_policy)
     assert not iscoroutinefunction(nginx_only)
+
+
+def _urlconf(name: str, *patterns: Any) -> types.ModuleType:
+    """A URLconf module made in a test: Django takes a module object wherever it takes the
+    dotted path of one (ROOT_URLCONF, request.urlconf)."""
+    module = types.ModuleType(name)
+    module.urlpatterns = list(patterns)  # type: ignore[attr-defined]
+    return module
+
+
+def test_stacked_decorators_decide_the_settings_policy_after_an_allow_under_another(
+    django_project: None, tmp_path: Path
+) -> None:
+    """The outer decorator's policy `partner` lets /stacked through without a certificate;
+    the inner one uses the settings' policy, also called `partner`, which requires one."""
+    strict = cn_policy(tmp_path / "strict.yaml", "nildevecc", name="partner")
+
+    @require_certificate(open_policy(tmp_path / "lenient.yaml"))
+    @require_certificate()
+    def stacked(request: HttpRequest) -> JsonResponse:
+        return JsonResponse(_described(request))
+
+    urls = _urlconf("stacked_urls", path("orders", stacked))
+    with override_settings(ROOT_URLCONF=urls, MIDDLEWARE=[], POLICYENGINE={"POLICY": strict}):
+        refused = Client().get("/orders", headers=JSON)
+        allowed = Client().get("/orders", headers=PARTNER)
+    assert refused.status_code == 403
+    assert refused.json()["reason"] == "missing_certificate"
+    assert allowed.json()["reason"] == "allowed_by_rule"
+
+
+def test_a_decorator_with_a_stricter_policy_of_the_middlewares_name_decides_again(
+    django_project: None, tmp_path: Path
+) -> None:
+    strict = cn_policy(tmp_path / "strict.yaml", "nildevecc", name="partner")
+
+    @require_certificate(strict)
+    def admin(request: HttpRequest) -> JsonResponse:
+        return JsonResponse(_described(request))
+
+    urls = _urlconf("strict_urls", path("admin", admin))
+    config = {"POLICY": open_policy(tmp_path / "lenient.yaml")}
+    with override_settings(ROOT_URLCONF=urls, MIDDLEWARE=[MIDDLEWARE], POLICYENGINE=config):
+        refused = Client().get("/admin", headers=JSON)
+    assert refused.status_code == 403
+    assert refused.json()["reason"] == "missing_certificate"

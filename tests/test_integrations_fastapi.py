@@ -20,6 +20,7 @@ from integration_support import (
     azure_header,
     cn_policy,
     nginx_header,
+    open_policy,
     refusal_cases,
     secret_policy,
 )
@@ -162,3 +163,45 @@ def test_dependency_with_expose_trace_tells_the_explanation_and_the_trace(tmp_pa
     assert (detail["reason"], detail["message"]) == (reason, REFUSALS[reason])
     assert explained in detail["explanation"]
     assert [rule["rule"] for rule in detail["trace"]["rules"]] == ["banned-cn", "secret-allow"]
+
+
+def test_a_stricter_dependency_policy_with_the_middlewares_name_decides_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The app-wide policy `partner` lets /state through without a certificate; the
+    route's own policy, also called `partner`, requires one: the route is refused."""
+    strict = CertificatePolicy(cn_policy(tmp_path / "strict.yaml", "nildevecc", name="partner"))
+    app = make_app(strict)
+    app.add_middleware(PolicyMiddleware, policy=open_policy(tmp_path / "lenient.yaml"))
+    with caplog.at_level(logging.INFO, logger=DECISION_LOGGER):
+        refused = get(app, "/state")
+    assert refused.status_code == 403
+    assert refused.json()["detail"]["reason"] == "missing_certificate"
+    records = [r for r in caplog.records if r.name == DECISION_LOGGER]
+    assert [(r.policy, r.reason) for r in records] == [
+        ("partner", "excluded_path"),
+        ("partner", "missing_certificate"),
+    ]
+    assert get(app, "/orders", headers=PARTNER).status_code == 200  # the strict one allows it
+
+
+def test_the_same_policy_object_in_middleware_and_dependency_is_decided_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    policy = load_policy(PARTNER_API)
+    app = make_app(CertificatePolicy(policy))
+    app.add_middleware(PolicyMiddleware, policy=policy)
+    with caplog.at_level(logging.INFO, logger=DECISION_LOGGER):
+        assert get(app, "/state", headers=PARTNER).json() == {"same": True}
+    assert len([r for r in caplog.records if r.name == DECISION_LOGGER]) == 1
+
+
+def test_the_same_file_loaded_twice_is_two_policies_and_decided_twice(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """load_policy twice gives two objects: equal text, yet not the same generation."""
+    app = make_app(CertificatePolicy(load_policy(PARTNER_API)))
+    app.add_middleware(PolicyMiddleware, policy=load_policy(PARTNER_API))
+    with caplog.at_level(logging.INFO, logger=DECISION_LOGGER):
+        assert get(app, "/orders", headers=PARTNER).status_code == 200
+    assert len([r for r in caplog.records if r.name == DECISION_LOGGER]) == 2

@@ -351,6 +351,28 @@ def test_a_policy_path_is_reloaded_and_must_load_the_first_time(tmp_path: Path) 
         wsgi_integration.PolicyMiddleware(wsgi_app, broken)
 
 
+def test_one_file_path_named_twice_is_one_shared_policy_until_the_file_changes(
+    tmp_path: Path,
+) -> None:
+    from policyengine.runtime import as_policy_provider
+
+    path = cn_policy(tmp_path / "policy.yaml", "alice")
+    first = as_policy_provider(path)
+    assert as_policy_provider(str(path)) is first
+    assert as_policy_provider(tmp_path / "." / "policy.yaml") is first
+    assert ReloadingPolicy(path) is not first  # built by hand: its own
+
+    cn_policy(tmp_path / "next.yaml", "alice", "bob")
+    _rewrite(path, (tmp_path / "next.yaml").read_text())
+    changed = as_policy_provider(path)
+    assert changed is not first  # loaded afresh, now
+    assert isinstance(changed, ReloadingPolicy)
+    assert changed.current().evaluate(cert=make_certificate({"CN": "bob"}).pem, path="/")
+    _rewrite(path, "policy: broken\nrules: 3\n")
+    with pytest.raises(Exception, match=r"policy\.yaml"):
+        as_policy_provider(path)  # as the first time: a broken file stops start-up
+
+
 # -- many threads, one middleware ---------------------------------------------------------
 
 

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from policyengine.decision import Decision
 from policyengine.engine import Policy
@@ -27,15 +27,19 @@ from policyengine.runtime import DecisionLog, ReloadingPolicy, as_policy_provide
 from policyengine.trace import render_text
 
 __all__ = [
+    "DECIDED_KEY",
     "REFUSALS",
+    "Decided",
     "DenyResponse",
     "Middleware",
     "decide",
+    "decide_request",
     "deny_response",
     "environ_request",
     "refusal",
     "refusal_detail",
     "refusal_message",
+    "reusable_decision",
 ]
 
 
@@ -148,6 +152,68 @@ def refusal(
     return deny_response(decision, accept, expose_trace=expose_trace)
 
 
+class Decided(NamedTuple):
+    """A decision together with the policy object that made it. Integrations keep it with
+    the request (under :data:`DECIDED_KEY`), so that a later guard of the same request can
+    tell whether it may reuse the decision: see :func:`reusable_decision`."""
+
+    decision: Decision
+    policy: Policy
+    """The compiled policy that decided: one loaded generation of a ReloadingPolicy."""
+    elapsed_us: float = 0.0
+
+
+DECIDED_KEY = "policyengine.decided"
+"""Where the WSGI environ and the ASGI scope keep the :class:`Decided` of the request."""
+
+
+def reusable_decision(earlier: object, provider: Policy | ReloadingPolicy) -> Decided | None:
+    """The one rule every integration follows before deciding a request again.
+
+    ``earlier`` is what an earlier guard of this request left (a :class:`Decided`, or
+    anything else). It is reused only when the very policy object that ``provider`` would
+    decide with now made it: the same :class:`~policyengine.Policy`, and for a
+    ReloadingPolicy the same loaded generation. Another policy with the same name, the
+    same file loaded twice, or a reload in between: None, and the request is decided again.
+    """
+    if not isinstance(earlier, Decided):
+        return None
+    if earlier.policy is not current_policy(provider):
+        return None
+    return earlier
+
+
+def decide_request(
+    provider: Policy | ReloadingPolicy,
+    request: Mapping[str, Any],
+    log: DecisionLog | None,
+    *,
+    explain: bool = False,
+) -> Decided:
+    """Decide one request view with the provider's current policy, and log the decision
+    (``log=None``: not logged). The decision is explained when asked, or when the log
+    records traces."""
+    started = time.perf_counter()
+    explain = explain or (log is not None and log.trace)
+    policy = current_policy(provider)
+    decision = policy.evaluate_request(explain=explain, **request)
+    decided = Decided(decision, policy, (time.perf_counter() - started) * 1e6)
+    if log is not None:
+        log_decision(log, decided, request)
+    return decided
+
+
+def log_decision(log: DecisionLog, decided: Decided, request: Mapping[str, Any]) -> None:
+    """Write the decision record of one request view."""
+    log.record(
+        decided.decision,
+        method=request.get("method"),
+        path=request.get("path"),
+        peer=request.get("remote_addr"),
+        elapsed_us=decided.elapsed_us,
+    )
+
+
 def decide(
     provider: Policy | ReloadingPolicy,
     request: Mapping[str, Any],
@@ -157,18 +223,7 @@ def decide(
 ) -> Decision:
     """Decide one request view with the provider's current policy, and log the decision.
     The decision is explained when asked, or when the log records traces."""
-    started = time.perf_counter()
-    explain = explain or (log is not None and log.trace)
-    decision = current_policy(provider).evaluate_request(explain=explain, **request)
-    if log is not None:
-        log.record(
-            decision,
-            method=request.get("method"),
-            path=request.get("path"),
-            peer=request.get("remote_addr"),
-            elapsed_us=(time.perf_counter() - started) * 1e6,
-        )
-    return decision
+    return decide_request(provider, request, log, explain=explain).decision
 
 
 class Middleware:

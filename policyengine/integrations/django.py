@@ -51,7 +51,15 @@ from django.utils.module_loading import import_string
 from policyengine.decision import Decision
 from policyengine.engine import Policy
 from policyengine.errors import PolicyError
-from policyengine.integrations import DenyHook, decide, environ_request, refusal
+from policyengine.integrations import (
+    DECIDED_KEY,
+    Decided,
+    DenyHook,
+    decide_request,
+    environ_request,
+    refusal,
+    reusable_decision,
+)
 from policyengine.integrations.asgi import scope_request
 from policyengine.runtime import (
     DEFAULT_LOG_FIELDS,
@@ -64,6 +72,7 @@ __all__ = ["SETTINGS_NAME", "PolicyMiddleware", "request_view", "require_certifi
 
 SETTINGS_NAME = "POLICYENGINE"
 REQUEST_ATTRIBUTE = "policyengine_decision"
+DECIDED_ATTRIBUTE = "_policyengine_decided"
 _KEYS = ("POLICY", "EXPOSE_TRACE", "LOG_FIELDS", "LOG_TRACE", "ON_DENY", "EXEMPT_VIEWS")
 
 PolicyLike = Policy | ReloadingPolicy | str | Path
@@ -171,9 +180,42 @@ def _decide(
     options: _Options,
     on_deny: DenyHook | None,
 ) -> HttpResponse | None:
-    """Decide, keep the decision on the request, and answer a refusal (None: go on)."""
-    decision = decide(provider, request_view(request), options.log, explain=options.expose_trace)
-    setattr(request, REQUEST_ATTRIBUTE, decision)
+    """Decide (or reuse what an earlier guard of this request decided with the very same
+    policy object), keep the decision on the request, and answer a refusal (None: go on)."""
+    decided = _reusable(request, provider)
+    if decided is None:
+        decided = decide_request(
+            provider, request_view(request), options.log, explain=options.expose_trace
+        )
+    _keep(request, decided)
+    return _answer(request, decided.decision, options, on_deny)
+
+
+def _reusable(request: HttpRequest, provider: Policy | ReloadingPolicy) -> Decided | None:
+    """What the middleware, another decorator, or the WSGI / ASGI middleware in front of
+    Django decided for this request, if the same policy object made it."""
+    scope = getattr(request, "scope", None)
+    places = (
+        getattr(request, DECIDED_ATTRIBUTE, None),
+        request.META.get(DECIDED_KEY),
+        scope.get(DECIDED_KEY) if isinstance(scope, Mapping) else None,
+    )
+    for earlier in places:
+        decided = reusable_decision(earlier, provider)
+        if decided is not None:
+            return decided
+    return None
+
+
+def _keep(request: HttpRequest, decided: Decided) -> None:
+    setattr(request, REQUEST_ATTRIBUTE, decided.decision)
+    setattr(request, DECIDED_ATTRIBUTE, decided)
+
+
+def _answer(
+    request: HttpRequest, decision: Decision, options: _Options, on_deny: DenyHook | None
+) -> HttpResponse | None:
+    """None for an allow, else the refusal."""
     if decision.allowed:
         return None
     accept = request.headers.get("Accept", "")
@@ -242,9 +284,13 @@ def require_certificate(
     """Guard one view, sync or async.
 
     With ``policy`` (a path, Policy or ReloadingPolicy, loaded now) the view is decided
-    against it; without, against ``settings.POLICYENGINE["POLICY"]``, and a request the
-    middleware already allowed is not decided twice. ``EXPOSE_TRACE``, ``LOG_FIELDS`` and
-    ``ON_DENY`` come from the settings when they are there (``on_deny`` overrides).
+    against it; without, against ``settings.POLICYENGINE["POLICY"]``. A request that the
+    middleware (or another decorator) already decided with the very policy object this
+    view decides with (the same Policy, the same loaded generation of a ReloadingPolicy; a
+    file path named twice is loaded once and shared) is not decided twice; any other
+    earlier decision, whatever its policy's name, is not reused. ``EXPOSE_TRACE``,
+    ``LOG_FIELDS`` and ``ON_DENY`` come from the settings when they are there (``on_deny``
+    overrides).
     """
     own = as_policy_provider(policy) if policy is not None else None
     loaded: list[_Options] = []  # settings are read at the first request, then kept
@@ -255,10 +301,6 @@ def require_certificate(
         return loaded[0]
 
     def check(request: HttpRequest) -> HttpResponse | None:
-        if own is None:
-            earlier = getattr(request, REQUEST_ATTRIBUTE, None)
-            if isinstance(earlier, Decision) and earlier.allowed:
-                return None
         opts = options()
         provider = own if own is not None else opts.provider
         assert provider is not None  # _read_options required it
