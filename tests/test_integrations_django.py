@@ -111,6 +111,41 @@ urlpatterns = [
 ]
 
 
+TENANT_HOST = "tenant.test"
+tenant_urls = types.ModuleType("tenant_urls")
+"""The URLconf of TENANT_HOST: /status is a protected view here, while in ROOT_URLCONF it is
+the exempt view "status"; /tenant-health is exempt here ("status") and exists only here."""
+tenant_urls.urlpatterns = [  # type: ignore[attr-defined]
+    path("status", orders, name="tenant-orders"),
+    path("tenant-health", status_view, name="status"),
+]
+
+
+class HostUrlconfMiddleware:
+    """Per-host URLconfs as django-hosts and tenant middleware do them: set
+    ``request.urlconf`` for the host, after policyengine's middleware has run."""
+
+    def __init__(self, get_response: Any) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if request.get_host() == TENANT_HOST:
+            request.urlconf = tenant_urls  # type: ignore[attr-defined]
+        return self.get_response(request)
+
+
+class AnsweringMiddleware:
+    """A later middleware that answers /answered itself, without any view."""
+
+    def __init__(self, get_response: Any) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if request.path == "/answered":
+            return HttpResponse("answered by a middleware")
+        return self.get_response(request)
+
+
 @pytest.fixture(scope="module", autouse=True)
 def django_project() -> None:
     if not settings.configured:
@@ -448,3 +483,81 @@ def test_a_decorator_with_a_stricter_policy_of_the_middlewares_name_decides_agai
         refused = Client().get("/admin", headers=JSON)
     assert refused.status_code == 403
     assert refused.json()["reason"] == "missing_certificate"
+
+
+@pytest.mark.parametrize("interface", ["sync", "async"])
+def test_exempt_views_apply_to_the_view_of_the_urlconf_a_later_middleware_sets(
+    django_project: None, interface: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """/status is the exempt view in ROOT_URLCONF, and a protected view in the tenant's
+    URLconf, which a middleware after policyengine's sets: the tenant's /status is decided
+    (refused without a certificate), and the tenant's own exempt view is not."""
+    config = {"POLICY": PARTNER_API, "EXEMPT_VIEWS": ["status"]}
+    middleware = [MIDDLEWARE, f"{__name__}.HostUrlconfMiddleware"]
+
+    def requests() -> list[Any]:
+        wanted = [
+            ("/status", TENANT_HOST, {}),
+            ("/status", TENANT_HOST, PARTNER),
+            ("/tenant-health", TENANT_HOST, {}),
+            ("/status", "api.test", {}),
+        ]
+        if interface == "sync":
+            client = Client()
+            return [client.get(p, headers={**h, **JSON, "Host": host}) for p, host, h in wanted]
+
+        async def each() -> list[Any]:
+            # Django's ASGI handler through httpx: AsyncClient would send its own Host too
+            transport = httpx.ASGITransport(ASGIHandler(), client=("10.0.0.5", 1234))
+            async with httpx.AsyncClient(transport=transport, base_url="http://x") as http:
+                return [
+                    await http.get(f"http://{host}{p}", headers={**h, **JSON})
+                    for p, host, h in wanted
+                ]
+
+        return list(run(each()))
+
+    with (
+        override_settings(MIDDLEWARE=middleware, POLICYENGINE=config),
+        caplog.at_level(logging.INFO, logger=DECISION_LOGGER),
+    ):
+        tenant_status, tenant_allowed, tenant_health, root_status = requests()
+    assert tenant_status.status_code == 403
+    assert tenant_status.json()["reason"] == "missing_certificate"
+    assert tenant_allowed.json()["reason"] == "allowed_by_rule"
+    asgi = interface == "async"
+    assert tenant_health.json() == {"reason": None, "asgi": asgi}  # exempt: not decided
+    assert root_status.json() == {"reason": None, "asgi": asgi}
+    records = [r for r in caplog.records if r.name == DECISION_LOGGER]
+    assert [(r.path, r.reason) for r in records] == [
+        ("/status", "missing_certificate"),
+        ("/status", "allowed_by_rule"),
+    ]
+
+
+@pytest.mark.parametrize("interface", ["sync", "async"])
+def test_with_exempt_views_a_refused_request_no_view_answers_still_gets_the_refusal(
+    django_project: None, interface: str
+) -> None:
+    """Deciding waits for the view only to learn whether it is exempt: a response that a
+    later middleware makes itself, or a 404, is replaced by the refusal."""
+    config = {"POLICY": PARTNER_API, "EXEMPT_VIEWS": ["status"]}
+    middleware = [MIDDLEWARE, f"{__name__}.AnsweringMiddleware"]
+
+    def requests() -> list[Any]:
+        wanted = [("/answered", {}), ("/answered", PARTNER), ("/no-such-page", {})]
+        if interface == "sync":
+            return [Client().get(p, headers={**h, **JSON}) for p, h in wanted]
+
+        async def each() -> list[Any]:
+            return [await AsyncClient().get(p, headers={**h, **JSON}) for p, h in wanted]
+
+        return list(run(each()))
+
+    with override_settings(MIDDLEWARE=middleware, POLICYENGINE=config):
+        refused, allowed, unresolved = requests()
+    assert refused.status_code == 403
+    assert refused.json()["reason"] == "missing_certificate"
+    assert allowed.content == b"answered by a middleware"
+    assert unresolved.status_code == 403
+    assert unresolved.json()["reason"] == "missing_certificate"
