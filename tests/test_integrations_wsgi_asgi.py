@@ -9,14 +9,17 @@ import hashlib
 import json
 import logging
 import os
+import textwrap
 import threading
 import warnings
 from collections.abc import Callable, Iterable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from conftest import NOW
 from integration_support import (
     FABRIKAM_PEM,
     NGINX_PARTNER,
@@ -37,7 +40,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 from werkzeug.test import Client, EnvironBuilder
 
-from policyengine import load_policy
+from policyengine import load_policy, policy_from_text
 from policyengine.decision import Decision
 from policyengine.integrations import REFUSALS, DenyResponse, environ_request
 from policyengine.integrations import asgi as asgi_integration
@@ -323,13 +326,17 @@ def test_reloading_policy_picks_up_an_edit_and_keeps_the_old_one_when_broken(
 
     cn_policy(tmp_path / "next.yaml", "alice", "bob")
     _rewrite(path, (tmp_path / "next.yaml").read_text())
+    # the first check sees the change, the second sees it settled and loads it
+    assert client.get("/orders", headers=bob).status_code == 403
+    assert reloading.reloads == 0
     assert client.get("/orders", headers=bob).status_code == 200
     assert reloading.reloads == 1
 
     broken = path.read_text().replace("subject.CN in", "subjet.CN in")
     with caplog.at_level(logging.ERROR, logger="policyengine"):
         _rewrite(path, broken)
-        assert client.get("/orders", headers=bob).status_code == 200  # the previous policy
+        for _ in range(3):
+            assert client.get("/orders", headers=bob).status_code == 200  # the previous policy
     assert reloading.last_error is not None
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert len(errors) == 1
@@ -338,8 +345,217 @@ def test_reloading_policy_picks_up_an_edit_and_keeps_the_old_one_when_broken(
     assert "did you mean `subject.CN`?" in errors[0]
 
     _rewrite(path, (tmp_path / "next.yaml").read_text().replace('"bob"', '"carol"'))
+    assert client.get("/orders", headers=bob).status_code == 200  # seen; not settled yet
     assert client.get("/orders", headers=bob).status_code == 403
     assert reloading.last_error is None and reloading.reloads == 2
+
+
+GUARDED = textwrap.dedent(
+    """\
+    policy: guarded
+    silence: [trusted-anywhere]
+    rules:
+      - id: known-client
+        effect: allow
+        when: subject.CN in ["alice", "mallory"]
+      - id: no-mallory
+        effect: deny
+        when: subject.CN == "mallory"
+    """
+)
+"""A policy whose deny rule comes last: the prefix of the file that ends before it is a
+valid policy that allows mallory."""
+PREFIX = GUARDED[: GUARDED.index("  - id: no-mallory")]
+
+
+def _write_at(path: Path, text: str, mtime_ns: int) -> None:
+    """Write ``text`` in place (as an editor or cp does) and set its modification time."""
+    with open(path, "w") as file:
+        file.write(text)
+    os.utime(path, ns=(mtime_ns, mtime_ns))
+
+
+def test_a_policy_file_caught_mid_write_is_not_loaded(tmp_path: Path) -> None:
+    """cp writes the new file in place: a check that sees the first half sees a valid
+    policy without the deny rule (mallory allowed). The file is loaded only once two checks
+    in a row see the same size and modification time, which a file still being written
+    does not show."""
+    mallory = make_certificate({"CN": "mallory"}).pem
+    assert policy_from_text(PREFIX).evaluate(cert=mallory, path="/").allowed  # the danger
+    path = tmp_path / "policy.yaml"
+    path.write_text(GUARDED.replace("mallory", "eve"))
+    reloading = ReloadingPolicy(path, interval=0)
+    original = reloading.current()
+    base = path.stat().st_mtime_ns
+
+    _write_at(path, PREFIX, base + 10**9)  # the writer is half-way
+    assert reloading.current() is original
+    _write_at(path, GUARDED, base + 2 * 10**9)  # and done
+    assert reloading.current() is original  # changed again since the last check: wait
+    settled = reloading.current()
+    assert settled is not original and reloading.reloads == 1
+    assert [rule.id for rule in settled.rules] == ["known-client", "no-mallory"]
+    assert not settled.evaluate(cert=mallory, path="/").allowed
+    assert reloading.current() is settled  # nothing changed: nothing loaded
+
+
+def test_a_policy_file_written_to_while_it_loads_is_loaded_again_once_settled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The prefix looked settled for two checks, but the writer finishes while the reload
+    reads it: what was read may be half the file, and is not used."""
+    from policyengine import runtime
+
+    mallory = make_certificate({"CN": "mallory"}).pem
+    path = tmp_path / "policy.yaml"
+    path.write_text(GUARDED.replace("mallory", "eve"))
+    reloading = ReloadingPolicy(path, interval=0)
+    original = reloading.current()
+    base = path.stat().st_mtime_ns
+    _write_at(path, PREFIX, base + 10**9)
+    finishing = [GUARDED]
+    real_load = runtime.load_policy
+
+    def load_while_the_writer_finishes(target: Path) -> Any:
+        loaded = real_load(target)
+        while finishing:
+            _write_at(path, finishing.pop(), base + 2 * 10**9)
+        return loaded
+
+    monkeypatch.setattr(runtime, "load_policy", load_while_the_writer_finishes)
+    assert reloading.current() is original  # first sight of the change
+    assert reloading.current() is original  # read the prefix, but the file changed meanwhile
+    assert reloading.reloads == 0
+    assert reloading.current() is original  # the finished file, first seen
+    final = reloading.current()
+    assert final is not original and reloading.reloads == 1
+    assert not final.evaluate(cert=mallory, path="/").allowed
+
+
+def _pki_policy(folder: Path, root: Any, revoked: list[int]) -> Path:
+    (folder / "root.pem").write_bytes(root.pem)
+    _write_crl(folder / "root.crl", root, revoked, number=1)
+    policy = folder / "pki.yaml"
+    policy.write_text(
+        textwrap.dedent(
+            """\
+            policy: pki
+            silence: [trusted-anywhere]
+            trust:
+              anchors: [root.pem]
+              revocation:
+                crls: [root.crl]
+                mode: hard
+            rules:
+              - id: revoked
+                effect: deny
+                when: revoked
+              - id: client
+                effect: allow
+                when: trusted and subject.CN == "alice"
+            """
+        )
+    )
+    return policy
+
+
+def _write_crl(path: Path, issuer: Any, revoked: list[int], *, number: int) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(issuer.certificate.subject)
+        .last_update(NOW - timedelta(days=1) + timedelta(hours=number))
+        .next_update(NOW + timedelta(days=30))
+        .add_extension(x509.CRLNumber(number), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()),
+            critical=False,
+        )
+    )
+    for serial in revoked:
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder()
+            .serial_number(serial)
+            .revocation_date(NOW - timedelta(hours=1))
+            .build()
+        )
+    data = builder.sign(issuer.key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+    replacement = path.with_suffix(".new")
+    replacement.write_bytes(data)
+    os.replace(replacement, path)  # the safe way: a rename is atomic
+
+
+def test_a_new_crl_file_is_loaded_without_the_policy_file_changing(tmp_path: Path) -> None:
+    validity = {"not_before": NOW - timedelta(days=30), "not_after": NOW + timedelta(days=300)}
+    root = make_certificate({"CN": "Reload Root"}, ca=True, **validity)
+    alice = make_certificate({"CN": "alice"}, issuer=root, serial=0x1001, **validity)
+    reloading = ReloadingPolicy(_pki_policy(tmp_path, root, []), interval=0)
+    assert reloading.current().evaluate(cert=alice.pem, path="/", now=NOW).allowed
+
+    _write_crl(tmp_path / "root.crl", root, [0x1001], number=2)  # the CA revokes alice
+    reloading.current()  # seen
+    revoked = reloading.current().evaluate(cert=alice.pem, path="/", now=NOW)  # settled: loaded
+    assert reloading.reloads == 1
+    assert (revoked.allowed, revoked.reason, revoked.rule) == (False, "denied_by_rule", "revoked")
+    assert [p.name for p in reloading.watched] == ["pki.yaml", "root.pem", "root.crl"]
+
+
+def test_a_changed_anchor_file_is_loaded_too(tmp_path: Path) -> None:
+    validity = {"not_before": NOW - timedelta(days=30), "not_after": NOW + timedelta(days=300)}
+    root = make_certificate({"CN": "Reload Root"}, ca=True, **validity)
+    other = make_certificate({"CN": "Other Root"}, ca=True, **validity)
+    alice = make_certificate({"CN": "alice"}, issuer=other, serial=0x1001, **validity)
+    path = _pki_policy(tmp_path, root, [])
+    _write_crl(tmp_path / "other.crl", other, [], number=1)
+    path.write_text(path.read_text().replace("crls: [root.crl]", "crls: [root.crl, other.crl]"))
+    reloading = ReloadingPolicy(path, interval=0)
+    assert not reloading.current().evaluate(cert=alice.pem, path="/", now=NOW).allowed
+
+    anchors = tmp_path / "anchors.new"
+    anchors.write_bytes(root.pem + other.pem)
+    os.replace(anchors, tmp_path / "root.pem")  # the other root becomes an anchor too
+    reloading.current()
+    assert reloading.current().evaluate(cert=alice.pem, path="/", now=NOW).allowed
+    assert reloading.reloads == 1
+
+
+def test_a_certificate_added_to_an_anchor_folder_is_loaded_and_a_missing_file_waited_for(
+    tmp_path: Path,
+) -> None:
+    validity = {"not_before": NOW - timedelta(days=30), "not_after": NOW + timedelta(days=300)}
+    root = make_certificate({"CN": "Reload Root"}, ca=True, **validity)
+    other = make_certificate({"CN": "Other Root"}, ca=True, **validity)
+    alice = make_certificate({"CN": "alice"}, issuer=other, serial=0x1001, **validity)
+    (tmp_path / "roots").mkdir()
+    (tmp_path / "roots" / "root.pem").write_bytes(root.pem)
+    path = tmp_path / "pki.yaml"
+    path.write_text(
+        textwrap.dedent(
+            """\
+            policy: pki
+            silence: [trusted-anywhere]
+            trust:
+              anchors: [roots/]
+            rules:
+              - id: client
+                effect: allow
+                when: trusted and subject.CN == "alice"
+            """
+        )
+    )
+    reloading = ReloadingPolicy(path, interval=0)
+    first = reloading.current()
+    assert not first.evaluate(cert=alice.pem, path="/", now=NOW).allowed
+    (tmp_path / "roots" / "other.pem").write_bytes(other.pem)
+    reloading.current()
+    assert reloading.current().evaluate(cert=alice.pem, path="/", now=NOW).allowed
+
+    kept = reloading.current()
+    path.unlink()  # an editor that deletes, then writes: the policy in force stays
+    assert reloading.current() is kept and reloading.current() is kept
+    assert reloading.last_error is None
 
 
 def test_a_policy_path_is_reloaded_and_must_load_the_first_time(tmp_path: Path) -> None:
