@@ -30,6 +30,7 @@ from integration_support import (
     azure_header,
     cn_policy,
     nginx_header,
+    open_policy,
     refusal_cases,
     secret_policy,
 )
@@ -232,6 +233,22 @@ def test_wsgi_middleware_checks_its_configuration() -> None:
         wsgi_integration.PolicyMiddleware("not an app", PARTNER_API)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="policy file path"):
         wsgi_integration.PolicyMiddleware(wsgi_app, 42)  # type: ignore[arg-type]
+
+
+def test_nested_wsgi_middleware_decide_again_under_another_policy_of_the_same_name(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    lenient = open_policy(tmp_path / "lenient.yaml")
+    strict = cn_policy(tmp_path / "strict.yaml", "nildevecc", name="partner")
+    inner = wsgi_integration.PolicyMiddleware(wsgi_app, strict)
+    client = Client(served(wsgi_integration.PolicyMiddleware(inner, lenient)))
+    assert client.get("/orders", headers=JSON).status_code == 403
+    same = load_policy(PARTNER_API)
+    twice = wsgi_integration.PolicyMiddleware(wsgi_app, same)
+    client = Client(served(wsgi_integration.PolicyMiddleware(twice, same)))
+    with caplog.at_level(logging.INFO, logger=DECISION_LOGGER):
+        assert client.get("/orders", headers=PARTNER).status_code == 200
+    assert len([r for r in caplog.records if r.name == DECISION_LOGGER]) == 1
 
 
 # -- decision logs ----------------------------------------------------------------------

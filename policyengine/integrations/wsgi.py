@@ -26,6 +26,7 @@ from policyengine.integrations import (
     decide_request,
     environ_request,
     refusal,
+    reusable_decision,
 )
 from policyengine.runtime import DecisionLog, ReloadingPolicy
 
@@ -45,8 +46,11 @@ def decide_environ(
     explain: bool = False,
 ) -> Decision:
     """Decide the request a WSGI environ describes, log it, and store it in the environ
-    (with the policy that made it, under ``DECIDED_KEY``, for a later guard to reuse)."""
-    decided = decide_request(provider, environ_request(environ), log, explain=explain)
+    (with the policy that made it, under ``DECIDED_KEY``, for a later guard to reuse). A
+    decision an outer guard made with the very same policy object is reused."""
+    decided = reusable_decision(environ.get(DECIDED_KEY), provider)
+    if decided is None:
+        decided = decide_request(provider, environ_request(environ), log, explain=explain)
     environ[ENVIRON_KEY] = decided.decision
     environ[DECIDED_KEY] = decided
     return decided.decision
