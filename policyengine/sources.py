@@ -268,6 +268,7 @@ class SourceConfig:
     chain_header: str | None = None
     _networks: tuple[_Network, ...] = field(init=False, repr=False, compare=False)
     _trust_unix: bool = field(init=False, repr=False, compare=False)
+    _any_peer: bool = field(init=False, repr=False, compare=False)
     _plan: _Plan = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -303,6 +304,10 @@ class SourceConfig:
                 raise ValueError(f"trusted_proxies entry {entry!r}: {exc}") from None
         object.__setattr__(self, "_networks", tuple(networks))
         object.__setattr__(self, "_trust_unix", trust_unix)
+        # every IPv4 and every IPv6 address: then a peer the server names by something
+        # other than an address (Starlette's TestClient says "testclient") is trusted too
+        whole = {network.version for network in networks if network.prefixlen == 0}
+        object.__setattr__(self, "_any_peer", whole == {4, 6})
         header, chain, verify = self.header_name, self.chain_header_name, self.verify_header_name
         names = tuple(n for n in (header, chain, verify) if n)
         plan = _Plan(
@@ -907,6 +912,11 @@ def _peer_trusted(config: SourceConfig, remote_addr: object) -> tuple[bool, str]
     shown = repr(remote_addr)[:80] if not isinstance(remote_addr, str) else remote_addr[:80]
     address = _parse_address(remote_addr) if isinstance(remote_addr, str) else None
     if address is None:
+        if config._any_peer and isinstance(remote_addr, str):
+            return True, (
+                f"peer {shown} is not an IP address; trusted because trusted_proxies "
+                "holds 0.0.0.0/0 and ::/0, i.e. any peer"
+            )
         return False, f"header ignored: peer {shown} is not a trusted proxy (not an IP address)"
     candidates: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = [address]
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:

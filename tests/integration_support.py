@@ -57,6 +57,88 @@ def cn_policy(path: Path, *common_names: str, name: str = "cn-policy") -> Path:
     return path
 
 
+def open_policy(path: Path, name: str = "partner") -> Path:
+    """A lenient policy: /orders, /state, /admin, /partner and /status are exclusion paths, so a
+    request there is allowed without a certificate (``excluded_path``)."""
+    path.write_text(
+        textwrap.dedent(
+            f"""\
+            policy: {name}
+            mode: required
+            exclusion_paths: /orders;/state;/admin;/partner;/status
+            silence: [trusted-anywhere]
+            rules:
+              - id: nobody
+                effect: allow
+                when: subject.CN == "nobody"
+            """
+        )
+    )
+    return path
+
+
+SECRET_CN = "s3cret-partner"
+SECRET_ISSUER_O = "Hidden Issuer Org"
+SECRET_PIN = "5E8A4F0B129CD37721AA906B3EF1C4580D2E79B6"
+SECRET_POLICY = "hidden-policy-name"
+SECRETS = (SECRET_CN, SECRET_ISSUER_O, SECRET_PIN, SECRET_POLICY, "secret-allow", "banned-cn")
+"""What a refusal must never tell the client: the values the policy wants, its name, its
+rule ids (each case-insensitively, the pin also in lower case)."""
+
+
+def secret_policy(path: Path) -> Path:
+    """A policy (azure source) whose refusal messages name a CN, an issuer, a pin, a rule
+    and the policy itself: exactly what a client could forge if a refusal told it."""
+    path.write_text(
+        textwrap.dedent(
+            f"""\
+            policy: {SECRET_POLICY}
+            mode: required
+            silence: [trusted-anywhere]
+            sets:
+              pins: ["{SECRET_PIN}"]
+            rules:
+              - id: banned-cn
+                effect: deny
+                when: subject.CN == "banned-cn"
+              - id: secret-allow
+                effect: allow
+                when: |
+                  subject.CN == "{SECRET_CN}"
+                  and issuer.O == "{SECRET_ISSUER_O}"
+                  and fingerprint in pins
+            """
+        )
+    )
+    return path
+
+
+def assert_tells_nothing(body: bytes | str, headers: Any = ()) -> None:
+    """A refusal's body and headers name none of :data:`SECRETS`."""
+    text = body.decode() if isinstance(body, bytes) else body
+    items = headers.items() if hasattr(headers, "items") else headers
+    seen = " ".join([text, *(f"{name}: {value}" for name, value in items)]).lower()
+    for secret in SECRETS:
+        assert secret.lower() not in seen, f"the refusal tells the client {secret!r}: {seen}"
+
+
+def refusal_cases() -> list[tuple[dict[str, str], str, str]]:
+    """Requests the secret policy refuses: ``(headers, reason, what the log explains)``."""
+    from policyengine.testing import make_certificate
+
+    outsider = make_certificate({"CN": "outsider", "O": "Elsewhere"}).pem
+    banned = make_certificate({"CN": "banned-cn"}).pem
+    return [
+        ({}, "missing_certificate", f"policy {SECRET_POLICY} requires one"),
+        (
+            {"X-ARR-ClientCert": azure_header(outsider)},
+            "no_matching_rule",
+            f'where `subject.CN == "{SECRET_CN}"` is false',
+        ),
+        ({"X-ARR-ClientCert": azure_header(banned)}, "denied_by_rule", "rule banned-cn"),
+    ]
+
+
 class UnreadableInput:
     """A ``wsgi.input`` that fails the test if read: a refusal must not touch the body."""
 

@@ -8,6 +8,7 @@ import asyncio
 import hashlib
 import logging
 import os
+import types
 from collections.abc import Awaitable, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,13 +29,18 @@ from integration_support import (
     PARTNER_API,
     PARTNER_PEM,
     UnreadableInput,
+    assert_tells_nothing,
     azure_header,
+    cn_policy,
     nginx_header,
+    open_policy,
+    refusal_cases,
+    secret_policy,
 )
 from werkzeug.test import EnvironBuilder
 
 from policyengine.decision import Decision
-from policyengine.integrations import DenyResponse
+from policyengine.integrations import REFUSALS, DenyResponse
 from policyengine.integrations.django import PolicyMiddleware, require_certificate
 from policyengine.runtime import DECISION_LOGGER
 
@@ -103,6 +109,41 @@ urlpatterns = [
     path("nginx-only", nginx_only),
     path("settings-policy", settings_policy),
 ]
+
+
+TENANT_HOST = "tenant.test"
+tenant_urls = types.ModuleType("tenant_urls")
+"""The URLconf of TENANT_HOST: /status is a protected view here, while in ROOT_URLCONF it is
+the exempt view "status"; /tenant-health is exempt here ("status") and exists only here."""
+tenant_urls.urlpatterns = [  # type: ignore[attr-defined]
+    path("status", orders, name="tenant-orders"),
+    path("tenant-health", status_view, name="status"),
+]
+
+
+class HostUrlconfMiddleware:
+    """Per-host URLconfs as django-hosts and tenant middleware do them: set
+    ``request.urlconf`` for the host, after policyengine's middleware has run."""
+
+    def __init__(self, get_response: Any) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if request.get_host() == TENANT_HOST:
+            request.urlconf = tenant_urls  # type: ignore[attr-defined]
+        return self.get_response(request)
+
+
+class AnsweringMiddleware:
+    """A later middleware that answers /answered itself, without any view."""
+
+    def __init__(self, get_response: Any) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if request.path == "/answered":
+            return HttpResponse("answered by a middleware")
+        return self.get_response(request)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -215,6 +256,33 @@ def test_on_deny_expose_trace_and_log_fields(
     assert "subject" not in records[1].policyengine
 
 
+def test_refusal_tells_the_client_the_reason_code_and_a_generic_sentence_only(
+    django_project: None, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The sync and the async path: never the CN, issuer, pin, rule or policy name of the
+    decision's message, which goes to the decision log."""
+    config = {"POLICY": secret_policy(tmp_path / "secret.yaml")}
+    with override_settings(MIDDLEWARE=[MIDDLEWARE], POLICYENGINE=config):
+        for headers, reason, explained in refusal_cases():
+
+            async def from_async(headers: dict[str, str] = headers) -> Any:
+                return await AsyncClient().get("/async-orders", headers={**headers, **JSON})
+
+            caplog.clear()
+            with caplog.at_level(logging.INFO, logger=DECISION_LOGGER):
+                text = Client().get("/orders", headers=headers)
+                as_json = Client().get("/orders", headers={**headers, **JSON})
+                from_loop = run(from_async())
+            assert text.content.decode() == f"403 Forbidden: {reason}: {REFUSALS[reason]}\n"
+            expected = {"error": "forbidden", "reason": reason, "message": REFUSALS[reason]}
+            assert as_json.json() == from_loop.json() == expected
+            for response in (text, as_json, from_loop):
+                assert response.status_code == 403
+                assert_tells_nothing(response.content, response.headers)
+            records = [r for r in caplog.records if r.name == DECISION_LOGGER]
+            assert [explained in r.explanation for r in records] == [True, True, True]
+
+
 def test_exempt_views_by_url_name_or_dotted_path(django_project: None) -> None:
     config = {"POLICY": PARTNER_API, "EXEMPT_VIEWS": ["status", f"{__name__}.upload"]}
     with override_settings(MIDDLEWARE=[MIDDLEWARE], POLICYENGINE=config):
@@ -301,6 +369,7 @@ def _next(request: HttpRequest) -> HttpResponse:
         ({"POLICY": PARTNER_API, "EXPOSE_TRACE": "yes"}, '"EXPOSE_TRACE" must be True or False'),
         ({"POLICY": PARTNER_API, "LOG_FIELDS": "subject"}, '"LOG_FIELDS" must be a list'),
         ({"POLICY": PARTNER_API, "LOG_FIELDS": ["subjet"]}, "unknown certificate log fields"),
+        ({"POLICY": PARTNER_API, "LOG_TRACE": 1}, '"LOG_TRACE" must be True or False'),
         ({"POLICY": PARTNER_API, "ON_DENY": "no.such.hook"}, "\"ON_DENY\" 'no.such.hook'"),
         ({"POLICY": PARTNER_API, "ON_DENY": 42}, '"ON_DENY" must be a dotted path'),
         ({"POLICY": PARTNER_API, "EXEMPT_VIEWS": "health"}, '"EXEMPT_VIEWS" must be a list'),
@@ -368,3 +437,127 @@ def test_decorated_views_stay_sync_or_async(django_project: None) -> None:
     """Django picks how to call a view by whether it is a coroutine function."""
     assert iscoroutinefunction(settings_policy)
     assert not iscoroutinefunction(nginx_only)
+
+
+def _urlconf(name: str, *patterns: Any) -> types.ModuleType:
+    """A URLconf module made in a test: Django takes a module object wherever it takes the
+    dotted path of one (ROOT_URLCONF, request.urlconf)."""
+    module = types.ModuleType(name)
+    module.urlpatterns = list(patterns)  # type: ignore[attr-defined]
+    return module
+
+
+def test_stacked_decorators_decide_the_settings_policy_after_an_allow_under_another(
+    django_project: None, tmp_path: Path
+) -> None:
+    """The outer decorator's policy `partner` lets /stacked through without a certificate;
+    the inner one uses the settings' policy, also called `partner`, which requires one."""
+    strict = cn_policy(tmp_path / "strict.yaml", "nildevecc", name="partner")
+
+    @require_certificate(open_policy(tmp_path / "lenient.yaml"))
+    @require_certificate()
+    def stacked(request: HttpRequest) -> JsonResponse:
+        return JsonResponse(_described(request))
+
+    urls = _urlconf("stacked_urls", path("orders", stacked))
+    with override_settings(ROOT_URLCONF=urls, MIDDLEWARE=[], POLICYENGINE={"POLICY": strict}):
+        refused = Client().get("/orders", headers=JSON)
+        allowed = Client().get("/orders", headers=PARTNER)
+    assert refused.status_code == 403
+    assert refused.json()["reason"] == "missing_certificate"
+    assert allowed.json()["reason"] == "allowed_by_rule"
+
+
+def test_a_decorator_with_a_stricter_policy_of_the_middlewares_name_decides_again(
+    django_project: None, tmp_path: Path
+) -> None:
+    strict = cn_policy(tmp_path / "strict.yaml", "nildevecc", name="partner")
+
+    @require_certificate(strict)
+    def admin(request: HttpRequest) -> JsonResponse:
+        return JsonResponse(_described(request))
+
+    urls = _urlconf("strict_urls", path("admin", admin))
+    config = {"POLICY": open_policy(tmp_path / "lenient.yaml")}
+    with override_settings(ROOT_URLCONF=urls, MIDDLEWARE=[MIDDLEWARE], POLICYENGINE=config):
+        refused = Client().get("/admin", headers=JSON)
+    assert refused.status_code == 403
+    assert refused.json()["reason"] == "missing_certificate"
+
+
+@pytest.mark.parametrize("interface", ["sync", "async"])
+def test_exempt_views_apply_to_the_view_of_the_urlconf_a_later_middleware_sets(
+    django_project: None, interface: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """/status is the exempt view in ROOT_URLCONF, and a protected view in the tenant's
+    URLconf, which a middleware after policyengine's sets: the tenant's /status is decided
+    (refused without a certificate), and the tenant's own exempt view is not."""
+    config = {"POLICY": PARTNER_API, "EXEMPT_VIEWS": ["status"]}
+    middleware = [MIDDLEWARE, f"{__name__}.HostUrlconfMiddleware"]
+
+    def requests() -> list[Any]:
+        wanted = [
+            ("/status", TENANT_HOST, {}),
+            ("/status", TENANT_HOST, PARTNER),
+            ("/tenant-health", TENANT_HOST, {}),
+            ("/status", "api.test", {}),
+        ]
+        if interface == "sync":
+            client = Client()
+            return [client.get(p, headers={**h, **JSON, "Host": host}) for p, host, h in wanted]
+
+        async def each() -> list[Any]:
+            # Django's ASGI handler through httpx: AsyncClient would send its own Host too
+            transport = httpx.ASGITransport(ASGIHandler(), client=("10.0.0.5", 1234))
+            async with httpx.AsyncClient(transport=transport, base_url="http://x") as http:
+                return [
+                    await http.get(f"http://{host}{p}", headers={**h, **JSON})
+                    for p, host, h in wanted
+                ]
+
+        return list(run(each()))
+
+    with (
+        override_settings(MIDDLEWARE=middleware, POLICYENGINE=config),
+        caplog.at_level(logging.INFO, logger=DECISION_LOGGER),
+    ):
+        tenant_status, tenant_allowed, tenant_health, root_status = requests()
+    assert tenant_status.status_code == 403
+    assert tenant_status.json()["reason"] == "missing_certificate"
+    assert tenant_allowed.json()["reason"] == "allowed_by_rule"
+    asgi = interface == "async"
+    assert tenant_health.json() == {"reason": None, "asgi": asgi}  # exempt: not decided
+    assert root_status.json() == {"reason": None, "asgi": asgi}
+    records = [r for r in caplog.records if r.name == DECISION_LOGGER]
+    assert [(r.path, r.reason) for r in records] == [
+        ("/status", "missing_certificate"),
+        ("/status", "allowed_by_rule"),
+    ]
+
+
+@pytest.mark.parametrize("interface", ["sync", "async"])
+def test_with_exempt_views_a_refused_request_no_view_answers_still_gets_the_refusal(
+    django_project: None, interface: str
+) -> None:
+    """Deciding waits for the view only to learn whether it is exempt: a response that a
+    later middleware makes itself, or a 404, is replaced by the refusal."""
+    config = {"POLICY": PARTNER_API, "EXEMPT_VIEWS": ["status"]}
+    middleware = [MIDDLEWARE, f"{__name__}.AnsweringMiddleware"]
+
+    def requests() -> list[Any]:
+        wanted = [("/answered", {}), ("/answered", PARTNER), ("/no-such-page", {})]
+        if interface == "sync":
+            return [Client().get(p, headers={**h, **JSON}) for p, h in wanted]
+
+        async def each() -> list[Any]:
+            return [await AsyncClient().get(p, headers={**h, **JSON}) for p, h in wanted]
+
+        return list(run(each()))
+
+    with override_settings(MIDDLEWARE=middleware, POLICYENGINE=config):
+        refused, allowed, unresolved = requests()
+    assert refused.status_code == 403
+    assert refused.json()["reason"] == "missing_certificate"
+    assert allowed.content == b"answered by a middleware"
+    assert unresolved.status_code == 403
+    assert unresolved.json()["reason"] == "missing_certificate"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -16,15 +17,19 @@ from integration_support import (
     PARTNER_API,
     PARTNER_PEM,
     UnreadableInput,
+    assert_tells_nothing,
     azure_header,
     cn_policy,
     nginx_header,
+    open_policy,
+    refusal_cases,
+    secret_policy,
 )
 from werkzeug.test import EnvironBuilder
 
 from policyengine import load_policy
 from policyengine.decision import Decision
-from policyengine.integrations import DenyResponse
+from policyengine.integrations import REFUSALS, DenyResponse
 from policyengine.integrations.flask import PolicyEngine, require_certificate
 from policyengine.runtime import DECISION_LOGGER, ReloadingPolicy
 from policyengine.testing import make_certificate
@@ -76,6 +81,40 @@ def test_extension_guards_every_view() -> None:
     assert as_json.json is not None and as_json.json["reason"] == "no_matching_rule"
     assert as_json.headers["Cache-Control"] == "no-store"
     assert "trace" not in as_json.json
+
+
+def test_refusal_tells_the_client_the_reason_code_and_a_generic_sentence_only(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Through the extension and through the decorator: never the CN, issuer, pin, rule or
+    policy name the decision's message holds; that message is in the decision log."""
+    secret = secret_policy(tmp_path / "secret.yaml")
+    guarded = make_app()
+    PolicyEngine(guarded, secret)
+    decorated = make_app()
+
+    @decorated.get("/admin")
+    @require_certificate(secret)
+    def admin_view() -> str:
+        return "admin"
+
+    for client, path in ((guarded.test_client(), "/orders"), (decorated.test_client(), "/admin")):
+        for headers, reason, explained in refusal_cases():
+            caplog.clear()
+            with caplog.at_level(logging.INFO, logger=DECISION_LOGGER):
+                text = client.get(path, headers=headers)
+                as_json = client.get(path, headers={**headers, **JSON})
+            assert text.get_data(as_text=True) == f"403 Forbidden: {reason}: {REFUSALS[reason]}\n"
+            assert as_json.json == {
+                "error": "forbidden",
+                "reason": reason,
+                "message": REFUSALS[reason],
+            }
+            for response in (text, as_json):
+                assert response.status_code == 403
+                assert_tells_nothing(response.get_data(), response.headers)
+            records = [r for r in caplog.records if r.name == DECISION_LOGGER]
+            assert [explained in r.explanation for r in records] == [True, True]
 
 
 def test_init_app_reads_the_policy_from_config_and_checks_it_is_there() -> None:
@@ -228,3 +267,85 @@ def test_decorator_without_a_policy_or_extension_fails_at_the_first_request() ->
     app.testing = True  # let the error through instead of a 500 page
     with pytest.raises(RuntimeError, match="has none"):
         app.test_client().get("/partner", headers=PARTNER)
+
+
+def test_a_stricter_decorator_policy_with_the_extensions_name_decides_again(
+    tmp_path: Path,
+) -> None:
+    app = make_app()
+    PolicyEngine(app, open_policy(tmp_path / "lenient.yaml"))  # /admin needs nothing
+
+    @app.get("/admin")
+    @require_certificate(cn_policy(tmp_path / "strict.yaml", "nildevecc", name="partner"))
+    def admin_view() -> str:
+        return "admin"
+
+    client = app.test_client()
+    refused = client.get("/admin", headers=JSON)
+    assert refused.status_code == 403
+    assert refused.json is not None and refused.json["reason"] == "missing_certificate"
+    assert client.get("/admin", headers=PARTNER).get_data() == b"admin"
+
+
+def test_a_policy_reloaded_between_the_hook_and_the_view_is_decided_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The hook allowed /partner under one generation of the file; the file changed and
+    was reloaded before the view's guard ran: the view decides with the new generation."""
+    path = open_policy(tmp_path / "policy.yaml")
+    reloading = ReloadingPolicy(path, interval=0)
+    app = make_app()
+    PolicyEngine(app, reloading)
+    strict = cn_policy(tmp_path / "strict.yaml", "nildevecc", name="partner").read_text()
+
+    @app.before_request
+    def an_edit_lands_now() -> None:  # runs after the extension's hook
+        before = path.stat().st_mtime_ns
+        path.write_text(strict)
+        os.utime(path, ns=(before + 10**9, before + 10**9))
+        for _ in range(3):  # as many checks as the reload needs to see a settled file
+            reloading.current()
+        assert reloading.reloads == 1
+
+    @app.get("/partner")
+    @require_certificate()
+    def partner_view() -> str:
+        return "partner"
+
+    with caplog.at_level(logging.INFO, logger=DECISION_LOGGER):
+        refused = app.test_client().get("/partner", headers=JSON)
+    assert refused.status_code == 403
+    assert refused.json is not None and refused.json["reason"] == "missing_certificate"
+    records = [r for r in caplog.records if r.name == DECISION_LOGGER]
+    assert [r.reason for r in records] == ["excluded_path", "missing_certificate"]
+
+
+def test_the_extensions_own_policy_is_decided_once_for_a_decorated_view(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The same file path given to the extension and to the decorator is one shared
+    ReloadingPolicy: one policy object, one decision, one record."""
+    path = tmp_path / "partner.yaml"
+    path.write_text(
+        textwrap.dedent(
+            """\
+            policy: partner
+            silence: [trusted-anywhere]
+            rules:
+              - id: partner
+                effect: allow
+                when: subject.CN == "nildevecc"
+            """
+        )
+    )
+    app = make_app()
+    PolicyEngine(app, path)
+
+    @app.get("/partner")
+    @require_certificate(str(path))
+    def partner_view() -> str:
+        return "partner"
+
+    with caplog.at_level(logging.INFO, logger=DECISION_LOGGER):
+        assert app.test_client().get("/partner", headers=PARTNER).get_data() == b"partner"
+    assert len([r for r in caplog.records if r.name == DECISION_LOGGER]) == 1

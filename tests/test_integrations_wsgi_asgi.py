@@ -9,23 +9,30 @@ import hashlib
 import json
 import logging
 import os
+import textwrap
 import threading
 import warnings
 from collections.abc import Callable, Iterable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from conftest import NOW
 from integration_support import (
     FABRIKAM_PEM,
     NGINX_PARTNER,
     PARTNER_API,
     PARTNER_PEM,
     UnreadableInput,
+    assert_tells_nothing,
     azure_header,
     cn_policy,
     nginx_header,
+    open_policy,
+    refusal_cases,
+    secret_policy,
 )
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -34,9 +41,9 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 from werkzeug.test import Client, EnvironBuilder
 
-from policyengine import load_policy
+from policyengine import load_policy, policy_from_text
 from policyengine.decision import Decision
-from policyengine.integrations import DenyResponse, environ_request
+from policyengine.integrations import REFUSALS, DenyResponse, environ_request
 from policyengine.integrations import asgi as asgi_integration
 from policyengine.integrations import wsgi as wsgi_integration
 from policyengine.runtime import DECISION_LOGGER, DecisionLog, ReloadingPolicy
@@ -187,11 +194,61 @@ def test_wsgi_expose_trace_puts_the_trace_in_refusals() -> None:
     assert 'issuer.O == "Microsoft Corp"' in text  # the predicate that failed, explained
 
 
+def test_wsgi_refusal_tells_the_client_the_reason_code_and_a_generic_sentence_only(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The decision's message names what the policy wants (a CN, an issuer, a pin, a rule,
+    the policy): the body and headers carry only the reason code and its sentence, and the
+    message goes to the decision log."""
+    client = wsgi_client(secret_policy(tmp_path / "secret.yaml"))
+    for headers, reason, explained in refusal_cases():
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger=DECISION_LOGGER):
+            text = client.get("/orders", headers=headers)
+            as_json = client.get("/orders", headers={**headers, **JSON})
+        assert text.status_code == as_json.status_code == 403
+        assert text.get_data(as_text=True) == f"403 Forbidden: {reason}: {REFUSALS[reason]}\n"
+        assert as_json.json == {"error": "forbidden", "reason": reason, "message": REFUSALS[reason]}
+        for response in (text, as_json):
+            assert_tells_nothing(response.get_data(), response.headers)
+        records = [r for r in caplog.records if r.name == DECISION_LOGGER]
+        assert len(records) == 2
+        assert all(explained in r.explanation for r in records), explained
+
+
+def test_wsgi_expose_trace_tells_the_client_the_explanation_too(tmp_path: Path) -> None:
+    client = wsgi_client(secret_policy(tmp_path / "secret.yaml"), expose_trace=True)
+    headers, reason, explained = refusal_cases()[1]
+    as_json = client.get("/orders", headers={**headers, **JSON}).json
+    assert as_json is not None
+    assert (as_json["reason"], as_json["message"]) == (reason, REFUSALS[reason])
+    assert explained in as_json["explanation"]
+    assert "trace" in as_json
+    text = client.get("/orders", headers=headers).get_data(as_text=True)
+    assert text.startswith(f"403 Forbidden: {reason}: {REFUSALS[reason]}\n\nNo allow rule holds")
+
+
 def test_wsgi_middleware_checks_its_configuration() -> None:
     with pytest.raises(TypeError, match="WSGI application"):
         wsgi_integration.PolicyMiddleware("not an app", PARTNER_API)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="policy file path"):
         wsgi_integration.PolicyMiddleware(wsgi_app, 42)  # type: ignore[arg-type]
+
+
+def test_nested_wsgi_middleware_decide_again_under_another_policy_of_the_same_name(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    lenient = open_policy(tmp_path / "lenient.yaml")
+    strict = cn_policy(tmp_path / "strict.yaml", "nildevecc", name="partner")
+    inner = wsgi_integration.PolicyMiddleware(wsgi_app, strict)
+    client = Client(served(wsgi_integration.PolicyMiddleware(inner, lenient)))
+    assert client.get("/orders", headers=JSON).status_code == 403
+    same = load_policy(PARTNER_API)
+    twice = wsgi_integration.PolicyMiddleware(wsgi_app, same)
+    client = Client(served(wsgi_integration.PolicyMiddleware(twice, same)))
+    with caplog.at_level(logging.INFO, logger=DECISION_LOGGER):
+        assert client.get("/orders", headers=PARTNER).status_code == 200
+    assert len([r for r in caplog.records if r.name == DECISION_LOGGER]) == 1
 
 
 # -- decision logs ----------------------------------------------------------------------
@@ -209,7 +266,7 @@ def test_one_decision_record_per_request_with_the_documented_fields(
     assert len(records) == 3
     allowed, denied, excluded = records
     fields = ["decision", "reason", "rule", "policy", "method", "path", "peer"]
-    fields += ["elapsed_us", "fingerprint_sha256", "subject"]
+    fields += ["elapsed_us", "fingerprint_sha256", "subject", "explanation"]
     assert {name: getattr(allowed, name) for name in fields[:7]} == {
         "decision": "allow",
         "reason": "allowed_by_rule",
@@ -223,6 +280,9 @@ def test_one_decision_record_per_request_with_the_documented_fields(
         "e2d65529f91ba9fc8a79f24d2a7fc2138043fefe478b7036994564dd54872298"
     )
     assert allowed.subject == "O=Microsoft Corp,CN=nildevecc"
+    assert allowed.explanation == "Allowed by rule partner."
+    assert denied.explanation.startswith("No allow rule holds; the closest is partner")
+    assert not hasattr(allowed, "trace")  # not explained: no trace
     assert isinstance(allowed.elapsed_us, float) and allowed.elapsed_us >= 0
     assert allowed.policyengine == {name: getattr(allowed, name) for name in fields}
     assert (denied.decision, denied.reason, denied.method) == ("deny", "no_matching_rule", "POST")
@@ -243,6 +303,20 @@ def test_decision_log_fields_are_chosen_and_the_log_can_be_off(
     assert "subject" not in record.policyengine
     with pytest.raises(ValueError, match="unknown certificate log fields"):
         DecisionLog(fields=("subjet",))
+
+
+def test_decision_log_with_trace_explains_every_decision_without_telling_the_client(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    client = wsgi_client(log=DecisionLog(trace=True))
+    with caplog.at_level(logging.INFO, logger=DECISION_LOGGER):
+        refused = client.get("/orders", headers={**FABRIKAM, **JSON})
+    assert refused.json is not None and "trace" not in refused.json
+    assert "explanation" not in refused.json
+    (record,) = [r for r in caplog.records if r.name == DECISION_LOGGER]
+    assert [rule["rule"] for rule in record.trace["rules"]] == ["revoked-partner", "partner"]
+    assert 'issuer.O == "Microsoft Corp"' in str(record.trace)
+    assert record.policyengine["trace"] is record.trace
 
 
 # -- a policy file that changes -----------------------------------------------------------
@@ -269,13 +343,17 @@ def test_reloading_policy_picks_up_an_edit_and_keeps_the_old_one_when_broken(
 
     cn_policy(tmp_path / "next.yaml", "alice", "bob")
     _rewrite(path, (tmp_path / "next.yaml").read_text())
+    # the first check sees the change, the second sees it settled and loads it
+    assert client.get("/orders", headers=bob).status_code == 403
+    assert reloading.reloads == 0
     assert client.get("/orders", headers=bob).status_code == 200
     assert reloading.reloads == 1
 
     broken = path.read_text().replace("subject.CN in", "subjet.CN in")
     with caplog.at_level(logging.ERROR, logger="policyengine"):
         _rewrite(path, broken)
-        assert client.get("/orders", headers=bob).status_code == 200  # the previous policy
+        for _ in range(3):
+            assert client.get("/orders", headers=bob).status_code == 200  # the previous policy
     assert reloading.last_error is not None
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert len(errors) == 1
@@ -284,8 +362,217 @@ def test_reloading_policy_picks_up_an_edit_and_keeps_the_old_one_when_broken(
     assert "did you mean `subject.CN`?" in errors[0]
 
     _rewrite(path, (tmp_path / "next.yaml").read_text().replace('"bob"', '"carol"'))
+    assert client.get("/orders", headers=bob).status_code == 200  # seen; not settled yet
     assert client.get("/orders", headers=bob).status_code == 403
     assert reloading.last_error is None and reloading.reloads == 2
+
+
+GUARDED = textwrap.dedent(
+    """\
+    policy: guarded
+    silence: [trusted-anywhere]
+    rules:
+      - id: known-client
+        effect: allow
+        when: subject.CN in ["alice", "mallory"]
+      - id: no-mallory
+        effect: deny
+        when: subject.CN == "mallory"
+    """
+)
+"""A policy whose deny rule comes last: the prefix of the file that ends before it is a
+valid policy that allows mallory."""
+PREFIX = GUARDED[: GUARDED.index("  - id: no-mallory")]
+
+
+def _write_at(path: Path, text: str, mtime_ns: int) -> None:
+    """Write ``text`` in place (as an editor or cp does) and set its modification time."""
+    with open(path, "w") as file:
+        file.write(text)
+    os.utime(path, ns=(mtime_ns, mtime_ns))
+
+
+def test_a_policy_file_caught_mid_write_is_not_loaded(tmp_path: Path) -> None:
+    """cp writes the new file in place: a check that sees the first half sees a valid
+    policy without the deny rule (mallory allowed). The file is loaded only once two checks
+    in a row see the same size and modification time, which a file still being written
+    does not show."""
+    mallory = make_certificate({"CN": "mallory"}).pem
+    assert policy_from_text(PREFIX).evaluate(cert=mallory, path="/").allowed  # the danger
+    path = tmp_path / "policy.yaml"
+    path.write_text(GUARDED.replace("mallory", "eve"))
+    reloading = ReloadingPolicy(path, interval=0)
+    original = reloading.current()
+    base = path.stat().st_mtime_ns
+
+    _write_at(path, PREFIX, base + 10**9)  # the writer is half-way
+    assert reloading.current() is original
+    _write_at(path, GUARDED, base + 2 * 10**9)  # and done
+    assert reloading.current() is original  # changed again since the last check: wait
+    settled = reloading.current()
+    assert settled is not original and reloading.reloads == 1
+    assert [rule.id for rule in settled.rules] == ["known-client", "no-mallory"]
+    assert not settled.evaluate(cert=mallory, path="/").allowed
+    assert reloading.current() is settled  # nothing changed: nothing loaded
+
+
+def test_a_policy_file_written_to_while_it_loads_is_loaded_again_once_settled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The prefix looked settled for two checks, but the writer finishes while the reload
+    reads it: what was read may be half the file, and is not used."""
+    from policyengine import runtime
+
+    mallory = make_certificate({"CN": "mallory"}).pem
+    path = tmp_path / "policy.yaml"
+    path.write_text(GUARDED.replace("mallory", "eve"))
+    reloading = ReloadingPolicy(path, interval=0)
+    original = reloading.current()
+    base = path.stat().st_mtime_ns
+    _write_at(path, PREFIX, base + 10**9)
+    finishing = [GUARDED]
+    real_load = runtime.load_policy
+
+    def load_while_the_writer_finishes(target: Path) -> Any:
+        loaded = real_load(target)
+        while finishing:
+            _write_at(path, finishing.pop(), base + 2 * 10**9)
+        return loaded
+
+    monkeypatch.setattr(runtime, "load_policy", load_while_the_writer_finishes)
+    assert reloading.current() is original  # first sight of the change
+    assert reloading.current() is original  # read the prefix, but the file changed meanwhile
+    assert reloading.reloads == 0
+    assert reloading.current() is original  # the finished file, first seen
+    final = reloading.current()
+    assert final is not original and reloading.reloads == 1
+    assert not final.evaluate(cert=mallory, path="/").allowed
+
+
+def _pki_policy(folder: Path, root: Any, revoked: list[int]) -> Path:
+    (folder / "root.pem").write_bytes(root.pem)
+    _write_crl(folder / "root.crl", root, revoked, number=1)
+    policy = folder / "pki.yaml"
+    policy.write_text(
+        textwrap.dedent(
+            """\
+            policy: pki
+            silence: [trusted-anywhere]
+            trust:
+              anchors: [root.pem]
+              revocation:
+                crls: [root.crl]
+                mode: hard
+            rules:
+              - id: revoked
+                effect: deny
+                when: revoked
+              - id: client
+                effect: allow
+                when: trusted and subject.CN == "alice"
+            """
+        )
+    )
+    return policy
+
+
+def _write_crl(path: Path, issuer: Any, revoked: list[int], *, number: int) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(issuer.certificate.subject)
+        .last_update(NOW - timedelta(days=1) + timedelta(hours=number))
+        .next_update(NOW + timedelta(days=30))
+        .add_extension(x509.CRLNumber(number), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()),
+            critical=False,
+        )
+    )
+    for serial in revoked:
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder()
+            .serial_number(serial)
+            .revocation_date(NOW - timedelta(hours=1))
+            .build()
+        )
+    data = builder.sign(issuer.key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+    replacement = path.with_suffix(".new")
+    replacement.write_bytes(data)
+    os.replace(replacement, path)  # the safe way: a rename is atomic
+
+
+def test_a_new_crl_file_is_loaded_without_the_policy_file_changing(tmp_path: Path) -> None:
+    validity = {"not_before": NOW - timedelta(days=30), "not_after": NOW + timedelta(days=300)}
+    root = make_certificate({"CN": "Reload Root"}, ca=True, **validity)
+    alice = make_certificate({"CN": "alice"}, issuer=root, serial=0x1001, **validity)
+    reloading = ReloadingPolicy(_pki_policy(tmp_path, root, []), interval=0)
+    assert reloading.current().evaluate(cert=alice.pem, path="/", now=NOW).allowed
+
+    _write_crl(tmp_path / "root.crl", root, [0x1001], number=2)  # the CA revokes alice
+    reloading.current()  # seen
+    revoked = reloading.current().evaluate(cert=alice.pem, path="/", now=NOW)  # settled: loaded
+    assert reloading.reloads == 1
+    assert (revoked.allowed, revoked.reason, revoked.rule) == (False, "denied_by_rule", "revoked")
+    assert [p.name for p in reloading.watched] == ["pki.yaml", "root.pem", "root.crl"]
+
+
+def test_a_changed_anchor_file_is_loaded_too(tmp_path: Path) -> None:
+    validity = {"not_before": NOW - timedelta(days=30), "not_after": NOW + timedelta(days=300)}
+    root = make_certificate({"CN": "Reload Root"}, ca=True, **validity)
+    other = make_certificate({"CN": "Other Root"}, ca=True, **validity)
+    alice = make_certificate({"CN": "alice"}, issuer=other, serial=0x1001, **validity)
+    path = _pki_policy(tmp_path, root, [])
+    _write_crl(tmp_path / "other.crl", other, [], number=1)
+    path.write_text(path.read_text().replace("crls: [root.crl]", "crls: [root.crl, other.crl]"))
+    reloading = ReloadingPolicy(path, interval=0)
+    assert not reloading.current().evaluate(cert=alice.pem, path="/", now=NOW).allowed
+
+    anchors = tmp_path / "anchors.new"
+    anchors.write_bytes(root.pem + other.pem)
+    os.replace(anchors, tmp_path / "root.pem")  # the other root becomes an anchor too
+    reloading.current()
+    assert reloading.current().evaluate(cert=alice.pem, path="/", now=NOW).allowed
+    assert reloading.reloads == 1
+
+
+def test_a_certificate_added_to_an_anchor_folder_is_loaded_and_a_missing_file_waited_for(
+    tmp_path: Path,
+) -> None:
+    validity = {"not_before": NOW - timedelta(days=30), "not_after": NOW + timedelta(days=300)}
+    root = make_certificate({"CN": "Reload Root"}, ca=True, **validity)
+    other = make_certificate({"CN": "Other Root"}, ca=True, **validity)
+    alice = make_certificate({"CN": "alice"}, issuer=other, serial=0x1001, **validity)
+    (tmp_path / "roots").mkdir()
+    (tmp_path / "roots" / "root.pem").write_bytes(root.pem)
+    path = tmp_path / "pki.yaml"
+    path.write_text(
+        textwrap.dedent(
+            """\
+            policy: pki
+            silence: [trusted-anywhere]
+            trust:
+              anchors: [roots/]
+            rules:
+              - id: client
+                effect: allow
+                when: trusted and subject.CN == "alice"
+            """
+        )
+    )
+    reloading = ReloadingPolicy(path, interval=0)
+    first = reloading.current()
+    assert not first.evaluate(cert=alice.pem, path="/", now=NOW).allowed
+    (tmp_path / "roots" / "other.pem").write_bytes(other.pem)
+    reloading.current()
+    assert reloading.current().evaluate(cert=alice.pem, path="/", now=NOW).allowed
+
+    kept = reloading.current()
+    path.unlink()  # an editor that deletes, then writes: the policy in force stays
+    assert reloading.current() is kept and reloading.current() is kept
+    assert reloading.last_error is None
 
 
 def test_a_policy_path_is_reloaded_and_must_load_the_first_time(tmp_path: Path) -> None:
@@ -295,6 +582,28 @@ def test_a_policy_path_is_reloaded_and_must_load_the_first_time(tmp_path: Path) 
     broken.write_text("policy: broken\nrules: 3\n")
     with pytest.raises(Exception, match=r"broken\.yaml"):
         wsgi_integration.PolicyMiddleware(wsgi_app, broken)
+
+
+def test_one_file_path_named_twice_is_one_shared_policy_until_the_file_changes(
+    tmp_path: Path,
+) -> None:
+    from policyengine.runtime import as_policy_provider
+
+    path = cn_policy(tmp_path / "policy.yaml", "alice")
+    first = as_policy_provider(path)
+    assert as_policy_provider(str(path)) is first
+    assert as_policy_provider(tmp_path / "." / "policy.yaml") is first
+    assert ReloadingPolicy(path) is not first  # built by hand: its own
+
+    cn_policy(tmp_path / "next.yaml", "alice", "bob")
+    _rewrite(path, (tmp_path / "next.yaml").read_text())
+    changed = as_policy_provider(path)
+    assert changed is not first  # loaded afresh, now
+    assert isinstance(changed, ReloadingPolicy)
+    assert changed.current().evaluate(cert=make_certificate({"CN": "bob"}).pem, path="/")
+    _rewrite(path, "policy: broken\nrules: 3\n")
+    with pytest.raises(Exception, match=r"policy\.yaml"):
+        as_policy_provider(path)  # as the first time: a broken file stops start-up
 
 
 # -- many threads, one middleware ---------------------------------------------------------
@@ -423,6 +732,25 @@ def test_asgi_on_deny_and_expose_trace() -> None:
     assert "trace" in traced.json()
 
 
+def test_asgi_refusal_tells_the_client_the_reason_code_and_a_generic_sentence_only(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = starlette_app(secret_policy(tmp_path / "secret.yaml"))
+    for headers, reason, explained in refusal_cases():
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger=DECISION_LOGGER):
+            text = asgi_request(app, "GET", "/orders", headers=headers)
+            as_json = asgi_request(app, "GET", "/orders", headers={**headers, **JSON})
+        assert text.status_code == as_json.status_code == 403
+        assert text.text == f"403 Forbidden: {reason}: {REFUSALS[reason]}\n"
+        expected = {"error": "forbidden", "reason": reason, "message": REFUSALS[reason]}
+        assert as_json.json() == expected
+        for response in (text, as_json):
+            assert_tells_nothing(response.content, response.headers)
+        records = [r for r in caplog.records if r.name == DECISION_LOGGER]
+        assert [explained in r.explanation for r in records] == [True, True]
+
+
 def test_asgi_large_body_reaches_the_app_intact() -> None:
     body = os.urandom(3 * 1024 * 1024)
     response = asgi_request(starlette_app(), "POST", "/upload", headers=PARTNER, content=body)
@@ -493,6 +821,22 @@ def test_websocket_allowed_and_refused_with_1008() -> None:
     ):
         websocket.receive_text()
     assert refused.value.code == 1008
+
+
+def test_starlette_testclient_peer_is_trusted_by_any_peer_and_not_by_an_address_list() -> None:
+    """TestClient reports the peer as "testclient": the azure source (any peer) believes
+    its header; the nginx source (an address list) ignores it, and the trace says why."""
+    anywhere = TestClient(starlette_app())
+    allowed = anywhere.get("/orders", headers=PARTNER)
+    assert allowed.status_code == 200
+    assert allowed.json() == {"reason": "allowed_by_rule", "path": "/orders"}
+
+    listed = TestClient(starlette_app(NGINX_PARTNER, expose_trace=True))
+    header = {"X-SSL-Client-Cert": nginx_header(PARTNER_PEM), **JSON}
+    refused = listed.get("/orders", headers=header)
+    assert refused.status_code == 403
+    assert refused.json()["reason"] == "missing_certificate"
+    assert "peer testclient is not a trusted proxy (not an IP address)" in refused.text
 
 
 def test_asgi_middleware_checks_its_configuration() -> None:

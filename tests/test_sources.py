@@ -927,6 +927,44 @@ def test_unix_socket_peer_when_listed() -> None:
     assert read("nginx", NGINX_HEADERS, "10.0.0.1", trusted_proxies=("unix",)).leaf is None
 
 
+AZURE_HEADERS = {"X-ARR-ClientCert": b64(LEAF_DER)}
+
+
+@pytest.mark.parametrize("peer", ["testclient", "not-an-ip", "10.0.0.1:443"])
+def test_any_peer_trusts_a_peer_that_is_not_an_ip_address(peer: str) -> None:
+    """azure's default (0.0.0.0/0 and ::/0) is any peer: a server (or Starlette's
+    TestClient) naming the peer by something other than an address is a peer too."""
+    forwarded = read("azure", AZURE_HEADERS, peer)
+    assert forwarded.leaf == LEAF_DER
+    assert forwarded.notes[0] == (
+        f"peer {peer} is not an IP address; trusted because trusted_proxies holds "
+        "0.0.0.0/0 and ::/0, i.e. any peer"
+    )
+    listed = read("nginx", NGINX_HEADERS, peer, trusted_proxies=("0.0.0.0/0", "::/0"))
+    assert listed.leaf == LEAF_DER
+
+
+@pytest.mark.parametrize(
+    "proxies", [("10.0.0.0/8",), ("0.0.0.0/0",), ("::/0",), ("0.0.0.0/0", "unix")]
+)
+def test_an_address_list_keeps_a_peer_that_is_not_an_ip_address_untrusted(
+    proxies: tuple[str, ...],
+) -> None:
+    """Short of every IPv4 *and* every IPv6 address, a peer that is not an address matches
+    no entry, and the header is ignored with that reason."""
+    forwarded = read("azure", AZURE_HEADERS, "testclient", trusted_proxies=proxies)
+    assert forwarded.leaf is None
+    assert forwarded.notes[0] == (
+        "header ignored: peer testclient is not a trusted proxy (not an IP address)"
+    )
+
+
+@pytest.mark.parametrize("peer", [None, ""])
+def test_any_peer_still_needs_unix_for_a_peer_without_an_address(peer: str | None) -> None:
+    assert read("azure", AZURE_HEADERS, peer).leaf is None
+    assert read("azure", AZURE_HEADERS, peer, trusted_proxies=("unix",)).leaf == LEAF_DER
+
+
 def test_cidr_and_address_entries() -> None:
     config = {"trusted_proxies": ("198.51.100.0/24", "2001:db8:1::7", "203.0.113.9")}
     assert read("nginx", NGINX_HEADERS, "198.51.100.200", **config).leaf == LEAF_DER

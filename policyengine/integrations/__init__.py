@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from policyengine.decision import Decision
 from policyengine.engine import Policy
@@ -27,12 +27,19 @@ from policyengine.runtime import DecisionLog, ReloadingPolicy, as_policy_provide
 from policyengine.trace import render_text
 
 __all__ = [
+    "DECIDED_KEY",
+    "REFUSALS",
+    "Decided",
     "DenyResponse",
     "Middleware",
     "decide",
+    "decide_request",
     "deny_response",
     "environ_request",
     "refusal",
+    "refusal_detail",
+    "refusal_message",
+    "reusable_decision",
 ]
 
 
@@ -49,23 +56,59 @@ DenyHook = Callable[[Decision], DenyResponse | None]
 """An application's own refusal: return a DenyResponse, or None for the default one."""
 
 
+REFUSALS: Mapping[str, str] = {
+    "missing_certificate": "A client certificate is required.",
+    "malformed_certificate": "The client certificate could not be read.",
+    "duplicate_header": "The forwarded client certificate could not be read.",
+    "header_too_large": "The forwarded client certificate could not be read.",
+    "malformed_header": "The forwarded client certificate could not be read.",
+    "chain_too_long": "The forwarded certificate chain is too long.",
+    "denied_by_rule": "The client certificate is not allowed to make this request.",
+    "no_matching_rule": "The client certificate is not allowed to make this request.",
+    "rule_error": "The request could not be authorized.",
+    "evaluation_error": "The request could not be authorized.",
+}
+"""The one sentence a refusal tells the client, per reason code. It never depends on the
+policy or the certificate: the decision's own message names the closest rule and the
+condition that failed (a CN, an issuer, a pin to forge), so it goes to the decision log,
+and to the client only with ``expose_trace``."""
+_REFUSED = "The request is not allowed."
+"""For a reason code without a sentence of its own."""
+
+
+def refusal_message(reason: str) -> str:
+    """The generic sentence a refusal with this reason code tells the client."""
+    return REFUSALS.get(reason, _REFUSED)
+
+
+def refusal_detail(decision: Decision, *, expose_trace: bool = False) -> dict[str, Any]:
+    """What a refusal tells the client, as data: the reason code and its generic sentence;
+    with ``expose_trace`` also the decision's own message (``explanation``) and its trace."""
+    detail: dict[str, Any] = {
+        "reason": decision.reason,
+        "message": refusal_message(decision.reason),
+    }
+    if expose_trace:
+        detail["explanation"] = decision.message
+        if decision.trace is not None:
+            detail["trace"] = decision.trace.to_dict()
+    return detail
+
+
 def deny_response(decision: Decision, accept: str, *, expose_trace: bool = False) -> DenyResponse:
-    """The default refusal: the reason code and message, as JSON when the client accepts
-    JSON and as plain text otherwise. The trace only when the application opts in."""
+    """The default refusal: the reason code and its generic sentence, as JSON when the
+    client accepts JSON and as plain text otherwise. The decision's own message and its
+    trace only when the application opts in with ``expose_trace`` (development)."""
     if "application/json" in accept.lower():
-        payload: dict[str, Any] = {
-            "error": "forbidden",
-            "reason": decision.reason,
-            "message": decision.message,
-        }
-        if expose_trace and decision.trace is not None:
-            payload["trace"] = decision.trace.to_dict()
+        payload = {"error": "forbidden", **refusal_detail(decision, expose_trace=expose_trace)}
         body = json.dumps(payload).encode()
         content_type = "application/json"
     else:
-        text = f"403 Forbidden: {decision.reason}: {decision.message}\n"
-        if expose_trace and decision.trace is not None:
-            text += "\n" + render_text(decision.trace) + "\n"
+        text = f"403 Forbidden: {decision.reason}: {refusal_message(decision.reason)}\n"
+        if expose_trace:
+            text += f"\n{decision.message}\n"
+            if decision.trace is not None:
+                text += "\n" + render_text(decision.trace) + "\n"
         body = text.encode()
         content_type = "text/plain; charset=utf-8"
     headers = (
@@ -109,6 +152,68 @@ def refusal(
     return deny_response(decision, accept, expose_trace=expose_trace)
 
 
+class Decided(NamedTuple):
+    """A decision together with the policy object that made it. Integrations keep it with
+    the request (under :data:`DECIDED_KEY`), so that a later guard of the same request can
+    tell whether it may reuse the decision: see :func:`reusable_decision`."""
+
+    decision: Decision
+    policy: Policy
+    """The compiled policy that decided: one loaded generation of a ReloadingPolicy."""
+    elapsed_us: float = 0.0
+
+
+DECIDED_KEY = "policyengine.decided"
+"""Where the WSGI environ and the ASGI scope keep the :class:`Decided` of the request."""
+
+
+def reusable_decision(earlier: object, provider: Policy | ReloadingPolicy) -> Decided | None:
+    """The one rule every integration follows before deciding a request again.
+
+    ``earlier`` is what an earlier guard of this request left (a :class:`Decided`, or
+    anything else). It is reused only when the very policy object that ``provider`` would
+    decide with now made it: the same :class:`~policyengine.Policy`, and for a
+    ReloadingPolicy the same loaded generation. Another policy with the same name, the
+    same file loaded twice, or a reload in between: None, and the request is decided again.
+    """
+    if not isinstance(earlier, Decided):
+        return None
+    if earlier.policy is not current_policy(provider):
+        return None
+    return earlier
+
+
+def decide_request(
+    provider: Policy | ReloadingPolicy,
+    request: Mapping[str, Any],
+    log: DecisionLog | None,
+    *,
+    explain: bool = False,
+) -> Decided:
+    """Decide one request view with the provider's current policy, and log the decision
+    (``log=None``: not logged). The decision is explained when asked, or when the log
+    records traces."""
+    started = time.perf_counter()
+    explain = explain or (log is not None and log.trace)
+    policy = current_policy(provider)
+    decision = policy.evaluate_request(explain=explain, **request)
+    decided = Decided(decision, policy, (time.perf_counter() - started) * 1e6)
+    if log is not None:
+        log_decision(log, decided, request)
+    return decided
+
+
+def log_decision(log: DecisionLog, decided: Decided, request: Mapping[str, Any]) -> None:
+    """Write the decision record of one request view."""
+    log.record(
+        decided.decision,
+        method=request.get("method"),
+        path=request.get("path"),
+        peer=request.get("remote_addr"),
+        elapsed_us=decided.elapsed_us,
+    )
+
+
 def decide(
     provider: Policy | ReloadingPolicy,
     request: Mapping[str, Any],
@@ -116,18 +221,9 @@ def decide(
     *,
     explain: bool = False,
 ) -> Decision:
-    """Decide one request view with the provider's current policy, and log the decision."""
-    started = time.perf_counter()
-    decision = current_policy(provider).evaluate_request(explain=explain, **request)
-    if log is not None:
-        log.record(
-            decision,
-            method=request.get("method"),
-            path=request.get("path"),
-            peer=request.get("remote_addr"),
-            elapsed_us=(time.perf_counter() - started) * 1e6,
-        )
-    return decision
+    """Decide one request view with the provider's current policy, and log the decision.
+    The decision is explained when asked, or when the log records traces."""
+    return decide_request(provider, request, log, explain=explain).decision
 
 
 class Middleware:

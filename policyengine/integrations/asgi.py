@@ -21,7 +21,13 @@ from typing import Any
 
 from policyengine.decision import Decision
 from policyengine.engine import Policy
-from policyengine.integrations import Middleware, decide, refusal
+from policyengine.integrations import (
+    DECIDED_KEY,
+    Middleware,
+    decide_request,
+    refusal,
+    reusable_decision,
+)
 from policyengine.runtime import DecisionLog, ReloadingPolicy
 
 __all__ = ["SCOPE_KEY", "PolicyMiddleware", "decide_scope", "scope_request"]
@@ -65,9 +71,15 @@ def decide_scope(
     *,
     explain: bool = False,
 ) -> Decision:
-    """Decide the connection an ASGI scope describes, log it, and store it in the scope."""
-    decision = decide(provider, scope_request(scope), log, explain=explain)
+    """Decide the connection an ASGI scope describes, log it, and store it in the scope
+    (with the policy that made it, under ``DECIDED_KEY``, for a later guard to reuse). A
+    decision an outer guard made with the very same policy object is reused."""
+    decided = reusable_decision(scope.get(DECIDED_KEY), provider)
+    if decided is None:
+        decided = decide_request(provider, scope_request(scope), log, explain=explain)
+    decision = decided.decision
     scope[SCOPE_KEY] = decision
+    scope[DECIDED_KEY] = decided
     # Starlette's request.state is scope["state"]; servers without lifespan state (and
     # httpx's ASGITransport) send no "state", and Starlette would then start an empty one.
     state = scope.setdefault("state", {})

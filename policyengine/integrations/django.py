@@ -25,9 +25,13 @@ Settings, all checked when the middleware is created (``ImproperlyConfigured`` o
         "POLICY": "path/to/policy.yaml",   # or a Policy / ReloadingPolicy; required
         "EXPOSE_TRACE": False,             # the explain trace in refusals: development only
         "LOG_FIELDS": ["fingerprint_sha256", "subject"],  # certificate fields in decision logs
+        "LOG_TRACE": False,                # explain every decision, its trace in the log
         "ON_DENY": "myapp.security.refusal",  # dotted path to a DenyHook, or None
         "EXEMPT_VIEWS": ["myapp.views.health", "health"],  # dotted view paths or URL names
     }
+
+``EXEMPT_VIEWS`` applies to the view Django dispatches, resolved with the URLconf it really
+uses (``request.urlconf`` set by a later middleware included): see :class:`PolicyMiddleware`.
 """
 
 from __future__ import annotations
@@ -44,13 +48,21 @@ from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
-from django.urls import Resolver404, resolve
 from django.utils.module_loading import import_string
 
 from policyengine.decision import Decision
 from policyengine.engine import Policy
 from policyengine.errors import PolicyError
-from policyengine.integrations import DenyHook, decide, environ_request, refusal
+from policyengine.integrations import (
+    DECIDED_KEY,
+    Decided,
+    DenyHook,
+    decide_request,
+    environ_request,
+    log_decision,
+    refusal,
+    reusable_decision,
+)
 from policyengine.integrations.asgi import scope_request
 from policyengine.runtime import (
     DEFAULT_LOG_FIELDS,
@@ -63,7 +75,9 @@ __all__ = ["SETTINGS_NAME", "PolicyMiddleware", "request_view", "require_certifi
 
 SETTINGS_NAME = "POLICYENGINE"
 REQUEST_ATTRIBUTE = "policyengine_decision"
-_KEYS = ("POLICY", "EXPOSE_TRACE", "LOG_FIELDS", "ON_DENY", "EXEMPT_VIEWS")
+DECIDED_ATTRIBUTE = "_policyengine_decided"
+PENDING_ATTRIBUTE = "_policyengine_pending"
+_KEYS = ("POLICY", "EXPOSE_TRACE", "LOG_FIELDS", "LOG_TRACE", "ON_DENY", "EXEMPT_VIEWS")
 
 PolicyLike = Policy | ReloadingPolicy | str | Path
 SyncView = Callable[..., HttpResponseBase]
@@ -127,8 +141,11 @@ def _read_options(*, need_policy: bool) -> _Options:
     fields = raw.get("LOG_FIELDS", DEFAULT_LOG_FIELDS)
     if isinstance(fields, str) or not isinstance(fields, Iterable):
         raise _improperly(f'"LOG_FIELDS" must be a list of field names, not {fields!r}')
+    log_trace = raw.get("LOG_TRACE", False)
+    if not isinstance(log_trace, bool):
+        raise _improperly(f'"LOG_TRACE" must be True or False, not {log_trace!r}')
     try:
-        log = DecisionLog(fields=tuple(fields))
+        log = DecisionLog(fields=tuple(fields), trace=log_trace)
     except ValueError as exc:
         raise _improperly(f'"LOG_FIELDS": {exc}') from exc
 
@@ -167,9 +184,42 @@ def _decide(
     options: _Options,
     on_deny: DenyHook | None,
 ) -> HttpResponse | None:
-    """Decide, keep the decision on the request, and answer a refusal (None: go on)."""
-    decision = decide(provider, request_view(request), options.log, explain=options.expose_trace)
-    setattr(request, REQUEST_ATTRIBUTE, decision)
+    """Decide (or reuse what an earlier guard of this request decided with the very same
+    policy object), keep the decision on the request, and answer a refusal (None: go on)."""
+    decided = _reusable(request, provider)
+    if decided is None:
+        decided = decide_request(
+            provider, request_view(request), options.log, explain=options.expose_trace
+        )
+    _keep(request, decided)
+    return _answer(request, decided.decision, options, on_deny)
+
+
+def _reusable(request: HttpRequest, provider: Policy | ReloadingPolicy) -> Decided | None:
+    """What the middleware, another decorator, or the WSGI / ASGI middleware in front of
+    Django decided for this request, if the same policy object made it."""
+    scope = getattr(request, "scope", None)
+    places = (
+        getattr(request, DECIDED_ATTRIBUTE, None),
+        request.META.get(DECIDED_KEY),
+        scope.get(DECIDED_KEY) if isinstance(scope, Mapping) else None,
+    )
+    for earlier in places:
+        decided = reusable_decision(earlier, provider)
+        if decided is not None:
+            return decided
+    return None
+
+
+def _keep(request: HttpRequest, decided: Decided) -> None:
+    setattr(request, REQUEST_ATTRIBUTE, decided.decision)
+    setattr(request, DECIDED_ATTRIBUTE, decided)
+
+
+def _answer(
+    request: HttpRequest, decision: Decision, options: _Options, on_deny: DenyHook | None
+) -> HttpResponse | None:
+    """None for an allow, else the refusal."""
     if decision.allowed:
         return None
     accept = request.headers.get("Accept", "")
@@ -181,8 +231,16 @@ class PolicyMiddleware:
     """Decides every request before the view (and any later middleware) sees it.
 
     Configured from ``settings.POLICYENGINE`` (see the module docstring), checked here so a
-    mistake stops start-up. Requests to ``EXEMPT_VIEWS`` are not decided and carry
-    ``request.policyengine_decision = None``.
+    mistake stops start-up. Requests dispatched to one of the ``EXEMPT_VIEWS`` are not
+    decided and carry ``request.policyengine_decision = None``.
+
+    With ``EXEMPT_VIEWS``, which view a request reaches is known only once Django resolves
+    it, after every middleware's request phase (a later middleware may set
+    ``request.urlconf``: per-host or per-tenant URLconfs). So the request is decided
+    first, as always, and a refusal is answered in ``process_view``, for the view Django
+    actually dispatches, unless that view is exempt; a refused request that never reaches
+    a view (a later middleware answered, the URL did not resolve) gets the refusal in
+    place of whatever response came back.
     """
 
     sync_capable = True
@@ -197,39 +255,108 @@ class PolicyMiddleware:
         if self._async:
             # Django then calls us from its event loop instead of a worker thread
             markcoroutinefunction(self)
+            # and process_view too: Django would run a sync one in a thread
+            self.process_view = self._process_view_async  # type: ignore[method-assign,assignment]
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase | Awaitable[HttpResponseBase]:
         if self._async:
             return self.__acall__(request)
-        refused = self._check(request)
-        if refused is not None:
-            return refused
-        return self.get_response(request)
+        if not self.options.exempt_views:
+            refused = _decide(request, self.provider, self.options, self.options.on_deny)
+            return refused if refused is not None else self.get_response(request)
+        self._decide_pending(request)
+        response = cast(HttpResponseBase, self.get_response(request))
+        return self._settle_undispatched(request, response)
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
         # Deciding is pure CPU work on data already in memory (at most a stat() of the
         # policy file), so it runs on the loop: a thread hop would cost more than it saves.
-        refused = self._check(request)
-        if refused is not None:
-            return refused
-        response = self.get_response(request)
-        return await cast(Awaitable[HttpResponseBase], response)
+        if not self.options.exempt_views:
+            refused = _decide(request, self.provider, self.options, self.options.on_deny)
+            if refused is not None:
+                return refused
+            return await cast(Awaitable[HttpResponseBase], self.get_response(request))
+        self._decide_pending(request)
+        response = await cast(Awaitable[HttpResponseBase], self.get_response(request))
+        return self._settle_undispatched(request, response)
 
-    def _check(self, request: HttpRequest) -> HttpResponse | None:
-        if self.options.exempt_views and self._exempt(request):
-            setattr(request, REQUEST_ATTRIBUTE, None)
+    def process_view(
+        self,
+        request: HttpRequest,
+        view_func: Callable[..., Any],
+        view_args: tuple[Any, ...],
+        view_kwargs: dict[str, Any],
+    ) -> HttpResponse | None:
+        """Settle a pending decision for the view Django resolved: exempt, or decided."""
+        return self._settle_view(request, view_func)
+
+    async def _process_view_async(
+        self,
+        request: HttpRequest,
+        view_func: Callable[..., Any],
+        view_args: tuple[Any, ...],
+        view_kwargs: dict[str, Any],
+    ) -> HttpResponse | None:
+        return self._settle_view(request, view_func)
+
+    def _settle_view(
+        self, request: HttpRequest, view_func: Callable[..., Any]
+    ) -> HttpResponse | None:
+        pending = cast(_Pending | None, request.__dict__.pop(PENDING_ATTRIBUTE, None))
+        if pending is None:
             return None
-        return _decide(request, self.provider, self.options, self.options.on_deny)
+        if self._exempt(request, view_func):
+            setattr(request, REQUEST_ATTRIBUTE, None)
+            setattr(request, DECIDED_ATTRIBUTE, None)
+            return None  # an exempt view is not decided, nor logged
+        return self._settle(request, pending)
 
-    def _exempt(self, request: HttpRequest) -> bool:
-        try:
-            match = resolve(request.path_info, getattr(request, "urlconf", None))
-        except Resolver404:
-            return False
-        view = getattr(match.func, "view_class", match.func)
-        dotted = f"{view.__module__}.{view.__qualname__}"
+    def _decide_pending(self, request: HttpRequest) -> None:
+        """Decide now, from the request as the server handed it over; log and answer once
+        the view is known."""
+        view = request_view(request)
+        decided = decide_request(self.provider, view, None, explain=self.options.expose_trace)
+        _keep(request, decided)
+        setattr(request, PENDING_ATTRIBUTE, _Pending(decided, view))
+
+    def _settle(self, request: HttpRequest, pending: _Pending) -> HttpResponse | None:
+        if self.options.log is not None:
+            log_decision(self.options.log, pending.decided, pending.view)
+        return _answer(request, pending.decided.decision, self.options, self.options.on_deny)
+
+    def _settle_undispatched(
+        self, request: HttpRequest, response: HttpResponseBase
+    ) -> HttpResponseBase:
+        """No view was dispatched (a later middleware answered, the URL did not resolve, a
+        view middleware answered before ours): the decision stands as made."""
+        pending = cast(_Pending | None, request.__dict__.pop(PENDING_ATTRIBUTE, None))
+        if pending is None:
+            return response
+        refused = self._settle(request, pending)
+        if refused is None:
+            return response
+        if hasattr(response, "close"):
+            response.close()
+        return refused
+
+    def _exempt(self, request: HttpRequest, view_func: Callable[..., Any]) -> bool:
+        """Whether the view Django is about to call is exempt, by dotted path or URL name."""
         exempt = self.options.exempt_views
-        return dotted in exempt or (match.view_name is not None and match.view_name in exempt)
+        view = getattr(view_func, "view_class", view_func)
+        dotted = f"{getattr(view, '__module__', '')}.{getattr(view, '__qualname__', '')}"
+        if dotted in exempt:
+            return True
+        match = getattr(request, "resolver_match", None)
+        name = getattr(match, "view_name", None)
+        return isinstance(name, str) and name in exempt
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """A decision made before the view was known, with the request view it was made from."""
+
+    decided: Decided
+    view: Mapping[str, Any]
 
 
 def require_certificate(
@@ -238,9 +365,13 @@ def require_certificate(
     """Guard one view, sync or async.
 
     With ``policy`` (a path, Policy or ReloadingPolicy, loaded now) the view is decided
-    against it; without, against ``settings.POLICYENGINE["POLICY"]``, and a request the
-    middleware already allowed is not decided twice. ``EXPOSE_TRACE``, ``LOG_FIELDS`` and
-    ``ON_DENY`` come from the settings when they are there (``on_deny`` overrides).
+    against it; without, against ``settings.POLICYENGINE["POLICY"]``. A request that the
+    middleware (or another decorator) already decided with the very policy object this
+    view decides with (the same Policy, the same loaded generation of a ReloadingPolicy; a
+    file path named twice is loaded once and shared) is not decided twice; any other
+    earlier decision, whatever its policy's name, is not reused. ``EXPOSE_TRACE``,
+    ``LOG_FIELDS`` and ``ON_DENY`` come from the settings when they are there (``on_deny``
+    overrides).
     """
     own = as_policy_provider(policy) if policy is not None else None
     loaded: list[_Options] = []  # settings are read at the first request, then kept
@@ -251,10 +382,6 @@ def require_certificate(
         return loaded[0]
 
     def check(request: HttpRequest) -> HttpResponse | None:
-        if own is None:
-            earlier = getattr(request, REQUEST_ATTRIBUTE, None)
-            if isinstance(earlier, Decision) and earlier.allowed:
-                return None
         opts = options()
         provider = own if own is not None else opts.provider
         assert provider is not None  # _read_options required it

@@ -26,9 +26,14 @@ from fastapi import HTTPException, Request
 
 from policyengine.decision import Decision
 from policyengine.engine import Policy
-from policyengine.integrations import decide
+from policyengine.integrations import (
+    DECIDED_KEY,
+    decide_request,
+    refusal_detail,
+    reusable_decision,
+)
 from policyengine.integrations.asgi import SCOPE_KEY, STATE_KEY, PolicyMiddleware, scope_request
-from policyengine.runtime import DecisionLog, ReloadingPolicy, as_policy_provider, current_policy
+from policyengine.runtime import DecisionLog, ReloadingPolicy, as_policy_provider
 
 __all__ = ["CertificatePolicy", "PolicyMiddleware"]
 
@@ -39,9 +44,15 @@ class CertificatePolicy:
     ``policy``: a :class:`~policyengine.Policy`, a
     :class:`~policyengine.runtime.ReloadingPolicy` or a policy file path (loaded now, and
     reloaded when the file changes). ``log``: the decision log (None turns it off).
+    A deny raises ``HTTPException(403)`` whose detail is the reason code and its generic
+    sentence (:func:`policyengine.integrations.refusal_detail`); ``expose_trace=True``
+    (development only) adds the decision's own message and its explain trace.
 
-    When the ASGI middleware already allowed the request under a policy of the same name,
-    its decision is returned as is: the request is decided and logged once.
+    When the ASGI middleware (or another dependency) already decided the request with the
+    very policy object this dependency decides with (the same Policy, the same loaded
+    generation of a ReloadingPolicy: a file path given to both is loaded once and shared),
+    that decision is returned as is, decided and logged once; otherwise the request is
+    decided again (:func:`policyengine.integrations.reusable_decision`).
     """
 
     def __init__(
@@ -49,21 +60,25 @@ class CertificatePolicy:
         policy: Policy | ReloadingPolicy | str | Path,
         *,
         log: DecisionLog | None = DecisionLog(),  # noqa: B008 - immutable
+        expose_trace: bool = False,
     ) -> None:
         self.policy = as_policy_provider(policy)
         self.log = log
+        self.expose_trace = expose_trace
 
     async def __call__(self, request: Request) -> Decision:
-        earlier = request.scope.get(SCOPE_KEY)
-        if isinstance(earlier, Decision) and earlier.policy == current_policy(self.policy).name:
-            decision = earlier
-        else:
-            decision = decide(self.policy, scope_request(request.scope), self.log)
-            request.scope[SCOPE_KEY] = decision
-            setattr(request.state, STATE_KEY, decision)
+        decided = reusable_decision(request.scope.get(DECIDED_KEY), self.policy)
+        if decided is None:
+            decided = decide_request(
+                self.policy, scope_request(request.scope), self.log, explain=self.expose_trace
+            )
+            request.scope[SCOPE_KEY] = decided.decision
+            request.scope[DECIDED_KEY] = decided
+            setattr(request.state, STATE_KEY, decided.decision)
+        decision = decided.decision
         if not decision.allowed:
             raise HTTPException(
                 status_code=decision.status,
-                detail={"reason": decision.reason, "message": decision.message},
+                detail=refusal_detail(decision, expose_trace=self.expose_trace),
             )
         return decision

@@ -29,7 +29,14 @@ import flask
 
 from policyengine.decision import Decision
 from policyengine.engine import Policy
-from policyengine.integrations import DenyHook, decide, environ_request, refusal
+from policyengine.integrations import (
+    DECIDED_KEY,
+    DenyHook,
+    decide_request,
+    environ_request,
+    refusal,
+    reusable_decision,
+)
 from policyengine.runtime import DecisionLog, ReloadingPolicy, as_policy_provider
 
 __all__ = ["CONFIG_KEY", "EXTENSION_KEY", "PolicyEngine", "require_certificate"]
@@ -39,6 +46,7 @@ CONFIG_KEY = "POLICYENGINE_POLICY"
 EXTENSION_KEY = "policyengine"
 """Where the per-application settings live: ``app.extensions["policyengine"]``."""
 G_KEY = "policyengine_decision"
+DECIDED_G_KEY = "_policyengine_decided"
 
 PolicyLike = Policy | ReloadingPolicy | str | Path
 P = ParamSpec("P")
@@ -121,14 +129,21 @@ def _guard_request() -> flask.Response | None:
 def _decide_or_refuse(
     provider: Policy | ReloadingPolicy, settings: _AppSettings, on_deny: DenyHook | None
 ) -> flask.Response | None:
-    request = flask.request
-    decision = decide(
-        provider, environ_request(request.environ), settings.log, explain=settings.expose_trace
+    """Decide (or reuse what an earlier guard of this request decided with the very same
+    policy object), keep the decision in ``g``, and answer a refusal (None: go on)."""
+    environ = flask.request.environ
+    decided = reusable_decision(flask.g.get(DECIDED_G_KEY), provider) or reusable_decision(
+        environ.get(DECIDED_KEY), provider
     )
-    setattr(flask.g, G_KEY, decision)
-    if decision.allowed:
+    if decided is None:
+        decided = decide_request(
+            provider, environ_request(environ), settings.log, explain=settings.expose_trace
+        )
+    setattr(flask.g, G_KEY, decided.decision)
+    setattr(flask.g, DECIDED_G_KEY, decided)
+    if decided.decision.allowed:
         return None
-    return _refusal_response(decision, on_deny, settings.expose_trace)
+    return _refusal_response(decided.decision, on_deny, settings.expose_trace)
 
 
 def _refusal_response(
@@ -149,8 +164,10 @@ def require_certificate(
     decided against that policy, loaded now; without, against the policy of the app's
     :class:`PolicyEngine` (a request fails with RuntimeError if the app has none).
 
-    When the app-wide hook already allowed this request with the same policy, the view
-    reuses that decision instead of deciding (and logging) twice. Logging and
+    When the app-wide hook (or the WSGI middleware, or another decorator) already decided
+    this request with the very policy object this view decides with (the same Policy, the
+    same loaded generation of a ReloadingPolicy), the view reuses that decision instead of
+    deciding (and logging) twice; otherwise it decides again. Logging and
     ``expose_trace`` follow the app's extension; without one, decisions are logged with
     the default :class:`~policyengine.runtime.DecisionLog`.
     """
@@ -170,14 +187,6 @@ def require_certificate(
 
     def guard() -> flask.Response | None:
         provider, settings = settings_for_request()
-        earlier = flask.g.get(G_KEY)
-        if (
-            isinstance(earlier, Decision)
-            and earlier.allowed
-            and settings.guard_all
-            and provider is settings.provider
-        ):
-            return None
         return _decide_or_refuse(provider, settings, on_deny or settings.on_deny)
 
     def decorate(view: Callable[P, R]) -> Callable[P, R | flask.Response]:

@@ -20,7 +20,14 @@ from typing import Any
 
 from policyengine.decision import Decision
 from policyengine.engine import Policy
-from policyengine.integrations import Middleware, decide, environ_request, refusal
+from policyengine.integrations import (
+    DECIDED_KEY,
+    Middleware,
+    decide_request,
+    environ_request,
+    refusal,
+    reusable_decision,
+)
 from policyengine.runtime import DecisionLog, ReloadingPolicy
 
 __all__ = ["ENVIRON_KEY", "PolicyMiddleware", "decide_environ"]
@@ -38,10 +45,15 @@ def decide_environ(
     *,
     explain: bool = False,
 ) -> Decision:
-    """Decide the request a WSGI environ describes, log it, and store it in the environ."""
-    decision = decide(provider, environ_request(environ), log, explain=explain)
-    environ[ENVIRON_KEY] = decision
-    return decision
+    """Decide the request a WSGI environ describes, log it, and store it in the environ
+    (with the policy that made it, under ``DECIDED_KEY``, for a later guard to reuse). A
+    decision an outer guard made with the very same policy object is reused."""
+    decided = reusable_decision(environ.get(DECIDED_KEY), provider)
+    if decided is None:
+        decided = decide_request(provider, environ_request(environ), log, explain=explain)
+    environ[ENVIRON_KEY] = decided.decision
+    environ[DECIDED_KEY] = decided
+    return decided.decision
 
 
 class PolicyMiddleware(Middleware):
