@@ -96,7 +96,14 @@ class TrustResult:
     def describe_chain(self) -> str:
         parts = []
         for index, facts in enumerate(self.chain):
-            role = "anchor" if index == len(self.chain) - 1 else "leaf" if index == 0 else "via"
+            last = index == len(self.chain) - 1
+            role = (
+                ("leaf and anchor" if last else "leaf")
+                if index == 0
+                else "anchor"
+                if last
+                else "via"
+            )
             summary = facts.summary()
             parts.append(
                 f"{role} {summary['subject']} (sha256 {summary['fingerprint.sha256'][:16]}…, "

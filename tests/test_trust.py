@@ -815,6 +815,36 @@ rules:{PROBES}
         )
 
 
+def test_chain_issuer_of_a_leaf_that_is_its_own_anchor_is_undefined(tmp_path: Path) -> None:
+    """A self-signed client certificate listed as an anchor verifies as a one-certificate
+    chain: `chain.issuer.*` is undefined and says why (it used to be "tuple index out of
+    range", an error in every rule that read it); `chain.root.*` is the leaf itself."""
+    alone = make_certificate({"CN": "standalone", "O": "Contoso Ltd"}, **VALID)
+    rules = """
+rules:
+  - id: by-issuer
+    effect: allow
+    when: trusted and chain.issuer.subject.O == "Contoso Ltd"
+  - id: by-root
+    effect: allow
+    when: chain.length == 1 and chain.root.subject.CN == "standalone"
+"""
+    policy = build(tmp_path, "anchors: [alone.pem]", {"alone.pem": alone.pem}, rules=rules)
+    decision = decide(policy, alone)
+    assert outcome(decision) == (True, "allowed_by_rule", "by-root")
+    assert decision.errors == ()
+    assert said(decision, "trusted") == ("true", chain_text(("leaf and anchor", alone)))
+    assert said(decision, 'chain.issuer.subject.O == "Contoso Ltd"') == (
+        "undefined",
+        "undefined: the trusted chain is the leaf alone (the leaf is itself a trust anchor), "
+        "so nothing issued it",
+    )
+    assert said(decision, "chain.length == 1") == ("true", "got 1")
+    assert said(decision, 'chain.root.subject.CN == "standalone"') == ("true", 'got "standalone"')
+    by_issuer = next(r for r in decision.trace.rules if r.rule == "by-issuer")  # type: ignore[union-attr]
+    assert by_issuer.outcome == "undefined"
+
+
 # -- loading the trust: section -----------------------------------------------------------------
 
 

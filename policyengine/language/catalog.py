@@ -882,6 +882,12 @@ def _chain_member(position: int) -> Callable[[Context], Context | Missing]:
         if not result.trusted:
             return Missing(f"no trusted chain was built: {result.reason}")
         chain = result.chain
+        if position >= len(chain):
+            # a leaf that is itself a trust anchor: the chain is that one certificate
+            return Missing(
+                "the trusted chain is the leaf alone (the leaf is itself a trust anchor), "
+                "so nothing issued it"
+            )
         return ctx.with_facts(chain[position if position >= 0 else len(chain) + position])
 
     return pick
@@ -922,7 +928,8 @@ _CHAIN_MEMBERS = {
     "chain.root.": (-1, "the trust anchor that ends the chain"),
     "chain.issuer.": (
         1,
-        "the certificate that issued the leaf (the anchor itself for a two-certificate chain)",
+        "the certificate that issued the leaf (the anchor itself for a two-certificate chain; "
+        "undefined when the leaf is itself an anchor)",
     ),
 }
 
