@@ -56,6 +56,8 @@ REVOCATION_MODES = ("off", "soft", "hard")
 MAX_FORWARDED_CANDIDATES = 8
 """At most this many forwarded intermediates reach the path builder."""
 _FAILURE_TTL = timedelta(seconds=60)
+_SECOND = timedelta(seconds=1)
+"""Validity is compared to the second, as the verifier does (X.509 times are whole seconds)."""
 
 
 class TrustError(Exception):
@@ -239,7 +241,8 @@ class TrustStore:
             return _Cached(TrustResult(False, reason), now, until)
         chain = tuple(read_certificate(c) for c in built.chain)
         valid_from = max(c.not_before for c in chain)
-        valid_until = min(c.not_after for c in chain) + timedelta(microseconds=1)
+        # the verifier compares whole seconds: valid through the last second of not_after
+        valid_until = min(c.not_after for c in chain) + _SECOND
         status, detail, next_update = self._revocation(built.chain, now)
         if next_update is not None:
             valid_until = min(valid_until, next_update)
@@ -316,7 +319,7 @@ class TrustStore:
         message: str,
     ) -> str:
         """The verifier's refusal in plain words, found by walking the names ourselves."""
-        if leaf.not_valid_after_utc < now:
+        if now >= leaf.not_valid_after_utc + _SECOND:
             return f"the certificate expired on {format_time(leaf.not_valid_after_utc)}"
         if leaf.not_valid_before_utc > now:
             return f"the certificate is not valid before {format_time(leaf.not_valid_before_utc)}"
@@ -343,7 +346,7 @@ class TrustStore:
                 )
             issuer = issuers[0]
             name = issuer.subject.rfc4514_string()
-            if issuer.not_valid_after_utc < now:
+            if now >= issuer.not_valid_after_utc + _SECOND:
                 role = "anchor" if issuer in self.anchors else "intermediate"
                 return f"{role} {name} expired on {format_time(issuer.not_valid_after_utc)}"
             if issuer.not_valid_before_utc > now:

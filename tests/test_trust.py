@@ -1014,6 +1014,58 @@ def test_check_warnings(tmp_path: Path, pki: Pki) -> None:
     assert silent.warnings == ()
 
 
+@pytest.mark.parametrize("past", [timedelta(milliseconds=5), timedelta(microseconds=999_999)])
+def test_a_fraction_of_a_second_past_not_after_is_not_trusted_and_expired_at_once(
+    tmp_path: Path, pki: Pki, past: timedelta
+) -> None:
+    """The verifier compares whole seconds (X.509 times are whole seconds); `valid` and
+    `expired` do too. 5 ms past notAfter, `trusted and expired` used to hold."""
+    ends = datetime(2027, 6, 1, tzinfo=UTC)
+    leaf = make_certificate(
+        {"CN": "short-lived"}, issuer=pki.issuing, not_before=START, not_after=ends
+    )
+    rules = """
+rules:
+  - id: both
+    effect: deny
+    when: trusted and expired
+  - id: fresh
+    effect: allow
+    when: valid and not expired and trusted
+"""
+    files = {"root.pem": pki.root.pem, "issuing.pem": pki.issuing.pem}
+    policy = build(
+        tmp_path, "anchors: [root.pem]\nintermediates: [issuing.pem]", files, rules=rules
+    )
+    inside = (
+        "not_before 2025-01-01T00:00:00Z <= now 2027-06-01T00:00:00Z "
+        "<= not_after 2027-06-01T00:00:00Z"
+    )
+
+    decision = decide(policy, leaf, ends + past)
+    assert outcome(decision) == (True, "allowed_by_rule", "fresh")
+    chain = chain_text(("leaf", leaf), ("via", pki.issuing), ("anchor", pki.root))
+    assert said(decision, "trusted") == ("true", chain)
+    assert said(decision, "expired") == ("false", inside)
+    assert said(decision, "valid") == ("true", inside)
+    # the same without a trace (the decision memo and the trust cache)
+    assert policy.evaluate(leaf.pem, path="/orders", now=ends + past).rule == "fresh"
+
+    later = ends + timedelta(seconds=1)
+    decision = decide(policy, leaf, later)
+    assert outcome(decision) == (False, "no_matching_rule", None)
+    assert said(decision, "trusted") == ("false", "the certificate expired on 2027-06-01T00:00:00Z")
+    assert said(decision, "valid") == (
+        "false",
+        "not_after 2027-06-01T00:00:00Z is before now 2027-06-01T00:00:01Z",
+    )
+    store = policy.trust
+    assert store is not None
+    facts = read_certificate(leaf.der)
+    assert store.verify(facts, (), ends + past).trusted
+    assert not store.verify(facts, (), later).trusted
+
+
 # -- the verification cache ---------------------------------------------------------------------
 
 
