@@ -13,9 +13,9 @@ configured for client certificates as they are found in the wild:
   used: it would silently drop that check.
 
 Forwarded intermediates are attacker-controlled. Before path building they are capped,
-de-duplicated (by DER, and by subject and key), and stripped of certificates that cannot be
-issuers (not CAs, or naming no issuer on the way up from the leaf). ``cryptography`` 49 and
-newer also bound the signature checks a path search may do.
+stripped of byte-identical copies, and of certificates that cannot be issuers (not CAs, or
+naming no issuer on the way up from the leaf). ``cryptography`` 49 and newer also bound the
+signature checks a path search may do.
 
 Results are cached per (leaf, forwarded intermediates) and reused while the evaluation time
 stays within the window in which they cannot change: between the latest ``not_before`` and
@@ -138,12 +138,14 @@ class TrustStore:
     cache_size: int = 4096
     _store: verification.Store = field(init=False)
     _known: tuple[x509.Certificate, ...] = field(init=False)
+    _known_der: frozenset[bytes] = field(init=False)
     _cache: OrderedDict[tuple[bytes, tuple[bytes, ...]], _Cached] = field(init=False)
     _lock: threading.Lock = field(init=False)
 
     def __post_init__(self) -> None:
         self._store = verification.Store(list(self.anchors))
         self._known = self.anchors + self.intermediates
+        self._known_der = frozenset(c.public_bytes(serialization.Encoding.DER) for c in self._known)
         self._cache = OrderedDict()
         self._lock = threading.Lock()
 
@@ -278,22 +280,24 @@ class TrustStore:
     def _candidates(
         self, leaf: x509.Certificate, leaf_der: bytes, forwarded: Iterable[bytes]
     ) -> list[x509.Certificate]:
-        """Forwarded intermediates that could be issuers on the way up from the leaf."""
-        seen_der: set[bytes] = set()
-        seen_identity: set[tuple[bytes, bytes]] = set()
+        """Forwarded intermediates that could be issuers on the way up from the leaf.
+
+        Only byte-identical copies are dropped (of each other, of the leaf, of a configured
+        anchor or intermediate): two certificates with the same subject and key may differ
+        in validity or constraints (a cross-certificate and its renewal), and the verifier
+        must see both to find the chain that holds."""
+        seen_der: set[bytes] = {leaf_der, *self._known_der}
         cas: list[x509.Certificate] = []
         for der in forwarded:
-            if der in seen_der or der == leaf_der:
+            if der in seen_der:
                 continue
             seen_der.add(der)
             try:
                 cert = x509.load_der_x509_certificate(der)
-                identity = (cert.subject.public_bytes(), _spki(cert))
             except Exception:
                 continue
-            if identity in seen_identity or not _is_ca(cert):
+            if not _is_ca(cert):
                 continue
-            seen_identity.add(identity)
             cas.append(cert)
         # keep only certificates reachable by issuer name from the leaf upwards
         wanted = {leaf.issuer.public_bytes()}
@@ -446,12 +450,6 @@ def _is_ca(cert: x509.Certificate) -> bool:
     except Exception:
         return False
     return bool(constraints.ca)
-
-
-def _spki(cert: x509.Certificate) -> bytes:
-    return cert.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
 
 
 def _signed_by(crl: x509.CertificateRevocationList, issuer: x509.Certificate) -> bool:

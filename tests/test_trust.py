@@ -1258,9 +1258,10 @@ def test_hostile_forwarded_chain_is_cut_down(tmp_path: Path, pki: Pki) -> None:
     store = policy.trust
     assert store is not None
     kept = store._candidates(hostile.leaf.certificate, hostile.leaf.der, hostile.forwarded)
-    # one of the 100 look-alikes (same subject and key), and the mid CA it names as issuer;
-    # no copy, no non-CA, no unrelated CA, not the leaf itself
-    assert kept == [hostile.crafted[0].certificate, hostile.mid.certificate]
+    # the first 8 of the 100 look-alikes (same subject and key, each its own bytes); no
+    # copy, no non-CA, no unrelated CA, not the leaf itself, and no room left for more
+    assert MAX_FORWARDED_CANDIDATES == 8
+    assert kept == [c.certificate for c in hostile.crafted[:8]]
 
     facts = read_certificate(hostile.leaf.der)
     result = within(10, lambda: store.verify(facts, hostile.forwarded, NOW))
@@ -1292,6 +1293,88 @@ def test_hostile_chain_through_a_header(tmp_path: Path, pki: Pki) -> None:
         "undefined",
         f"no trusted chain to check revocation against: {why}",
     )
+
+
+@dataclass(frozen=True)
+class CrossSigned:
+    """Root A (the anchor) cross-signs Root B twice, same subject and key: once expired,
+    once renewed. Root B issues the intermediate that issues the leaf."""
+
+    root_a: IssuedCertificate
+    cross_expired: IssuedCertificate
+    cross_renewed: IssuedCertificate
+    inter: IssuedCertificate
+    leaf: IssuedCertificate
+
+
+@pytest.fixture(scope="module")
+def cross_signed() -> CrossSigned:
+    root_a = make_certificate({"CN": "Root A"}, ca=True, **VALID)
+    root_b_key = ec.generate_private_key(ec.SECP256R1())
+    cross_expired = make_certificate(
+        {"CN": "Root B"},
+        issuer=root_a,
+        ca=True,
+        key=root_b_key,
+        not_before=START,
+        not_after=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+    cross_renewed = make_certificate(
+        {"CN": "Root B"}, issuer=root_a, ca=True, key=root_b_key, **VALID
+    )
+    root_b = IssuedCertificate(cross_renewed.certificate, root_b_key)
+    inter = make_certificate({"CN": "Issuing B"}, issuer=root_b, ca=True, **VALID)
+    leaf = make_certificate({"CN": "cross-client"}, issuer=inter, **VALID)
+    return CrossSigned(root_a, cross_expired, cross_renewed, inter, leaf)
+
+
+@pytest.mark.parametrize("expired_first", [True, False], ids=["expired-first", "renewed-first"])
+def test_forwarded_cross_certificates_with_the_same_subject_and_key_are_all_kept(
+    tmp_path: Path, cross_signed: CrossSigned, expired_first: bool
+) -> None:
+    """[inter, cross_expired, cross_renewed] forwarded used to be denied ("intermediate
+    CN=Root B expired"): the renewal, same subject and key, was dropped as a duplicate."""
+    x = cross_signed
+    crosses = [x.cross_expired.der, x.cross_renewed.der]
+    forwarded = [x.inter.der, *(crosses if expired_first else reversed(crosses))]
+    policy = build(
+        tmp_path,
+        "anchors: [root-a.pem]",
+        {"root-a.pem": x.root_a.pem},
+        head="certificate:\n  source: rfc9440",
+    )
+    decision = policy.evaluate_request(
+        headers=rfc9440_headers(x.leaf.der, forwarded),
+        remote_addr=PEER,
+        path="/orders",
+        now=NOW,
+        explain=True,
+    )
+    assert outcome(decision) == (True, "allowed_by_rule", "trusted")
+    chain = chain_text(
+        ("leaf", x.leaf), ("via", x.inter), ("via", x.cross_renewed), ("anchor", x.root_a)
+    )
+    assert said(decision, "trusted") == ("true", chain)
+
+
+def test_only_byte_identical_forwarded_duplicates_are_dropped(
+    tmp_path: Path, cross_signed: CrossSigned
+) -> None:
+    x = cross_signed
+    policy = build(tmp_path, "anchors: [root-a.pem]", {"root-a.pem": x.root_a.pem})
+    store = policy.trust
+    assert store is not None
+    forwarded = (
+        x.inter.der,
+        x.inter.der,
+        x.cross_expired.der,
+        x.root_a.der,  # the anchor itself: the verifier has it already
+        x.cross_renewed.der,
+        x.cross_expired.der,
+        x.leaf.der,
+    )
+    kept = store._candidates(x.leaf.certificate, x.leaf.der, forwarded)
+    assert kept == [x.inter.certificate, x.cross_expired.certificate, x.cross_renewed.certificate]
 
 
 def test_forwarded_candidates_are_capped(tmp_path: Path, pki: Pki) -> None:
