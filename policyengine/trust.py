@@ -6,11 +6,13 @@ certificate with ``cryptography``'s own path builder (``cryptography.x509.verifi
 configured for client certificates as they are found in the wild:
 
 - the end-entity policy is WebPKI's, except that a subject alternative name may be absent
-  or critical (client certificates often have none, or one beside a subject);
+  or critical (client certificates often have none, or one beside a subject); a
+  certificate with an empty subject must still have one, marked critical;
 - with ``client_auth_eku: required`` the extended key usage must be present and hold
   clientAuth; with ``optional`` it may be absent, but when present it must hold clientAuth
-  (a serverAuth-only certificate never passes). ``ExtensionPolicy.permit_all()`` is not
-  used: it would silently drop that check.
+  (a serverAuth-only certificate never passes). Either way it must not be critical, as in
+  the WebPKI policy. ``ExtensionPolicy.permit_all()`` is not used: it would silently drop
+  those checks.
 
 Forwarded intermediates are attacker-controlled. Before path building they are capped,
 stripped of byte-identical copies, and of certificates that cannot be issuers (not CAs, or
@@ -267,14 +269,17 @@ class TrustStore:
 
     def _ee_policy(self) -> verification.ExtensionPolicy:
         policy = verification.ExtensionPolicy.webpki_defaults_ee().may_be_present(
-            x509.SubjectAlternativeName, verification.Criticality.AGNOSTIC, None
+            x509.SubjectAlternativeName, verification.Criticality.AGNOSTIC, _names_someone
         )
+        # the extended key usage must not be critical, as in cryptography's own policy
         if self.settings.client_auth_eku == "required":
             return policy.require_present(
-                x509.ExtendedKeyUsage, verification.Criticality.AGNOSTIC, _require_client_auth
+                x509.ExtendedKeyUsage,
+                verification.Criticality.NON_CRITICAL,
+                _require_client_auth,
             )
         return policy.may_be_present(
-            x509.ExtendedKeyUsage, verification.Criticality.AGNOSTIC, _client_auth_if_present
+            x509.ExtendedKeyUsage, verification.Criticality.NON_CRITICAL, _client_auth_if_present
         )
 
     def _candidates(
@@ -327,6 +332,11 @@ class TrustStore:
             return f"the certificate expired on {format_time(leaf.not_valid_after_utc)}"
         if leaf.not_valid_before_utc > now:
             return f"the certificate is not valid before {format_time(leaf.not_valid_before_utc)}"
+        if "2.5.29.37" in message and "criticality" in message:
+            return (
+                "the certificate's extended key usage is marked critical, which is refused "
+                "(as cryptography's verifier does)"
+            )
         if "clientAuth" in message or "required EKU" in message or "2.5.29.37" in message:
             try:
                 usage = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
@@ -473,8 +483,28 @@ def _client_auth_if_present(
         _require_client_auth(policy, cert, usage)
 
 
+def _names_someone(
+    policy: verification.Policy, cert: x509.Certificate, names: x509.SubjectAlternativeName | None
+) -> None:
+    """A subject alternative name may be absent, or critical, but a certificate with an
+    empty subject must carry one, marked critical (RFC 5280 4.2.1.6): else it names no one."""
+    if len(cert.subject) > 0:
+        return
+    if names is None:
+        raise ValueError(
+            "the certificate names no one: its subject is empty and it has no subject "
+            "alternative name"
+        )
+    if not cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).critical:
+        raise ValueError(
+            "the certificate's subject is empty, so its subject alternative name must be "
+            "marked critical (RFC 5280 4.2.1.6), and it is not"
+        )
+
+
 def _plain_verifier_message(message: str) -> str:
     text = message.removeprefix("validation failed: ").removeprefix("fatal error: ")
+    text = text.removeprefix("Python extension validator failed: ValueError: ")
     cut = text.find(" (encountered processing")
     if cut >= 0:
         text = text[:cut]

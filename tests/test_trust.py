@@ -175,6 +175,44 @@ def client_with_san(
     return IssuedCertificate(certificate, key)
 
 
+def client_certificate(
+    issuer: IssuedCertificate,
+    subject: x509.Name,
+    names: Sequence[x509.GeneralName] | None = None,
+    *,
+    san_critical: bool = False,
+    eku_critical: bool = False,
+) -> IssuedCertificate:
+    """A clientAuth leaf with exactly the subject given (empty allowed), a SAN only when
+    ``names`` is given, and the criticality of each extension as asked."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer.certificate.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(START)
+        .not_valid_after(FAR)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=eku_critical
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                issuer.key.public_key()  # type: ignore[arg-type]
+            ),
+            critical=False,
+        )
+    )
+    if names is not None:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName(list(names)), critical=san_critical
+        )
+    certificate = builder.sign(issuer.key, hashes.SHA256())  # type: ignore[arg-type]
+    return IssuedCertificate(certificate, key)
+
+
 # -- policies on disk ------------------------------------------------------------------------
 
 
@@ -499,6 +537,57 @@ def test_leaf_without_eku(tmp_path: Path, pki: Pki) -> None:
     chain = chain_text(("leaf", bare), ("via", pki.issuing), ("anchor", pki.root))
     assert said(decision, "trusted") == ("true", chain)
     assert said(decision, "revoked") == ("false", OFF)
+
+
+@pytest.mark.parametrize("eku", ["required", "optional"])
+def test_a_critical_client_auth_eku_is_refused(tmp_path: Path, pki: Pki, eku: str) -> None:
+    """cryptography's verifier refuses a critical extended key usage; policyengine used to
+    accept one holding clientAuth, undocumented. Refused now, with either setting."""
+    critical = client_certificate(pki.issuing, make_name({"CN": "critical-eku"}), eku_critical=True)
+    files = {"root.pem": pki.root.pem, "issuing.pem": pki.issuing.pem}
+    trust = f"anchors: [root.pem]\nintermediates: [issuing.pem]\nclient_auth_eku: {eku}"
+    policy = build(tmp_path, trust, files)
+    refused(
+        policy,
+        critical,
+        "the certificate's extended key usage is marked critical, which is refused "
+        "(as cryptography's verifier does)",
+    )
+    plain = client_certificate(pki.issuing, make_name({"CN": "plain-eku"}))
+    assert outcome(decide(policy, plain)) == (True, "allowed_by_rule", "trusted")
+
+
+def test_a_leaf_with_an_empty_subject_must_have_a_critical_san(tmp_path: Path, pki: Pki) -> None:
+    """A SAN may be absent (client certificates often have none) or critical, but a leaf
+    with an empty subject and no SAN names no one: it used to be trusted. With an empty
+    subject, RFC 5280 wants the SAN present and critical."""
+    files = {"root.pem": pki.root.pem, "issuing.pem": pki.issuing.pem}
+    policy = build(tmp_path, "anchors: [root.pem]\nintermediates: [issuing.pem]", files)
+    nobody = client_certificate(pki.issuing, x509.Name([]))
+    refused(
+        policy,
+        nobody,
+        "the certificate names no one: its subject is empty and it has no subject alternative name",
+    )
+    mail = [x509.RFC822Name("orders@contoso.com")]
+    loose = client_certificate(pki.issuing, x509.Name([]), mail)
+    refused(
+        policy,
+        loose,
+        "the certificate's subject is empty, so its subject alternative name must be "
+        "marked critical (RFC 5280 4.2.1.6), and it is not",
+    )
+    named = client_certificate(pki.issuing, x509.Name([]), mail, san_critical=True)
+    decision = decide(policy, named)
+    assert outcome(decision) == (True, "allowed_by_rule", "trusted")
+    chain = chain_text(("leaf", named), ("via", pki.issuing), ("anchor", pki.root))
+    assert said(decision, "trusted") == ("true", chain)
+    # a subject without a SAN, and a SAN marked critical beside a subject, stay accepted
+    for leaf in (
+        client_certificate(pki.issuing, make_name({"CN": "no-san"})),
+        client_certificate(pki.issuing, make_name({"CN": "critical-san"}), mail, san_critical=True),
+    ):
+        assert outcome(decide(policy, leaf)) == (True, "allowed_by_rule", "trusted")
 
 
 def test_ca_certificate_as_the_leaf(tmp_path: Path, pki: Pki) -> None:
