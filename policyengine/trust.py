@@ -44,6 +44,7 @@ from policyengine.certificate import (
     CertificateFacts,
     read_certificate,
 )
+from policyengine.constraints import name_constraint_violation
 from policyengine.values import format_serial, format_time
 
 __all__ = [
@@ -243,6 +244,9 @@ class TrustStore:
             if now < leaf.not_before < until:
                 until = leaf.not_before  # a certificate about to become valid is not kept out
             return _Cached(TrustResult(False, reason), now, until)
+        violation = name_constraint_violation(built.chain)
+        if violation:  # what the verifier leaves out: subjects, and directoryName subtrees
+            return _Cached(TrustResult(False, violation), now, now + _FAILURE_TTL)
         chain = tuple(read_certificate(c) for c in built.chain)
         valid_from = max(c.not_before for c in chain)
         # the verifier compares whole seconds: valid through the last second of not_after

@@ -24,7 +24,7 @@ from conftest import NOW, POLICIES
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from policyengine import Decision, Policy, load_policy, read_certificate
 from policyengine.errors import PolicyCheckError, PolicyFileError
@@ -119,13 +119,19 @@ def crl(
 
 
 def constrained_ca(
-    issuer: IssuedCertificate, name: str, constraints: x509.NameConstraints
+    issuer: IssuedCertificate,
+    name: str,
+    constraints: x509.NameConstraints,
+    *,
+    critical: bool = True,
+    subject: Mapping[str, str] | None = None,
 ) -> IssuedCertificate:
-    """A CA carrying a critical NameConstraints extension (make_certificate has none)."""
+    """A CA carrying a NameConstraints extension, critical unless asked (make_certificate
+    has none); its subject is CN=``name`` unless ``subject`` says otherwise."""
     key = ec.generate_private_key(ec.SECP256R1())
     certificate = (
         x509.CertificateBuilder()
-        .subject_name(make_name({"CN": name}))
+        .subject_name(make_name(subject or {"CN": name}))
         .issuer_name(issuer.certificate.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
@@ -143,7 +149,7 @@ def constrained_ca(
             ),
             critical=False,
         )
-        .add_extension(constraints, critical=True)
+        .add_extension(constraints, critical=critical)
         .sign(issuer.key, hashes.SHA256())  # type: ignore[arg-type]
     )
     return IssuedCertificate(certificate, key)
@@ -662,6 +668,195 @@ def test_name_constraints(tmp_path: Path, pki: Pki) -> None:
         dn_inside,
         "critical nameConstraints extension contains an unsupported directoryName constraint",
     )
+
+
+def permitting(*names: x509.GeneralName) -> x509.NameConstraints:
+    return x509.NameConstraints(permitted_subtrees=list(names), excluded_subtrees=None)
+
+
+def excluding(*names: x509.GeneralName) -> x509.NameConstraints:
+    return x509.NameConstraints(permitted_subtrees=None, excluded_subtrees=list(names))
+
+
+def email_name(*addresses: str, cn: str | None = None) -> x509.Name:
+    attributes = [x509.NameAttribute(NameOID.COMMON_NAME, cn)] if cn else []
+    attributes += [x509.NameAttribute(NameOID.EMAIL_ADDRESS, a) for a in addresses]
+    return x509.Name(attributes)
+
+
+def constrained_policy(folder: Path, pki: Pki, *cas: IssuedCertificate) -> Policy:
+    files = {"root.pem": pki.root.pem, "cas.pem": pem(*cas)}
+    return build(folder, "anchors: [root.pem]\nintermediates: [cas.pem]", files)
+
+
+def test_a_san_less_leaf_is_bound_by_dns_name_constraints_through_its_cn(
+    tmp_path: Path, pki: Pki
+) -> None:
+    """A CA constrained to contoso.com issued CN=www.evil.com without a SAN and it was
+    trusted; the CN reads as a host name, so it is checked as OpenSSL does."""
+    ca = constrained_ca(pki.root, "Contoso Only CA", permitting(x509.DNSName("contoso.com")))
+    policy = constrained_policy(tmp_path, pki, ca)
+    refused(
+        policy,
+        client_certificate(ca, make_name({"CN": "www.evil.com"})),
+        "permitted subtree violation: the certificate's subject CN www.evil.com is outside "
+        "the DNS name constraints of CN=Contoso Only CA (permitted: contoso.com)",
+    )
+    # a SAN without a dNSName leaves the CN as the host name: still checked
+    mail = [x509.RFC822Name("orders@contoso.com")]
+    refused(
+        policy,
+        client_certificate(ca, make_name({"CN": "www.evil.com"}), mail),
+        "permitted subtree violation: the certificate's subject CN www.evil.com is outside "
+        "the DNS name constraints of CN=Contoso Only CA (permitted: contoso.com)",
+    )
+    for trusted in (
+        client_certificate(ca, make_name({"CN": "api.contoso.com"})),  # within
+        client_certificate(ca, make_name({"CN": "Contoso.COM."})),  # the apex, any case
+        client_certificate(ca, make_name({"CN": "orders client"})),  # not a host name
+        client_certificate(ca, make_name({"CN": "orders-client"})),  # one label: no host
+    ):
+        decision = decide(policy, trusted)
+        assert outcome(decision) == (True, "allowed_by_rule", "trusted"), trusted
+        chain = chain_text(("leaf", trusted), ("via", ca), ("anchor", pki.root))
+        assert said(decision, "trusted") == ("true", chain)
+
+    (tmp_path / "excluded").mkdir()
+    banned = constrained_ca(pki.root, "No Evil CA", excluding(x509.DNSName("evil.com")))
+    policy = constrained_policy(tmp_path / "excluded", pki, banned)
+    refused(
+        policy,
+        client_certificate(banned, make_name({"CN": "www.evil.com"})),
+        "excluded subtree violation: the certificate's subject CN www.evil.com is within the "
+        "excluded DNS name constraint evil.com of CN=No Evil CA",
+    )
+    ok = client_certificate(banned, make_name({"CN": "www.contoso.com"}))
+    assert outcome(decide(policy, ok)) == (True, "allowed_by_rule", "trusted")
+
+
+def test_a_subject_email_address_is_bound_by_email_name_constraints(
+    tmp_path: Path, pki: Pki
+) -> None:
+    ca = constrained_ca(pki.root, "Contoso Mail CA", permitting(x509.RFC822Name("contoso.com")))
+    policy = constrained_policy(tmp_path, pki, ca)
+    refused(
+        policy,
+        client_certificate(ca, email_name("a@evil.com")),
+        "permitted subtree violation: the certificate's subject emailAddress a@evil.com is "
+        "outside the email name constraints of CN=Contoso Mail CA (permitted: contoso.com)",
+    )
+    # RFC 5280: a host constraint holds mailboxes at that host, not below it
+    refused(
+        policy,
+        client_certificate(ca, email_name("a@mail.contoso.com")),
+        "permitted subtree violation: the certificate's subject emailAddress "
+        "a@mail.contoso.com is outside the email name constraints of CN=Contoso Mail CA "
+        "(permitted: contoso.com)",
+    )
+    inside = client_certificate(ca, email_name("a@Contoso.com", cn="Alice"))
+    assert outcome(decide(policy, inside)) == (True, "allowed_by_rule", "trusted")
+
+    (tmp_path / "excluded").mkdir()
+    banned = constrained_ca(pki.root, "No Evil Mail CA", excluding(x509.RFC822Name(".evil.com")))
+    policy = constrained_policy(tmp_path / "excluded", pki, banned)
+    refused(
+        policy,
+        client_certificate(banned, email_name("a@mail.evil.com")),
+        "excluded subtree violation: the certificate's subject emailAddress a@mail.evil.com "
+        "is within the excluded email name constraint .evil.com of CN=No Evil Mail CA",
+    )
+    ok = client_certificate(banned, email_name("a@evil.com"))  # the host, not below it
+    assert outcome(decide(policy, ok)) == (True, "allowed_by_rule", "trusted")
+
+
+def test_a_non_critical_directory_name_constraint_binds_every_subject(
+    tmp_path: Path, pki: Pki
+) -> None:
+    """cryptography's verifier refuses a critical directoryName constraint and ignored a
+    non-critical one: O=Fabrikam was trusted under a CA permitting only O=Contoso Ltd."""
+    contoso = x509.DirectoryName(make_name({"O": "Contoso Ltd"}))
+    ca = constrained_ca(
+        pki.root,
+        "Contoso DN CA",
+        permitting(contoso),
+        critical=False,
+        subject={"O": "Contoso Ltd", "CN": "Contoso DN CA"},
+    )
+    policy = constrained_policy(tmp_path, pki, ca)
+    outside = "permitted subtree violation: the certificate's subject CN=x,O=Fabrikam is outside"
+    dn = "the directoryName name constraints of CN=Contoso DN CA,O=Contoso Ltd"
+    refused(
+        policy,
+        client_certificate(ca, make_name({"O": "Fabrikam", "CN": "x"})),
+        f"{outside} {dn} (permitted: O=Contoso Ltd)",
+    )
+    # a SAN does not exempt the subject
+    with_san = client_certificate(
+        ca, make_name({"O": "Fabrikam", "CN": "x"}), [x509.DNSName("api.contoso.com")]
+    )
+    refused(policy, with_san, f"{outside} {dn} (permitted: O=Contoso Ltd)")
+    refused(
+        policy,
+        client_certificate(
+            ca,
+            make_name({"O": "Contoso Ltd", "CN": "y"}),
+            [x509.DirectoryName(make_name({"O": "Fabrikam"}))],
+        ),
+        # a directoryName SAN under a directoryName constraint: the verifier refuses it
+        "no chain to an anchor could be built (candidates exhausted: unsupported name constraint)",
+    )
+    for name in ({"O": "Contoso Ltd", "CN": "inside"}, {"O": "contoso  ltd", "CN": "spaced"}):
+        inside = client_certificate(ca, make_name(name))
+        assert outcome(decide(policy, inside)) == (True, "allowed_by_rule", "trusted"), name
+
+    # the root's constraint binds the intermediate's subject too
+    (tmp_path / "root").mkdir()
+    root = constrained_ca(
+        pki.root,
+        "unused",
+        excluding(x509.DirectoryName(make_name({"O": "Fabrikam"}))),
+        critical=False,
+        subject={"O": "Test PKI", "CN": "Constrained Root"},
+    )
+    fabrikam_ca = make_certificate(
+        {"O": "Fabrikam", "CN": "Fabrikam CA"},
+        issuer=root,
+        ca=True,
+        **VALID,
+    )
+    files = {"root.pem": root.pem, "ca.pem": fabrikam_ca.pem}
+    policy = build(tmp_path / "root", "anchors: [root.pem]\nintermediates: [ca.pem]", files)
+    refused(
+        policy,
+        make_certificate({"O": "Contoso Ltd", "CN": "z"}, issuer=fabrikam_ca, **VALID),
+        "excluded subtree violation: intermediate CN=Fabrikam CA,O=Fabrikam's subject "
+        "CN=Fabrikam CA,O=Fabrikam is within the excluded directoryName name constraint "
+        "O=Fabrikam of CN=Constrained Root,O=Test PKI",
+    )
+
+
+def test_too_many_names_under_too_many_constraints_are_refused(tmp_path: Path, pki: Pki) -> None:
+    """As OpenSSL bounds its check, so does policyengine: 300 names x 300 constraints."""
+    ca = constrained_ca(
+        pki.root,
+        "Busy CA",
+        permitting(*(x509.DNSName(f"d{n}.contoso.com") for n in range(300))),
+    )
+    crowded = x509.Name(
+        [x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, f"unit {n}") for n in range(299)]
+        + [x509.NameAttribute(NameOID.COMMON_NAME, "d1.contoso.com")]
+    )
+    policy = constrained_policy(tmp_path, pki, ca)
+    leaf = client_certificate(ca, crowded)
+    decision = within(10, lambda: decide(policy, leaf))
+    why = (
+        "the certificate has 300 names and CN=Busy CA has 300 name constraints: more than "
+        "65536 checks, refused"
+    )
+    assert outcome(decision) == (False, "no_matching_rule", None)
+    assert said(decision, "trusted") == ("false", why)
+    few = client_certificate(ca, make_name({"OU": "unit", "CN": "d1.contoso.com"}))
+    assert outcome(decide(policy, few)) == (True, "allowed_by_rule", "trusted")
 
 
 def test_max_chain_depth(tmp_path: Path, pki: Pki) -> None:
