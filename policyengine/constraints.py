@@ -38,6 +38,9 @@ _DNS_NAME = re.compile(rf"(?:\*\.)?(?:{_LABEL}\.)+{_LABEL}\.?", re.IGNORECASE)
 """Two labels or more of letters, digits, ``-`` and ``_``, maybe a leading ``*.``: a CN
 that reads as a host name (``www.evil.com``), not one that names a person or a service."""
 
+_NAME_CONSTRAINTS_OID = b"\x06\x03\x55\x1d\x1e"
+"""The DER of OID 2.5.29.30: a CA whose signed bytes lack it has no name constraints."""
+
 _KINDS = {x509.DNSName: "DNS", x509.RFC822Name: "email", x509.DirectoryName: "directoryName"}
 
 
@@ -46,6 +49,8 @@ def name_constraint_violation(chain: Sequence[x509.Certificate]) -> str:
     try:
         for index in range(1, len(chain)):
             ca = chain[index]
+            if _NAME_CONSTRAINTS_OID not in ca.tbs_certificate_bytes:
+                continue  # no name constraints: nothing to read
             try:
                 extensions = ca.extensions
             except Exception as exc:  # the verifier read it, the Python layer cannot

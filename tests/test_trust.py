@@ -24,7 +24,7 @@ from conftest import NOW, POLICIES
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
 
 from policyengine import Decision, Policy, load_policy, read_certificate
 from policyengine.errors import PolicyCheckError, PolicyFileError
@@ -832,6 +832,61 @@ def test_a_non_critical_directory_name_constraint_binds_every_subject(
         "excluded subtree violation: intermediate CN=Fabrikam CA,O=Fabrikam's subject "
         "CN=Fabrikam CA,O=Fabrikam is within the excluded directoryName name constraint "
         "O=Fabrikam of CN=Constrained Root,O=Test PKI",
+    )
+
+
+def der_tlv(tag: int, body: bytes) -> bytes:
+    size = len(body)
+    if size < 128:
+        return bytes([tag, size]) + body
+    length = size.to_bytes((size.bit_length() + 7) // 8, "big")
+    return bytes([tag, 0x80 | len(length)]) + length + body
+
+
+def test_a_constrained_ca_whose_extensions_cannot_be_read_is_refused(
+    tmp_path: Path, pki: Pki
+) -> None:
+    """The verifier accepts an AKI naming the issuer without its serial; cryptography's
+    Python layer cannot represent it, so the CA's name constraints cannot be read back:
+    the chain is refused rather than trusted unchecked."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    key_id = x509.SubjectKeyIdentifier.from_public_key(
+        pki.root.key.public_key()  # type: ignore[arg-type]
+    ).digest
+    issuer_only = der_tlv(
+        0x30,
+        der_tlv(0x80, key_id)
+        + der_tlv(0xA1, der_tlv(0xA4, pki.root.certificate.subject.public_bytes())),
+    )
+    odd = (
+        x509.CertificateBuilder()
+        .subject_name(make_name({"CN": "Odd CA"}))
+        .issuer_name(pki.root.certificate.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(START)
+        .not_valid_after(FAR)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(
+            x509.UnrecognizedExtension(ExtensionOID.AUTHORITY_KEY_IDENTIFIER, issuer_only),
+            critical=False,
+        )
+        .add_extension(permitting(x509.DNSName("contoso.com")), critical=True)
+        .sign(pki.root.key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+    ca = IssuedCertificate(odd, key)
+    policy = constrained_policy(tmp_path, pki, ca)
+    refused(
+        policy,
+        make_certificate({"CN": "www.evil.com"}, issuer=ca, **VALID),
+        "the extensions of intermediate CN=Odd CA cannot be read (authority_cert_issuer and "
+        "authority_cert_serial_number must both be present or both None), so its name "
+        "constraints cannot be checked",
     )
 
 

@@ -44,16 +44,15 @@ PROFILE_CHECKS = {
     "rfc5280::aki::intermediate-missing-aki": "AKI presence on an intermediate",
     "rfc5280::ski::root-missing-ski": "SKI presence on a root",
     "rfc5280::ski::intermediate-missing-ski": "SKI presence on an intermediate",
+    "webpki::aki::root-with-aki-authoritycertissuer": "the form of a root's AKI",
+    "webpki::aki::root-with-aki-authoritycertserialnumber": "the form of a root's AKI",
     "webpki::aki::root-with-aki-all-fields": "the form of a root's AKI",
     "webpki::aki::root-with-aki-ski-mismatch": "a root's AKI against its SKI",
     "webpki::forbidden-rsa-not-divisible-by-8-in-root": "a root's RSA modulus length",
 }
 """Certificate-profile rules that cryptography's verifier does not enforce (its own limbo
 harness skips these ids, like Go and rustls-webpki); none is a path, validity, constraint
-or signature question. Its harness skips webpki::aki::root-with-aki-authoritycertissuer
-and -authoritycertserialnumber too, but those are kept: ``cryptography``'s Python layer
-cannot read an AKI with only one of the two fields, so policyengine cannot tell whether
-that root constrains names, and refuses the chain, as limbo expects."""
+or signature question."""
 
 PROFILE_FEATURES = {
     "pedantic-rfc5280",
