@@ -14,6 +14,10 @@ configured for client certificates as they are found in the wild:
   the WebPKI policy. ``ExtensionPolicy.permit_all()`` is not used: it would silently drop
   those checks.
 
+A chain the verifier built is then held to the name constraints it does not apply (a
+SAN-less leaf's CN and emailAddress, subjects under directoryName subtrees): see
+:mod:`policyengine.constraints`.
+
 Forwarded intermediates are attacker-controlled. Before path building they are capped,
 stripped of byte-identical copies, and of certificates that cannot be issuers (not CAs, or
 naming no issuer on the way up from the leaf). ``cryptography`` 49 and newer also bound the
