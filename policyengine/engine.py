@@ -99,7 +99,9 @@ _new = tuple.__new__
 (a Python function): for the decisions and traces made on every request."""
 _NO_EXCLUSION_PATHS = Step("path", "pass", "the policy has no exclusion paths")
 _NO_CERTIFICATE = Step("certificate", "pass", "no certificate was presented")
-_TICK = timedelta(microseconds=1)
+_TICK = timedelta(seconds=1)
+"""The evaluation time is compared with X.509 times (whole seconds) to the second: past
+``not_after`` is ``now >= not_after + 1 s`` (see ``catalog._SECOND``)."""
 _EARLIEST = datetime.min.replace(tzinfo=UTC)
 _LATEST = datetime.max.replace(tzinfo=UTC)
 
@@ -647,8 +649,9 @@ class Policy:
         now = ctx.now
         decision = self._scan(ctx, facts)
         try:
-            # every time predicate is a comparison of now with one of these instants
-            # (`now > notAfter` is `now >= notAfter + 1µs`: datetimes count microseconds)
+            # every time predicate is a comparison of now with one of these instants, all
+            # whole seconds (past notAfter is `now >= notAfter + 1 s`), so a time compared
+            # with the span as given decides as its whole second does
             after = facts.not_after
             instants = [facts.not_before, after, after + _TICK]
             if windows:

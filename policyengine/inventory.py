@@ -410,7 +410,7 @@ def _decide(
         subject=_fact(lambda: facts.subject),
         sha256=facts.sha256,
         expiring=not_after is not None and at <= not_after <= horizon,
-        expired=not_after is not None and not_after < at,
+        expired=not_after is not None and at >= not_after + timedelta(seconds=1),
     )
 
 

@@ -6,16 +6,22 @@ certificate with ``cryptography``'s own path builder (``cryptography.x509.verifi
 configured for client certificates as they are found in the wild:
 
 - the end-entity policy is WebPKI's, except that a subject alternative name may be absent
-  or critical (client certificates often have none, or one beside a subject);
+  or critical (client certificates often have none, or one beside a subject); a
+  certificate with an empty subject must still have one, marked critical;
 - with ``client_auth_eku: required`` the extended key usage must be present and hold
   clientAuth; with ``optional`` it may be absent, but when present it must hold clientAuth
-  (a serverAuth-only certificate never passes). ``ExtensionPolicy.permit_all()`` is not
-  used: it would silently drop that check.
+  (a serverAuth-only certificate never passes). Either way it must not be critical, as in
+  the WebPKI policy. ``ExtensionPolicy.permit_all()`` is not used: it would silently drop
+  those checks.
+
+A chain the verifier built is then held to the name constraints it does not apply (a
+SAN-less leaf's CN and emailAddress, subjects under directoryName subtrees): see
+:mod:`policyengine.constraints`.
 
 Forwarded intermediates are attacker-controlled. Before path building they are capped,
-de-duplicated (by DER, and by subject and key), and stripped of certificates that cannot be
-issuers (not CAs, or naming no issuer on the way up from the leaf). ``cryptography`` 49 and
-newer also bound the signature checks a path search may do.
+stripped of byte-identical copies, and of certificates that cannot be issuers (not CAs, or
+naming no issuer on the way up from the leaf). ``cryptography`` 49 and newer also bound the
+signature checks a path search may do.
 
 Revocation (``revocation: mode``) checks every certificate below the anchor (``check:
 chain``) or the leaf alone (``check: leaf``). For each, the newest complete CRL of its issuer
@@ -49,6 +55,7 @@ from policyengine.certificate import (
     CertificateFacts,
     read_certificate,
 )
+from policyengine.constraints import name_constraint_violation
 from policyengine.values import format_serial, format_time
 
 __all__ = [
@@ -65,6 +72,8 @@ REVOCATION_CHECKS = ("chain", "leaf")
 MAX_FORWARDED_CANDIDATES = 8
 """At most this many forwarded intermediates reach the path builder."""
 _FAILURE_TTL = timedelta(seconds=60)
+_SECOND = timedelta(seconds=1)
+"""Validity is compared to the second, as the verifier does (X.509 times are whole seconds)."""
 
 
 class TrustError(Exception):
@@ -107,7 +116,14 @@ class TrustResult:
     def describe_chain(self) -> str:
         parts = []
         for index, facts in enumerate(self.chain):
-            role = "anchor" if index == len(self.chain) - 1 else "leaf" if index == 0 else "via"
+            last = index == len(self.chain) - 1
+            role = (
+                ("leaf and anchor" if last else "leaf")
+                if index == 0
+                else "anchor"
+                if last
+                else "via"
+            )
             summary = facts.summary()
             parts.append(
                 f"{role} {summary['subject']} (sha256 {summary['fingerprint.sha256'][:16]}…, "
@@ -224,12 +240,14 @@ class TrustStore:
     cache_size: int = 4096
     _store: verification.Store = field(init=False)
     _known: tuple[x509.Certificate, ...] = field(init=False)
+    _known_der: frozenset[bytes] = field(init=False)
     _cache: OrderedDict[tuple[bytes, tuple[bytes, ...]], _Cached] = field(init=False)
     _lock: threading.Lock = field(init=False)
 
     def __post_init__(self) -> None:
         self._store = verification.Store(list(self.anchors))
         self._known = self.anchors + self.intermediates
+        self._known_der = frozenset(c.public_bytes(serialization.Encoding.DER) for c in self._known)
         self._cache = OrderedDict()
         self._lock = threading.Lock()
 
@@ -347,9 +365,13 @@ class TrustStore:
             if now < leaf.not_before < until:
                 until = leaf.not_before  # a certificate about to become valid is not kept out
             return _Cached(TrustResult(False, reason), now, until)
+        violation = name_constraint_violation(built.chain)
+        if violation:  # what the verifier leaves out: subjects, and directoryName subtrees
+            return _Cached(TrustResult(False, violation), now, now + _FAILURE_TTL)
         chain = tuple(read_certificate(c) for c in built.chain)
         valid_from = max(c.not_before for c in chain)
-        valid_until = min(c.not_after for c in chain) + timedelta(microseconds=1)
+        # the verifier compares whole seconds: valid through the last second of not_after
+        valid_until = min(c.not_after for c in chain) + _SECOND
         status, detail, next_update = self._revocation(built.chain, now)
         if next_update is not None:
             valid_until = min(valid_until, next_update)
@@ -372,35 +394,40 @@ class TrustStore:
 
     def _ee_policy(self) -> verification.ExtensionPolicy:
         policy = verification.ExtensionPolicy.webpki_defaults_ee().may_be_present(
-            x509.SubjectAlternativeName, verification.Criticality.AGNOSTIC, None
+            x509.SubjectAlternativeName, verification.Criticality.AGNOSTIC, _names_someone
         )
+        # the extended key usage must not be critical, as in cryptography's own policy
         if self.settings.client_auth_eku == "required":
             return policy.require_present(
-                x509.ExtendedKeyUsage, verification.Criticality.AGNOSTIC, _require_client_auth
+                x509.ExtendedKeyUsage,
+                verification.Criticality.NON_CRITICAL,
+                _require_client_auth,
             )
         return policy.may_be_present(
-            x509.ExtendedKeyUsage, verification.Criticality.AGNOSTIC, _client_auth_if_present
+            x509.ExtendedKeyUsage, verification.Criticality.NON_CRITICAL, _client_auth_if_present
         )
 
     def _candidates(
         self, leaf: x509.Certificate, leaf_der: bytes, forwarded: Iterable[bytes]
     ) -> list[x509.Certificate]:
-        """Forwarded intermediates that could be issuers on the way up from the leaf."""
-        seen_der: set[bytes] = set()
-        seen_identity: set[tuple[bytes, bytes]] = set()
+        """Forwarded intermediates that could be issuers on the way up from the leaf.
+
+        Only byte-identical copies are dropped (of each other, of the leaf, of a configured
+        anchor or intermediate): two certificates with the same subject and key may differ
+        in validity or constraints (a cross-certificate and its renewal), and the verifier
+        must see both to find the chain that holds."""
+        seen_der: set[bytes] = {leaf_der, *self._known_der}
         cas: list[x509.Certificate] = []
         for der in forwarded:
-            if der in seen_der or der == leaf_der:
+            if der in seen_der:
                 continue
             seen_der.add(der)
             try:
                 cert = x509.load_der_x509_certificate(der)
-                identity = (cert.subject.public_bytes(), _spki(cert))
             except Exception:
                 continue
-            if identity in seen_identity or not _is_ca(cert):
+            if not _is_ca(cert):
                 continue
-            seen_identity.add(identity)
             cas.append(cert)
         # keep only certificates reachable by issuer name from the leaf upwards
         wanted = {leaf.issuer.public_bytes()}
@@ -426,10 +453,15 @@ class TrustStore:
         message: str,
     ) -> str:
         """The verifier's refusal in plain words, found by walking the names ourselves."""
-        if leaf.not_valid_after_utc < now:
+        if now >= leaf.not_valid_after_utc + _SECOND:
             return f"the certificate expired on {format_time(leaf.not_valid_after_utc)}"
         if leaf.not_valid_before_utc > now:
             return f"the certificate is not valid before {format_time(leaf.not_valid_before_utc)}"
+        if "2.5.29.37" in message and "criticality" in message:
+            return (
+                "the certificate's extended key usage is marked critical, which is refused "
+                "(as cryptography's verifier does)"
+            )
         if "clientAuth" in message or "required EKU" in message or "2.5.29.37" in message:
             try:
                 usage = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
@@ -453,7 +485,7 @@ class TrustStore:
                 )
             issuer = issuers[0]
             name = issuer.subject.rfc4514_string()
-            if issuer.not_valid_after_utc < now:
+            if now >= issuer.not_valid_after_utc + _SECOND:
                 role = "anchor" if issuer in self.anchors else "intermediate"
                 return f"{role} {name} expired on {format_time(issuer.not_valid_after_utc)}"
             if issuer.not_valid_before_utc > now:
@@ -601,12 +633,6 @@ def _is_ca(cert: x509.Certificate) -> bool:
     return bool(constraints.ca)
 
 
-def _spki(cert: x509.Certificate) -> bytes:
-    return cert.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-
-
 _UNDERSTOOD_CRL_EXTENSIONS = frozenset(
     {
         x509.oid.ExtensionOID.AUTHORITY_KEY_IDENTIFIER,
@@ -702,8 +728,28 @@ def _client_auth_if_present(
         _require_client_auth(policy, cert, usage)
 
 
+def _names_someone(
+    policy: verification.Policy, cert: x509.Certificate, names: x509.SubjectAlternativeName | None
+) -> None:
+    """A subject alternative name may be absent, or critical, but a certificate with an
+    empty subject must carry one, marked critical (RFC 5280 4.2.1.6): else it names no one."""
+    if len(cert.subject) > 0:
+        return
+    if names is None:
+        raise ValueError(
+            "the certificate names no one: its subject is empty and it has no subject "
+            "alternative name"
+        )
+    if not cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).critical:
+        raise ValueError(
+            "the certificate's subject is empty, so its subject alternative name must be "
+            "marked critical (RFC 5280 4.2.1.6), and it is not"
+        )
+
+
 def _plain_verifier_message(message: str) -> str:
     text = message.removeprefix("validation failed: ").removeprefix("fatal error: ")
+    text = text.removeprefix("Python extension validator failed: ValueError: ")
     cut = text.find(" (encountered processing")
     if cut >= 0:
         text = text[:cut]

@@ -22,7 +22,7 @@ from conftest import NOW
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from policyengine import load_policy
+from policyengine import load_policy, read_certificate
 from policyengine.cli import main
 from policyengine.inventory import audit, find_certificate_files
 from policyengine.testing import make_certificate
@@ -246,6 +246,17 @@ def test_expiry_window_and_request(inventory: Path) -> None:
     assert not outside.expiring
     later = next(audit(policy, files, at=AT + timedelta(days=11), window=timedelta(days=30)))
     assert later.expired and not later.expiring and later.decision == "deny"
+
+
+def test_expired_is_decided_to_the_second(inventory: Path) -> None:
+    """X.509 times are whole seconds: 5 ms past not_after is not expired yet, 1 s is."""
+    policy = load_policy(inventory / "policy.yaml")
+    files = [str(inventory / "certs" / "nested" / "soon.crt")]
+    ends = read_certificate((inventory / "certs" / "nested" / "soon.crt").read_bytes()).not_after
+    just = next(audit(policy, files, at=ends + timedelta(milliseconds=5), window=timedelta(0)))
+    assert not just.expired
+    past = next(audit(policy, files, at=ends + timedelta(seconds=1), window=timedelta(0)))
+    assert past.expired
 
 
 def test_the_request_path_and_method_reach_the_rules(tmp_path: Path) -> None:

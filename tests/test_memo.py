@@ -86,6 +86,26 @@ def test_every_boundary_in_order_and_back() -> None:
     assert len(seen) >= 3  # the boundaries really change the outcome
 
 
+def test_a_fraction_of_a_second_decides_as_its_whole_second() -> None:
+    """X.509 times are whole seconds and every comparison with them is made to the second:
+    a time 5 ms (or 0.999999 s) past a boundary decides as the boundary's second does, with
+    the memo and without, in either order."""
+    compiled = policy_from_text(policy(*CONDITIONS), "memo.yaml")
+    kept = read_certificate(CERT.der)
+    fractions = (timedelta(milliseconds=5), timedelta(microseconds=999_999))
+    times = sorted(
+        {b + d + f for b in BOUNDARIES for d in (-SECOND, timedelta(0)) for f in fractions}
+    )
+    for now in [*times, *reversed(times)]:
+        whole = now.replace(microsecond=0)
+        expected = compiled.evaluate(read_certificate(CERT.der), now=whole)
+        assert compiled.evaluate(kept, now=now) == expected, now
+        assert compiled.evaluate(read_certificate(CERT.der), now=now) == expected, now
+    expired = policy_from_text(policy("expired"), "expired.yaml")
+    assert not expired.evaluate(CERT.der, now=NOT_AFTER + timedelta(milliseconds=5)).allowed
+    assert expired.evaluate(CERT.der, now=NOT_AFTER + SECOND).allowed
+
+
 def test_the_memo_is_kept_on_the_facts_per_policy() -> None:
     allow = policy_from_text(policy('valid and subject.CN == "api-client"'), "a.yaml")
     deny = policy_from_text(policy('valid and subject.CN == "someone-else"'), "b.yaml")

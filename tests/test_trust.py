@@ -24,7 +24,7 @@ from conftest import NOW, POLICIES
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
 
 from policyengine import Decision, Policy, load_policy, read_certificate
 from policyengine.errors import PolicyCheckError, PolicyFileError, PolicySchemaError
@@ -133,13 +133,19 @@ def crl(
 
 
 def constrained_ca(
-    issuer: IssuedCertificate, name: str, constraints: x509.NameConstraints
+    issuer: IssuedCertificate,
+    name: str,
+    constraints: x509.NameConstraints,
+    *,
+    critical: bool = True,
+    subject: Mapping[str, str] | None = None,
 ) -> IssuedCertificate:
-    """A CA carrying a critical NameConstraints extension (make_certificate has none)."""
+    """A CA carrying a NameConstraints extension, critical unless asked (make_certificate
+    has none); its subject is CN=``name`` unless ``subject`` says otherwise."""
     key = ec.generate_private_key(ec.SECP256R1())
     certificate = (
         x509.CertificateBuilder()
-        .subject_name(make_name({"CN": name}))
+        .subject_name(make_name(subject or {"CN": name}))
         .issuer_name(issuer.certificate.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
@@ -157,7 +163,7 @@ def constrained_ca(
             ),
             critical=False,
         )
-        .add_extension(constraints, critical=True)
+        .add_extension(constraints, critical=critical)
         .sign(issuer.key, hashes.SHA256())  # type: ignore[arg-type]
     )
     return IssuedCertificate(certificate, key)
@@ -186,6 +192,44 @@ def client_with_san(
         .add_extension(x509.SubjectAlternativeName(list(names)), critical=False)
         .sign(issuer.key, hashes.SHA256())  # type: ignore[arg-type]
     )
+    return IssuedCertificate(certificate, key)
+
+
+def client_certificate(
+    issuer: IssuedCertificate,
+    subject: x509.Name,
+    names: Sequence[x509.GeneralName] | None = None,
+    *,
+    san_critical: bool = False,
+    eku_critical: bool = False,
+) -> IssuedCertificate:
+    """A clientAuth leaf with exactly the subject given (empty allowed), a SAN only when
+    ``names`` is given, and the criticality of each extension as asked."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer.certificate.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(START)
+        .not_valid_after(FAR)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=eku_critical
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                issuer.key.public_key()  # type: ignore[arg-type]
+            ),
+            critical=False,
+        )
+    )
+    if names is not None:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName(list(names)), critical=san_critical
+        )
+    certificate = builder.sign(issuer.key, hashes.SHA256())  # type: ignore[arg-type]
     return IssuedCertificate(certificate, key)
 
 
@@ -515,6 +559,57 @@ def test_leaf_without_eku(tmp_path: Path, pki: Pki) -> None:
     assert said(decision, "revoked") == ("false", OFF)
 
 
+@pytest.mark.parametrize("eku", ["required", "optional"])
+def test_a_critical_client_auth_eku_is_refused(tmp_path: Path, pki: Pki, eku: str) -> None:
+    """cryptography's verifier refuses a critical extended key usage; policyengine used to
+    accept one holding clientAuth, undocumented. Refused now, with either setting."""
+    critical = client_certificate(pki.issuing, make_name({"CN": "critical-eku"}), eku_critical=True)
+    files = {"root.pem": pki.root.pem, "issuing.pem": pki.issuing.pem}
+    trust = f"anchors: [root.pem]\nintermediates: [issuing.pem]\nclient_auth_eku: {eku}"
+    policy = build(tmp_path, trust, files)
+    refused(
+        policy,
+        critical,
+        "the certificate's extended key usage is marked critical, which is refused "
+        "(as cryptography's verifier does)",
+    )
+    plain = client_certificate(pki.issuing, make_name({"CN": "plain-eku"}))
+    assert outcome(decide(policy, plain)) == (True, "allowed_by_rule", "trusted")
+
+
+def test_a_leaf_with_an_empty_subject_must_have_a_critical_san(tmp_path: Path, pki: Pki) -> None:
+    """A SAN may be absent (client certificates often have none) or critical, but a leaf
+    with an empty subject and no SAN names no one: it used to be trusted. With an empty
+    subject, RFC 5280 wants the SAN present and critical."""
+    files = {"root.pem": pki.root.pem, "issuing.pem": pki.issuing.pem}
+    policy = build(tmp_path, "anchors: [root.pem]\nintermediates: [issuing.pem]", files)
+    nobody = client_certificate(pki.issuing, x509.Name([]))
+    refused(
+        policy,
+        nobody,
+        "the certificate names no one: its subject is empty and it has no subject alternative name",
+    )
+    mail = [x509.RFC822Name("orders@contoso.com")]
+    loose = client_certificate(pki.issuing, x509.Name([]), mail)
+    refused(
+        policy,
+        loose,
+        "the certificate's subject is empty, so its subject alternative name must be "
+        "marked critical (RFC 5280 4.2.1.6), and it is not",
+    )
+    named = client_certificate(pki.issuing, x509.Name([]), mail, san_critical=True)
+    decision = decide(policy, named)
+    assert outcome(decision) == (True, "allowed_by_rule", "trusted")
+    chain = chain_text(("leaf", named), ("via", pki.issuing), ("anchor", pki.root))
+    assert said(decision, "trusted") == ("true", chain)
+    # a subject without a SAN, and a SAN marked critical beside a subject, stay accepted
+    for leaf in (
+        client_certificate(pki.issuing, make_name({"CN": "no-san"})),
+        client_certificate(pki.issuing, make_name({"CN": "critical-san"}), mail, san_critical=True),
+    ):
+        assert outcome(decide(policy, leaf)) == (True, "allowed_by_rule", "trusted")
+
+
 def test_ca_certificate_as_the_leaf(tmp_path: Path, pki: Pki) -> None:
     ca_leaf = make_certificate(
         {"CN": "sneaky CA"},
@@ -587,6 +682,250 @@ def test_name_constraints(tmp_path: Path, pki: Pki) -> None:
         dn_inside,
         "critical nameConstraints extension contains an unsupported directoryName constraint",
     )
+
+
+def permitting(*names: x509.GeneralName) -> x509.NameConstraints:
+    return x509.NameConstraints(permitted_subtrees=list(names), excluded_subtrees=None)
+
+
+def excluding(*names: x509.GeneralName) -> x509.NameConstraints:
+    return x509.NameConstraints(permitted_subtrees=None, excluded_subtrees=list(names))
+
+
+def email_name(*addresses: str, cn: str | None = None) -> x509.Name:
+    attributes = [x509.NameAttribute(NameOID.COMMON_NAME, cn)] if cn else []
+    attributes += [x509.NameAttribute(NameOID.EMAIL_ADDRESS, a) for a in addresses]
+    return x509.Name(attributes)
+
+
+def constrained_policy(folder: Path, pki: Pki, *cas: IssuedCertificate) -> Policy:
+    files = {"root.pem": pki.root.pem, "cas.pem": pem(*cas)}
+    return build(folder, "anchors: [root.pem]\nintermediates: [cas.pem]", files)
+
+
+def test_a_san_less_leaf_is_bound_by_dns_name_constraints_through_its_cn(
+    tmp_path: Path, pki: Pki
+) -> None:
+    """A CA constrained to contoso.com issued CN=www.evil.com without a SAN and it was
+    trusted; the CN reads as a host name, so it is checked as OpenSSL does."""
+    ca = constrained_ca(pki.root, "Contoso Only CA", permitting(x509.DNSName("contoso.com")))
+    policy = constrained_policy(tmp_path, pki, ca)
+    refused(
+        policy,
+        client_certificate(ca, make_name({"CN": "www.evil.com"})),
+        "permitted subtree violation: the certificate's subject CN www.evil.com is outside "
+        "the DNS name constraints of CN=Contoso Only CA (permitted: contoso.com)",
+    )
+    # a SAN without a dNSName leaves the CN as the host name: still checked
+    mail = [x509.RFC822Name("orders@contoso.com")]
+    refused(
+        policy,
+        client_certificate(ca, make_name({"CN": "www.evil.com"}), mail),
+        "permitted subtree violation: the certificate's subject CN www.evil.com is outside "
+        "the DNS name constraints of CN=Contoso Only CA (permitted: contoso.com)",
+    )
+    for trusted in (
+        client_certificate(ca, make_name({"CN": "api.contoso.com"})),  # within
+        client_certificate(ca, make_name({"CN": "Contoso.COM."})),  # the apex, any case
+        client_certificate(ca, make_name({"CN": "orders client"})),  # not a host name
+        client_certificate(ca, make_name({"CN": "orders-client"})),  # one label: no host
+    ):
+        decision = decide(policy, trusted)
+        assert outcome(decision) == (True, "allowed_by_rule", "trusted"), trusted
+        chain = chain_text(("leaf", trusted), ("via", ca), ("anchor", pki.root))
+        assert said(decision, "trusted") == ("true", chain)
+
+    (tmp_path / "excluded").mkdir()
+    banned = constrained_ca(pki.root, "No Evil CA", excluding(x509.DNSName("evil.com")))
+    policy = constrained_policy(tmp_path / "excluded", pki, banned)
+    refused(
+        policy,
+        client_certificate(banned, make_name({"CN": "www.evil.com"})),
+        "excluded subtree violation: the certificate's subject CN www.evil.com is within the "
+        "excluded DNS name constraint evil.com of CN=No Evil CA",
+    )
+    ok = client_certificate(banned, make_name({"CN": "www.contoso.com"}))
+    assert outcome(decide(policy, ok)) == (True, "allowed_by_rule", "trusted")
+
+
+def test_a_subject_email_address_is_bound_by_email_name_constraints(
+    tmp_path: Path, pki: Pki
+) -> None:
+    ca = constrained_ca(pki.root, "Contoso Mail CA", permitting(x509.RFC822Name("contoso.com")))
+    policy = constrained_policy(tmp_path, pki, ca)
+    refused(
+        policy,
+        client_certificate(ca, email_name("a@evil.com")),
+        "permitted subtree violation: the certificate's subject emailAddress a@evil.com is "
+        "outside the email name constraints of CN=Contoso Mail CA (permitted: contoso.com)",
+    )
+    # RFC 5280: a host constraint holds mailboxes at that host, not below it
+    refused(
+        policy,
+        client_certificate(ca, email_name("a@mail.contoso.com")),
+        "permitted subtree violation: the certificate's subject emailAddress "
+        "a@mail.contoso.com is outside the email name constraints of CN=Contoso Mail CA "
+        "(permitted: contoso.com)",
+    )
+    inside = client_certificate(ca, email_name("a@Contoso.com", cn="Alice"))
+    assert outcome(decide(policy, inside)) == (True, "allowed_by_rule", "trusted")
+
+    (tmp_path / "excluded").mkdir()
+    banned = constrained_ca(pki.root, "No Evil Mail CA", excluding(x509.RFC822Name(".evil.com")))
+    policy = constrained_policy(tmp_path / "excluded", pki, banned)
+    refused(
+        policy,
+        client_certificate(banned, email_name("a@mail.evil.com")),
+        "excluded subtree violation: the certificate's subject emailAddress a@mail.evil.com "
+        "is within the excluded email name constraint .evil.com of CN=No Evil Mail CA",
+    )
+    ok = client_certificate(banned, email_name("a@evil.com"))  # the host, not below it
+    assert outcome(decide(policy, ok)) == (True, "allowed_by_rule", "trusted")
+
+
+def test_a_non_critical_directory_name_constraint_binds_every_subject(
+    tmp_path: Path, pki: Pki
+) -> None:
+    """cryptography's verifier refuses a critical directoryName constraint and ignored a
+    non-critical one: O=Fabrikam was trusted under a CA permitting only O=Contoso Ltd."""
+    contoso = x509.DirectoryName(make_name({"O": "Contoso Ltd"}))
+    ca = constrained_ca(
+        pki.root,
+        "Contoso DN CA",
+        permitting(contoso),
+        critical=False,
+        subject={"O": "Contoso Ltd", "CN": "Contoso DN CA"},
+    )
+    policy = constrained_policy(tmp_path, pki, ca)
+    outside = "permitted subtree violation: the certificate's subject CN=x,O=Fabrikam is outside"
+    dn = "the directoryName name constraints of CN=Contoso DN CA,O=Contoso Ltd"
+    refused(
+        policy,
+        client_certificate(ca, make_name({"O": "Fabrikam", "CN": "x"})),
+        f"{outside} {dn} (permitted: O=Contoso Ltd)",
+    )
+    # a SAN does not exempt the subject
+    with_san = client_certificate(
+        ca, make_name({"O": "Fabrikam", "CN": "x"}), [x509.DNSName("api.contoso.com")]
+    )
+    refused(policy, with_san, f"{outside} {dn} (permitted: O=Contoso Ltd)")
+    refused(
+        policy,
+        client_certificate(
+            ca,
+            make_name({"O": "Contoso Ltd", "CN": "y"}),
+            [x509.DirectoryName(make_name({"O": "Fabrikam"}))],
+        ),
+        # a directoryName SAN under a directoryName constraint: the verifier refuses it
+        "no chain to an anchor could be built (candidates exhausted: unsupported name constraint)",
+    )
+    for name in ({"O": "Contoso Ltd", "CN": "inside"}, {"O": "contoso  ltd", "CN": "spaced"}):
+        inside = client_certificate(ca, make_name(name))
+        assert outcome(decide(policy, inside)) == (True, "allowed_by_rule", "trusted"), name
+
+    # the root's constraint binds the intermediate's subject too
+    (tmp_path / "root").mkdir()
+    root = constrained_ca(
+        pki.root,
+        "unused",
+        excluding(x509.DirectoryName(make_name({"O": "Fabrikam"}))),
+        critical=False,
+        subject={"O": "Test PKI", "CN": "Constrained Root"},
+    )
+    fabrikam_ca = make_certificate(
+        {"O": "Fabrikam", "CN": "Fabrikam CA"},
+        issuer=root,
+        ca=True,
+        **VALID,
+    )
+    files = {"root.pem": root.pem, "ca.pem": fabrikam_ca.pem}
+    policy = build(tmp_path / "root", "anchors: [root.pem]\nintermediates: [ca.pem]", files)
+    refused(
+        policy,
+        make_certificate({"O": "Contoso Ltd", "CN": "z"}, issuer=fabrikam_ca, **VALID),
+        "excluded subtree violation: intermediate CN=Fabrikam CA,O=Fabrikam's subject "
+        "CN=Fabrikam CA,O=Fabrikam is within the excluded directoryName name constraint "
+        "O=Fabrikam of CN=Constrained Root,O=Test PKI",
+    )
+
+
+def der_tlv(tag: int, body: bytes) -> bytes:
+    size = len(body)
+    if size < 128:
+        return bytes([tag, size]) + body
+    length = size.to_bytes((size.bit_length() + 7) // 8, "big")
+    return bytes([tag, 0x80 | len(length)]) + length + body
+
+
+def test_a_constrained_ca_whose_extensions_cannot_be_read_is_refused(
+    tmp_path: Path, pki: Pki
+) -> None:
+    """The verifier accepts an AKI naming the issuer without its serial; cryptography's
+    Python layer cannot represent it, so the CA's name constraints cannot be read back:
+    the chain is refused rather than trusted unchecked."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    key_id = x509.SubjectKeyIdentifier.from_public_key(
+        pki.root.key.public_key()  # type: ignore[arg-type]
+    ).digest
+    issuer_only = der_tlv(
+        0x30,
+        der_tlv(0x80, key_id)
+        + der_tlv(0xA1, der_tlv(0xA4, pki.root.certificate.subject.public_bytes())),
+    )
+    odd = (
+        x509.CertificateBuilder()
+        .subject_name(make_name({"CN": "Odd CA"}))
+        .issuer_name(pki.root.certificate.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(START)
+        .not_valid_after(FAR)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(
+            x509.UnrecognizedExtension(ExtensionOID.AUTHORITY_KEY_IDENTIFIER, issuer_only),
+            critical=False,
+        )
+        .add_extension(permitting(x509.DNSName("contoso.com")), critical=True)
+        .sign(pki.root.key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+    ca = IssuedCertificate(odd, key)
+    policy = constrained_policy(tmp_path, pki, ca)
+    refused(
+        policy,
+        make_certificate({"CN": "www.evil.com"}, issuer=ca, **VALID),
+        "the extensions of intermediate CN=Odd CA cannot be read (authority_cert_issuer and "
+        "authority_cert_serial_number must both be present or both None), so its name "
+        "constraints cannot be checked",
+    )
+
+
+def test_too_many_names_under_too_many_constraints_are_refused(tmp_path: Path, pki: Pki) -> None:
+    """As OpenSSL bounds its check, so does policyengine: 300 names x 300 constraints."""
+    ca = constrained_ca(
+        pki.root,
+        "Busy CA",
+        permitting(*(x509.DNSName(f"d{n}.contoso.com") for n in range(300))),
+    )
+    crowded = x509.Name(
+        [x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, f"unit {n}") for n in range(299)]
+        + [x509.NameAttribute(NameOID.COMMON_NAME, "d1.contoso.com")]
+    )
+    policy = constrained_policy(tmp_path, pki, ca)
+    leaf = client_certificate(ca, crowded)
+    decision = within(10, lambda: decide(policy, leaf))
+    why = (
+        "the certificate has 300 names and CN=Busy CA has 300 name constraints: more than "
+        "65536 checks, refused"
+    )
+    assert outcome(decision) == (False, "no_matching_rule", None)
+    assert said(decision, "trusted") == ("false", why)
+    few = client_certificate(ca, make_name({"OU": "unit", "CN": "d1.contoso.com"}))
+    assert outcome(decide(policy, few)) == (True, "allowed_by_rule", "trusted")
 
 
 def test_max_chain_depth(tmp_path: Path, pki: Pki) -> None:
@@ -1418,6 +1757,36 @@ rules:{PROBES}
         )
 
 
+def test_chain_issuer_of_a_leaf_that_is_its_own_anchor_is_undefined(tmp_path: Path) -> None:
+    """A self-signed client certificate listed as an anchor verifies as a one-certificate
+    chain: `chain.issuer.*` is undefined and says why (it used to be "tuple index out of
+    range", an error in every rule that read it); `chain.root.*` is the leaf itself."""
+    alone = make_certificate({"CN": "standalone", "O": "Contoso Ltd"}, **VALID)
+    rules = """
+rules:
+  - id: by-issuer
+    effect: allow
+    when: trusted and chain.issuer.subject.O == "Contoso Ltd"
+  - id: by-root
+    effect: allow
+    when: chain.length == 1 and chain.root.subject.CN == "standalone"
+"""
+    policy = build(tmp_path, "anchors: [alone.pem]", {"alone.pem": alone.pem}, rules=rules)
+    decision = decide(policy, alone)
+    assert outcome(decision) == (True, "allowed_by_rule", "by-root")
+    assert decision.errors == ()
+    assert said(decision, "trusted") == ("true", chain_text(("leaf and anchor", alone)))
+    assert said(decision, 'chain.issuer.subject.O == "Contoso Ltd"') == (
+        "undefined",
+        "undefined: the trusted chain is the leaf alone (the leaf is itself a trust anchor), "
+        "so nothing issued it",
+    )
+    assert said(decision, "chain.length == 1") == ("true", "got 1")
+    assert said(decision, 'chain.root.subject.CN == "standalone"') == ("true", 'got "standalone"')
+    by_issuer = next(r for r in decision.trace.rules if r.rule == "by-issuer")  # type: ignore[union-attr]
+    assert by_issuer.outcome == "undefined"
+
+
 # -- loading the trust: section -----------------------------------------------------------------
 
 
@@ -1588,6 +1957,58 @@ def test_check_warnings(tmp_path: Path, pki: Pki) -> None:
         tmp_path, trust, files, head="silence: [trusted-anywhere, trust-anchor, trust-crl]"
     )
     assert silent.warnings == ()
+
+
+@pytest.mark.parametrize("past", [timedelta(milliseconds=5), timedelta(microseconds=999_999)])
+def test_a_fraction_of_a_second_past_not_after_is_not_trusted_and_expired_at_once(
+    tmp_path: Path, pki: Pki, past: timedelta
+) -> None:
+    """The verifier compares whole seconds (X.509 times are whole seconds); `valid` and
+    `expired` do too. 5 ms past notAfter, `trusted and expired` used to hold."""
+    ends = datetime(2027, 6, 1, tzinfo=UTC)
+    leaf = make_certificate(
+        {"CN": "short-lived"}, issuer=pki.issuing, not_before=START, not_after=ends
+    )
+    rules = """
+rules:
+  - id: both
+    effect: deny
+    when: trusted and expired
+  - id: fresh
+    effect: allow
+    when: valid and not expired and trusted
+"""
+    files = {"root.pem": pki.root.pem, "issuing.pem": pki.issuing.pem}
+    policy = build(
+        tmp_path, "anchors: [root.pem]\nintermediates: [issuing.pem]", files, rules=rules
+    )
+    inside = (
+        "not_before 2025-01-01T00:00:00Z <= now 2027-06-01T00:00:00Z "
+        "<= not_after 2027-06-01T00:00:00Z"
+    )
+
+    decision = decide(policy, leaf, ends + past)
+    assert outcome(decision) == (True, "allowed_by_rule", "fresh")
+    chain = chain_text(("leaf", leaf), ("via", pki.issuing), ("anchor", pki.root))
+    assert said(decision, "trusted") == ("true", chain)
+    assert said(decision, "expired") == ("false", inside)
+    assert said(decision, "valid") == ("true", inside)
+    # the same without a trace (the decision memo and the trust cache)
+    assert policy.evaluate(leaf.pem, path="/orders", now=ends + past).rule == "fresh"
+
+    later = ends + timedelta(seconds=1)
+    decision = decide(policy, leaf, later)
+    assert outcome(decision) == (False, "no_matching_rule", None)
+    assert said(decision, "trusted") == ("false", "the certificate expired on 2027-06-01T00:00:00Z")
+    assert said(decision, "valid") == (
+        "false",
+        "not_after 2027-06-01T00:00:00Z is before now 2027-06-01T00:00:01Z",
+    )
+    store = policy.trust
+    assert store is not None
+    facts = read_certificate(leaf.der)
+    assert store.verify(facts, (), ends + past).trusted
+    assert not store.verify(facts, (), later).trusted
 
 
 # -- the verification cache ---------------------------------------------------------------------
@@ -1784,9 +2205,10 @@ def test_hostile_forwarded_chain_is_cut_down(tmp_path: Path, pki: Pki) -> None:
     store = policy.trust
     assert store is not None
     kept = store._candidates(hostile.leaf.certificate, hostile.leaf.der, hostile.forwarded)
-    # one of the 100 look-alikes (same subject and key), and the mid CA it names as issuer;
-    # no copy, no non-CA, no unrelated CA, not the leaf itself
-    assert kept == [hostile.crafted[0].certificate, hostile.mid.certificate]
+    # the first 8 of the 100 look-alikes (same subject and key, each its own bytes); no
+    # copy, no non-CA, no unrelated CA, not the leaf itself, and no room left for more
+    assert MAX_FORWARDED_CANDIDATES == 8
+    assert kept == [c.certificate for c in hostile.crafted[:8]]
 
     facts = read_certificate(hostile.leaf.der)
     result = within(10, lambda: store.verify(facts, hostile.forwarded, NOW))
@@ -1818,6 +2240,88 @@ def test_hostile_chain_through_a_header(tmp_path: Path, pki: Pki) -> None:
         "undefined",
         f"no trusted chain to check revocation against: {why}",
     )
+
+
+@dataclass(frozen=True)
+class CrossSigned:
+    """Root A (the anchor) cross-signs Root B twice, same subject and key: once expired,
+    once renewed. Root B issues the intermediate that issues the leaf."""
+
+    root_a: IssuedCertificate
+    cross_expired: IssuedCertificate
+    cross_renewed: IssuedCertificate
+    inter: IssuedCertificate
+    leaf: IssuedCertificate
+
+
+@pytest.fixture(scope="module")
+def cross_signed() -> CrossSigned:
+    root_a = make_certificate({"CN": "Root A"}, ca=True, **VALID)
+    root_b_key = ec.generate_private_key(ec.SECP256R1())
+    cross_expired = make_certificate(
+        {"CN": "Root B"},
+        issuer=root_a,
+        ca=True,
+        key=root_b_key,
+        not_before=START,
+        not_after=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+    cross_renewed = make_certificate(
+        {"CN": "Root B"}, issuer=root_a, ca=True, key=root_b_key, **VALID
+    )
+    root_b = IssuedCertificate(cross_renewed.certificate, root_b_key)
+    inter = make_certificate({"CN": "Issuing B"}, issuer=root_b, ca=True, **VALID)
+    leaf = make_certificate({"CN": "cross-client"}, issuer=inter, **VALID)
+    return CrossSigned(root_a, cross_expired, cross_renewed, inter, leaf)
+
+
+@pytest.mark.parametrize("expired_first", [True, False], ids=["expired-first", "renewed-first"])
+def test_forwarded_cross_certificates_with_the_same_subject_and_key_are_all_kept(
+    tmp_path: Path, cross_signed: CrossSigned, expired_first: bool
+) -> None:
+    """[inter, cross_expired, cross_renewed] forwarded used to be denied ("intermediate
+    CN=Root B expired"): the renewal, same subject and key, was dropped as a duplicate."""
+    x = cross_signed
+    crosses = [x.cross_expired.der, x.cross_renewed.der]
+    forwarded = [x.inter.der, *(crosses if expired_first else reversed(crosses))]
+    policy = build(
+        tmp_path,
+        "anchors: [root-a.pem]",
+        {"root-a.pem": x.root_a.pem},
+        head="certificate:\n  source: rfc9440",
+    )
+    decision = policy.evaluate_request(
+        headers=rfc9440_headers(x.leaf.der, forwarded),
+        remote_addr=PEER,
+        path="/orders",
+        now=NOW,
+        explain=True,
+    )
+    assert outcome(decision) == (True, "allowed_by_rule", "trusted")
+    chain = chain_text(
+        ("leaf", x.leaf), ("via", x.inter), ("via", x.cross_renewed), ("anchor", x.root_a)
+    )
+    assert said(decision, "trusted") == ("true", chain)
+
+
+def test_only_byte_identical_forwarded_duplicates_are_dropped(
+    tmp_path: Path, cross_signed: CrossSigned
+) -> None:
+    x = cross_signed
+    policy = build(tmp_path, "anchors: [root-a.pem]", {"root-a.pem": x.root_a.pem})
+    store = policy.trust
+    assert store is not None
+    forwarded = (
+        x.inter.der,
+        x.inter.der,
+        x.cross_expired.der,
+        x.root_a.der,  # the anchor itself: the verifier has it already
+        x.cross_renewed.der,
+        x.cross_expired.der,
+        x.leaf.der,
+    )
+    kept = store._candidates(x.leaf.certificate, x.leaf.der, forwarded)
+    assert kept == [x.inter.certificate, x.cross_expired.certificate, x.cross_renewed.certificate]
 
 
 def test_forwarded_candidates_are_capped(tmp_path: Path, pki: Pki) -> None:

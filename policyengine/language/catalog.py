@@ -16,7 +16,7 @@ import enum
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from operator import attrgetter
 
 from policyengine.certificate import EKU_NAMES, NAME_ATTRIBUTES, CertificateFacts
@@ -235,18 +235,24 @@ def _validity(ctx: Context) -> tuple[datetime, datetime] | Missing:
     return facts.not_before, facts.not_after
 
 
+_SECOND = timedelta(seconds=1)
+"""X.509 times are whole seconds, and so is every comparison of the evaluation time with
+them: a time within the second of ``not_after`` is not past it (``now >= not_after + 1 s``
+is past), as ``cryptography``'s verifier, which drops the fraction, decides ``trusted``."""
+
+
 def _valid(ctx: Context) -> bool | Missing:
     facts = ctx.facts
     if facts is None:
         return ABSENT
-    return facts.not_before <= ctx.now <= facts.not_after
+    return facts.not_before <= ctx.now < facts.not_after + _SECOND
 
 
 def _expired(ctx: Context) -> bool | Missing:
     span = _validity(ctx)
     if isinstance(span, Missing):
         return span
-    return ctx.now > span[1]
+    return ctx.now >= span[1] + _SECOND
 
 
 def _not_yet_valid(ctx: Context) -> bool | Missing:
@@ -264,7 +270,7 @@ def _validity_why(ctx: Context) -> str:
     now = format_time(ctx.now)
     if ctx.now < before:
         return f"not_before {format_time(before)} is after now {now}"
-    if ctx.now > after:
+    if ctx.now >= after + _SECOND:
         return f"not_after {format_time(after)} is before now {now}"
     return f"not_before {format_time(before)} <= now {now} <= not_after {format_time(after)}"
 
@@ -274,7 +280,7 @@ _add(
         "valid",
         Type.BOOL,
         "The evaluation time lies within the certificate's validity period "
-        "(not_before <= now <= not_after).",
+        "(not_before <= now <= not_after, compared to the second).",
         "valid",
         _valid,
         why=_validity_why,
@@ -284,7 +290,7 @@ _add(
     Attribute(
         "expired",
         Type.BOOL,
-        "The evaluation time is after not_after.",
+        "The evaluation time is after not_after (a later second).",
         "expired",
         _expired,
         why=_validity_why,
@@ -883,6 +889,12 @@ def _chain_member(position: int) -> Callable[[Context], Context | Missing]:
         if not result.trusted:
             return Missing(f"no trusted chain was built: {result.reason}")
         chain = result.chain
+        if position >= len(chain):
+            # a leaf that is itself a trust anchor: the chain is that one certificate
+            return Missing(
+                "the trusted chain is the leaf alone (the leaf is itself a trust anchor), "
+                "so nothing issued it"
+            )
         return ctx.with_facts(chain[position if position >= 0 else len(chain) + position])
 
     return pick
@@ -923,7 +935,8 @@ _CHAIN_MEMBERS = {
     "chain.root.": (-1, "the trust anchor that ends the chain"),
     "chain.issuer.": (
         1,
-        "the certificate that issued the leaf (the anchor itself for a two-certificate chain)",
+        "the certificate that issued the leaf (the anchor itself for a two-certificate chain; "
+        "undefined when the leaf is itself an anchor)",
     ),
 }
 
