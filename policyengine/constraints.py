@@ -33,10 +33,12 @@ MAX_NAME_CHECKS = 1 << 16
 """A certificate's names (subject attributes and SAN entries) times a CA's constraints
 (permitted and excluded subtrees) may not exceed this; OpenSSL bounds it the same way."""
 
-_LABEL = r"(?:[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)"
-_DNS_NAME = re.compile(rf"(?:\*\.)?(?:{_LABEL}\.)+{_LABEL}\.?", re.IGNORECASE)
-"""Two labels or more of letters, digits, ``-`` and ``_``, maybe a leading ``*.``: a CN
-that reads as a host name (``www.evil.com``), not one that names a person or a service."""
+_DNS_NAME = re.compile(r"[^\s@.]+(?:\.[^\s@.]+)+\.?")
+"""Two dot-separated labels or more, without spaces or ``@``: a CN that may be read as a
+host name (``www.evil.com``), not one that names a person (``J. Smith``) or a service.
+Looser than a host name on purpose (fail closed): a label of 64 characters or one that is
+not LDH (``büro.evil.com``) is checked too, since a rule on ``subject.CN`` reads it all
+the same."""
 
 _NAME_CONSTRAINTS_OID = b"\x06\x03\x55\x1d\x1e"
 """The DER of OID 2.5.29.30: a CA whose signed bytes lack it has no name constraints."""
@@ -118,7 +120,7 @@ def _constrained_names(
     cert: x509.Certificate, is_leaf: bool, sans: list[x509.GeneralName]
 ) -> Iterator[tuple[str, object, str]]:
     """``(kind, value, how the reason names it)`` for each name this module checks."""
-    if is_leaf and not any(isinstance(n, x509.DNSName) for n in sans):
+    if is_leaf:  # with or without a dNSName SAN: a rule on subject.CN reads the CN
         for attribute in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME):
             cn = attribute.value
             if isinstance(cn, str) and _DNS_NAME.fullmatch(cn):

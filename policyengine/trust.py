@@ -40,7 +40,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -430,11 +430,19 @@ class TrustStore:
                 continue
             cas.append(cert)
         # keep only certificates reachable by issuer name from the leaf upwards
+        # (through configured intermediates too: a forwarded cross-certificate may sit above
+        # one), at most MAX_FORWARDED_CANDIDATES of them
         wanted = {leaf.issuer.public_bytes()}
         kept: list[x509.Certificate] = []
+        configured = list(self.intermediates)
         changed = True
         while changed and len(kept) < MAX_FORWARDED_CANDIDATES:
             changed = False
+            for known in configured:
+                if known.subject.public_bytes() in wanted:
+                    issuer = known.issuer.public_bytes()
+                    changed = changed or issuer not in wanted
+                    wanted.add(issuer)
             for cert in cas:
                 if cert in kept or cert.subject.public_bytes() not in wanted:
                     continue
@@ -526,6 +534,12 @@ class TrustStore:
         good: list[str] = []
         for index, (cert, issuer) in enumerate(self._checked(chain)):
             status, detail, next_update = self._check_crls(cert, issuer, now)
+            if status == "unknown":
+                status, detail, next_update = self._listed(cert, issuer, now) or (
+                    status,
+                    detail,
+                    next_update,
+                )
             if next_update is not None:
                 earliest = next_update if earliest is None else min(earliest, next_update)
             who = "" if index == 0 else f"intermediate {cert.subject.rfc4514_string()}: "
@@ -599,9 +613,52 @@ class TrustStore:
                     entry.crl.next_update_utc,
                 )
         entry = newest[0]
+        delta = self._listed(cert, issuer, now, deltas_after=entry.number)
+        if delta is not None:
+            return delta
         next_update = entry.crl.next_update_utc
         until = f", fresh until {format_time(next_update)}" if next_update else ""
         return "good", f"serial {serial} not listed in CRL {entry.name}{until}", next_update
+
+    def _listed(
+        self,
+        cert: x509.Certificate,
+        issuer: x509.Certificate,
+        now: datetime,
+        *,
+        deltas_after: int | None = -1,
+    ) -> tuple[str, str, datetime | None] | None:
+        """Revocation by a CRL that cannot say "good": the issuer's own signed word that
+        the certificate is revoked is evidence enough to deny (fail closed), whether the CRL
+        is a delta, expired, or has a defect that keeps it from proving anything else.
+
+        With ``deltas_after`` (the number of the complete CRL that found the certificate
+        good), only delta CRLs newer than it count: a revocation published in a delta after
+        the base is not lost. A removeFromCRL entry (a hold lifted) revokes nothing."""
+        for entry in self.crls:
+            if entry.crl.issuer != cert.issuer or entry.crl.last_update_utc > now:
+                continue
+            if deltas_after != -1:
+                newer = entry.number is None or deltas_after is None or entry.number > deltas_after
+                if not (entry.delta and newer):
+                    continue
+            scoped = replace(entry, delta=False)
+            if scoped.out_of_scope(cert) or not _signed_by(entry.crl, issuer):
+                continue
+            revoked = entry.crl.get_revoked_certificate_by_serial_number(cert.serial_number)
+            if revoked is None or _reason(revoked) is x509.ReasonFlags.remove_from_crl:
+                continue
+            if entry.delta:
+                source = f"delta CRL {entry.name}, newer than the complete CRL"
+            else:
+                source = f"CRL {entry.name}, signed by the issuer; no usable CRL says otherwise"
+            return (
+                "revoked",
+                f"serial {format_serial(cert.serial_number)} revoked on "
+                f"{format_time(revoked.revocation_date_utc)} ({source})",
+                None,
+            )
+        return None
 
 
 def _read_certificates(paths: Sequence[Path], field_name: str) -> list[x509.Certificate]:
@@ -705,6 +762,13 @@ def _distribution_point_matches(
         if scope.relative_name and scope.relative_name == point.relative_name:
             return True
     return False
+
+
+def _reason(revoked: x509.RevokedCertificate) -> x509.ReasonFlags | None:
+    try:
+        return revoked.extensions.get_extension_for_class(x509.CRLReason).value.reason
+    except Exception:  # none given, or unreadable: a revocation all the same
+        return None
 
 
 def _signed_by(crl: x509.CertificateRevocationList, issuer: x509.Certificate) -> bool:

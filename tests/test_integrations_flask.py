@@ -349,3 +349,32 @@ def test_the_extensions_own_policy_is_decided_once_for_a_decorated_view(
     with caplog.at_level(logging.INFO, logger=DECISION_LOGGER):
         assert app.test_client().get("/partner", headers=PARTNER).get_data() == b"partner"
     assert len([r for r in caplog.records if r.name == DECISION_LOGGER]) == 1
+
+
+@pytest.mark.parametrize("guard", ["extension", "decorator"])
+def test_an_app_context_pushed_beforehand_never_carries_a_decision_to_the_next_request(
+    guard: str,
+) -> None:
+    """`g` belongs to the app context, which outlives a request when one was pushed before
+    (at import, or a test's `with app.app_context()`): the next request, without a
+    certificate, must be decided anew and refused, not handed the last one's allow."""
+    app = make_app()
+    if guard == "extension":
+        PolicyEngine(app, PARTNER_API)
+    else:
+
+        @app.get("/guarded")
+        @require_certificate(PARTNER_API)
+        def guarded() -> dict[str, Any]:
+            return {"reason": flask.g.policyengine_decision.reason}
+
+    path = "/orders" if guard == "extension" else "/guarded"
+    client = app.test_client()
+    with app.app_context():
+        assert client.get(path, headers=PARTNER).status_code == 200
+        refused = client.get(path)
+        assert refused.status_code == 403
+        assert b"missing_certificate" in refused.data
+        if guard == "extension":
+            # and an unguarded view does not see the decision of the request before it
+            assert client.get("/health").json == {"reason": "excluded_path"}

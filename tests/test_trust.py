@@ -748,6 +748,33 @@ def test_a_san_less_leaf_is_bound_by_dns_name_constraints_through_its_cn(
     assert outcome(decide(policy, ok)) == (True, "allowed_by_rule", "trusted")
 
 
+def test_a_cn_that_is_not_a_strict_host_name_or_sits_beside_a_dns_san_is_bound_too(
+    tmp_path: Path, pki: Pki
+) -> None:
+    """A label of 64 characters or one that is not LDH kept a CN out of the check, and so
+    did a dNSName SAN within the constraints beside a CN outside them; a rule on subject.CN
+    reads the CN all the same, so it is checked (stricter than OpenSSL for the last two)."""
+    ca = constrained_ca(pki.root, "Contoso Only CA", permitting(x509.DNSName("contoso.com")))
+    policy = constrained_policy(tmp_path, pki, ca)
+    inside = [x509.DNSName("api.contoso.com")]
+    no_san: list[x509.GeneralName] | None = None
+    for cn, sans in (
+        ("a" * 64 + ".evil.com", no_san),
+        ("büro.evil.com", no_san),
+        ("www.evil.com", inside),
+    ):
+        # over 64 characters in all is against RFC 5280's upper bound, but it is written
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn, _validate=False)])
+        refused(
+            policy,
+            client_certificate(ca, subject, sans),
+            f"permitted subtree violation: the certificate's subject CN {cn} is outside "
+            "the DNS name constraints of CN=Contoso Only CA (permitted: contoso.com)",
+        )
+    beside = client_certificate(ca, make_name({"CN": "api.contoso.com"}), inside)
+    assert outcome(decide(policy, beside)) == (True, "allowed_by_rule", "trusted")
+
+
 def test_a_subject_email_address_is_bound_by_email_name_constraints(
     tmp_path: Path, pki: Pki
 ) -> None:
@@ -1014,7 +1041,7 @@ def test_crl_does_not_list_the_leaf(
 
 
 def test_expired_crl_soft_and_hard(tmp_path: Path, pki: Pki) -> None:
-    stale = crl(pki.issuing, [0x1001], next_update=datetime(2026, 1, 1, tzinfo=UTC))
+    stale = crl(pki.issuing, [0x2002], next_update=datetime(2026, 1, 1, tzinfo=UTC))
     why = "status unknown (CRL issuing.crl expired on 2026-01-01T00:00:00Z); "
 
     soft = revocation_policy(tmp_path, pki, stale, "soft")
@@ -2405,3 +2432,75 @@ def test_shipped_partner_pki_policy() -> None:
         "undefined",
         f"no trusted chain to check revocation against: {alone}",
     )
+
+
+@pytest.mark.parametrize("mode", ["soft", "hard"])
+@pytest.mark.parametrize(
+    "defect",
+    [
+        {"next_update": datetime(2026, 1, 1, tzinfo=UTC)},
+        {"number": None},
+        {"number": 7, "number_critical": True},
+    ],
+    ids=["expired", "no CRL number", "critical CRL number"],
+)
+def test_a_revocation_the_issuer_signed_denies_even_from_a_crl_that_cannot_say_good(
+    tmp_path: Path, pki: Pki, mode: str, defect: dict[str, object]
+) -> None:
+    """A CRL too old or too defective to prove a certificate good still carries the
+    issuer's signed word that it is revoked: soft mode must not let the certificate back in
+    (an outage of the CRL publisher would otherwise un-revoke it)."""
+    listing = crl(pki.issuing, [0x1001], **defect)  # type: ignore[arg-type]
+    decision = decide(revocation_policy(tmp_path, pki, listing, mode), pki.leaf)
+    assert outcome(decision) == (False, "denied_by_rule", "revoked")
+    verdict, detail = said(decision, "revoked")
+    assert verdict == "true"
+    assert "serial 1001 revoked on " in detail
+    assert "CRL issuing.crl, signed by the issuer; no usable CRL says otherwise" in detail
+
+
+@pytest.mark.parametrize("mode", ["soft", "hard"])
+def test_a_revocation_published_in_a_delta_crl_after_its_base_denies(
+    tmp_path: Path, pki: Pki, mode: str
+) -> None:
+    """A delta CRL is not applied as a complete CRL, but a revocation it adds after the base
+    is not lost: the certificate is revoked. An older delta the base already covers, or one
+    that only lifts a hold (removeFromCRL), revokes nothing."""
+    base = crl(pki.issuing, number=5)
+    newer_delta = crl(
+        pki.issuing, [0x1001], number=6, extensions=[(x509.DeltaCRLIndicator(5), True)]
+    )
+    files = {"base.crl": base, "delta.crl": newer_delta}
+    decision = decide(issuer_crls_policy(tmp_path, pki, files, mode=mode), pki.leaf)
+    assert outcome(decision) == (False, "denied_by_rule", "revoked")
+    assert "delta CRL delta.crl, newer than the complete CRL" in said(decision, "revoked")[1]
+
+    older_delta = crl(
+        pki.issuing, [0x1001], number=4, extensions=[(x509.DeltaCRLIndicator(3), True)]
+    )
+    files = {"base.crl": base, "delta.crl": older_delta}
+    decision = decide(issuer_crls_policy(tmp_path / "old", pki, files, mode=mode), pki.leaf)
+    assert outcome(decision) == (True, "allowed_by_rule", "trusted")
+
+
+def test_a_forwarded_cross_certificate_above_a_configured_intermediate_is_kept(
+    tmp_path: Path,
+) -> None:
+    """The configured intermediate I1 is issued by Root, and the proxy forwards Root
+    cross-signed by the anchor: the forwarded certificate is on the way up from the leaf
+    and must reach the verifier (it was thrown away: `issuer CN=Root not found`)."""
+    from policyengine.trust import TrustSettings, TrustStore
+
+    valid = {"not_before": START, "not_after": FAR}
+    anchor = make_certificate({"CN": "Anchor"}, ca=True, **valid)
+    root = make_certificate({"CN": "Root"}, ca=True, **valid)
+    cross = make_certificate({"CN": "Root"}, ca=True, issuer=anchor, key=root.key, **valid)
+    i1 = make_certificate({"CN": "I1"}, ca=True, issuer=root, **valid)
+    leaf = make_certificate({"CN": "alice"}, issuer=i1, **valid)
+    (tmp_path / "anchor.pem").write_bytes(anchor.pem)
+    (tmp_path / "i1.pem").write_bytes(i1.pem)
+    settings = TrustSettings(
+        anchors=(tmp_path / "anchor.pem",), intermediates=(tmp_path / "i1.pem",)
+    )
+    result = TrustStore.load(settings).verify(read_certificate(leaf.der), [cross.der], NOW)
+    assert result.trusted, result.reason

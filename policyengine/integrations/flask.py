@@ -46,7 +46,8 @@ CONFIG_KEY = "POLICYENGINE_POLICY"
 EXTENSION_KEY = "policyengine"
 """Where the per-application settings live: ``app.extensions["policyengine"]``."""
 G_KEY = "policyengine_decision"
-DECIDED_G_KEY = "_policyengine_decided"
+DECIDED_FLASK_KEY = "policyengine.flask.decided"
+"""The request environ key of what a guard of this request decided (the reuse record)."""
 
 PolicyLike = Policy | ReloadingPolicy | str | Path
 P = ParamSpec("P")
@@ -121,6 +122,9 @@ class PolicyEngine:
 def _guard_request() -> flask.Response | None:
     """The before_request hook: a response refuses the request, None lets the view run."""
     settings = cast(_AppSettings, flask.current_app.extensions[EXTENSION_KEY])
+    # an app context pushed beforehand outlives requests: no view may see the decision of
+    # the request before it
+    flask.g.pop(G_KEY, None)
     if not settings.guard_all:  # re-initialised with guard_all=False: the hook stays inert
         return None
     return _decide_or_refuse(settings.provider, settings, settings.on_deny)
@@ -131,8 +135,11 @@ def _decide_or_refuse(
 ) -> flask.Response | None:
     """Decide (or reuse what an earlier guard of this request decided with the very same
     policy object), keep the decision in ``g``, and answer a refusal (None: go on)."""
+    # what an earlier guard decided is kept in the request's own environ, never in `g`:
+    # `g` lives as long as the app context, which outlives a request when a context was
+    # already pushed (`app.app_context().push()` at import, a test's `with app.app_context()`)
     environ = flask.request.environ
-    decided = reusable_decision(flask.g.get(DECIDED_G_KEY), provider) or reusable_decision(
+    decided = reusable_decision(environ.get(DECIDED_FLASK_KEY), provider) or reusable_decision(
         environ.get(DECIDED_KEY), provider
     )
     if decided is None:
@@ -140,7 +147,7 @@ def _decide_or_refuse(
             provider, environ_request(environ), settings.log, explain=settings.expose_trace
         )
     setattr(flask.g, G_KEY, decided.decision)
-    setattr(flask.g, DECIDED_G_KEY, decided)
+    environ[DECIDED_FLASK_KEY] = decided
     if decided.decision.allowed:
         return None
     return _refusal_response(decided.decision, on_deny, settings.expose_trace)
