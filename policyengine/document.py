@@ -189,8 +189,10 @@ class _Positions:
             first = base + offsets[start]
             last = base + offsets[min(end, len(value)) - 1]
             span = source.span_at(first)
-            same_line = "\n" not in source.text[first:last]
-            length = last - first + 1 if same_line else len(span.text) - span.column + 1
+            same_line = source.text.find("\n", first, last) < 0
+            length = (
+                last - first + 1 if same_line else source.line_length(span.line) - span.column + 1
+            )
             return source.span_at(first, max(1, length))
 
         return locate
