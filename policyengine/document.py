@@ -138,7 +138,16 @@ class _Positions:
         self.values: dict[Path_, yaml.Node] = {}
         self.keys: dict[Path_, yaml.Node] = {}
 
-    def scalar(self, node: yaml.Node) -> Any:
+    def scalar(self, node: yaml.Node, text_expected: bool = False) -> Any:
+        """A scalar's value. Where the schema expects text (``text_expected``), a plain
+        scalar is the text written unless it is a boolean, a null, or an integer in a form
+        YAML 1.1 and 1.2 read alike (see :data:`_AGREED_INTEGER`)."""
+        tag = str(node.tag)
+        if tag.startswith(_PLAIN):
+            tag = tag[len(_PLAIN) :]
+            if text_expected and tag not in _NOT_TEXT and not _AGREED_INTEGER.fullmatch(node.value):
+                return node.value
+            node = yaml.ScalarNode(tag, node.value, node.start_mark, node.end_mark)
         try:
             return self.constructor.construct_object(node, deep=True)
         except yaml.YAMLError:
@@ -189,14 +198,22 @@ class _Positions:
             first = base + offsets[start]
             last = base + offsets[min(end, len(value)) - 1]
             span = source.span_at(first)
-            same_line = "\n" not in source.text[first:last]
-            length = last - first + 1 if same_line else len(span.text) - span.column + 1
+            same_line = source.text.find("\n", first, last) < 0
+            length = (
+                last - first + 1 if same_line else source.line_length(span.line) - span.column + 1
+            )
             return source.span_at(first, max(1, length))
 
         return locate
 
 
-def _build(node: yaml.Node, path: Path_, positions: _Positions, errors: list[Diagnostic]) -> Any:
+def _build(
+    node: yaml.Node,
+    path: Path_,
+    positions: _Positions,
+    errors: list[Diagnostic],
+    schema: dict[str, Any],
+) -> Any:
     if any(positions.values.get(path[:depth]) is node for depth in range(len(path))):
         span = positions.key_span(path)
         message = "an alias refers to a value that contains it"
@@ -238,11 +255,55 @@ def _build(node: yaml.Node, path: Path_, positions: _Positions, errors: list[Dia
                 )
                 continue
             positions.keys[(*path, key)] = key_node
-            result[key] = _build(value_node, (*path, key), positions, errors)
+            child = _property_schema(schema, key)
+            result[key] = _build(value_node, (*path, key), positions, errors, child)
         return result
     if isinstance(node, yaml.SequenceNode):
-        return [_build(item, (*path, i), positions, errors) for i, item in enumerate(node.value)]
-    return positions.scalar(node)
+        items = _items_schema(schema)
+        return [
+            _build(item, (*path, i), positions, errors, items) for i, item in enumerate(node.value)
+        ]
+    return positions.scalar(node, _accepts_text(schema))
+
+
+def _alternatives(schema: dict[str, Any]) -> list[dict[str, Any]]:
+    """The schema and the alternatives it offers (``oneOf``, ``anyOf``)."""
+    found = [schema]
+    for keyword in ("oneOf", "anyOf"):
+        for alternative in schema.get(keyword, []):
+            if isinstance(alternative, dict):
+                found.extend(_alternatives(alternative))
+    return found
+
+
+def _property_schema(schema: dict[str, Any], key: str) -> dict[str, Any]:
+    """The schema of a mapping's value under ``key`` (empty when the schema says nothing)."""
+    for alternative in _alternatives(schema):
+        properties = alternative.get("properties", {})
+        if key in properties:
+            return dict(properties[key])
+        additional = alternative.get("additionalProperties")
+        if isinstance(additional, dict):
+            return additional
+    return {}
+
+
+def _items_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """The schema of a list's items (empty when the schema says nothing)."""
+    for alternative in _alternatives(schema):
+        items = alternative.get("items")
+        if isinstance(items, dict):
+            return items
+    return {}
+
+
+def _accepts_text(schema: dict[str, Any]) -> bool:
+    """Whether the schema expects a string at this place (among other types or not)."""
+    for alternative in _alternatives(schema):
+        declared = alternative.get("type")
+        if declared == "string" or (isinstance(declared, list) and "string" in declared):
+            return True
+    return False
 
 
 def parse_document(text: str, name: str = "<policy>") -> Document:
@@ -251,7 +312,35 @@ def parse_document(text: str, name: str = "<policy>") -> Document:
     return _document(data, positions)
 
 
-_FAST_LOADER = getattr(yaml, "CSafeLoader", None)
+_PLAIN = "tag:policyengine.invalid,2026:plain:"
+"""Prefixed to the tag YAML resolves for a plain (unquoted, untagged) scalar, so that
+building the document can tell ``12`` from ``!!int 12`` and read it by where it stands."""
+
+_NOT_TEXT = frozenset(["tag:yaml.org,2002:bool", "tag:yaml.org,2002:null"])
+"""Plain scalars refused where text is expected, as before: an unquoted ``yes``, ``NO``,
+``off``, ``true`` or ``~`` is a boolean or a null to YAML 1.1, and likely not meant as text."""
+
+_AGREED_INTEGER = re.compile(r"[-+]?(?:0|[1-9][0-9]*)|0x[0-9A-Fa-f]+")
+"""Integers that YAML 1.1 and YAML 1.2 read alike: decimal without a leading zero, and
+``0x`` hex. Every other number-like plain scalar (``12:34:56`` base 60, ``1_2_3``, ``017``
+octal, ``0b101``, ``0o17``, ``1.5``, ``1e5``, a date) is read as the text written where the
+schema expects text: YAML 1.1 and 1.2 disagree about them or read them as no integer."""
+
+
+def _plain_loader(base: type[Any]) -> type[Any]:
+    class Loader(base):  # type: ignore[misc]
+        def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+            tag = super().resolve(kind, value, implicit)
+            if kind is yaml.ScalarNode and implicit[0]:
+                return _PLAIN + tag
+            return tag
+
+    Loader.__name__ = f"Plain{base.__name__}"
+    return Loader
+
+
+_SAFE_LOADER = _plain_loader(yaml.SafeLoader)
+_FAST_LOADER = _plain_loader(yaml.CSafeLoader) if hasattr(yaml, "CSafeLoader") else None
 
 
 def _compose(text: str) -> yaml.Node | None:
@@ -262,7 +351,7 @@ def _compose(text: str) -> yaml.Node | None:
             return yaml.compose(text, Loader=_FAST_LOADER)
         except (yaml.YAMLError, RecursionError):
             pass
-    return yaml.compose(text, Loader=yaml.SafeLoader)
+    return yaml.compose(text, Loader=_SAFE_LOADER)
 
 
 def load_yaml(text: str, name: str, schema: dict[str, Any], what: str) -> tuple[Any, _Positions]:
@@ -312,7 +401,7 @@ def load_yaml(text: str, name: str, schema: dict[str, Any], what: str) -> tuple[
     positions = _Positions(source)
     errors: list[Diagnostic] = []
     try:
-        data = _build(root, (), positions, errors)
+        data = _build(root, (), positions, errors, schema)
         if errors:
             raise PolicyFileError(errors)
         schema_errors = _schema_errors(data, positions, schema)

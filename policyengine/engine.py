@@ -215,16 +215,7 @@ def _load_trust(document: Document) -> tuple[TrustStore | None, tuple[Diagnostic
         store = TrustStore.load(section.settings)
     except TrustError as exc:
         span = section.spans.get((exc.field, exc.index), section.span)
-        raise PolicyFileError(
-            [
-                Diagnostic(
-                    span,
-                    str(exc),
-                    "check the path: it is relative to the policy file",
-                    code="trust",
-                )
-            ]
-        ) from None
+        raise PolicyFileError([Diagnostic(span, str(exc), exc.hint, code="trust")]) from None
     warnings = tuple(
         Diagnostic(
             section.spans.get((field, index), section.span),

@@ -14,10 +14,18 @@ code                     scope  when
 ``optional-no-present``  policy an optional mode whose rules never look at ``present``
 ``sha1-pin``             rule   a SHA-1 fingerprint pin
 ``no-validity``          rule   an allow rule with no validity check
-``any-certificate``      rule   an allow rule with no pin, no trust anchor and no issuer check
+``any-certificate``      rule   an allow rule with a branch (of its disjunctive normal form) that
+                                holds without ``trusted``, a fingerprint pin or ``proxy.verified``
+``dn-substring``         rule   the whole ``subject`` or ``issuer`` string matched with
+                                ``contains``, ``startswith``, ``endswith`` or ``matches``
 ``never-holds``          rule   a rule that can never hold
 ``shadowed``             rule   an allow rule that can never be the first allow rule to hold
 =======================  =====  =================================================================
+
+A branch of a rule is one way it can hold: one conjunction of the rule's disjunctive normal
+form (``a or b and c`` has the branches ``a`` and ``b and c``). ``any-certificate`` judges
+each branch, without writing the normal form out: a branch is found by one walk of the
+condition, so a rule of thousands of ``or`` and ``and`` terms costs time linear in its size.
 """
 
 from __future__ import annotations
@@ -33,10 +41,28 @@ from policyengine.span import Span
 __all__ = ["POLICY_CODES", "RULE_CODES", "LintRule", "lint"]
 
 POLICY_CODES = ("renegotiation", "optional-no-present")
-RULE_CODES = ("sha1-pin", "no-validity", "any-certificate", "never-holds", "shadowed")
+RULE_CODES = (
+    "sha1-pin",
+    "no-validity",
+    "any-certificate",
+    "dn-substring",
+    "never-holds",
+    "shadowed",
+)
 
 _VALIDITY = frozenset({"valid", "trusted", "expired", "not_yet_valid", "not_after"})
-_PINS = ("fingerprint", "chain.root.fingerprint", "chain.issuer.fingerprint")
+_DN_STRINGS = frozenset(
+    {
+        "subject",
+        "issuer",
+        *(f"chain.{m}.{n}" for m in ("root", "issuer") for n in ("subject", "issuer")),
+    }
+)
+"""Attributes holding a whole distinguished name as one string."""
+_SUBSTRING_OPS = ("contains", "startswith", "endswith", "matches")
+_NEGATED_OP = {"==": "!=", "!=": "==", "in": "not in", "not in": "in"}
+_BRANCH_TEXT = 100
+"""The most characters of a branch a warning quotes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,17 +190,18 @@ def _rule_warnings(rule: LintRule, shadowing: Sequence[LintRule]) -> Iterator[Di
                 f"allow rule `{rule.id}` does not check that the certificate is valid",
                 "add `valid` (or `trusted`, which checks validity along the whole chain)",
             )
-        pinned = any(n.startswith(_PINS) for n in names)
-        issuer_checked = any(n.startswith(("issuer", "chain.")) for n in names)
-        if not (pinned or "trusted" in names or issuer_checked):
-            yield _warning(
-                rule.span,
-                "any-certificate",
-                f"allow rule `{rule.id}` admits a certificate from any issuer: it has no "
-                "fingerprint pin, no trust anchor and no issuer check",
-                "anyone can make a certificate with any subject; add `trusted` with a trust: "
-                "section, a `fingerprint in` pin, or an issuer check",
-            )
+        branch = _open_branch(condition, True)
+        if branch is not None:
+            yield _any_certificate(rule, branch)
+    for node, name in _dn_substrings(condition):
+        yield _warning(
+            node.span,
+            "dn-substring",
+            f"`{_clip(node.text)}` matches text anywhere in the whole {name} name: any "
+            'of its attributes can carry that text, e.g. a CN of "x,OU=Payments"',
+            'compare the attribute itself, e.g. `"Payments" in subject.OU` or '
+            '`subject.O == "Contoso Ltd"`',
+        )
     why = _never_holds(condition)
     if why:
         yield _warning(
@@ -192,6 +219,160 @@ def _rule_warnings(rule: LintRule, shadowing: Sequence[LintRule]) -> Iterator[Di
             f"{other.span.line}): whenever it holds, `{other.id}` holds first",
             "remove it, or make it less strict than the earlier rule",
         )
+
+
+_GUARDS = "`trusted`, a fingerprint pin or `proxy.verified`"
+
+
+def _any_certificate(rule: LintRule, branch: list[tuple[ast.Expr, bool]]) -> Diagnostic:
+    hint = (
+        "anyone can make a certificate with any subject and issuer; add `trusted` with a "
+        "trust: section, a `fingerprint in` pin, or `proxy.verified` behind a proxy that "
+        "verifies client certificates"
+    )
+    if not _has_guard(rule.condition, True):
+        return _warning(
+            rule.span,
+            "any-certificate",
+            f"allow rule `{rule.id}` admits a certificate from any issuer: it has no "
+            "fingerprint pin, no trust anchor and no proxy verification",
+            hint,
+        )
+    text = " and ".join(_literal_text(atom, positive) for atom, positive in branch)
+    return _warning(
+        _branch_span(branch),
+        "any-certificate",
+        f"allow rule `{rule.id}` admits a certificate from any issuer through its branch "
+        f"`{_clip(text)}`, which holds without {_GUARDS}",
+        "anyone can make a certificate with any subject and issuer; give that branch "
+        "`trusted` (with a trust: section), a `fingerprint in` pin, or `proxy.verified` "
+        "behind a proxy that verifies client certificates",
+    )
+
+
+def _clip(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= _BRANCH_TEXT else text[: _BRANCH_TEXT - 1] + "…"
+
+
+def _literal_text(atom: ast.Expr, positive: bool) -> str:
+    text = " ".join(atom.text.split())
+    return text if positive or isinstance(atom, ast.Not) else f"not {text}"
+
+
+def _branch_span(branch: list[tuple[ast.Expr, bool]]) -> Span:
+    """The branch's literals, from the first to the last when they share a line."""
+    spans = [atom.span for atom, _ in branch]
+    first = min(spans, key=lambda s: (s.line, s.column))
+    if any(s.line != first.line or s.file != first.file for s in spans):
+        return first
+    end = max(s.column + s.length for s in spans)
+    return Span(first.file, first.line, first.column, end - first.column, first.source)
+
+
+def _open_branch(expr: ast.Expr, positive: bool) -> list[tuple[ast.Expr, bool]] | None:
+    """One branch of ``expr`` (``not expr`` when not ``positive``) that can hold without a
+    guard, as its literals; None when every branch has a guard or can never hold. A literal
+    is ``(atom, positive)``, or ``(not_node, False)`` for a ``not atom`` as written.
+
+    Exact for the question asked, without writing out the normal form: every branch of a
+    conjunction is open only if each conjunct has an open branch; a disjunction has one if
+    any of its parts has. Negations are pushed inwards (De Morgan, which holds in the
+    language's three-valued logic too).
+    """
+    if isinstance(expr, ast.Not):
+        operand = expr.operand
+        if positive and not isinstance(operand, (ast.Not, ast.And, ast.Or)):
+            # `not x` as written: the literal is shown with its `not`
+            return None if _guards(operand, False) else [(expr, False)]
+        return _open_branch(operand, not positive)
+    if isinstance(expr, (ast.And, ast.Or)):
+        if isinstance(expr, ast.And) == positive:  # a conjunction
+            branch: list[tuple[ast.Expr, bool]] = []
+            for operand in expr.operands:
+                part = _open_branch(operand, positive)
+                if part is None:
+                    return None
+                branch.extend(part)
+            return branch
+        for operand in expr.operands:
+            part = _open_branch(operand, positive)
+            if part is not None:
+                return part
+        return None
+    return None if _guards(expr, positive) else [(expr, positive)]
+
+
+def _has_guard(expr: ast.Expr, positive: bool) -> bool:
+    """Whether some literal of ``expr`` is a guard (some branch is guarded)."""
+    if isinstance(expr, ast.Not):
+        return _has_guard(expr.operand, not positive)
+    if isinstance(expr, (ast.And, ast.Or)):
+        return any(_has_guard(operand, positive) for operand in expr.operands)
+    return _guards(expr, positive) and not _never_true(expr, positive)
+
+
+def _guards(atom: ast.Expr, positive: bool) -> bool:
+    """Whether a branch holding this literal admits no self-made certificate: the literal
+    is true only with a trusted chain, a pinned fingerprint or the proxy's verification, or
+    only without a certificate, or never."""
+    if _never_true(atom, positive):
+        return True
+    names = _names(atom)
+    if any(n.startswith("chain.") or n == "revoked" for n in names):
+        return True  # undefined, so never true, unless a trusted chain was built
+    flag = _flag(atom)
+    if flag is not None:
+        name, value = flag
+        holds = value == positive
+        if name in ("trusted", "proxy.verified"):
+            return holds
+        if name == "present":
+            return not holds  # `not present`: only requests without a certificate
+        return False
+    if isinstance(atom, ast.Compare) and isinstance(atom.left, ast.AttributeRef):
+        if atom.left.attribute.type is not Type.FINGERPRINT:
+            return False
+        op = atom.op if positive else _NEGATED_OP.get(atom.op, "")
+        constant = isinstance(atom.right, (ast.Literal, ast.ListLiteral, ast.SetRef))
+        return op in ("==", "in") and constant
+    return False
+
+
+def _flag(atom: ast.Expr) -> tuple[str, bool] | None:
+    """``(name, value)`` for a boolean attribute tested alone or against a constant:
+    ``trusted`` is ``("trusted", True)``, ``present == false`` is ``("present", False)``."""
+    if isinstance(atom, ast.AttributeRef):
+        return atom.name, True
+    if (
+        isinstance(atom, ast.Compare)
+        and atom.op in ("==", "!=")
+        and isinstance(atom.left, ast.AttributeRef)
+        and isinstance(atom.right, ast.Literal)
+        and isinstance(atom.right.value, bool)
+    ):
+        return atom.left.name, atom.right.value == (atom.op == "==")
+    return None
+
+
+def _never_true(atom: ast.Expr, positive: bool) -> bool:
+    """A literal that is never true: ``false``, ``not true``, ``path excluded``."""
+    if isinstance(atom, ast.Literal) and isinstance(atom.value, bool):
+        return atom.value != positive
+    return isinstance(atom, ast.PathExcluded) and positive
+
+
+def _dn_substrings(expr: ast.Expr) -> Iterator[tuple[ast.Compare, str]]:
+    """Substring matches on a whole name string, each with which name it is (subject or
+    issuer)."""
+    for node in ast.walk(expr):
+        if (
+            isinstance(node, ast.Compare)
+            and node.op in _SUBSTRING_OPS
+            and isinstance(node.left, ast.AttributeRef)
+            and node.left.name in _DN_STRINGS
+        ):
+            yield node, node.left.name.rsplit(".", 1)[-1]
 
 
 def _without_certificate(expr: ast.Expr) -> bool:

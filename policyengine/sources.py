@@ -25,7 +25,10 @@ Why the rules are as strict as they are (see ``shared/reference/forwarded-client
   no regular expressions over header text (PEM-regex ReDoS is a known incident class).
 * Decoding is exact, never forgiving in ways that change the bytes: ``unquote`` and never
   ``unquote_plus`` (AWS ALB leaves ``+`` literal), percent-decoding exactly once, strict
-  base64, PEM with nothing but whitespace around the armor, and a DER whose outer
+  base64 (the standard alphabet, ``=`` padding required except in an RFC 8941 byte
+  sequence, where §4.2.7 lets it be left out; spaces and tabs dropped only where the table
+  "Base64" in docs/sources.md says), PEM with nothing but whitespace around the armor,
+  and a DER whose outer
   ``SEQUENCE`` length consumes exactly the bytes given. Anything else is
   :data:`MALFORMED_HEADER` with a message that says what and where.
 

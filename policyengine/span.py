@@ -7,13 +7,15 @@ on that line. It renders the way compilers do::
        14 |       and subjet.CN == "nildevecc"
           |           ^^^^^^^^^
 
-Spans never take part in equality of the nodes that carry them.
+Spans never take part in equality of the nodes that carry them. A span refers to its
+:class:`Source`; it does not copy the line it points at, so a policy written on one long
+line costs one copy of that line however many spans point into it.
 """
 
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,18 +26,24 @@ class Span:
     line: int
     column: int
     length: int = 1
-    text: str = ""
-    """The whole source line the span starts on, without its line break."""
+    source: Source | None = field(default=None, compare=False, repr=False)
+    """The file's text the span points into (None for a span with no text to show)."""
+
+    @property
+    def text(self) -> str:
+        """The whole source line the span starts on, without its line break."""
+        return self.source.line_text(self.line) if self.source is not None else ""
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}:{self.column}"
 
     def render(self) -> str:
         """The source line with a caret under the span, as two lines ready to print."""
-        if not self.text:
+        text = self.text
+        if not text:
             return ""
         gutter = f"{self.line:>5} | "
-        line = self.text.expandtabs(1)
+        line = text.expandtabs(1)
         width = max(1, min(self.length, len(line) - self.column + 1))
         pad = " " * (len(gutter) - 2) + "| "
         return f"{gutter}{line}\n{pad}{' ' * (self.column - 1)}{'^' * width}"
@@ -60,8 +68,18 @@ class Source:
         if line < 1 or line > len(self._line_starts):
             return ""
         start = self._line_starts[line - 1]
-        end = self.text.find("\n", start)
-        return self.text[start : end if end >= 0 else len(self.text)].rstrip("\r")
+        end = self._line_starts[line] - 1 if line < len(self._line_starts) else len(self.text)
+        return self.text[start:end].rstrip("\r")
+
+    def line_length(self, line: int) -> int:
+        """The length of a 1-based line without its line break, without copying it."""
+        if line < 1 or line > len(self._line_starts):
+            return 0
+        start = self._line_starts[line - 1]
+        end = self._line_starts[line] - 1 if line < len(self._line_starts) else len(self.text)
+        if end > start and self.text[end - 1] == "\r":
+            end -= 1
+        return end - start
 
     def span_at(self, offset: int, length: int = 1) -> Span:
         """The span starting at a 0-based character offset into the file."""
@@ -72,7 +90,7 @@ class Source:
 
     def span_line_col(self, line: int, column: int, length: int = 1) -> Span:
         """The span at a 1-based line and column."""
-        return Span(self.name, line, column, max(1, length), self.line_text(line))
+        return Span(self.name, line, column, max(1, length), self)
 
     def file_span(self) -> Span:
         """A span for the file as a whole (its first line)."""

@@ -79,10 +79,17 @@ _SECOND = timedelta(seconds=1)
 class TrustError(Exception):
     """A trust anchor, intermediate or CRL file cannot be used; ``index`` names which entry."""
 
-    def __init__(self, field: str, index: int, message: str) -> None:
+    def __init__(
+        self,
+        field: str,
+        index: int,
+        message: str,
+        hint: str = "check the path: it is relative to the policy file",
+    ) -> None:
         super().__init__(message)
         self.field = field
         self.index = index
+        self.hint = hint
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,8 +211,8 @@ class _Crl:
         """Why this CRL does not cover ``cert`` (empty when it does)."""
         if self.delta:
             return (
-                "is a delta CRL (deltaCRLIndicator); only complete CRLs are used, never a "
-                "delta CRL, with or without its base"
+                "is a delta CRL (deltaCRLIndicator): it never proves a certificate good, "
+                "only a complete CRL does"
             )
         scope = self.scope
         if scope is None:
@@ -272,6 +279,10 @@ class TrustStore:
                 )
             except ValueError as exc:
                 raise TrustError("crls", index, f"{path} is not a CRL: {exc}") from None
+            problem = _unreadable_crl(crl)
+            if problem:
+                where = f"trust.revocation.crls[{index}] {path}"
+                raise TrustError("crls", index, f"{where}: {problem}", _BROKEN_HINT) from None
             crls.append(_Crl.read(crl, path.name))
         return cls(settings, anchors, intermediates, tuple(crls))
 
@@ -303,8 +314,8 @@ class TrustStore:
                     (
                         "crls",
                         index,
-                        f"CRL {entry.name} is a delta CRL: only complete CRLs are used, so it "
-                        "is never consulted",
+                        f"CRL {entry.name} is a delta CRL: it never proves a certificate good, "
+                        "and is consulted only for revocations newer than the complete CRL",
                     )
                 )
             if entry.problem:
@@ -674,12 +685,74 @@ def _read_certificates(paths: Sequence[Path], field_name: str) -> list[x509.Cert
                 raise TrustError(field_name, index, f"cannot read {file}: {exc.strerror}") from None
             try:
                 if b"-----BEGIN CERTIFICATE-----" in data:
-                    found.extend(x509.load_pem_x509_certificates(data))
+                    loaded = x509.load_pem_x509_certificates(data)
                 else:
-                    found.append(read_certificate(data).certificate)
-            except (ValueError, CertificateError) as exc:
+                    loaded = [read_certificate(data).certificate]
+            except (ValueError, CertificateError, x509.InvalidVersion) as exc:
                 raise TrustError(field_name, index, f"{file} is not a certificate: {exc}") from None
+            for number, cert in enumerate(loaded, 1):
+                problem = _unreadable_certificate(cert)
+                if problem:
+                    where = f"trust.{field_name}[{index}] {file}"
+                    if len(loaded) > 1:
+                        where += f", certificate {number} of {len(loaded)}"
+                    raise TrustError(field_name, index, f"{where}: {problem}", _BROKEN_HINT)
+            found.extend(loaded)
     return found
+
+
+_BROKEN_HINT = (
+    "replace the file with a well-formed copy from its issuer; "
+    "`openssl x509 -noout -text` (or `openssl crl`) shows what it holds"
+)
+
+
+def _unreadable_certificate(cert: x509.Certificate) -> str:
+    """What cannot be read of a certificate cryptography loaded, or "" when all can.
+
+    cryptography parses a certificate's fields when they are first read, so a file that
+    loads may still fail later (an invalid UTF-8 name, a string type a name may not have).
+    Every field the verifier and the policy read is read here once, at load time.
+    """
+    fields = (
+        ("version", lambda: cert.version),
+        ("serial number", lambda: cert.serial_number),
+        ("validity", lambda: (cert.not_valid_before_utc, cert.not_valid_after_utc)),
+        ("subject", lambda: cert.subject.rfc4514_string()),
+        ("issuer", lambda: cert.issuer.rfc4514_string()),
+        ("extensions", lambda: [e.value for e in cert.extensions]),
+        ("public key", cert.public_key),
+    )
+    return _first_unreadable(fields, "this certificate")
+
+
+def _unreadable_crl(crl: x509.CertificateRevocationList) -> str:
+    """What cannot be read of a CRL cryptography loaded, or "" when all can."""
+
+    def entries() -> None:
+        for entry in crl:
+            _ = (
+                entry.serial_number,
+                entry.revocation_date_utc,
+                [e.value for e in entry.extensions],
+            )
+
+    fields = (
+        ("issuer", lambda: crl.issuer.rfc4514_string()),
+        ("validity", lambda: (crl.last_update_utc, crl.next_update_utc)),
+        ("extensions", lambda: [e.value for e in crl.extensions]),
+        ("revoked certificates", entries),
+    )
+    return _first_unreadable(fields, "this CRL")
+
+
+def _first_unreadable(fields: Iterable[tuple[str, object]], kind: str) -> str:
+    for name, read in fields:
+        try:
+            read()  # type: ignore[operator]
+        except Exception as exc:  # cryptography raises ValueError, InvalidVersion, ...
+            return f"cryptography reads {kind} only in part; its {name} cannot be read ({exc})"
+    return ""
 
 
 def _is_ca(cert: x509.Certificate) -> bool:

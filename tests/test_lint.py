@@ -41,8 +41,9 @@ SHA256_COLONS = ":".join(SHA256[i : i + 2] for i in range(0, 64, 2)).upper()
 HEAD = "policy: p\nsilence: [trusted-anywhere]\n"
 """Two lines; the policy-wide trusted-anywhere warning (the azure default) is not the topic."""
 
-GOOD = 'valid and issuer.O == "Contoso"'
-"""An allow rule no lint code has anything to say about."""
+GOOD = f'valid and issuer.O == "Contoso" and fingerprint.sha256 == "{SHA256}"'
+"""An allow rule no lint code has anything to say about (an issuer check alone is no guard:
+anyone can make a certificate naming any issuer; the pin is)."""
 
 Rule = str | tuple[str, str]
 """A rule's condition (an allow rule), or ``(effect, condition)``."""
@@ -127,7 +128,12 @@ RENEGOTIATION_HINT = ("mode required or optional without exclusion paths", "HEAD
 OPTIONAL_HINT = ('`not present and request.method == "GET"`', "or use mode required")
 SHA1_HINT = ("pin the SHA-256 fingerprint", "`policyengine inspect CERT`")
 VALIDITY_HINT = ("add `valid`", "`trusted`", "whole chain")
-ANY_HINT = ("anyone can make a certificate", "`trusted`", "`fingerprint in` pin", "issuer check")
+ANY_HINT = (
+    "anyone can make a certificate",
+    "`trusted`",
+    "`fingerprint in` pin",
+    "`proxy.verified`",
+)
 NEVER_HINT = ("fix the condition, or remove the rule",)
 NO_VALIDITY_WORDS = ("does not check that the certificate is valid",)
 ANY_WORDS = ("admits a certificate from any issuer", "no fingerprint pin, no trust anchor")
@@ -230,7 +236,7 @@ TRIGGERS = [
         "any-certificate",
         policy_text('valid and subject.CN == "client-1"'),
         rule_id(1),
-        ("allow rule `r1`", *ANY_WORDS, "no issuer check"),
+        ("allow rule `r1`", *ANY_WORDS, "no proxy verification"),
         ANY_HINT,
         "r1",
     ),
@@ -240,6 +246,63 @@ TRIGGERS = [
         rule_id(2),  # a serial is no pin: anyone can mint one
         ("allow rule `r2`", *ANY_WORDS),
         ANY_HINT,
+        "r2",
+    ),
+    Trigger(
+        "any-certificate",
+        policy_text('valid and issuer == "O=Contoso,CN=Contoso CA"'),
+        rule_id(1),  # an issuer check alone is no guard: anyone can name any issuer
+        ("allow rule `r1`", *ANY_WORDS),
+        ANY_HINT,
+        "r1",
+    ),
+    Trigger(
+        "any-certificate",
+        policy_text(f'{GOOD} or valid and subject.CN == "client-1"'),
+        in_when(1, f'{GOOD} or valid and subject.CN == "client-1"', "valid and subject.CN"),
+        (  # one branch of the rule is pinned, the other is not: the other is named
+            "allow rule `r1` admits a certificate from any issuer through its branch "
+            '`valid and subject.CN == "client-1"`, which holds without `trusted`, a '
+            "fingerprint pin or `proxy.verified`",
+        ),
+        ANY_HINT,
+        "r1",
+    ),
+    Trigger(
+        "any-certificate",
+        policy_text(f'valid and (subject.CN == "a" or fingerprint.sha256 == "{SHA256}")'),
+        in_when(1, f'valid and (subject.CN == "a" or fingerprint.sha256 == "{SHA256}")', "valid"),
+        ('through its branch `valid and subject.CN == "a"`',),  # spread over the line
+        ANY_HINT,
+        "r1",
+    ),
+    Trigger(
+        "any-certificate",
+        policy_text(f'valid and not (fingerprint.sha256 != "{SHA256}" and subject.CN != "a")'),
+        in_when(
+            1, f'valid and not (fingerprint.sha256 != "{SHA256}" and subject.CN != "a")', "valid"
+        ),
+        ('through its branch `valid and not subject.CN != "a"`',),  # De Morgan
+        ANY_HINT,
+        "r1",
+    ),
+    Trigger(
+        "dn-substring",
+        policy_text(GOOD + ' and subject contains "OU=Payments"'),
+        in_when(1, GOOD + ' and subject contains "OU=Payments"', "subject contains"),
+        (
+            '`subject contains "OU=Payments"` matches text anywhere in the whole subject name',
+            'a CN of "x,OU=Payments"',
+        ),
+        ('`"Payments" in subject.OU`',),
+        "r1",
+    ),
+    Trigger(
+        "dn-substring",
+        policy_text(GOOD, ("deny", 'not issuer startswith "CN=Contoso CA"')),
+        in_when(2, 'not issuer startswith "CN=Contoso CA"', "issuer startswith"),
+        ('`issuer startswith "CN=Contoso CA"` matches text anywhere in the whole issuer name',),
+        ("compare the attribute itself",),
         "r2",
     ),
     Trigger(
@@ -398,9 +461,33 @@ SILENT = [
     ("no-validity", policy_text('not_after >= 2027-01-01 and issuer.O == "Contoso"')),
     ("no-validity", policy_text('expires within 365d and issuer.O == "Contoso"')),
     ("no-validity", policy_text(GOOD, ("deny", 'subject.CN == "x"'))),  # deny rules need none
-    # any-certificate: a pin, an issuer check or a trust anchor
+    # any-certificate: every branch has a pin, a trust anchor or the proxy's verification
     ("any-certificate", policy_text(GOOD)),
-    ("any-certificate", policy_text('valid and issuer == "O=Contoso,CN=Contoso CA"')),
+    ("any-certificate", policy_text(f"{GOOD} or false")),  # a branch that never holds
+    ("any-certificate", policy_text(f"{GOOD} or valid and path excluded")),
+    (  # every branch pinned, however the rule is written
+        "any-certificate",
+        policy_text(
+            f'valid and (subject.CN == "a" or subject.CN == "b") and fingerprint == "{SHA256}"'
+        ),
+    ),
+    (
+        "any-certificate",
+        policy_text(f'valid and not (fingerprint.sha256 != "{SHA256}" or subject.CN == "a")'),
+    ),
+    (
+        "any-certificate",
+        policy_text(
+            'valid and proxy.verified and subject.O == "Contoso"',
+            head="policy: p\ncertificate:\n  source: nginx\n  trusted_proxies: [10.0.0.1]\n",
+        ),
+    ),
+    (
+        "any-certificate",
+        policy_text(
+            f"not present or {GOOD}", head=HEAD + "mode: optional\n"
+        ),  # the first branch admits only requests without a certificate
+    ),
     ("any-certificate", policy_text(f'valid and fingerprint.sha256 == "{SHA256}"')),
     ("any-certificate", policy_text(f'valid and fingerprint == "{SHA256}"')),
     (
@@ -408,6 +495,11 @@ SILENT = [
         policy_text("valid and fingerprint in pins", head=HEAD + f'sets:\n  pins: ["{SHA256}"]\n'),
     ),
     ("any-certificate", policy_text(GOOD, ("deny", 'subject.CN == "x"'))),
+    # dn-substring: the whole name compared whole, or an attribute compared
+    ("dn-substring", policy_text(GOOD + ' and subject == "CN=client-1,O=Contoso"')),
+    ("dn-substring", policy_text(GOOD + ' and "Payments" in subject.OU')),
+    ("dn-substring", policy_text(GOOD + ' and subject.CN contains "client"')),
+    ("dn-substring", policy_text(GOOD + ' and issuer.O startswith "Contoso"')),
     # never-holds
     ("never-holds", policy_text(GOOD + " or false")),
     ("never-holds", policy_text(GOOD + " and not path excluded")),
@@ -471,6 +563,23 @@ def test_an_allow_rule_for_requests_without_a_certificate_checks_no_certificate(
     assert policy.evaluate(stranger.pem, path="/", method="GET", now=NOW).rule is None
     assert policy.evaluate(None, path="/", method="GET", now=NOW).rule == "r1"
     assert places(text) == []
+
+
+def test_a_dn_substring_is_forgeable_and_the_attribute_form_is_not() -> None:
+    """Why dn-substring warns: a CN can carry the text the whole subject is searched for."""
+    forged = make_certificate(
+        {"CN": "x,OU=Payments", "O": "Contoso"},
+        not_before=datetime(2026, 1, 1, tzinfo=UTC),
+        not_after=datetime(2027, 1, 1, tzinfo=UTC),
+    )
+    pin = f'valid and fingerprint.sha256 == "{forged.sha256}"'
+    substring = policy_text(f'{pin} and subject contains "OU=Payments"')
+    attribute = policy_text(f'{pin} and "Payments" in subject.OU')
+    assert codes(substring) == ["dn-substring"]
+    assert codes(attribute) == []
+    at = {"path": "/", "now": NOW}
+    assert policy_from_text(substring, "p.yaml").evaluate(forged.pem, **at).allowed
+    assert not policy_from_text(attribute, "p.yaml").evaluate(forged.pem, **at).allowed
 
 
 # -- with a trust: section ------------------------------------------------------------------------
@@ -543,6 +652,80 @@ def test_trust_attributes_count(pki: Pki, when: str) -> None:
     assert places(policy_text(when, head=trust_head([pki.root]))) == []
 
 
+def test_an_or_branch_without_trust_is_named_and_does_admit_a_self_made_certificate(
+    pki: Pki,
+) -> None:
+    """The review's case: the rule as a whole mentions `trusted`, but its first branch,
+    `valid`, holds for any certificate at all."""
+    head = trust_head([pki.root])
+    when = 'valid or subject.CN == "x" and trusted'
+    text = policy_text(when, head=head)
+    warning = only(text, "any-certificate")
+    assert (warning.span.line, warning.span.column, warning.span.length) == (
+        rule_line(1, head) + 2,
+        11 + when.index("valid"),
+        len("valid"),
+    )
+    assert warning.message == (
+        "allow rule `r1` admits a certificate from any issuer through its branch `valid`, "
+        "which holds without `trusted`, a fingerprint pin or `proxy.verified`"
+    )
+    stranger = make_certificate(
+        {"CN": "anyone"},
+        not_before=datetime(2026, 1, 1, tzinfo=UTC),
+        not_after=datetime(2027, 1, 1, tzinfo=UTC),
+    )
+    assert policy_from_text(text, "p.yaml").evaluate(stranger.pem, path="/", now=NOW).allowed
+
+
+@pytest.mark.parametrize(
+    ("when", "branch"),
+    [
+        ('trusted or subject.CN == "client-1"', 'subject.CN == "client-1"'),
+        (
+            'chain.length <= 3 or valid and subject.O == "Contoso"',
+            'valid and subject.O == "Contoso"',
+        ),
+        ("not trusted and valid or trusted", "not trusted and valid"),
+        ("trusted == false and valid or trusted", "trusted == false and valid"),
+    ],
+)
+def test_a_branch_that_holds_without_trust_is_named(pki: Pki, when: str, branch: str) -> None:
+    head = trust_head([pki.root])
+    warning = only(policy_text(when, head=head), "any-certificate")
+    assert f"through its branch `{branch}`," in warning.message
+    assert warning.span.column == 11 + when.index(branch.split()[0])
+
+
+@pytest.mark.parametrize(
+    "when",
+    [
+        'trusted or chain.root.subject.CN == "Lint Root"',  # chain.* needs a trusted chain
+        'not revoked and subject.CN == "client-1"',  # revoked: undefined without a chain
+        f'trusted or valid and fingerprint.sha256 == "{SHA256}"',
+        'not (not trusted or subject.CN == "x")',  # De Morgan: trusted and not ...
+        "trusted == true and valid or trusted != false",
+    ],
+)
+def test_every_branch_guarded_is_silent(pki: Pki, when: str) -> None:
+    assert "any-certificate" not in codes(policy_text(when, head=trust_head([pki.root])))
+
+
+def test_a_rule_with_an_astronomical_normal_form_is_linted_in_one_walk() -> None:
+    """500 two-way choices make 2**500 branches: lint must not write them out."""
+    choices = [f'(subject.CN == "a{i}" or fingerprint.sha256 == "{SHA256}")' for i in range(500)]
+    open_rule = "valid and " + " and ".join(choices)
+    warning = only(policy_text(open_rule), "any-certificate")
+    assert 'through its branch `valid and subject.CN == "a0" and subject.CN == "a1"' in (
+        warning.message
+    )
+    assert "…`" in warning.message  # the branch is quoted, clipped
+    guarded = f'valid and fingerprint.sha256 == "{SHA256}" and ' + " and ".join(
+        f'(subject.CN == "a{i}" or subject.O == "b{i}")' for i in range(500)
+    )
+    assert "any-certificate" not in codes(policy_text(guarded))
+
+
 def test_trust_warnings(pki: Pki) -> None:
     head = trust_head(
         [pki.root, pki.not_a_ca, pki.old_root], [pki.fresh_crl, pki.stale_crl, pki.forged_crl]
@@ -574,8 +757,14 @@ SHADOWS: list[tuple[list[Rule], list[tuple[int, int]]]] = [
     # (rules, [(shadowed rule, the first earlier rule that shadows it)])
     ([GOOD, GOOD + CN], [(2, 1)]),
     ([GOOD, GOOD], [(2, 1)]),  # the same rule twice
-    ([GOOD, 'issuer.O == "Contoso" and valid'], [(2, 1)]),  # the order of the parts
-    ([GOOD, "valid and issuer.O=='Contoso'"], [(2, 1)]),  # spelling does not matter
+    (  # the order of the parts
+        [GOOD, f'fingerprint.sha256 == "{SHA256}" and issuer.O == "Contoso" and valid'],
+        [(2, 1)],
+    ),
+    (  # spelling does not matter
+        [GOOD, f"valid and issuer.O=='Contoso' and fingerprint.sha256=='{SHA256.upper()}'"],
+        [(2, 1)],
+    ),
     ([GOOD, GOOD, GOOD], [(2, 1), (3, 1)]),  # only the first shadowing rule is named
     ([GOOD, ("deny", 'subject.CN == "x"'), GOOD + CN], [(3, 1)]),  # a deny rule in between
     ([GOOD + CN, GOOD], []),  # an earlier stricter rule does not shadow a looser one

@@ -921,14 +921,19 @@ def test_a_constrained_ca_whose_extensions_cannot_be_read_is_refused(
         .sign(pki.root.key, hashes.SHA256())  # type: ignore[arg-type]
     )
     ca = IssuedCertificate(odd, key)
-    policy = constrained_policy(tmp_path, pki, ca)
-    refused(
-        policy,
-        make_certificate({"CN": "www.evil.com"}, issuer=ca, **VALID),
-        "the extensions of intermediate CN=Odd CA cannot be read (authority_cert_issuer and "
-        "authority_cert_serial_number must both be present or both None), so its name "
-        "constraints cannot be checked",
-    )
+    # configured, it is refused when the policy loads (a file read only in part)
+    with pytest.raises(PolicyFileError, match="its extensions cannot be read"):
+        constrained_policy(tmp_path, pki, ca)
+    # forwarded in a header, it is no candidate issuer (its basic constraints cannot be
+    # read back), and the chain through it is refused
+    from policyengine.trust import TrustSettings, TrustStore
+
+    (tmp_path / "anchor.pem").write_bytes(pki.root.pem)
+    store = TrustStore.load(TrustSettings(anchors=(tmp_path / "anchor.pem",)))
+    leaf = make_certificate({"CN": "www.evil.com"}, issuer=ca, **VALID)
+    result = store.verify(read_certificate(leaf.der), [ca.der], NOW)
+    assert not result.trusted
+    assert result.reason == "issuer CN=Odd CA not found among anchors or intermediates"
 
 
 def test_too_many_names_under_too_many_constraints_are_refused(tmp_path: Path, pki: Pki) -> None:
@@ -1430,14 +1435,14 @@ def test_a_user_only_crl_covers_the_leaf_beside_a_newer_ca_only_crl(
 
 def test_a_delta_crl_is_never_used_as_a_complete_crl(tmp_path: Path, pki: Pki) -> None:
     """Alone, a delta CRL says nothing about what its base lists: status unknown. Beside
-    its base, the base decides (delta CRLs are not applied; ``check`` warns)."""
+    its base, the base decides what is good (``check`` warns about the delta)."""
     delta = crl(pki.issuing, number=2, extensions=[(x509.DeltaCRLIndicator(1), True)])
     unusable_crl_case(
         tmp_path,
         pki,
         delta,
-        "is a delta CRL (deltaCRLIndicator); only complete CRLs are used, never a delta CRL, "
-        "with or without its base",
+        "is a delta CRL (deltaCRLIndicator): it never proves a certificate good, only a "
+        "complete CRL does",
     )
     base = {"base.crl": crl(pki.issuing, number=1), "delta.crl": delta}
     policy = issuer_crls_policy(tmp_path, pki, base)
@@ -1449,7 +1454,8 @@ def test_a_delta_crl_is_never_used_as_a_complete_crl(tmp_path: Path, pki: Pki) -
         + INTERMEDIATE_GOOD,
     )
     assert [w.message for w in policy.warnings if w.code == "trust-crl"] == [
-        "CRL delta.crl is a delta CRL: only complete CRLs are used, so it is never consulted"
+        "CRL delta.crl is a delta CRL: it never proves a certificate good, and is consulted "
+        "only for revocations newer than the complete CRL"
     ]
 
 
@@ -1551,7 +1557,8 @@ def test_check_warns_about_crls_that_cannot_be_used(tmp_path: Path, pki: Pki) ->
             "trust-crl",
             10,
             9,
-            "CRL delta.crl is a delta CRL: only complete CRLs are used, so it is never consulted",
+            "CRL delta.crl is a delta CRL: it never proves a certificate good, and is consulted "
+            "only for revocations newer than the complete CRL",
         ),
         (
             "trust-crl",
