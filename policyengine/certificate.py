@@ -119,11 +119,16 @@ _ASN1_PROBLEMS = {
 def _in_words(exc: BaseException, der: bytes) -> str:
     """cryptography's parse error, which names Rust types (``ParseError { kind: ShortData
     { needed: 114 } }``), said in words: what is wrong, and where."""
-    text = _first_line(exc)
     if not der.startswith(b"\x30"):
         return (
             "it does not begin as one does (with a SEQUENCE, byte 0x30): it is another kind of data"
         )
+    return parse_error_in_words(exc)
+
+
+def parse_error_in_words(exc: BaseException) -> str:
+    """cryptography's error in words when it is an ASN.1 parse error, else its first line."""
+    text = _first_line(exc)
     kind = re.search(r"kind: (\w+)", text)
     if kind is None or kind.group(1) not in _ASN1_PROBLEMS:
         return text  # already words, e.g. "9 is not a valid X509 version"

@@ -53,6 +53,7 @@ from policyengine.certificate import (
     EKU_NAMES,
     CertificateError,
     CertificateFacts,
+    parse_error_in_words,
     read_certificate,
 )
 from policyengine.constraints import name_constraint_violation
@@ -751,7 +752,10 @@ def _first_unreadable(fields: Iterable[tuple[str, object]], kind: str) -> str:
         try:
             read()  # type: ignore[operator]
         except Exception as exc:  # cryptography raises ValueError, InvalidVersion, ...
-            return f"cryptography reads {kind} only in part; its {name} cannot be read ({exc})"
+            return (
+                f"cryptography reads {kind} only in part; its {name} cannot be read "
+                f"({parse_error_in_words(exc)})"
+            )
     return ""
 
 

@@ -76,12 +76,12 @@ DEFECTS: dict[str, tuple[Callable[[bytes], bytes], str]] = {
     # the subject's CN: a UTF8String whose first byte is no UTF-8
     "invalid-utf8-common-name": (
         lambda der: _edit(der, UTF8_NAME, b"\x0c\x0b\xff" + NAME[1:].encode()),
-        "its subject cannot be read (error parsing asn1 value",
+        "its subject cannot be read (a field holds a value X.509 does not allow)",
     ),
     # the subject's CN as a VideotexString (tag 21), which a name may not hold
     "name-attribute-unsupported-tag": (
         lambda der: _edit(der, UTF8_NAME, b"\x15\x0b" + NAME.encode()),
-        "its subject cannot be read (error parsing asn1 value: ParseError { kind: UnexpectedTag",
+        "its subject cannot be read (a field is not of the type X.509 puts there)",
     ),
 }
 
