@@ -59,8 +59,8 @@ from common import (
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from policyengine import Policy, read_certificate
-from policyengine.document import parse_document
-from policyengine.engine import _compile_document
+from policyengine.load.document import parse_document
+from policyengine.load.loader import _compile_document
 from policyengine.testing import make_certificate
 
 HEADER = "X-ARR-ClientCert"

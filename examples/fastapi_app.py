@@ -16,9 +16,9 @@ from typing import Annotated
 
 from fastapi import Depends, FastAPI
 
-from policyengine.decision import Decision
+from policyengine.evaluation.decision import Decision
 from policyengine.integrations.fastapi import CertificatePolicy, PolicyMiddleware
-from policyengine.runtime import ReloadingPolicy
+from policyengine.integrations.runtime import ReloadingPolicy
 
 DEFAULT_POLICY = Path(__file__).resolve().parent.parent / "policies" / "nginx-partner.yaml"
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from flask import Flask, g
 
-from policyengine.decision import Decision
+from policyengine.evaluation.decision import Decision
 from policyengine.integrations.flask import PolicyEngine
 
 DEFAULT_POLICY = Path(__file__).resolve().parent.parent / "policies" / "nginx-partner.yaml"

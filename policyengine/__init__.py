@@ -13,9 +13,6 @@ The pipeline, one module per stage: ``document`` (YAML + schema) -> ``language.p
 ``language.checker`` -> ``language.compiler`` -> ``engine`` (the decision procedure).
 """
 
-from policyengine.certificate import CertificateError, CertificateFacts, read_certificate
-from policyengine.decision import REASONS, Decision
-from policyengine.engine import Policy, load_policy, policy_from_text
 from policyengine.errors import (
     Diagnostic,
     PolicyCheckError,
@@ -24,7 +21,11 @@ from policyengine.errors import (
     PolicySchemaError,
     PolicySyntaxError,
 )
-from policyengine.trace import Trace
+from policyengine.evaluation.decision import REASONS, Decision
+from policyengine.evaluation.engine import Policy
+from policyengine.evaluation.trace import Trace
+from policyengine.load.loader import load_policy, policy_from_text
+from policyengine.request.certificate import CertificateError, CertificateFacts, read_certificate
 
 __all__ = [
     "REASONS",

@@ -11,7 +11,7 @@
 Every diagnostic has a :class:`~policyengine.span.Span`, so a message always names the
 file, the line and the column, shows the line with a caret, and says what to do.
 Evaluating a request never raises: problems with a certificate or a request become a
-deny :class:`~policyengine.decision.Decision` with a reason.
+deny :class:`~policyengine.evaluation.decision.Decision` with a reason.
 """
 
 from __future__ import annotations

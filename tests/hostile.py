@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
 
-from policyengine.certificate import NAME_ATTRIBUTES, UPN_OID
+from policyengine.request.certificate import NAME_ATTRIBUTES, UPN_OID
 
 # -- DER, by hand ---------------------------------------------------------------------------
 

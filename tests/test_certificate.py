@@ -27,7 +27,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from policyengine import Decision, Policy, policy_from_text
-from policyengine.certificate import (
+from policyengine.evaluation.trace import TraceNode
+from policyengine.language.catalog import CATALOG, Type, lookup
+from policyengine.request.certificate import (
     EKU_NAMES,
     NAME_ATTRIBUTES,
     UPN_OID,
@@ -38,9 +40,7 @@ from policyengine.certificate import (
     _values_by_oid,
     read_certificate,
 )
-from policyengine.language.catalog import CATALOG, Type, lookup
 from policyengine.testing import make_certificate
-from policyengine.trace import TraceNode
 from policyengine.values import FactError, Missing, format_duration, format_time
 
 START = datetime(2025, 1, 1, tzinfo=UTC)
@@ -1401,7 +1401,7 @@ def _singles_agree(plain: tuple[_PlainName, _PlainName]) -> None:
     "member", [m for m in hostile.corpus() if m.readable], ids=lambda m: m.name
 )
 def test_names_from_the_der_equal_cryptographys_or_are_left_to_it(member: hostile.Hostile) -> None:
-    from policyengine.certificate import _plain_names
+    from policyengine.request.certificate import _plain_names
 
     plain = _plain_names(member.der)
     if plain is None:
@@ -1424,7 +1424,7 @@ def test_names_from_the_der_equal_cryptographys_or_are_left_to_it(member: hostil
     ],
 )
 def test_plain_names_from_the_der(subject: list[tuple[str, str]]) -> None:
-    from policyengine.certificate import _plain_names
+    from policyengine.request.certificate import _plain_names
 
     der = make_certificate(subject).der
     plain = _plain_names(der)
@@ -1435,7 +1435,7 @@ def test_plain_names_from_the_der(subject: list[tuple[str, str]]) -> None:
 
 
 def test_a_multi_valued_rdn_is_left_to_cryptography() -> None:
-    from policyengine.certificate import _plain_names
+    from policyengine.request.certificate import _plain_names
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name(
@@ -1467,7 +1467,7 @@ def test_a_multi_valued_rdn_is_left_to_cryptography() -> None:
 
 def _name_der(pairs: list[tuple[str, str]]) -> bytes:
     """The DER of a name, its outer SEQUENCE stripped (what ``_plain_name`` reads)."""
-    from policyengine.certificate import _element
+    from policyengine.request.certificate import _element
     from policyengine.testing import make_name
 
     der = make_name(pairs).public_bytes()
@@ -1478,7 +1478,7 @@ def _name_der(pairs: list[tuple[str, str]]) -> bytes:
 
 def _by_rdn(der: bytes) -> list[tuple[str, str]] | None:
     """The reference reading: every RDN through ``_rdn``, with no inline shortcut."""
-    from policyengine.certificate import _rdn
+    from policyengine.request.certificate import _rdn
 
     pairs, pos = [], 0
     while pos < len(der):
@@ -1517,7 +1517,7 @@ def test_the_inline_rdn_reading_equals_the_general_one(
     subject: list[tuple[str, str]], flips: list[tuple[int, int]], cut: int
 ) -> None:
     """Short and long lengths, then bytes changed and the end cut: both readings agree."""
-    from policyengine.certificate import _plain_name
+    from policyengine.request.certificate import _plain_name
 
     der = bytearray(_name_der(subject))
     _by_rdn(bytes(der))  # the OIDs are now known, so the inline reading is taken

@@ -10,10 +10,10 @@ from collections.abc import Callable
 import pytest
 
 from policyengine import Policy, PolicyCheckError, PolicyError, policy_from_text
-from policyengine.document import parse_document
 from policyengine.language import ast
 from policyengine.language.checker import CheckResult, check
 from policyengine.language.parser import parse
+from policyengine.load.document import parse_document
 
 SHA1 = "30757A2E831977D8BD9C8496E4C99AB26CB9622B"
 SHA256 = "e2d65529f91ba9fc8a79f24d2a7fc2138043fefe478b7036994564dd54872298"

@@ -387,7 +387,7 @@ def _run_in_terminal(args: list[str], env: dict[str, str]) -> str:
     primary, secondary = pty.openpty()
     try:
         process = subprocess.Popen(
-            [sys.executable, "-m", "policyengine.cli", *args],
+            [sys.executable, "-m", "policyengine", *args],
             stdout=secondary,
             stderr=subprocess.DEVNULL,
             cwd=ROOT,

@@ -21,10 +21,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from policyengine import Policy, policy_from_text, read_certificate
+from policyengine.evaluation.trace import TraceNode, render_text
 from policyengine.language.catalog import Context
 from policyengine.language.glob import compile_glob
 from policyengine.testing import IssuedCertificate, make_certificate
-from policyengine.trace import TraceNode, render_text
 
 UTC = UTC
 START = datetime(2025, 1, 1, tzinfo=UTC)

@@ -22,7 +22,7 @@ from policyengine import (
     load_policy,
     policy_from_text,
 )
-from policyengine.document import MODES, load_document, parse_document
+from policyengine.load.document import MODES, load_document, parse_document
 
 ROOT = Path(__file__).resolve().parent.parent
 POLICIES = ROOT / "policies"

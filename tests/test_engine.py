@@ -15,7 +15,7 @@ from conftest import NOW, POLICIES, shipped_policies
 from cryptography import x509
 
 from policyengine import REASONS, Decision, Policy, load_policy, policy_from_text, read_certificate
-from policyengine.certificate import MAX_CERTIFICATE_BYTES, CertificateFacts
+from policyengine.request.certificate import MAX_CERTIFICATE_BYTES, CertificateFacts
 from policyengine.testing import IssuedCertificate, make_certificate
 
 UTC = UTC

@@ -22,9 +22,9 @@ import pytest
 
 from policyengine import Policy, load_policy
 from policyengine.cli import main
-from policyengine.export import TARGETS, export
-from policyengine.sources import SOURCES
+from policyengine.request.sources import SOURCES
 from policyengine.testing import IssuedCertificate, make_certificate
+from policyengine.tooling.export import TARGETS, export
 
 ROOT = Path(__file__).resolve().parent.parent
 POLICIES = sorted(

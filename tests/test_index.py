@@ -18,11 +18,11 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from policyengine import Policy
-from policyengine.certificate import CertificateFacts, read_certificate
-from policyengine.document import parse_document
-from policyengine.engine import _compile_document
+from policyengine.evaluation.index import INDEX_THRESHOLD
 from policyengine.language.catalog import Context
-from policyengine.language.index import INDEX_THRESHOLD
+from policyengine.load.document import parse_document
+from policyengine.load.loader import compile_document
+from policyengine.request.certificate import CertificateFacts, read_certificate
 from policyengine.testing import make_certificate
 
 # every certificate here is decided at NOW: valid around it unless a test says otherwise
@@ -117,7 +117,7 @@ def policies(draw: st.DrawFn) -> str:
 
 def compiled(text: str, index: bool) -> Policy:
     document = parse_document(text, "generated.yaml")
-    return _compile_document(document, index=index)
+    return compile_document(document, index=index)
 
 
 def agree(text: str, certificates: tuple[object, ...], paths: tuple[str, ...]) -> list[str]:

@@ -39,10 +39,10 @@ from integration_support import (
 )
 from werkzeug.test import EnvironBuilder
 
-from policyengine.decision import Decision
+from policyengine.evaluation.decision import Decision
 from policyengine.integrations import REFUSALS, DenyResponse
 from policyengine.integrations.django import PolicyMiddleware, require_certificate
-from policyengine.runtime import DECISION_LOGGER
+from policyengine.integrations.runtime import DECISION_LOGGER
 
 MIDDLEWARE = "policyengine.integrations.django.PolicyMiddleware"
 PARTNER = {"X-ARR-ClientCert": azure_header(PARTNER_PEM)}

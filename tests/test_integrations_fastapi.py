@@ -26,10 +26,10 @@ from integration_support import (
 )
 
 from policyengine import load_policy
-from policyengine.decision import Decision
+from policyengine.evaluation.decision import Decision
 from policyengine.integrations import REFUSALS, asgi
 from policyengine.integrations.fastapi import CertificatePolicy, PolicyMiddleware
-from policyengine.runtime import DECISION_LOGGER
+from policyengine.integrations.runtime import DECISION_LOGGER
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # Starlette 1.x asks for httpx2 for its TestClient

@@ -28,10 +28,10 @@ from integration_support import (
 from werkzeug.test import EnvironBuilder
 
 from policyengine import load_policy
-from policyengine.decision import Decision
+from policyengine.evaluation.decision import Decision
 from policyengine.integrations import REFUSALS, DenyResponse
 from policyengine.integrations.flask import PolicyEngine, require_certificate
-from policyengine.runtime import DECISION_LOGGER, ReloadingPolicy
+from policyengine.integrations.runtime import DECISION_LOGGER, ReloadingPolicy
 from policyengine.testing import make_certificate
 
 PARTNER = {"X-ARR-ClientCert": azure_header(PARTNER_PEM)}

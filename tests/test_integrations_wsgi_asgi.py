@@ -42,11 +42,11 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from werkzeug.test import Client, EnvironBuilder
 
 from policyengine import load_policy, policy_from_text
-from policyengine.decision import Decision
+from policyengine.evaluation.decision import Decision
 from policyengine.integrations import REFUSALS, DenyResponse, environ_request
 from policyengine.integrations import asgi as asgi_integration
 from policyengine.integrations import wsgi as wsgi_integration
-from policyengine.runtime import DECISION_LOGGER, DecisionLog, ReloadingPolicy
+from policyengine.integrations.runtime import DECISION_LOGGER, DecisionLog, ReloadingPolicy
 from policyengine.testing import make_certificate
 
 with warnings.catch_warnings():
@@ -421,7 +421,7 @@ def test_a_policy_file_written_to_while_it_loads_is_loaded_again_once_settled(
 ) -> None:
     """The prefix looked settled for two checks, but the writer finishes while the reload
     reads it: what was read may be half the file, and is not used."""
-    from policyengine import runtime
+    from policyengine.integrations import runtime
 
     mallory = make_certificate({"CN": "mallory"}).pem
     path = tmp_path / "policy.yaml"
@@ -587,7 +587,7 @@ def test_a_policy_path_is_reloaded_and_must_load_the_first_time(tmp_path: Path) 
 def test_one_file_path_named_twice_is_one_shared_policy_until_the_file_changes(
     tmp_path: Path,
 ) -> None:
-    from policyengine.runtime import as_policy_provider
+    from policyengine.integrations.runtime import as_policy_provider
 
     path = cn_policy(tmp_path / "policy.yaml", "alice")
     first = as_policy_provider(path)

@@ -24,8 +24,8 @@ from hypothesis import strategies as st
 
 from policyengine import load_policy, read_certificate
 from policyengine.cli import main
-from policyengine.inventory import audit, find_certificate_files
 from policyengine.testing import make_certificate
+from policyengine.tooling.inventory import audit, find_certificate_files
 
 AT = NOW
 ROOT = Path(__file__).resolve().parent.parent
@@ -312,7 +312,7 @@ def large_inventory(inventory: Path, tmp_path_factory: pytest.TempPathFactory) -
 def test_worker_processes_give_the_same_results_in_the_same_order(
     inventory: Path, large_inventory: Path
 ) -> None:
-    from policyengine.inventory import _CHUNK, AuditResult, audit_report
+    from policyengine.tooling.inventory import _CHUNK, AuditResult, audit_report
 
     policy = load_policy(inventory / "policy.yaml")
     names = list(find_certificate_files([str(large_inventory)]))
@@ -371,7 +371,7 @@ def test_eval_with_jobs_prints_what_one_process_prints(
 def test_a_result_as_json_is_what_json_dumps_writes(
     texts: list[str], optional: list[str | None], flags: tuple[bool, bool]
 ) -> None:
-    from policyengine.inventory import AuditResult
+    from policyengine.tooling.inventory import AuditResult
 
     file, decision, reason, message = texts
     rule, not_after, subject, sha256 = optional

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import serialization
 
 from policyengine import Decision, load_policy
 from policyengine.errors import PolicyFileError
-from policyengine.trace import TraceNode
+from policyengine.evaluation.trace import TraceNode
 
 DATA = Path(__file__).parent / "data" / "x509-limbo" / "client.json"
 LIMBO = json.loads(DATA.read_text())

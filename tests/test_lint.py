@@ -21,8 +21,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
 from policyengine import Diagnostic, PolicySchemaError, policy_from_text
-from policyengine.engine import WARNING_CODES
-from policyengine.lint import POLICY_CODES, RULE_CODES
+from policyengine.load.lint import POLICY_CODES, RULE_CODES
+from policyengine.load.loader import WARNING_CODES
 from policyengine.testing import IssuedCertificate, make_certificate
 
 CERT = make_certificate(

@@ -21,10 +21,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from policyengine import policy_from_text
-from policyengine.certificate import read_certificate
-from policyengine.document import parse_document
-from policyengine.engine import _compile_document
-from policyengine.sources import Forwarded
+from policyengine.load.document import parse_document
+from policyengine.load.loader import compile_document
+from policyengine.request.certificate import read_certificate
+from policyengine.request.sources import Forwarded
 from policyengine.testing import make_certificate
 
 NOT_BEFORE = datetime(2026, 1, 1, tzinfo=UTC)
@@ -269,7 +269,7 @@ def test_a_returning_clients_request_is_decided_as_a_first_one(
         "mode: optional\nexclusion_paths: /public\nrules:",
     )
     remembering = policy_from_text(text, "lane.yaml")
-    plain = _compile_document(parse_document(text, "lane.yaml"), facts_cache_size=0, memo=False)
+    plain = compile_document(parse_document(text, "lane.yaml"), facts_cache_size=0, memo=False)
     for _ in range(5):
         request = data.draw(requests(source))
         for which in ("cert", "other"):  # the memos know both values, decided at this time
@@ -355,7 +355,7 @@ def test_facts_read_for_one_decision_keep_no_memo() -> None:
 
 
 def test_an_inventory_audit_leaves_nothing_for_the_garbage_collector(tmp_path: Path) -> None:
-    from policyengine.inventory import audit
+    from policyengine.tooling.inventory import audit
 
     for n in range(40):
         (tmp_path / f"c{n}.der").write_bytes(make_certificate({"CN": f"client-{n}"}).der)
@@ -400,7 +400,7 @@ def test_a_flood_of_new_certificates_does_not_push_out_a_returning_client() -> N
 
 
 def test_the_doorkeeper_admits_on_the_second_sighting_and_stays_bounded() -> None:
-    from policyengine.doorkeeper import Doorkeeper
+    from policyengine.evaluation.caches import Doorkeeper
 
     door = Doorkeeper(3)
     assert [door.admit(k) for k in ("a", "b", "a", "a")] == [False, False, True, True]

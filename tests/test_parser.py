@@ -12,9 +12,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from policyengine import PolicyError, PolicySyntaxError, policy_from_text
-from policyengine.document import parse_document
 from policyengine.language import ast
 from policyengine.language.parser import KEYWORDS, parse
+from policyengine.load.document import parse_document
 from policyengine.span import Source, Span
 
 UTC = UTC

@@ -11,8 +11,14 @@ from pathlib import Path
 import pytest
 from conftest import POLICIES
 
-from policyengine.policy_tests import discover, junit_xml, render_results, run_file, run_files
 from policyengine.testing import make_certificate
+from policyengine.tooling.policy_tests import (
+    discover,
+    junit_xml,
+    render_results,
+    run_file,
+    run_files,
+)
 
 
 def test_every_shipped_policy_has_a_test_file_and_they_all_pass() -> None:

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from policyengine import Decision, Policy, PolicyError, policy_from_text
-from policyengine.decision import (
+from policyengine.evaluation.decision import (
     ALLOWED_BY_RULE,
     EVALUATION_ERROR,
     EXCLUDED_PATH,

@@ -32,8 +32,8 @@ from test_sources import (
 )
 
 from policyengine import REASONS, Decision, Policy, PolicyError, policy_from_text
-from policyengine.engine import WARNING_CODES
-from policyengine.sources import (
+from policyengine.load.loader import WARNING_CODES
+from policyengine.request.sources import (
     SOURCES,
     SourceError,
     decode_header_value,

@@ -1,4 +1,4 @@
-"""policyengine.sources: each proxy's real encoding, real samples, hostile input, trust.
+"""policyengine.request.sources: each proxy's real encoding, real samples, hostile input, trust.
 
 The encoders below reproduce what each proxy does on the wire, following
 ``shared/reference/forwarded-client-certs.md``; a decoder that only agreed with itself
@@ -23,7 +23,7 @@ from cryptography.x509.oid import NameOID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from policyengine.sources import (
+from policyengine.request.sources import (
     CHAIN_TOO_LONG,
     DUPLICATE_HEADER,
     HEADER_TOO_LARGE,
@@ -1191,7 +1191,7 @@ def _framing(data: bytes, read: Callable[[bytes, str], bytes]) -> bytes | str:
 def _framing_headers(der: bytes) -> list[int]:
     """Where the certificate's framing is: its first bytes, the signatureAlgorithm's and
     the signature's headers."""
-    from policyengine.sources import _read_tlv
+    from policyengine.request.sources import _read_tlv
 
     _, inside, _ = _read_tlv(der, 0, "")
     _, _, algorithm = _read_tlv(der, inside, "")
@@ -1211,7 +1211,7 @@ def test_the_inline_framing_check_equals_the_general_one(
 ) -> None:
     """Each certificate as it is, then with its framing bytes changed, cut short or
     extended: the same answer, the same error."""
-    from policyengine.sources import _single_der, _single_der_framed
+    from policyengine.request.sources import _single_der, _single_der_framed
 
     der = FRAMING_CERTIFICATES[which]
     assert _single_der(der, "the value") is der
@@ -1226,7 +1226,7 @@ def test_the_inline_framing_check_equals_the_general_one(
 def _reframed(der: bytes, forms: tuple[int, int, int, int]) -> bytes:
     """``der`` with the lengths of the whole, the tbsCertificate, the signatureAlgorithm
     and the signature written in the given forms (0: one byte, 0x81, 0x82), minimal or not."""
-    from policyengine.sources import _read_tlv
+    from policyengine.request.sources import _read_tlv
 
     def element(tag: int, content: bytes, form: int) -> bytes:
         size = len(content)
@@ -1252,7 +1252,7 @@ def _reframed(der: bytes, forms: tuple[int, int, int, int]) -> bytes:
 def test_the_inline_framing_check_equals_the_general_one_for_every_length_form(
     which: int,
 ) -> None:
-    from policyengine.sources import _single_der, _single_der_framed
+    from policyengine.request.sources import _single_der, _single_der_framed
 
     small = make_certificate({"CN": "s"}, key_identifiers=False, client_auth=False).der
     for der in (FRAMING_CERTIFICATES[which], small):

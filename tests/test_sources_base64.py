@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 import pytest
 
-from policyengine.sources import MALFORMED_HEADER, SourceConfig, SourceError, read_forwarded
+from policyengine.request.sources import MALFORMED_HEADER, SourceConfig, SourceError, read_forwarded
 from policyengine.testing import make_certificate
 
 PROXY = "10.0.0.5"

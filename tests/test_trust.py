@@ -28,9 +28,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
 
 from policyengine import Decision, Policy, load_policy, read_certificate
 from policyengine.errors import PolicyCheckError, PolicyFileError, PolicySchemaError
+from policyengine.evaluation.trace import TraceNode
+from policyengine.request.trust import MAX_FORWARDED_CANDIDATES, TrustResult
 from policyengine.testing import IssuedCertificate, make_certificate, make_name
-from policyengine.trace import TraceNode
-from policyengine.trust import MAX_FORWARDED_CANDIDATES, TrustResult
 
 START = datetime(2025, 1, 1, tzinfo=UTC)
 FAR = datetime(2099, 12, 31, tzinfo=UTC)
@@ -926,7 +926,7 @@ def test_a_constrained_ca_whose_extensions_cannot_be_read_is_refused(
         constrained_policy(tmp_path, pki, ca)
     # forwarded in a header, it is no candidate issuer (its basic constraints cannot be
     # read back), and the chain through it is refused
-    from policyengine.trust import TrustSettings, TrustStore
+    from policyengine.request.trust import TrustSettings, TrustStore
 
     (tmp_path / "anchor.pem").write_bytes(pki.root.pem)
     store = TrustStore.load(TrustSettings(anchors=(tmp_path / "anchor.pem",)))
@@ -2496,7 +2496,7 @@ def test_a_forwarded_cross_certificate_above_a_configured_intermediate_is_kept(
     """The configured intermediate I1 is issued by Root, and the proxy forwards Root
     cross-signed by the anchor: the forwarded certificate is on the way up from the leaf
     and must reach the verifier (it was thrown away: `issuer CN=Root not found`)."""
-    from policyengine.trust import TrustSettings, TrustStore
+    from policyengine.request.trust import TrustSettings, TrustStore
 
     valid = {"not_before": START, "not_after": FAR}
     anchor = make_certificate({"CN": "Anchor"}, ca=True, **valid)

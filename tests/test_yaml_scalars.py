@@ -23,8 +23,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from policyengine import PolicyError, PolicySchemaError, policy_from_text
-from policyengine import document as document_module
-from policyengine.document import parse_document
+from policyengine.load import document as document_module
+from policyengine.load.document import parse_document
 from policyengine.testing import make_certificate
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.http import HttpRequest, JsonResponse
 
-from policyengine.decision import Decision
+from policyengine.evaluation.decision import Decision
 
 
 def orders(request: HttpRequest) -> JsonResponse:

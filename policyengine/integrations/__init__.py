@@ -21,10 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from policyengine.decision import Decision
-from policyengine.engine import Policy
-from policyengine.runtime import DecisionLog, ReloadingPolicy, as_policy_provider, current_policy
-from policyengine.trace import render_text
+from policyengine.evaluation.decision import Decision
+from policyengine.evaluation.engine import Policy
+from policyengine.evaluation.trace import render_text
+from policyengine.integrations.runtime import (
+    DecisionLog,
+    ReloadingPolicy,
+    as_policy_provider,
+    current_policy,
+)
 
 __all__ = [
     "DECIDED_KEY",
@@ -230,7 +235,7 @@ class Middleware:
     """What the WSGI and ASGI middleware share: their options, validated when constructed.
 
     ``policy``: a :class:`~policyengine.Policy`, a
-    :class:`~policyengine.runtime.ReloadingPolicy`, or a policy file path (reloaded when the
+    :class:`~.runtime.ReloadingPolicy`, or a policy file path (reloaded when the
     file changes). ``on_deny``: a hook returning the application's own
     :class:`DenyResponse` (or None for the default). ``expose_trace``: put the explain trace
     in refusals (for development only). ``log``: the decision log (``None`` turns it off).

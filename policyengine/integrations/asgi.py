@@ -19,8 +19,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from policyengine.decision import Decision
-from policyengine.engine import Policy
+from policyengine.evaluation.decision import Decision
+from policyengine.evaluation.engine import Policy
 from policyengine.integrations import (
     DECIDED_KEY,
     Middleware,
@@ -28,7 +28,7 @@ from policyengine.integrations import (
     refusal,
     reusable_decision,
 )
-from policyengine.runtime import DecisionLog, ReloadingPolicy
+from policyengine.integrations.runtime import DecisionLog, ReloadingPolicy
 
 __all__ = ["SCOPE_KEY", "PolicyMiddleware", "decide_scope", "scope_request"]
 

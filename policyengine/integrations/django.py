@@ -50,9 +50,9 @@ from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 from django.utils.module_loading import import_string
 
-from policyengine.decision import Decision
-from policyengine.engine import Policy
 from policyengine.errors import PolicyError
+from policyengine.evaluation.decision import Decision
+from policyengine.evaluation.engine import Policy
 from policyengine.integrations import (
     DECIDED_KEY,
     Decided,
@@ -64,7 +64,7 @@ from policyengine.integrations import (
     reusable_decision,
 )
 from policyengine.integrations.asgi import scope_request
-from policyengine.runtime import (
+from policyengine.integrations.runtime import (
     DEFAULT_LOG_FIELDS,
     DecisionLog,
     ReloadingPolicy,

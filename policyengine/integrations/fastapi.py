@@ -24,8 +24,8 @@ from pathlib import Path
 
 from fastapi import HTTPException, Request
 
-from policyengine.decision import Decision
-from policyengine.engine import Policy
+from policyengine.evaluation.decision import Decision
+from policyengine.evaluation.engine import Policy
 from policyengine.integrations import (
     DECIDED_KEY,
     decide_request,
@@ -33,7 +33,7 @@ from policyengine.integrations import (
     reusable_decision,
 )
 from policyengine.integrations.asgi import SCOPE_KEY, STATE_KEY, PolicyMiddleware, scope_request
-from policyengine.runtime import DecisionLog, ReloadingPolicy, as_policy_provider
+from policyengine.integrations.runtime import DecisionLog, ReloadingPolicy, as_policy_provider
 
 __all__ = ["CertificatePolicy", "PolicyMiddleware"]
 
@@ -42,7 +42,7 @@ class CertificatePolicy:
     """A dependency that decides the request against ``policy`` and returns the Decision.
 
     ``policy``: a :class:`~policyengine.Policy`, a
-    :class:`~policyengine.runtime.ReloadingPolicy` or a policy file path (loaded now, and
+    :class:`~.runtime.ReloadingPolicy` or a policy file path (loaded now, and
     reloaded when the file changes). ``log``: the decision log (None turns it off).
     A deny raises ``HTTPException(403)`` whose detail is the reason code and its generic
     sentence (:func:`policyengine.integrations.refusal_detail`); ``expose_trace=True``

@@ -27,8 +27,8 @@ from typing import Any, ParamSpec, TypeVar, cast
 
 import flask
 
-from policyengine.decision import Decision
-from policyengine.engine import Policy
+from policyengine.evaluation.decision import Decision
+from policyengine.evaluation.engine import Policy
 from policyengine.integrations import (
     DECIDED_KEY,
     DenyHook,
@@ -37,7 +37,7 @@ from policyengine.integrations import (
     refusal,
     reusable_decision,
 )
-from policyengine.runtime import DecisionLog, ReloadingPolicy, as_policy_provider
+from policyengine.integrations.runtime import DecisionLog, ReloadingPolicy, as_policy_provider
 
 __all__ = ["CONFIG_KEY", "EXTENSION_KEY", "PolicyEngine", "require_certificate"]
 
@@ -70,7 +70,7 @@ class PolicyEngine:
     """The Flask extension: decides every request of an application before its view runs.
 
     ``policy``: a :class:`~policyengine.Policy`, a
-    :class:`~policyengine.runtime.ReloadingPolicy`, or a policy file path (reloaded when it
+    :class:`~.runtime.ReloadingPolicy`, or a policy file path (reloaded when it
     changes); when None, :meth:`init_app` reads ``app.config["POLICYENGINE_POLICY"]``.
     ``on_deny``, ``expose_trace`` and ``log`` are as for the WSGI middleware.
     ``guard_all=False`` installs no hook: only views decorated with
@@ -176,7 +176,7 @@ def require_certificate(
     same loaded generation of a ReloadingPolicy), the view reuses that decision instead of
     deciding (and logging) twice; otherwise it decides again. Logging and
     ``expose_trace`` follow the app's extension; without one, decisions are logged with
-    the default :class:`~policyengine.runtime.DecisionLog`.
+    the default :class:`~policyengine.integrations.runtime.DecisionLog`.
     """
     own = as_policy_provider(policy) if policy is not None else None
 

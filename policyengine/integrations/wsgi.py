@@ -18,8 +18,8 @@ from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import Any
 
-from policyengine.decision import Decision
-from policyengine.engine import Policy
+from policyengine.evaluation.decision import Decision
+from policyengine.evaluation.engine import Policy
 from policyengine.integrations import (
     DECIDED_KEY,
     Middleware,
@@ -28,7 +28,7 @@ from policyengine.integrations import (
     refusal,
     reusable_decision,
 )
-from policyengine.runtime import DecisionLog, ReloadingPolicy
+from policyengine.integrations.runtime import DecisionLog, ReloadingPolicy
 
 __all__ = ["ENVIRON_KEY", "PolicyMiddleware", "decide_environ"]
 
@@ -60,7 +60,7 @@ class PolicyMiddleware(Middleware):
     """Decides every request before the wrapped application sees it.
 
     ``policy``: a :class:`~policyengine.Policy`, a
-    :class:`~policyengine.runtime.ReloadingPolicy`, or a policy file path (reloaded when the
+    :class:`~.runtime.ReloadingPolicy`, or a policy file path (reloaded when the
     file changes). ``on_deny``: a hook returning the application's own
     :class:`~policyengine.integrations.DenyResponse` (or None for the default).
     ``expose_trace``: put the explain trace in refusals (for development only).

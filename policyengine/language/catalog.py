@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from operator import attrgetter
 
-from policyengine.certificate import EKU_NAMES, NAME_ATTRIBUTES, CertificateFacts
-from policyengine.sources import Forwarded
-from policyengine.trust import TrustResult, TrustStore
+from policyengine.request.certificate import EKU_NAMES, NAME_ATTRIBUTES, CertificateFacts
+from policyengine.request.sources import Forwarded
+from policyengine.request.trust import TrustResult, TrustStore
 from policyengine.values import (
     ABSENT,
     FactError,

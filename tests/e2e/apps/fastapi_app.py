@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from e2e_support import configure_decision_log, describe, policy_path
 from fastapi import Depends, FastAPI, Request
 
-from policyengine.decision import Decision
+from policyengine.evaluation.decision import Decision
 from policyengine.integrations.fastapi import CertificatePolicy
 
 configure_decision_log()

@@ -24,8 +24,8 @@ import json
 import shlex
 from pathlib import Path
 
-from policyengine.engine import Policy
-from policyengine.sources import default_header_names, trusted_from_anywhere
+from policyengine.evaluation.engine import Policy
+from policyengine.request.sources import default_header_names, trusted_from_anywhere
 
 __all__ = ["APP_SERVICE_MODES", "TARGETS", "export"]
 

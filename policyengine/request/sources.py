@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeVar
 from urllib.parse import unquote_to_bytes
 
-from policyengine.doorkeeper import Doorkeeper
+from policyengine.evaluation.caches import Doorkeeper
 
 __all__ = [
     "CHAIN_TOO_LONG",

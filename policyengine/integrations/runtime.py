@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from policyengine.decision import Decision
-from policyengine.engine import Policy, load_policy
 from policyengine.errors import PolicyError
+from policyengine.evaluation.decision import Decision
+from policyengine.evaluation.engine import Policy
+from policyengine.load.loader import load_policy
 
 __all__ = [
     "DECISION_LOGGER",

@@ -6,7 +6,7 @@ Each condition compiles twice:
   and raising :class:`~policyengine.values.FactError` when it reads a broken part of the
   certificate. Names are already resolved to readers, constants already normalised, sets
   already hashed: a request pays only for reading facts and comparing.
-- ``trace(ctx)``: the same logic, returning a :class:`~policyengine.trace.TraceNode` tree
+- ``trace(ctx)``: the same logic, returning a :class:`~policyengine.evaluation.trace.TraceNode` tree
   that records each test's outcome and the values it saw. Chosen when compiling, so the
   plain closures pay nothing for tracing.
 
@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from policyengine.evaluation.trace import TraceNode, skipped
 from policyengine.language import ast
 from policyengine.language.catalog import CATALOG, Attribute, Context, Type
 from policyengine.language.glob import compile_glob
-from policyengine.trace import TraceNode, skipped
 from policyengine.values import (
     FINGERPRINT_LENGTHS,
     Missing,

@@ -36,9 +36,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from policyengine.certificate import CertificateError, read_certificate
-from policyengine.decision import MALFORMED_CERTIFICATE
-from policyengine.engine import Policy
+from policyengine.evaluation.decision import MALFORMED_CERTIFICATE
+from policyengine.evaluation.engine import Policy
+from policyengine.request.certificate import CertificateError, read_certificate
 from policyengine.values import FactError, format_time
 
 __all__ = [

@@ -16,7 +16,7 @@ configured for client certificates as they are found in the wild:
 
 A chain the verifier built is then held to the name constraints it does not apply (a
 SAN-less leaf's CN and emailAddress, subjects under directoryName subtrees): see
-:mod:`policyengine.constraints`.
+:mod:`policyengine.request.constraints`.
 
 Forwarded intermediates are attacker-controlled. Before path building they are capped,
 stripped of byte-identical copies, and of certificates that cannot be issuers (not CAs, or
@@ -49,14 +49,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509 import verification
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from policyengine.certificate import (
+from policyengine.request.certificate import (
     EKU_NAMES,
     CertificateError,
     CertificateFacts,
     parse_error_in_words,
     read_certificate,
 )
-from policyengine.constraints import name_constraint_violation
+from policyengine.request.constraints import name_constraint_violation
 from policyengine.values import format_serial, format_time
 
 __all__ = [

@@ -20,12 +20,13 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
-from policyengine.decision import Decision
-from policyengine.document import load_yaml
-from policyengine.engine import Policy, load_policy
 from policyengine.errors import Diagnostic, PolicyError, PolicyFileError
+from policyengine.evaluation.decision import Decision
+from policyengine.evaluation.engine import Policy
+from policyengine.evaluation.trace import TraceNode, render_text
+from policyengine.load.document import load_yaml
+from policyengine.load.loader import load_policy
 from policyengine.span import Span
-from policyengine.trace import TraceNode, render_text
 from policyengine.values import as_utc, parse_timestamp
 
 __all__ = ["CaseResult", "Coverage", "FileResult", "discover", "run_file", "run_files"]

@@ -23,9 +23,9 @@ import yaml
 
 from policyengine.errors import Diagnostic, PolicyFileError, PolicySchemaError
 from policyengine.language.ast import NamedSet, SetEntry
-from policyengine.sources import SourceConfig
+from policyengine.request.sources import SourceConfig
+from policyengine.request.trust import TrustSettings
 from policyengine.span import Source, Span, align_offsets
-from policyengine.trust import TrustSettings
 
 __all__ = ["MODES", "Document", "RuleSpec", "load_document", "parse_document"]
 

@@ -24,11 +24,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from policyengine.sources import REASONS as SOURCE_REASONS
-from policyengine.trace import Trace
+from policyengine.evaluation.trace import Trace
+from policyengine.request.sources import REASONS as SOURCE_REASONS
 
 if TYPE_CHECKING:
-    from policyengine.certificate import CertificateFacts
+    from policyengine.request.certificate import CertificateFacts
 
 __all__ = ["REASONS", "Decision"]
 

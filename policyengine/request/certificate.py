@@ -26,7 +26,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
-from policyengine.doorkeeper import Doorkeeper
+from policyengine.evaluation.caches import Doorkeeper
 from policyengine.values import FactError, Missing, digest_token, format_serial, format_time
 
 __all__ = [
@@ -961,7 +961,7 @@ class FactsCache:
 
     A client that sends the same certificate again costs a dictionary lookup: its facts
     (and every fact already computed on them) are reused. A certificate is kept from its
-    second sighting on (:mod:`policyengine.doorkeeper`): one seen once is not stored, and
+    second sighting on (:mod:`policyengine.evaluation.caches`): one seen once is not stored, and
     does not push out one that returns. Least recently used entries go first once ``size``
     certificates are held.
     """

@@ -26,9 +26,9 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 
+from policyengine.evaluation.compiler import attributes_read
 from policyengine.language import ast
 from policyengine.language.catalog import CATALOG, Attribute, Context, Type, lookup
-from policyengine.language.compiler import attributes_read
 from policyengine.values import FINGERPRINT_LENGTHS, Missing, fingerprint_token
 
 __all__ = ["INDEX_THRESHOLD", "RuleIndex"]

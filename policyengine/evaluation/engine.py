@@ -18,31 +18,24 @@ with reason ``evaluation_error``.
 Steps 4 to 6 take two shortcuts that never change a decision (docs/performance.md):
 a policy that reads only the certificate and the time remembers its decision on the
 certificate's facts for the span of time it holds (``Policy._run``), and long rule lists
-test only the rules their index says can hold (:mod:`policyengine.language.index`).
+test only the rules their index says can hold (:mod:`policyengine.evaluation.index`).
 """
 
 from __future__ import annotations
 
-import difflib
-import gc
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-from policyengine import decision as reasons
-from policyengine.certificate import CertificateError, CertificateFacts, FactsCache
-from policyengine.decision import Decision
-from policyengine.document import Document, load_document, parse_document
 from policyengine.errors import (
     Diagnostic,
-    PolicyCheckError,
-    PolicyError,
-    PolicyFileError,
-    PolicySchemaError,
-    PolicySyntaxError,
 )
+from policyengine.evaluation import decision as reasons
+from policyengine.evaluation.compiler import CompiledCondition, format_value
+from policyengine.evaluation.decision import Decision
+from policyengine.evaluation.index import RuleIndex
+from policyengine.evaluation.trace import RuleTrace, Step, Trace, TraceNode
 from policyengine.language import ast
 from policyengine.language.catalog import (
     Context,
@@ -51,26 +44,20 @@ from policyengine.language.catalog import (
     lookup,
     read_fact,
 )
-from policyengine.language.checker import check
-from policyengine.language.compiler import CompiledCondition, compile_condition, format_value
-from policyengine.language.index import RuleIndex
-from policyengine.language.parser import parse
-from policyengine.lint import POLICY_CODES, RULE_CODES, LintRule, lint
-from policyengine.sources import (
+from policyengine.request.certificate import CertificateError, CertificateFacts, FactsCache
+from policyengine.request.sources import (
     Forwarded,
     HeaderMemo,
     SourceConfig,
     SourceError,
     decode_header_value,
     read_forwarded,
-    trusted_from_anywhere,
 )
+from policyengine.request.trust import TrustStore
 from policyengine.span import Span
-from policyengine.trace import RuleTrace, Step, Trace, TraceNode
-from policyengine.trust import TrustError, TrustStore
 from policyengine.values import FactError, Missing, as_utc, normalize_path
 
-__all__ = ["Policy", "Rule", "load_policy", "normalize_path", "policy_from_text"]
+__all__ = ["Policy", "Rule", "normalize_path"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,187 +109,21 @@ def _memo_windows(rules: Iterable[Rule]) -> tuple[timedelta, ...] | None:
     return tuple(sorted(windows))
 
 
-def load_policy(path: str | Path, *, facts_cache_size: int = 4096) -> Policy:
-    """Load, check and compile a policy file. Raises a :class:`PolicyError` subclass.
-
-    ``facts_cache_size``: how many certificates' facts (and header values) the policy
-    keeps, so a client that sends the same certificate again costs a lookup; each is kept
-    from its second sighting on, so one-off certificates never push out a returning
-    client (0 turns the caches off).
-    """
-    return _compile_document(load_document(path), facts_cache_size)
-
-
-def policy_from_text(text: str, name: str = "<policy>", *, facts_cache_size: int = 4096) -> Policy:
-    """Load, check and compile policy text; ``name`` is used in messages as the file name."""
-    return _compile_document(parse_document(text, name), facts_cache_size)
-
-
-def _compile_document(
-    document: Document, facts_cache_size: int = 4096, *, index: bool = True, memo: bool = True
-) -> Policy:
-    # compiling allocates many small objects that all live on: the cyclic collector would
-    # walk them again and again (a third of the time for a policy of 10,000 rules)
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        return _compile(document, facts_cache_size, index, memo)
-    finally:
-        if collecting:
-            gc.enable()
-
-
-def _compile(document: Document, facts_cache_size: int, index: bool, memo: bool) -> Policy:
-    syntax_errors: list[Diagnostic] = []
-    parsed: list[ast.Expr] = []
-    for spec in document.rules:
-        try:
-            parsed.append(parse(spec.when, spec.locate))
-        except PolicySyntaxError as exc:
-            syntax_errors.extend(exc.diagnostics)
-    if syntax_errors:
-        raise PolicySyntaxError(syntax_errors)
-    result = check(parsed, document.sets, has_trust=document.trust is not None)
-    if any(d.severity == "error" for d in result.diagnostics):
-        ordered = sorted(result.diagnostics, key=lambda d: (d.span.line, d.span.column))
-        raise PolicyCheckError(ordered)
-    warnings = tuple(d for d in result.diagnostics if d.severity == "warning")
-    trust_store, trust_warnings = _load_trust(document)
-    lint_warnings = _lint(document, result.expressions)
-    warnings = (
-        _unsilenced(warnings + _source_warnings(document) + trust_warnings, document)
-        + lint_warnings
-    )
-    rules = tuple(
-        Rule(
-            id=spec.id,
-            effect=spec.effect,
-            when=spec.when,
-            description=spec.description,
-            span=spec.span,
-            condition=compile_condition(expr),
-            expression=expr,
-        )
-        for spec, expr in zip(document.rules, result.expressions, strict=False)
-    )
-    return Policy(
-        document,
-        rules,
-        warnings,
-        trust_store=trust_store,
-        facts_cache_size=facts_cache_size,
-        index=index,
-        memo=memo,
-    )
-
-
-WARNING_CODES = (
-    "trusted-anywhere",
-    "unused-set",
-    "trust-anchor",
-    "trust-crl",
-    *POLICY_CODES,
-    *RULE_CODES,
-)
-"""Warnings ``check`` gives, by code; a policy's ``silence:`` names those it accepts."""
-
-
-def _load_trust(document: Document) -> tuple[TrustStore | None, tuple[Diagnostic, ...]]:
-    section = document.trust
-    if section is None:
-        return None, ()
-    try:
-        store = TrustStore.load(section.settings)
-    except TrustError as exc:
-        span = section.spans.get((exc.field, exc.index), section.span)
-        raise PolicyFileError([Diagnostic(span, str(exc), exc.hint, code="trust")]) from None
-    warnings = tuple(
-        Diagnostic(
-            section.spans.get((field, index), section.span),
-            message,
-            "replace it, or remove it from the policy",
-            severity="warning",
-            code="trust-anchor" if field == "anchors" else "trust-crl",
-        )
-        for field, index, message in store.problems(datetime.now(UTC))
-    )
-    return store, warnings
-
-
-def _lint(document: Document, expressions: tuple[ast.Expr, ...]) -> tuple[Diagnostic, ...]:
-    """Lint warnings, less those silenced by their rule or by the policy."""
-    rules = [
-        LintRule(spec.id, spec.effect, spec.span, expr)
-        for spec, expr in zip(document.rules, expressions, strict=True)
-    ]
-    found = lint(
-        rules,
-        mode=document.mode,
-        source=document.certificate.source,
-        exclusion_paths=document.exclusion_paths,
-        exclusion_span=document.exclusion_span,
-        policy_span=document.policy_span,
-    )
-    _check_codes([pair for spec in document.rules for pair in spec.silenced])
-    by_rule = {spec.id: {code for code, _ in spec.silenced} for spec in document.rules}
-    silenced = {code for code, _ in document.silenced}
-    return tuple(
-        warning
-        for rule_id, warning in found
-        if warning.code not in silenced
-        and (rule_id is None or warning.code not in by_rule.get(rule_id, set()))
-    )
-
-
-def _check_codes(silenced: list[tuple[str, Span]]) -> None:
-    problems = []
-    for code, span in silenced:
-        if code not in WARNING_CODES:
-            close = difflib.get_close_matches(code, WARNING_CODES, n=1)
-            hint = f"did you mean `{close[0]}`?" if close else f"codes: {', '.join(WARNING_CODES)}"
-            problems.append(Diagnostic(span, f"unknown warning code `{code}`", hint, code="schema"))
-    if problems:
-        raise PolicySchemaError(problems)
-
-
-def _unsilenced(warnings: tuple[Diagnostic, ...], document: Document) -> tuple[Diagnostic, ...]:
-    _check_codes(list(document.silenced))
-    silenced = {code for code, _ in document.silenced}
-    return tuple(w for w in warnings if w.code not in silenced)
-
-
-def _source_warnings(document: Document) -> tuple[Diagnostic, ...]:
-    config = document.certificate
-    if not trusted_from_anywhere(config):
-        return ()
-    span = document.certificate_span
-    header = config.header_name
-    if config.trusted_proxies is None:
-        message = f"the {config.source} source believes {header} from any peer by default"
-    else:
-        message = f"trusted_proxies lets any peer set {header}"
-    hint = (
-        "that is safe only if nothing but the proxy can reach the app; otherwise list the "
-        "proxy's addresses in certificate.trusted_proxies"
-    )
-    if config.source == "azure":
-        hint = (
-            "App Service's front end can be anywhere, so this is the azure default: make sure "
-            "the app is reachable only through App Service (no private endpoint, VNet route "
-            "or open container port that skips it)"
-        )
-    return (Diagnostic(span, message, hint, severity="warning", code="trusted-anywhere"),)
-
-
 class Policy:
     """A compiled policy. Immutable after loading; safe to share across threads."""
 
     def __init__(
         self,
-        document: Document,
+        *,
+        name: str,
+        description: str,
+        mode: str,
+        file: str,
+        exclusion_paths: tuple[str, ...],
+        sets: Mapping[str, int],
+        source: SourceConfig,
         rules: tuple[Rule, ...],
         warnings: tuple[Diagnostic, ...],
-        *,
         trust_store: TrustStore | None = None,
         facts_cache_size: int = 4096,
         index: bool = True,
@@ -310,21 +131,21 @@ class Policy:
     ) -> None:
         """``index`` and ``memo`` turn the rule index and the decision memo off, for the
         tests and benchmarks that compare them with the plain scan."""
-        self.name = document.name
-        self.description = document.description
-        self.mode = document.mode
-        self.file = document.source.name
-        self.exclusion_paths = document.exclusion_paths
+        self.name = name
+        self.description = description
+        self.mode = mode
+        self.file = file
+        self.exclusion_paths = exclusion_paths
         self.rules = rules
         self.warnings = warnings
-        self.sets = {name: len(s.entries) for name, s in document.sets.items()}
-        self.source = document.certificate
+        self.sets = dict(sets)
+        self.source = source
         """Where the certificate comes from: the ``certificate:`` section."""
         self._facts = FactsCache(facts_cache_size)
         self._header_memo = HeaderMemo(facts_cache_size)
         self.trust = trust_store
         """Anchors, intermediates and CRLs from the ``trust:`` section, or None."""
-        self._exclusions = tuple(p.lower() for p in document.exclusion_paths)
+        self._exclusions = tuple(p.lower() for p in exclusion_paths)
         self._deny = tuple(r for r in rules if r.effect == "deny")
         self._allow = tuple(r for r in rules if r.effect == "allow")
         self._allow_plan = tuple((r.condition.test, r.id, r.allowed) for r in self._allow)
@@ -395,7 +216,7 @@ class Policy:
         """Decide one request. Never raises; see the module docstring for the procedure.
 
         ``cert`` is PEM or DER (bytes or text), a ``cryptography`` certificate,
-        :class:`~policyengine.certificate.CertificateFacts`, or None. ``now`` defaults to
+        :class:`~policyengine.request.certificate.CertificateFacts`, or None. ``now`` defaults to
         the current time; a naive datetime is taken as UTC.
         """
         try:
@@ -670,7 +491,7 @@ class Policy:
         """The rules without a trace: deny rules first, then the first allow rule that holds.
 
         With an index (long rule lists), only the rules that can hold are tested; the
-        module :mod:`policyengine.language.index` says why that never changes a decision.
+        module :mod:`policyengine.evaluation.index` says why that never changes a decision.
         """
         deny = self._deny
         if self._deny_index is not None:
@@ -894,15 +715,6 @@ def _first_error(node: TraceNode) -> str:
         if child.outcome == "error":
             return _first_error(child)
     return node.detail
-
-
-def check_policy(path: str | Path) -> tuple[Policy | None, tuple[Diagnostic, ...]]:
-    """Load a policy for ``policyengine check``: the policy (or None) and every diagnostic."""
-    try:
-        policy = load_policy(path)
-    except PolicyError as exc:
-        return None, exc.diagnostics
-    return policy, policy.warnings
 
 
 def _absence_note(forwarded: Forwarded | None) -> str:

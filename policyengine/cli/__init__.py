@@ -30,15 +30,16 @@ from typing import Any, TextIO
 from cryptography.utils import CryptographyDeprecationWarning
 
 from policyengine import __version__
-from policyengine.certificate import CertificateError, read_certificate
-from policyengine.decision import REASONS, Decision
-from policyengine.engine import Policy, check_policy, describe_certificate, load_policy
 from policyengine.errors import PolicyError
-from policyengine.export import TARGETS, export
-from policyengine.inventory import AuditResult, audit_report, find_certificate_files
-from policyengine.policy_tests import discover, junit_xml, render_results, run_files
-from policyengine.sources import SOURCES, SourceError, decode_header_value
-from policyengine.trace import render_text
+from policyengine.evaluation.decision import REASONS, Decision
+from policyengine.evaluation.engine import Policy, describe_certificate
+from policyengine.evaluation.trace import render_text
+from policyengine.load.loader import check_policy, load_policy
+from policyengine.request.certificate import CertificateError, read_certificate
+from policyengine.request.sources import SOURCES, SourceError, decode_header_value
+from policyengine.tooling.export import TARGETS, export
+from policyengine.tooling.inventory import AuditResult, audit_report, find_certificate_files
+from policyengine.tooling.policy_tests import discover, junit_xml, render_results, run_files
 from policyengine.values import parse_timestamp
 
 EXIT_ALLOW = 0
