@@ -9,23 +9,29 @@
     if not decision.allowed:
         ...  # decision.reason, decision.message, decision.rule
 
-The pipeline, one module per stage: ``document`` (YAML + schema) -> ``language.parser`` ->
-``language.checker`` -> ``language.compiler`` -> ``engine`` (the decision procedure).
+The pipeline, one folder per stage: ``load`` (YAML + schema -> the loading pipeline) ->
+``language`` (parse, check) -> ``evaluation`` (compile; the decision procedure), with
+``request`` reading certificates, trust and forwarded headers. docs/architecture.md is
+the map.
 """
 
 from policyengine.errors import (
+    CertificateError,
     Diagnostic,
     PolicyCheckError,
+    PolicyEngineError,
     PolicyError,
     PolicyFileError,
     PolicySchemaError,
     PolicySyntaxError,
+    SourceError,
+    TrustError,
 )
 from policyengine.evaluation.decision import REASONS, Decision
 from policyengine.evaluation.engine import Policy
 from policyengine.evaluation.trace import Trace
 from policyengine.load.loader import load_policy, policy_from_text
-from policyengine.request.certificate import CertificateError, CertificateFacts, read_certificate
+from policyengine.request.certificate import CertificateFacts, read_certificate
 
 __all__ = [
     "REASONS",
@@ -35,11 +41,14 @@ __all__ = [
     "Diagnostic",
     "Policy",
     "PolicyCheckError",
+    "PolicyEngineError",
     "PolicyError",
     "PolicyFileError",
     "PolicySchemaError",
     "PolicySyntaxError",
+    "SourceError",
     "Trace",
+    "TrustError",
     "load_policy",
     "policy_from_text",
     "read_certificate",

@@ -15,6 +15,8 @@ import re
 from datetime import UTC, datetime, timedelta
 from urllib.parse import unquote
 
+from policyengine.errors import FactError
+
 __all__ = [
     "ABSENT",
     "FactError",
@@ -50,14 +52,6 @@ class Missing:
 
 
 ABSENT = Missing("no certificate was presented")
-
-
-class FactError(Exception):
-    """A part of the certificate cannot be read (for example, a malformed extension).
-
-    Raised by a fact accessor and caught by the engine around each rule: a deny rule that
-    reads a broken part denies, an allow rule that does never allows.
-    """
 
 
 _HEX_DIGITS = frozenset("0123456789abcdef")

@@ -27,13 +27,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from policyengine import Decision, Policy, policy_from_text
+from policyengine.errors import CertificateError, FactError
 from policyengine.evaluation.trace import TraceNode
 from policyengine.language.catalog import CATALOG, Type, lookup
 from policyengine.request.certificate import (
     EKU_NAMES,
     NAME_ATTRIBUTES,
     UPN_OID,
-    CertificateError,
     CertificateFacts,
     FactsCache,
     _PlainName,
@@ -41,7 +41,7 @@ from policyengine.request.certificate import (
     read_certificate,
 )
 from policyengine.testing import make_certificate
-from policyengine.values import FactError, Missing, format_duration, format_time
+from policyengine.values import Missing, format_duration, format_time
 
 START = datetime(2025, 1, 1, tzinfo=UTC)
 END = datetime(2027, 1, 1, tzinfo=UTC)

@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from policyengine import Decision, Policy, PolicyError, policy_from_text
+from policyengine.errors import GlobError
 from policyengine.evaluation.decision import (
     ALLOWED_BY_RULE,
     EVALUATION_ERROR,
@@ -27,7 +28,7 @@ from policyengine.evaluation.decision import (
     REASONS,
 )
 from policyengine.language.catalog import CATALOG, Type
-from policyengine.language.glob import GlobError, compile_glob
+from policyengine.language.glob import compile_glob
 from policyengine.testing import make_certificate
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -32,13 +32,9 @@ from test_sources import (
 )
 
 from policyengine import REASONS, Decision, Policy, PolicyError, policy_from_text
+from policyengine.errors import SourceError
 from policyengine.load.loader import WARNING_CODES
-from policyengine.request.sources import (
-    SOURCES,
-    SourceError,
-    decode_header_value,
-    default_header_names,
-)
+from policyengine.request.sources import SOURCES, decode_header_value, default_header_names
 from policyengine.testing import make_certificate
 
 PEER = "10.0.0.5"

@@ -23,16 +23,18 @@ from cryptography.x509.oid import NameOID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from policyengine.request.sources import (
+from policyengine.errors import (
     CHAIN_TOO_LONG,
     DUPLICATE_HEADER,
     HEADER_TOO_LARGE,
     MALFORMED_HEADER,
+    SourceError,
+)
+from policyengine.request.sources import (
     REASONS,
     SOURCES,
     Forwarded,
     SourceConfig,
-    SourceError,
     decode_header_value,
     default_header_names,
     default_trusted_proxies,

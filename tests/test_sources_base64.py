@@ -20,7 +20,8 @@ from urllib.parse import quote
 
 import pytest
 
-from policyengine.request.sources import MALFORMED_HEADER, SourceConfig, SourceError, read_forwarded
+from policyengine.errors import MALFORMED_HEADER, SourceError
+from policyengine.request.sources import SourceConfig, read_forwarded
 from policyengine.testing import make_certificate
 
 PROXY = "10.0.0.5"

@@ -30,13 +30,13 @@ from typing import Any, TextIO
 from cryptography.utils import CryptographyDeprecationWarning
 
 from policyengine import __version__
-from policyengine.errors import PolicyError
+from policyengine.errors import CertificateError, PolicyError, SourceError
 from policyengine.evaluation.decision import REASONS, Decision
 from policyengine.evaluation.engine import Policy, describe_certificate
 from policyengine.evaluation.trace import render_text
 from policyengine.load.loader import check_policy, load_policy
-from policyengine.request.certificate import CertificateError, read_certificate
-from policyengine.request.sources import SOURCES, SourceError, decode_header_value
+from policyengine.request.certificate import read_certificate
+from policyengine.request.sources import SOURCES, decode_header_value
 from policyengine.tooling.export import TARGETS, export
 from policyengine.tooling.inventory import AuditResult, audit_report, find_certificate_files
 from policyengine.tooling.policy_tests import discover, junit_xml, render_results, run_files

@@ -24,34 +24,42 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from policyengine.errors import (
+    ALLOWED_BY_RULE,
+    CHAIN_TOO_LONG,
+    DENIED_BY_RULE,
+    DUPLICATE_HEADER,
+    EVALUATION_ERROR,
+    EXCLUDED_PATH,
+    HEADER_TOO_LARGE,
+    MALFORMED_CERTIFICATE,
+    MALFORMED_HEADER,
+    MISSING_CERTIFICATE,
+    NO_MATCHING_RULE,
+    REASONS,
+    RULE_ERROR,
+)
 from policyengine.evaluation.trace import Trace
-from policyengine.request.sources import REASONS as SOURCE_REASONS
 
 if TYPE_CHECKING:
     from policyengine.request.certificate import CertificateFacts
 
-__all__ = ["REASONS", "Decision"]
-
-EXCLUDED_PATH = "excluded_path"
-ALLOWED_BY_RULE = "allowed_by_rule"
-MALFORMED_CERTIFICATE = "malformed_certificate"
-MISSING_CERTIFICATE = "missing_certificate"
-DENIED_BY_RULE = "denied_by_rule"
-RULE_ERROR = "rule_error"
-NO_MATCHING_RULE = "no_matching_rule"
-EVALUATION_ERROR = "evaluation_error"
-
-REASONS = (
-    EXCLUDED_PATH,
-    ALLOWED_BY_RULE,
-    *SOURCE_REASONS,
-    MALFORMED_CERTIFICATE,
-    MISSING_CERTIFICATE,
-    DENIED_BY_RULE,
-    RULE_ERROR,
-    NO_MATCHING_RULE,
-    EVALUATION_ERROR,
-)
+__all__ = [
+    "ALLOWED_BY_RULE",
+    "CHAIN_TOO_LONG",
+    "DENIED_BY_RULE",
+    "DUPLICATE_HEADER",
+    "EVALUATION_ERROR",
+    "EXCLUDED_PATH",
+    "HEADER_TOO_LARGE",
+    "MALFORMED_CERTIFICATE",
+    "MALFORMED_HEADER",
+    "MISSING_CERTIFICATE",
+    "NO_MATCHING_RULE",
+    "REASONS",
+    "RULE_ERROR",
+    "Decision",
+]
 
 
 class Decision(NamedTuple):

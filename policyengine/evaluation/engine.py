@@ -29,7 +29,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from policyengine.errors import (
+    CertificateError,
     Diagnostic,
+    FactError,
+    SourceError,
 )
 from policyengine.evaluation import decision as reasons
 from policyengine.evaluation.compiler import CompiledCondition, format_value
@@ -44,18 +47,17 @@ from policyengine.language.catalog import (
     lookup,
     read_fact,
 )
-from policyengine.request.certificate import CertificateError, CertificateFacts, FactsCache
+from policyengine.request.certificate import CertificateFacts, FactsCache
 from policyengine.request.sources import (
     Forwarded,
     HeaderMemo,
     SourceConfig,
-    SourceError,
     decode_header_value,
     read_forwarded,
 )
 from policyengine.request.trust import TrustStore
 from policyengine.span import Span
-from policyengine.values import FactError, Missing, as_utc, normalize_path
+from policyengine.values import Missing, as_utc, normalize_path
 
 __all__ = ["Policy", "Rule", "normalize_path"]
 

@@ -19,17 +19,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from operator import attrgetter
 
+from policyengine.errors import FactError
 from policyengine.request.certificate import EKU_NAMES, NAME_ATTRIBUTES, CertificateFacts
 from policyengine.request.sources import Forwarded
 from policyengine.request.trust import TrustResult, TrustStore
-from policyengine.values import (
-    ABSENT,
-    FactError,
-    Missing,
-    format_time,
-    normalize_host,
-    normalize_path,
-)
+from policyengine.values import ABSENT, Missing, format_time, normalize_host, normalize_path
 
 __all__ = [
     "CATALOG",

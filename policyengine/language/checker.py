@@ -14,10 +14,10 @@ import difflib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
-from policyengine.errors import Diagnostic
+from policyengine.errors import Diagnostic, GlobError
 from policyengine.language import ast
 from policyengine.language.catalog import CATALOG, Attribute, Type, lookup
-from policyengine.language.glob import GlobError, compile_glob
+from policyengine.language.glob import compile_glob
 from policyengine.language.parser import KEYWORDS
 from policyengine.span import Span
 from policyengine.values import (

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from policyengine.errors import GlobError
+
 __all__ = ["MAX_PATTERN_LENGTH", "GlobError", "compile_glob"]
 
 MAX_PATTERN_LENGTH = 1024
@@ -25,10 +27,6 @@ _GLOBSTAR = "globstar"
 _ONE = "one"
 
 Token = tuple[str, str]  # (kind, literal text); kind is "lit", _STAR, _GLOBSTAR or _ONE
-
-
-class GlobError(ValueError):
-    pass
 
 
 def _tokenize(pattern: str) -> list[Token]:

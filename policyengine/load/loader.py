@@ -22,6 +22,7 @@ from policyengine.errors import (
     PolicyFileError,
     PolicySchemaError,
     PolicySyntaxError,
+    TrustError,
 )
 from policyengine.evaluation.compiler import compile_condition
 from policyengine.evaluation.engine import Policy, Rule
@@ -31,7 +32,7 @@ from policyengine.language.parser import parse
 from policyengine.load.document import Document, load_document, parse_document
 from policyengine.load.lint import POLICY_CODES, RULE_CODES, LintRule, lint
 from policyengine.request.sources import trusted_from_anywhere
-from policyengine.request.trust import TrustError, TrustStore
+from policyengine.request.trust import TrustStore
 from policyengine.span import Span
 
 __all__ = ["WARNING_CODES", "check_policy", "compile_document", "load_policy", "policy_from_text"]

@@ -26,8 +26,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
+from policyengine.errors import CertificateError, FactError
 from policyengine.evaluation.caches import Doorkeeper
-from policyengine.values import FactError, Missing, digest_token, format_serial, format_time
+from policyengine.values import Missing, digest_token, format_serial, format_time
 
 __all__ = [
     "MAX_CERTIFICATE_BYTES",
@@ -43,10 +44,6 @@ MAX_CERTIFICATE_BYTES = 64 * 1024
 
 _PEM_BEGIN = b"-----BEGIN CERTIFICATE-----"
 _PEM_END = b"-----END CERTIFICATE-----"
-
-
-class CertificateError(ValueError):
-    """The bytes given are not one readable X.509 certificate."""
 
 
 def read_certificate(value: object) -> CertificateFacts:

@@ -48,6 +48,14 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeVar
 from urllib.parse import unquote_to_bytes
 
+from policyengine.errors import (
+    CHAIN_TOO_LONG,
+    DUPLICATE_HEADER,
+    HEADER_TOO_LARGE,
+    MALFORMED_HEADER,
+    SourceError,
+)
+from policyengine.errors import SOURCE_REASONS as REASONS
 from policyengine.evaluation.caches import Doorkeeper
 
 __all__ = [
@@ -67,39 +75,6 @@ __all__ = [
     "read_forwarded",
     "trusted_from_anywhere",
 ]
-
-# -- reason codes ----------------------------------------------------------------------
-
-DUPLICATE_HEADER = "duplicate_header"
-"""Two instances of a certificate or verify header: a client-sent copy slipped through."""
-HEADER_TOO_LARGE = "header_too_large"
-"""A value longer than ``max_header_bytes``; refused before it is decoded."""
-MALFORMED_HEADER = "malformed_header"
-"""Control characters, broken base64 / percent-encoding / XFCC quoting, PEM with garbage,
-DER with trailing bytes, a value that is not what the configured proxy sends."""
-CHAIN_TOO_LONG = "chain_too_long"
-"""More intermediates than ``max_chain_length``."""
-
-REASONS = (DUPLICATE_HEADER, HEADER_TOO_LARGE, MALFORMED_HEADER, CHAIN_TOO_LONG)
-
-
-class SourceError(Exception):
-    """What a proxy forwarded cannot be used; ``reason`` is one of :data:`REASONS`.
-
-    The engine turns it into a deny carrying ``reason``; ``message`` says which header,
-    what was wrong and where, for the explain trace and the logs.
-    """
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
-
-    def __str__(self) -> str:
-        return self.message
-
-    def __repr__(self) -> str:
-        return f"SourceError({self.reason!r}, {self.message!r})"
 
 
 def _malformed(message: str) -> SourceError:

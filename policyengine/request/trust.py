@@ -49,9 +49,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509 import verification
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from policyengine.errors import CertificateError, TrustError
 from policyengine.request.certificate import (
     EKU_NAMES,
-    CertificateError,
     CertificateFacts,
     parse_error_in_words,
     read_certificate,
@@ -75,22 +75,6 @@ MAX_FORWARDED_CANDIDATES = 8
 _FAILURE_TTL = timedelta(seconds=60)
 _SECOND = timedelta(seconds=1)
 """Validity is compared to the second, as the verifier does (X.509 times are whole seconds)."""
-
-
-class TrustError(Exception):
-    """A trust anchor, intermediate or CRL file cannot be used; ``index`` names which entry."""
-
-    def __init__(
-        self,
-        field: str,
-        index: int,
-        message: str,
-        hint: str = "check the path: it is relative to the policy file",
-    ) -> None:
-        super().__init__(message)
-        self.field = field
-        self.index = index
-        self.hint = hint
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,10 +36,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+from policyengine.errors import CertificateError, FactError
 from policyengine.evaluation.decision import MALFORMED_CERTIFICATE
 from policyengine.evaluation.engine import Policy
-from policyengine.request.certificate import CertificateError, read_certificate
-from policyengine.values import FactError, format_time
+from policyengine.request.certificate import read_certificate
+from policyengine.values import format_time
 
 __all__ = [
     "CERTIFICATE_SUFFIXES",
