@@ -28,8 +28,9 @@ from hypothesis import strategies as st
 
 from policyengine import Decision, Policy, policy_from_text
 from policyengine.errors import CertificateError, FactError
+from policyengine.evaluation.attributes import READERS
 from policyengine.evaluation.trace import TraceNode
-from policyengine.language.catalog import CATALOG, Type, lookup
+from policyengine.language.vocabulary import VOCABULARY, Type, lookup
 from policyengine.request.certificate import (
     EKU_NAMES,
     NAME_ATTRIBUTES,
@@ -182,24 +183,34 @@ def ec_key() -> ec.EllipticCurvePrivateKey:
     return _EC_KEY
 
 
-# -- the attribute catalog: what reads the certificate -------------------------------------------
+# -- the vocabulary: what reads the certificate --------------------------------------------------
 
 REQUEST_ATTRIBUTES = {"request.path", "request.method", "request.host"}
 CONTEXT_ATTRIBUTES = {
     n
-    for n in CATALOG
+    for n in VOCABULARY
     if n.startswith(("request.", "proxy.", "chain.")) or n in ("trusted", "revoked")
 }
 """What the request, the proxy and chain validation say; the rest is read from the leaf."""
-TRUST_ATTRIBUTES = {n for n in CATALOG if n.startswith("chain.") or n in ("trusted", "revoked")}
+TRUST_ATTRIBUTES = {n for n in VOCABULARY if n.startswith("chain.") or n in ("trusted", "revoked")}
 """These need a policy with a ``trust:`` section; the trust tests cover them."""
-CERTIFICATE_ATTRIBUTES = sorted(set(CATALOG) - CONTEXT_ATTRIBUTES)
+CERTIFICATE_ATTRIBUTES = sorted(set(VOCABULARY) - CONTEXT_ATTRIBUTES)
 
 
 def test_the_catalog_is_what_these_tests_expect() -> None:
     names = {f"{w}.{label}" for w in ("subject", "issuer") for label in NAME_ATTRIBUTES}
-    others = set(CATALOG) - names - CONTEXT_ATTRIBUTES
+    others = set(VOCABULARY) - names - CONTEXT_ATTRIBUTES
     assert others == set(RICH_EXPECTATIONS) - names, "a new attribute needs a facts test"
+
+
+def test_every_attribute_has_readers_and_says_what_it_depends_on() -> None:
+    assert set(READERS) == set(VOCABULARY), "each vocabulary name needs its readers"
+    for name, attribute in VOCABULARY.items():
+        assert attribute.multi == (READERS[name].read_all is not None), name
+    beyond = {n for n, a in VOCABULARY.items() if not a.depends <= {"certificate", "time"}}
+    assert beyond == CONTEXT_ATTRIBUTES
+    assert {n for n, a in VOCABULARY.items() if "trust" in a.depends} == TRUST_ATTRIBUTES
+    assert {n for n, a in VOCABULARY.items() if "request" in a.depends} == REQUEST_ATTRIBUTES
 
 
 # -- names ---------------------------------------------------------------------------------------
@@ -1143,7 +1154,7 @@ def probes_for(name: str, truth: object) -> list[Probe]:
     return [Probe(name, f"{name} == {_literal(name, truth)}", _equals(truth))]
 
 
-MATRIX_ATTRIBUTES = sorted(set(CATALOG) - TRUST_ATTRIBUTES) + OID_NAMES
+MATRIX_ATTRIBUTES = sorted(set(VOCABULARY) - TRUST_ATTRIBUTES) + OID_NAMES
 BASE_TRUTH = hostile.base_truth()
 BASE_PROBES = [p for name in MATRIX_ATTRIBUTES for p in probes_for(name, BASE_TRUTH.get(name))]
 
@@ -1183,7 +1194,7 @@ def compiled(pins: dict[str, list[str]]) -> list[Compiled]:
 
 
 def test_the_matrix_covers_every_attribute() -> None:
-    assert {p.attribute for p in BASE_PROBES} == set(CATALOG) - TRUST_ATTRIBUTES | set(OID_NAMES)
+    assert {p.attribute for p in BASE_PROBES} == set(VOCABULARY) - TRUST_ATTRIBUTES | set(OID_NAMES)
     assert len(hostile.corpus()) >= 20
 
 

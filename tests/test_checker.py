@@ -1,4 +1,4 @@
-"""The CHECK stage: names resolved against the catalog and the sets, types checked,
+"""The CHECK stage: names resolved against the vocabulary and the sets, types checked,
 constants normalised. Messages are pinned exactly.
 """
 

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 from test_sources import b64, nginx_escaped, rfc9440_list, xfcc_element
 
-from policyengine.language.catalog import certificate_attributes
+from policyengine.language.vocabulary import certificate_attributes
 from policyengine.testing import make_certificate
 
 AT = NOW_TEXT

@@ -21,8 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from policyengine import Policy, policy_from_text, read_certificate
+from policyengine.evaluation.context import Context
 from policyengine.evaluation.trace import TraceNode, render_text
-from policyengine.language.catalog import Context
 from policyengine.language.glob import compile_glob
 from policyengine.testing import IssuedCertificate, make_certificate
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from policyengine.language.catalog import CATALOG
 from policyengine.language.parser import KEYWORDS
+from policyengine.language.vocabulary import VOCABULARY
 
 ROOT = Path(__file__).resolve().parent.parent
 POLICIES = ROOT / "policies"
@@ -70,7 +70,7 @@ def test_every_attribute_is_documented_with_its_example() -> None:
     language = (ROOT / "docs" / "language.md").read_text()
     rows = [line for line in language.splitlines() if line.startswith("| `")]
     chain_facts = next(line for line in language.splitlines() if line.startswith("Chain facts:"))
-    for name, attribute in CATALOG.items():
+    for name, attribute in VOCABULARY.items():
         if name.startswith(("chain.root.", "chain.issuer.")):
             member, fact = name.split(".", 2)[1], name.split(".", 2)[2]
             assert any(f"`chain.{member}.*` |" in row for row in rows), name

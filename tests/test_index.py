@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from policyengine import Policy
+from policyengine.evaluation.context import Context
 from policyengine.evaluation.index import INDEX_THRESHOLD
-from policyengine.language.catalog import Context
 from policyengine.load.document import parse_document
 from policyengine.load.loader import compile_document
 from policyengine.request.certificate import CertificateFacts, read_certificate

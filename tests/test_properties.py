@@ -27,8 +27,8 @@ from policyengine.evaluation.decision import (
     MALFORMED_CERTIFICATE,
     REASONS,
 )
-from policyengine.language.catalog import CATALOG, Type
 from policyengine.language.glob import compile_glob
+from policyengine.language.vocabulary import VOCABULARY, Type
 from policyengine.testing import make_certificate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -167,7 +167,7 @@ MUTATION_BASES = sorted(
 YAML_CHARACTERS = st.sampled_from([*":-#'\"[]{}|>&*!%@`,?~ \t\\\n\r", "\x00", "\u2028"])
 TOKENS = st.sampled_from(
     [
-        *sorted(CATALOG),
+        *sorted(VOCABULARY),
         "and",
         "or",
         "not",
@@ -312,7 +312,7 @@ def test_the_mutation_bases_load() -> None:
 
 # -- 1c: conditions generated from the grammar --------------------------------------------------
 
-NAMES = st.sampled_from(sorted(CATALOG)) | st.sampled_from(
+NAMES = st.sampled_from(sorted(VOCABULARY)) | st.sampled_from(
     ["pins", "serials", "names", "unknown", "subjet.CN", "Valid", "subject.XX", "request"]
 )
 STRING_CHARACTERS = st.characters(max_codepoint=0xFFFF, exclude_categories=["Cs"])
@@ -663,7 +663,7 @@ def test_a_mutated_certificate_never_matches_a_pin(
 # -- 3: explain=True decides as explain=False ----------------------------------------------------
 
 # these policies have no trust: section, so the trust attributes (trusted, chain.*) are out
-WITHOUT_TRUST = {n: a for n, a in CATALOG.items() if not n.startswith("chain.")}
+WITHOUT_TRUST = {n: a for n, a in VOCABULARY.items() if not n.startswith("chain.")}
 STRING_ATTRIBUTES = sorted(n for n, a in WITHOUT_TRUST.items() if a.type is Type.STRING)
 MULTI_ATTRIBUTES = sorted(n for n, a in WITHOUT_TRUST.items() if a.multi)
 WORDS = st.sampled_from(

@@ -4,14 +4,15 @@ Each condition compiles twice:
 
 - ``test(ctx)``: the plain closure, returning ``True``, ``False`` or ``None`` (undefined)
   and raising :class:`~policyengine.values.FactError` when it reads a broken part of the
-  certificate. Names are already resolved to readers, constants already normalised, sets
-  already hashed: a request pays only for reading facts and comparing.
+  certificate. Names are resolved to readers (``readers_for``), constants normalised and
+  sets hashed when compiling: a request pays only for reading facts and comparing.
 - ``trace(ctx)``: the same logic, returning a :class:`~policyengine.evaluation.trace.TraceNode` tree
   that records each test's outcome and the values it saw. Chosen when compiling, so the
   plain closures pay nothing for tracing.
 
 Logic is three-valued (Kleene): ``and`` is false if any side is false, ``or`` true if any
 side is true, ``not`` keeps undefined undefined. Evaluation short-circuits left to right.
+Must not import: ``load``, ``integrations``, ``tooling``, ``cli``, nor the request side.
 """
 
 from __future__ import annotations
@@ -22,10 +23,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from policyengine.evaluation.attributes import READERS, readers_for
+from policyengine.evaluation.context import Context
 from policyengine.evaluation.trace import TraceNode, skipped
 from policyengine.language import ast
-from policyengine.language.catalog import CATALOG, Attribute, Context, Type
 from policyengine.language.glob import compile_glob
+from policyengine.language.vocabulary import VOCABULARY, Attribute, Type
 from policyengine.values import (
     FINGERPRINT_LENGTHS,
     Missing,
@@ -103,10 +106,6 @@ def format_value(value: object, t: Type | None = None) -> str:
     if isinstance(value, tuple):
         return "[" + ", ".join(format_value(v, t) for v in value) + "]"
     return str(value)
-
-
-def _outcome(result: bool | None) -> str:
-    return "true" if result is True else "false" if result is False else "undefined"
 
 
 # -- compiling ----------------------------------------------------------------------------------
@@ -270,13 +269,13 @@ def _leaf(expr: Any) -> tuple[Test, Probe]:
 
 
 def _boolean_attribute(attribute: Attribute) -> tuple[Test, Probe]:
-    read = attribute.read
+    read = readers_for(attribute).read
 
     def test(ctx: Context) -> bool | None:
         v = read(ctx)
         return None if v.__class__ is Missing else v  # type: ignore[return-value]
 
-    why = attribute.why
+    why = readers_for(attribute).why
 
     def probe(ctx: Context) -> str:
         if why is not None:
@@ -287,7 +286,7 @@ def _boolean_attribute(attribute: Attribute) -> tuple[Test, Probe]:
 
 
 def _expires_within(window: timedelta) -> tuple[Test, Probe]:
-    read_after = CATALOG["not_after"].read
+    read_after = READERS["not_after"].read
 
     def test(ctx: Context) -> bool | None:
         after = read_after(ctx)
@@ -360,7 +359,7 @@ def _fingerprint_attribute(attribute: Attribute, constant: object) -> Attribute:
     if attribute.algorithm is not None:
         return attribute
     algorithm = FINGERPRINT_LENGTHS[len(str(constant))]
-    return CATALOG[f"{attribute.prefix}fingerprint.{algorithm}"]
+    return VOCABULARY[f"{attribute.prefix}fingerprint.{algorithm}"]
 
 
 def _comparison(expr: ast.Compare) -> tuple[Test, Probe]:
@@ -373,7 +372,7 @@ def _comparison(expr: ast.Compare) -> tuple[Test, Probe]:
     constant = right.value
     if attribute.type is Type.FINGERPRINT:
         attribute = _fingerprint_attribute(attribute, constant)
-    read = attribute.read
+    read = readers_for(attribute).read
     op = expr.op
     if op == "==" and attribute.type is not Type.FINGERPRINT:
 
@@ -396,7 +395,7 @@ def _comparison(expr: ast.Compare) -> tuple[Test, Probe]:
 
 
 def _probe_got(attribute: Attribute) -> Probe:
-    read = attribute.read
+    read = readers_for(attribute).read
 
     def probe(ctx: Context) -> str:
         v = read(ctx)
@@ -408,7 +407,7 @@ def _probe_got(attribute: Attribute) -> Probe:
 
 
 def _attribute_pair(left: Attribute, op: str, right: Attribute) -> tuple[Test, Probe]:
-    read_left, read_right = left.read, right.read
+    read_left, read_right = readers_for(left).read, readers_for(right).read
     if left.type is Type.FINGERPRINT:
         same = fingerprints_equal
         compare: Callable[[Any, Any], bool] = same if op == "==" else (lambda a, b: not same(a, b))
@@ -489,7 +488,7 @@ def _container(
                 by_algorithm[algorithm] = tokens
         readers: list[tuple[Callable[[Context], bytes | Missing], frozenset[bytes]]] = []
         for alg, tokens in by_algorithm.items():
-            read_token = CATALOG[f"{attribute.prefix}fingerprint.{alg}"].read_token
+            read_token = READERS[f"{attribute.prefix}fingerprint.{alg}"].read_token
             assert read_token is not None
             if tokens or attribute.algorithm is not None:
                 readers.append((read_token, tokens))
@@ -503,7 +502,7 @@ def _container(
                     return True
             return False
 
-        read_all = attribute.read
+        read_all = readers_for(attribute).read
 
         def what(ctx: Context) -> str:
             value = read_all(ctx)
@@ -514,7 +513,7 @@ def _container(
         return contains, what
 
     members = frozenset(values)
-    read = attribute.read
+    read = readers_for(attribute).read
 
     def contains_value(ctx: Context) -> bool | None:
         v = read(ctx)
@@ -531,7 +530,7 @@ def _container(
 def _member_of_attribute(
     left: ast.Operand, attribute: Attribute, negate: bool
 ) -> tuple[Test, Probe]:
-    read_all = attribute.read_all
+    read_all = readers_for(attribute).read_all
     assert read_all is not None
     element: Callable[[Context], object]
     if isinstance(left, ast.Literal):
@@ -542,7 +541,7 @@ def _member_of_attribute(
 
     else:
         assert isinstance(left, ast.AttributeRef)
-        element = left.attribute.read
+        element = readers_for(left.attribute).read
 
     def test(ctx: Context) -> bool | None:
         values = read_all(ctx)
@@ -563,7 +562,7 @@ def _member_of_attribute(
 def _quantified(expr: ast.Quantified) -> tuple[Test, Probe]:
     assert isinstance(expr.subject, ast.AttributeRef)
     attribute = expr.subject.attribute
-    read_all = attribute.read_all
+    read_all = readers_for(attribute).read_all
     assert read_all is not None
     right = expr.right
     check: Callable[[Any], bool]

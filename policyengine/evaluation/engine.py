@@ -35,18 +35,14 @@ from policyengine.errors import (
     SourceError,
 )
 from policyengine.evaluation import decision as reasons
+from policyengine.evaluation.attributes import read_fact
 from policyengine.evaluation.compiler import CompiledCondition, format_value
+from policyengine.evaluation.context import Context
 from policyengine.evaluation.decision import Decision
 from policyengine.evaluation.index import RuleIndex
 from policyengine.evaluation.trace import RuleTrace, Step, Trace, TraceNode
 from policyengine.language import ast
-from policyengine.language.catalog import (
-    Context,
-    Type,
-    certificate_attributes,
-    lookup,
-    read_fact,
-)
+from policyengine.language.vocabulary import Type, certificate_attributes, depends_of, lookup
 from policyengine.request.certificate import CertificateFacts, FactsCache
 from policyengine.request.sources import (
     Forwarded,
@@ -101,7 +97,7 @@ def _memo_windows(rules: Iterable[Rule]) -> tuple[timedelta, ...] | None:
     windows: set[timedelta] = set()
     for rule in rules:
         for name in rule.condition.attributes:
-            if name.startswith(("request.", "proxy.", "chain.")) or name in ("trusted", "revoked"):
+            if not depends_of(name) <= {"certificate", "time"}:
                 return None
         windows.update(
             node.duration.value  # type: ignore[misc]
@@ -181,7 +177,9 @@ class Policy:
         ctx = Context(facts, at)
         for name in sorted(self.attributes):
             attribute = lookup(name)
-            skip = name.startswith(("request.", "proxy.")) or name == "fingerprint"
+            skip = name == "fingerprint" or (
+                attribute is not None and not attribute.depends.isdisjoint(("request", "proxy"))
+            )
             if name in out or attribute is None or skip:
                 continue
             out[name] = plain_fact(read_fact(attribute, ctx), attribute.type)

@@ -18,7 +18,10 @@ the closest rule of a refusal exactly (:meth:`RuleIndex.closest_candidates`).
 
 Only the plain evaluation uses the index; ``explain`` always scans linearly, since its
 trace shows every rule. The test suite checks indexed and linear decisions agree on
-generated policies and certificates.
+generated policies and certificates. Which attributes may be keys, and which are read
+from the certificate alone (checked once per facts), is asked of the vocabulary.
+
+Must not import: ``load``, ``integrations``, ``tooling``, ``cli``.
 """
 
 from __future__ import annotations
@@ -26,15 +29,22 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 
+from policyengine.evaluation.attributes import READERS, readers_for
 from policyengine.evaluation.compiler import attributes_read
+from policyengine.evaluation.context import Context
 from policyengine.language import ast
-from policyengine.language.catalog import CATALOG, Attribute, Context, Type, lookup
+from policyengine.language.vocabulary import Attribute, Dependency, Type, lookup
 from policyengine.values import FINGERPRINT_LENGTHS, Missing, fingerprint_token
 
 __all__ = ["INDEX_THRESHOLD", "RuleIndex"]
 
 INDEX_THRESHOLD = 8
 """Fewer keyed rules than this are scanned: below it, the scan costs less than the index."""
+
+_NOT_KEYS: frozenset[Dependency] = frozenset({"trust", "proxy"})
+"""What a key attribute must not depend on: keys are read before any rule runs, and reading
+these verifies a chain (``trusted``, ``revoked``, ``chain.*``) or is undefined without a
+proxy (``proxy.*``)."""
 
 Reader = Callable[[Context], object]
 
@@ -184,8 +194,8 @@ def _keys(part: ast.Expr) -> tuple[_Key, ...] | None:
     if not isinstance(left, ast.AttributeRef):
         return None
     attribute = left.attribute
-    if attribute.prefix or attribute.name.startswith(("chain.", "proxy.")):
-        return None  # reading these verifies a chain: not for every request
+    if not attribute.depends.isdisjoint(_NOT_KEYS):
+        return None
     if part.op == "==":
         if not isinstance(right, ast.Literal):
             return None
@@ -200,7 +210,7 @@ def _keys(part: ast.Expr) -> tuple[_Key, ...] | None:
         return _fingerprint_keys(attribute, values)
     if not all(isinstance(v, Hashable) for v in values):
         return None
-    return (_Key(attribute.name, attribute.read, values),)
+    return (_Key(attribute.name, readers_for(attribute).read, values),)
 
 
 def _fingerprint_keys(attribute: Attribute, values: tuple[object, ...]) -> tuple[_Key, ...]:
@@ -215,27 +225,25 @@ def _fingerprint_keys(attribute: Attribute, values: tuple[object, ...]) -> tuple
             if FINGERPRINT_LENGTHS.get(len(str(v))) == algorithm
         )
         if tokens:
-            by = CATALOG[f"fingerprint.{algorithm}"]
-            assert by.read_token is not None
-            keys.append(_Key(by.name, by.read_token, tokens))
+            name = f"fingerprint.{algorithm}"
+            read_token = READERS[name].read_token
+            assert read_token is not None
+            keys.append(_Key(name, read_token, tokens))
     return tuple(keys)
 
 
 def _of_certificate(attribute: Attribute) -> bool:
     """Read from the certificate alone (not the request, the proxy, the chain or the time)."""
-    name = attribute.name
-    return not (
-        name.startswith(("request.", "proxy.", "chain."))
-        or name in ("trusted", "revoked", "valid", "expired", "not_yet_valid")
-    )
+    return attribute.depends <= {"certificate"}
 
 
 def _prereads(attributes: Iterable[Attribute]) -> tuple[Reader, ...]:
     readers: list[Reader] = []
     for attribute in attributes:
-        readers.append(attribute.read)
-        if attribute.read_all is not None:
-            readers.append(attribute.read_all)
-        if attribute.read_token is not None:
-            readers.append(attribute.read_token)
+        found = readers_for(attribute)
+        readers.append(found.read)
+        if found.read_all is not None:
+            readers.append(found.read_all)
+        if found.read_token is not None:
+            readers.append(found.read_token)
     return tuple(readers)

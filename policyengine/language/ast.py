@@ -5,7 +5,11 @@ its source ``text``; neither takes part in equality, so two conditions written i
 places compare equal when they mean the same.
 
 After checking, names are resolved: :class:`Name` nodes become :class:`AttributeRef` or
-:class:`SetRef`, and literals carry the type they were checked against.
+:class:`SetRef`, and literals carry the type they were checked against. An
+:class:`AttributeRef` holds the vocabulary's static :class:`Attribute`, never its readers.
+
+Must not import: ``cryptography``, anything of ``policyengine.request``, ``evaluation`` or
+``load``.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from policyengine.language.catalog import Attribute
+from policyengine.language.vocabulary import Attribute
 from policyengine.span import Span
 
 __all__ = [

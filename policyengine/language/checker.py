@@ -6,6 +6,10 @@ timestamp that is not a date: each is an error pointing at the token in the poli
 An unused set is a warning. The result is a tree in which names are resolved
 (:class:`~policyengine.language.ast.AttributeRef`, :class:`~policyengine.language.ast.SetRef`)
 and constants are normalised, ready for the compiler.
+
+Names are resolved against :mod:`policyengine.language.vocabulary` (what each is, never how
+it is read). Must not import: ``cryptography``, anything of ``policyengine.request``,
+``evaluation`` or ``load``.
 """
 
 from __future__ import annotations
@@ -16,9 +20,9 @@ from dataclasses import dataclass, replace
 
 from policyengine.errors import Diagnostic, GlobError
 from policyengine.language import ast
-from policyengine.language.catalog import CATALOG, Attribute, Type, lookup
 from policyengine.language.glob import compile_glob
 from policyengine.language.parser import KEYWORDS
+from policyengine.language.vocabulary import VOCABULARY, Attribute, Type, lookup
 from policyengine.span import Span
 from policyengine.values import (
     FINGERPRINT_LENGTHS,
@@ -56,7 +60,7 @@ def check(
     warn_unused: bool = True,
     has_trust: bool = True,
 ) -> CheckResult:
-    """Check conditions against the catalog and the policy's sets.
+    """Check conditions against the vocabulary and the policy's sets.
 
     ``has_trust``: whether the policy has a ``trust:`` section; without one, the trust
     attributes (``trusted``, ``revoked``, ``chain.*``) can never hold and are an error.
@@ -97,8 +101,8 @@ class _Checker:
 
     def check_set_names(self) -> None:
         for name, named in self.sets.items():
-            if name in CATALOG or name in KEYWORDS:
-                what = "an attribute" if name in CATALOG else "a keyword"
+            if name in VOCABULARY or name in KEYWORDS:
+                what = "an attribute" if name in VOCABULARY else "a keyword"
                 self.error(
                     named.span,
                     f"set `{name}` has the name of {what}",
@@ -117,7 +121,7 @@ class _Checker:
             return operand
         name = operand.name
         attribute = lookup(name)
-        if attribute is not None and not self.has_trust and _needs_trust(name):
+        if attribute is not None and not self.has_trust and "trust" in attribute.depends:
             self.error(
                 operand.span,
                 f"`{name}` needs trust anchors, and the policy has no `trust:` section",
@@ -140,7 +144,7 @@ class _Checker:
         return None
 
     def unknown(self, name: str) -> tuple[str, str]:
-        candidates = [*CATALOG, *self.sets]
+        candidates = [*VOCABULARY, *self.sets]
         lowered = {c.lower(): c for c in candidates}
         if name.lower() in lowered:
             return f"unknown name `{name}`", f"did you mean `{lowered[name.lower()]}`?"
@@ -151,7 +155,7 @@ class _Checker:
             return f"unknown name `{name}`", f"did you mean `{close[0]}`?"
         if "." in name:
             head = name.split(".", 1)[0]
-            family = sorted(c for c in CATALOG if c.startswith(head + "."))
+            family = sorted(c for c in VOCABULARY if c.startswith(head + "."))
             if family:
                 shown = ", ".join(family[:12])
                 return f"unknown attribute `{name}`", f"`{head}` has: {shown}"
@@ -307,31 +311,7 @@ class _Checker:
     def membership(self, expr: ast.Compare, left: ast.Operand, right: ast.Operand) -> ast.Expr:
         op = expr.op
         if isinstance(right, ast.AttributeRef):
-            attribute = right.attribute
-            if not attribute.multi:
-                hint = (
-                    f"for a substring write `{attribute.name} contains {left.text}`"
-                    if attribute.type is Type.STRING
-                    else f"compare with `==`: `{attribute.name} == {left.text}`"
-                )
-                self.error(
-                    right.span,
-                    f"`{op}` needs a list, a set or a multi-valued attribute on its right; "
-                    f"`{attribute.name}` holds one {attribute.type}",
-                    hint,
-                )
-                return expr
-            typed: ast.Operand | None
-            if isinstance(left, ast.Literal):
-                typed = self.literal_for(attribute, left)
-            elif isinstance(left, ast.AttributeRef):
-                typed = self.operand_for(attribute, "==", left)
-            else:
-                self.error(left.span, f"`{left.text}` cannot be a member of `{attribute.name}`")
-                return expr
-            if typed is None:
-                return expr
-            return replace(expr, left=typed, right=right)
+            return self.member_of_attribute(expr, left, right)
         if not isinstance(left, ast.AttributeRef):
             self.error(
                 left.span,
@@ -357,31 +337,66 @@ class _Checker:
                 return expr
             return replace(expr, left=left, right=replace(right, items=tuple(items)))
         if isinstance(right, ast.SetRef):
-            named = self.sets[right.name]
-            values: list[object] = []
-            ok = True
-            for entry in named.entries:
-                value, problem = coerce(attribute, entry.value, _kind_of(entry.value))
-                if problem:
-                    ok = False
-                    self.error(
-                        entry.span,
-                        f"in set `{named.name}`: {problem[0]}",
-                        problem[1]
-                        or f"`{named.name}` is compared with `{attribute.name}` at {right.span}",
-                        code="set-entry",
-                    )
-                else:
-                    values.append(value)
-            if not ok:
+            values = self.set_values(attribute, right)
+            if values is None:
                 return expr
-            return replace(expr, left=left, right=replace(right, values=tuple(values)))
+            return replace(expr, left=left, right=replace(right, values=values))
         self.error(
             right.span,
             f"`{op}` needs a list, a set or a multi-valued attribute on its right",
             f'e.g. `{attribute.name} {op} ["a", "b"]`',
         )
         return expr
+
+    def member_of_attribute(
+        self, expr: ast.Compare, left: ast.Operand, right: ast.AttributeRef
+    ) -> ast.Expr:
+        """``left in right`` where ``right`` is an attribute: it must be multi-valued."""
+        attribute = right.attribute
+        if not attribute.multi:
+            hint = (
+                f"for a substring write `{attribute.name} contains {left.text}`"
+                if attribute.type is Type.STRING
+                else f"compare with `==`: `{attribute.name} == {left.text}`"
+            )
+            self.error(
+                right.span,
+                f"`{expr.op}` needs a list, a set or a multi-valued attribute on its right; "
+                f"`{attribute.name}` holds one {attribute.type}",
+                hint,
+            )
+            return expr
+        typed: ast.Operand | None
+        if isinstance(left, ast.Literal):
+            typed = self.literal_for(attribute, left)
+        elif isinstance(left, ast.AttributeRef):
+            typed = self.operand_for(attribute, "==", left)
+        else:
+            self.error(left.span, f"`{left.text}` cannot be a member of `{attribute.name}`")
+            return expr
+        if typed is None:
+            return expr
+        return replace(expr, left=typed, right=right)
+
+    def set_values(self, attribute: Attribute, right: ast.SetRef) -> tuple[object, ...] | None:
+        """A named set's entries normalised for ``attribute``, or None after an error."""
+        named = self.sets[right.name]
+        values: list[object] = []
+        ok = True
+        for entry in named.entries:
+            value, problem = coerce(attribute, entry.value, _kind_of(entry.value))
+            if problem:
+                ok = False
+                self.error(
+                    entry.span,
+                    f"in set `{named.name}`: {problem[0]}",
+                    problem[1]
+                    or f"`{named.name}` is compared with `{attribute.name}` at {right.span}",
+                    code="set-entry",
+                )
+            else:
+                values.append(value)
+        return tuple(values) if ok else None
 
     def quantified(self, expr: ast.Quantified) -> ast.Expr:
         subject = self.resolve(expr.subject)
@@ -431,10 +446,6 @@ def _a(t: Type) -> str:
     return f"an {t}" if str(t)[0] in "aeiou" else f"a {t}"
 
 
-def _needs_trust(name: str) -> bool:
-    return name in ("trusted", "revoked") or name.startswith("chain.")
-
-
 def _kind_of(value: object) -> str:
     if isinstance(value, bool):
         return "bool"
@@ -450,22 +461,7 @@ def coerce(
     t = attribute.type
     shown = f"`{text}`" if text is not None else f"`{value}`" if kind != "string" else f'"{value}"'
     if t is Type.FINGERPRINT:
-        if kind != "string":
-            return None, (f"a fingerprint is written as a quoted hex string, not {shown}", "")
-        normalized = normalize_fingerprint(str(value))
-        if normalized is None:
-            return None, (
-                f"{shown} is not a fingerprint",
-                "write 40 (SHA-1) or 64 (SHA-256) hex digits, with or without colons",
-            )
-        algorithm = FINGERPRINT_LENGTHS[len(normalized)]
-        if attribute.algorithm is not None and algorithm != attribute.algorithm:
-            return None, (
-                f"{shown} is a {algorithm.upper()} fingerprint but `{attribute.name}` is "
-                f"{attribute.algorithm.upper()}",
-                f"compare it with `fingerprint.{algorithm}` or `fingerprint`",
-            )
-        return normalized, None
+        return _coerce_fingerprint(attribute, value, kind, shown)
     if t is Type.SERIAL:
         serial = parse_serial(value) if kind in ("string", "int") else None  # type: ignore[arg-type]
         if serial is None:
@@ -482,35 +478,69 @@ def coerce(
                 'write hex digits, with or without colons, e.g. "6a:1f:3b"',
             )
         return digits, None
-    expected = {
-        Type.STRING: "string",
-        Type.INT: "int",
-        Type.BOOL: "bool",
-        Type.TIME: "timestamp",
-        Type.DURATION: "duration",
-    }[t]
+    expected = _KIND_OF_TYPE[t]
     if kind != expected:
-        example = {
-            "string": '"text"',
-            "int": "2048",
-            "bool": "true",
-            "timestamp": "2026-01-01T00:00:00Z",
-            "duration": "30d",
-        }[expected]
-        hint = f"compare it with {_a(t)} such as {example}"
-        if kind == "string" and isinstance(value, str):
-            unquoted = {
-                "timestamp": parse_timestamp(value) is not None,
-                "duration": parse_duration(value) is not None,
-            }.get(expected, False)
-            if unquoted:
-                hint = f"write the {expected} without quotes: {value.strip()}"
-        return None, (
-            f"`{attribute.name}` is {_a(t)} but {shown} is {_a(_LITERAL_TYPES[kind])}",
-            hint,
-        )
+        return None, _mismatch(attribute, value, kind, expected, shown)
     if value is None:
         return None, (f"{shown} is not a valid {t}", "")
     if attribute.aliases and isinstance(value, str):
         value = attribute.aliases.get(value, value)
     return value, None
+
+
+_KIND_OF_TYPE = {
+    Type.STRING: "string",
+    Type.INT: "int",
+    Type.BOOL: "bool",
+    Type.TIME: "timestamp",
+    Type.DURATION: "duration",
+}
+"""How a constant of each plain type is written."""
+
+_EXAMPLE_OF_KIND = {
+    "string": '"text"',
+    "int": "2048",
+    "bool": "true",
+    "timestamp": "2026-01-01T00:00:00Z",
+    "duration": "30d",
+}
+
+
+def _coerce_fingerprint(
+    attribute: Attribute, value: object, kind: str, shown: str
+) -> tuple[object, tuple[str, str] | None]:
+    if kind != "string":
+        return None, (f"a fingerprint is written as a quoted hex string, not {shown}", "")
+    normalized = normalize_fingerprint(str(value))
+    if normalized is None:
+        return None, (
+            f"{shown} is not a fingerprint",
+            "write 40 (SHA-1) or 64 (SHA-256) hex digits, with or without colons",
+        )
+    algorithm = FINGERPRINT_LENGTHS[len(normalized)]
+    if attribute.algorithm is not None and algorithm != attribute.algorithm:
+        return None, (
+            f"{shown} is a {algorithm.upper()} fingerprint but `{attribute.name}` is "
+            f"{attribute.algorithm.upper()}",
+            f"compare it with `fingerprint.{algorithm}` or `fingerprint`",
+        )
+    return normalized, None
+
+
+def _mismatch(
+    attribute: Attribute, value: object, kind: str, expected: str, shown: str
+) -> tuple[str, str]:
+    """The problem of a constant written as ``kind`` where ``expected`` was wanted."""
+    t = attribute.type
+    hint = f"compare it with {_a(t)} such as {_EXAMPLE_OF_KIND[expected]}"
+    if kind == "string" and isinstance(value, str):
+        unquoted = {
+            "timestamp": parse_timestamp(value) is not None,
+            "duration": parse_duration(value) is not None,
+        }.get(expected, False)
+        if unquoted:
+            hint = f"write the {expected} without quotes: {value.strip()}"
+    return (
+        f"`{attribute.name}` is {_a(t)} but {shown} is {_a(_LITERAL_TYPES[kind])}",
+        hint,
+    )

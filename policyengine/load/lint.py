@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 from policyengine.errors import Diagnostic
 from policyengine.language import ast
-from policyengine.language.catalog import Type
+from policyengine.language.vocabulary import Type, depends_of
 from policyengine.span import Span
 
 __all__ = ["POLICY_CODES", "RULE_CODES", "LintRule", "lint"]
@@ -318,8 +318,7 @@ def _guards(atom: ast.Expr, positive: bool) -> bool:
     only without a certificate, or never."""
     if _never_true(atom, positive):
         return True
-    names = _names(atom)
-    if any(n.startswith("chain.") or n == "revoked" for n in names):
+    if "chain" in depends_of(_names(atom)):
         return True  # undefined, so never true, unless a trusted chain was built
     flag = _flag(atom)
     if flag is not None:
