@@ -93,3 +93,36 @@ def test_the_der_reader_imports_no_cryptography() -> None:
     imported |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert not any(name.split(".")[0] == "cryptography" for name in imported)
     assert {name for name in imported if name.startswith("policyengine")} == {"policyengine.errors"}
+
+
+def _having(flag: str) -> set[str]:
+    return {name for name in SOURCES if getattr(source_named(name), flag)}
+
+
+def test_what_each_record_says_for_the_rest_of_the_library() -> None:
+    """The answers the loader, lint, the engine and export used to work out from names."""
+    assert _having("renegotiates") == {"azure"}
+    assert _having("anywhere_hint") == {"azure"}
+    assert _having("read_direct") == {"wsgi-environ", "asgi-tls"}
+    assert _having("reads_scope") == {"asgi-tls"}
+    assert _having("chain_instances_joined") == {"rfc9440"}
+    assert _having("leaf_from_chain") == {"aws-alb"}
+    assert _having("absent_note") == {"cloudflare"}
+    assert _having("extra_notes") == {"gcp"}
+    assert set(SOURCES) - _having("keep_whole") == {"gcp", "wsgi-environ", "asgi-tls"}
+    fed = {name for name in SOURCES if "nginx" in source_named(name).fed_by}
+    assert fed == {"nginx", "apache", "aws-alb", "azure", "auto"}
+    verify_fed = {name for name in SOURCES if "nginx" in source_named(name).verify_fed_by}
+    assert verify_fed == {"nginx", "apache"}
+    native = {
+        name: source_named(name).native_to for name in SOURCES if source_named(name).native_to
+    }
+    assert native == {"azure": frozenset({"app-service"}), "nginx": frozenset({"nginx"})}
+
+
+def test_the_record_picks_what_a_direct_source_reads() -> None:
+    environ, scope = {"wsgi": 1}, {"type": "http"}
+    assert source_named("asgi-tls").context(environ, scope) is scope
+    for name in SOURCES:
+        if name != "asgi-tls":
+            assert source_named(name).context(environ, scope) is environ

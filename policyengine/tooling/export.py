@@ -103,7 +103,7 @@ def _app_service_notes(policy: Policy) -> list[str]:
         ]
     config = policy.source
     header = config.header_name or ""
-    if "azure" not in config.record.native_to or header.lower() != "x-arr-clientcert":
+    if "app-service" not in config.record.native_to or header.lower() != "x-arr-clientcert":
         notes += [
             f"Warning: the policy reads source {config.source} ({header or 'no header'}), but",
             "App Service sends X-ARR-ClientCert (base64 DER): set `certificate: source: azure`.",

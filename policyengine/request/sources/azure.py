@@ -71,6 +71,6 @@ AZURE = Source(
         "or open container port that skips it)"
     ),
     renegotiates=True,  # App Service's front end is what renegotiates
-    native_to=frozenset({"azure"}),
+    native_to=frozenset({"app-service"}),
     fed_by=frozenset({"nginx"}),
 )

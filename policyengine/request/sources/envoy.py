@@ -19,7 +19,7 @@ from policyengine.request.sources.text import (
     percent_pem,
 )
 
-XFCC_KEYS = frozenset({"by", "hash", "cert", "chain", "subject", "uri", "dns"})
+_XFCC_KEYS = frozenset({"by", "hash", "cert", "chain", "subject", "uri", "dns"})
 _XFCC_SINGLE = frozenset({"hash", "cert", "chain", "subject"})
 _XFCC_KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
 
@@ -133,7 +133,7 @@ def decode_envoy(value: str, limits: Limits, notes: list[str]) -> Decoded:
             raise malformed("XFCC Chain does not start with the Cert certificate")
         chain = chain[1:]
     if leaf is None:
-        present = sorted(k.capitalize() for k in values if k in XFCC_KEYS) or ["no known key"]
+        present = sorted(k.capitalize() for k in values if k in _XFCC_KEYS) or ["no known key"]
         notes.append(
             f"the last XFCC element carries no Cert or Chain (only {', '.join(present)}); "
             "set Envoy's set_current_client_cert_details cert: true to forward the certificate"
@@ -143,7 +143,7 @@ def decode_envoy(value: str, limits: Limits, notes: list[str]) -> Decoded:
 
 def looks_like_xfcc(text: str) -> bool:
     equals = text.find("=")
-    return equals > 0 and text[:equals].strip(HEADER_SPACE).lower() in XFCC_KEYS
+    return equals > 0 and text[:equals].strip(HEADER_SPACE).lower() in _XFCC_KEYS
 
 
 ENVOY = Source("envoy", "X-Forwarded-Client-Cert", decode_envoy)

@@ -124,7 +124,8 @@ class Source:
     renegotiates: bool = False
     """Optional certificates or exclusion paths make the front end renegotiate TLS (lint)."""
     native_to: frozenset[str] = frozenset()
-    """The ``export`` targets whose own header this is, name and encoding."""
+    """The ``export`` target families whose own header this is, name and encoding:
+    ``app-service`` (the azure-cli, bicep and arm targets) and ``nginx``."""
     fed_by: frozenset[str] = frozenset()
     """The ``export`` targets whose certificate header this source reads as it is: nginx
     for the sources whose decoder reads ``$ssl_client_escaped_cert`` (percent-encoded
