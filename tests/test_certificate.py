@@ -37,10 +37,10 @@ from policyengine.request.certificate import (
     UPN_OID,
     CertificateFacts,
     FactsCache,
-    _PlainName,
-    _values_by_oid,
     read_certificate,
 )
+from policyengine.request.der import PlainName as _PlainName
+from policyengine.request.der import values_by_oid as _values_by_oid
 from policyengine.testing import make_certificate
 from policyengine.values import Missing, format_duration, format_time
 
@@ -1412,7 +1412,7 @@ def _singles_agree(plain: tuple[_PlainName, _PlainName]) -> None:
     "member", [m for m in hostile.corpus() if m.readable], ids=lambda m: m.name
 )
 def test_names_from_the_der_equal_cryptographys_or_are_left_to_it(member: hostile.Hostile) -> None:
-    from policyengine.request.certificate import _plain_names
+    from policyengine.request.der import plain_names as _plain_names
 
     plain = _plain_names(member.der)
     if plain is None:
@@ -1435,7 +1435,7 @@ def test_names_from_the_der_equal_cryptographys_or_are_left_to_it(member: hostil
     ],
 )
 def test_plain_names_from_the_der(subject: list[tuple[str, str]]) -> None:
-    from policyengine.request.certificate import _plain_names
+    from policyengine.request.der import plain_names as _plain_names
 
     der = make_certificate(subject).der
     plain = _plain_names(der)
@@ -1446,7 +1446,7 @@ def test_plain_names_from_the_der(subject: list[tuple[str, str]]) -> None:
 
 
 def test_a_multi_valued_rdn_is_left_to_cryptography() -> None:
-    from policyengine.request.certificate import _plain_names
+    from policyengine.request.der import plain_names as _plain_names
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name(
@@ -1478,7 +1478,7 @@ def test_a_multi_valued_rdn_is_left_to_cryptography() -> None:
 
 def _name_der(pairs: list[tuple[str, str]]) -> bytes:
     """The DER of a name, its outer SEQUENCE stripped (what ``_plain_name`` reads)."""
-    from policyengine.request.certificate import _element
+    from policyengine.request.der import element as _element
     from policyengine.testing import make_name
 
     der = make_name(pairs).public_bytes()
@@ -1489,7 +1489,7 @@ def _name_der(pairs: list[tuple[str, str]]) -> bytes:
 
 def _by_rdn(der: bytes) -> list[tuple[str, str]] | None:
     """The reference reading: every RDN through ``_rdn``, with no inline shortcut."""
-    from policyengine.request.certificate import _rdn
+    from policyengine.request.der import rdn as _rdn
 
     pairs, pos = [], 0
     while pos < len(der):
@@ -1528,7 +1528,7 @@ def test_the_inline_rdn_reading_equals_the_general_one(
     subject: list[tuple[str, str]], flips: list[tuple[int, int]], cut: int
 ) -> None:
     """Short and long lengths, then bytes changed and the end cut: both readings agree."""
-    from policyengine.request.certificate import _plain_name
+    from policyengine.request.der import plain_name as _plain_name
 
     der = bytearray(_name_der(subject))
     _by_rdn(bytes(der))  # the OIDs are now known, so the inline reading is taken

@@ -1193,7 +1193,7 @@ def _framing(data: bytes, read: Callable[[bytes, str], bytes]) -> bytes | str:
 def _framing_headers(der: bytes) -> list[int]:
     """Where the certificate's framing is: its first bytes, the signatureAlgorithm's and
     the signature's headers."""
-    from policyengine.request.sources import _read_tlv
+    from policyengine.request.der import read_tlv as _read_tlv
 
     _, inside, _ = _read_tlv(der, 0, "")
     _, _, algorithm = _read_tlv(der, inside, "")
@@ -1213,7 +1213,8 @@ def test_the_inline_framing_check_equals_the_general_one(
 ) -> None:
     """Each certificate as it is, then with its framing bytes changed, cut short or
     extended: the same answer, the same error."""
-    from policyengine.request.sources import _single_der, _single_der_framed
+    from policyengine.request.der import single_der as _single_der
+    from policyengine.request.der import single_der_framed as _single_der_framed
 
     der = FRAMING_CERTIFICATES[which]
     assert _single_der(der, "the value") is der
@@ -1228,7 +1229,7 @@ def test_the_inline_framing_check_equals_the_general_one(
 def _reframed(der: bytes, forms: tuple[int, int, int, int]) -> bytes:
     """``der`` with the lengths of the whole, the tbsCertificate, the signatureAlgorithm
     and the signature written in the given forms (0: one byte, 0x81, 0x82), minimal or not."""
-    from policyengine.request.sources import _read_tlv
+    from policyengine.request.der import read_tlv as _read_tlv
 
     def element(tag: int, content: bytes, form: int) -> bytes:
         size = len(content)
@@ -1254,7 +1255,8 @@ def _reframed(der: bytes, forms: tuple[int, int, int, int]) -> bytes:
 def test_the_inline_framing_check_equals_the_general_one_for_every_length_form(
     which: int,
 ) -> None:
-    from policyengine.request.sources import _single_der, _single_der_framed
+    from policyengine.request.der import single_der as _single_der
+    from policyengine.request.der import single_der_framed as _single_der_framed
 
     small = make_certificate({"CN": "s"}, key_identifiers=False, client_auth=False).der
     for der in (FRAMING_CERTIFICATES[which], small):

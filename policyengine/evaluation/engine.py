@@ -275,7 +275,7 @@ class Policy:
                             return remembered
             except Exception:  # the full path below decides, and says why
                 pass
-        context = scope if config.source == "asgi-tls" else environ
+        context = config.record.context(environ, scope)
 
         def obtain() -> Forwarded:
             return read_forwarded(config, headers, remote_addr, context, memo=memo, scanned=scanned)

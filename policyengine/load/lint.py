@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from policyengine.errors import Diagnostic
 from policyengine.language import ast
 from policyengine.language.vocabulary import Type, depends_of
+from policyengine.request.sources import source_named
 from policyengine.span import Span
 
 __all__ = ["POLICY_CODES", "RULE_CODES", "LintRule", "lint"]
@@ -150,7 +151,7 @@ def _policy_warnings(
         causes.append("exclusion paths")
     if mode == "optional_interactive_user":
         causes.append("the optional_interactive_user mode")
-    if causes and source == "azure":  # App Service's front end is what renegotiates
+    if causes and source_named(source).renegotiates:  # the front end renegotiates
         yield _warning(
             exclusion_span or policy_span,
             "renegotiation",

@@ -207,12 +207,8 @@ def _source_warnings(document: Document) -> tuple[Diagnostic, ...]:
         "that is safe only if nothing but the proxy can reach the app; otherwise list the "
         "proxy's addresses in certificate.trusted_proxies"
     )
-    if config.source == "azure":
-        hint = (
-            "App Service's front end can be anywhere, so this is the azure default: make sure "
-            "the app is reachable only through App Service (no private endpoint, VNet route "
-            "or open container port that skips it)"
-        )
+    if config.record.anywhere_hint:
+        hint = config.record.anywhere_hint
     return (Diagnostic(span, message, hint, severity="warning", code="trusted-anywhere"),)
 
 

@@ -12,15 +12,13 @@ into a deny for the rule that asked.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Generic, NamedTuple, TypeGuard, TypeVar
+from typing import Any, Generic, TypeGuard, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -29,6 +27,14 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from policyengine.errors import CertificateError, FactError
 from policyengine.evaluation.caches import Doorkeeper
 from policyengine.oids import EKU_NAMES, NAME_ATTRIBUTES
+from policyengine.request.der import (
+    PEM_BEGIN,
+    PlainName,
+    der_utf8_string,
+    pem_to_der,
+    plain_names,
+    values_by_oid,
+)
 from policyengine.values import Missing, digest_token, format_serial, format_time
 
 __all__ = [
@@ -42,9 +48,6 @@ __all__ = [
 
 MAX_CERTIFICATE_BYTES = 64 * 1024
 """Anything larger is refused before parsing. Real client certificates are a few KiB."""
-
-_PEM_BEGIN = b"-----BEGIN CERTIFICATE-----"
-_PEM_END = b"-----END CERTIFICATE-----"
 
 
 def read_certificate(value: object) -> CertificateFacts:
@@ -78,13 +81,13 @@ def read_certificate(value: object) -> CertificateFacts:
     if not data.strip():
         raise CertificateError("the certificate is empty")
     # DER starts with a SEQUENCE tag (0x30); its bytes may contain the PEM marker in a name
-    is_pem = _PEM_BEGIN in data and not data.startswith(b"\x30")
+    is_pem = PEM_BEGIN in data and not data.startswith(b"\x30")
     if not is_pem and not data.startswith(b"\x30"):
         raise CertificateError(
             "neither PEM (it has no -----BEGIN CERTIFICATE----- line) "
             "nor DER (which begins with byte 0x30)"
         )
-    return _parse_der(_pem_to_der(data) if is_pem else data)
+    return _parse_der(pem_to_der(data) if is_pem else data)
 
 
 def _check_length(length: int) -> None:
@@ -134,21 +137,6 @@ def parse_error_in_words(exc: BaseException) -> str:
     fields = re.findall(r"::(\w+)", where.group(1)) if where else []
     place = f" (in {' > '.join(fields)})" if fields else ""
     return _ASN1_PROBLEMS[kind.group(1)] + place
-
-
-def _pem_to_der(data: bytes) -> bytes:
-    """The DER inside the first PEM CERTIFICATE block, as written (not re-encoded)."""
-    start = data.find(_PEM_BEGIN)
-    end = data.find(_PEM_END, start)
-    if end < 0:
-        raise CertificateError("the PEM certificate has no END CERTIFICATE line")
-    if data[:start].strip():
-        raise CertificateError("text before -----BEGIN CERTIFICATE-----")
-    body = b"".join(data[start + len(_PEM_BEGIN) : end].split())
-    try:
-        return base64.b64decode(body, validate=True)
-    except (binascii.Error, ValueError):
-        raise CertificateError("the PEM certificate's base64 is broken") from None
 
 
 def _first_line(exc: BaseException) -> str:
@@ -250,138 +238,7 @@ def _read_name(certificate: x509.Certificate, which: str) -> x509.Name:
         raise FactError(f"the {which} name cannot be read: {_first_line(exc)}") from None
 
 
-# -- names straight from the DER ---------------------------------------------------------
-#
-# cryptography builds a Python object for every name, RDN and attribute, which was half of
-# deciding on a certificate never seen before. Most names are simple: one attribute per
-# RDN, each a UTF8String, PrintableString or IA5String. Those are read here from the DER
-# (which cryptography has already parsed once); anything else -- another string type, a
-# multi-valued RDN, invalid text, a surprise in the encoding -- returns None, and the names
-# are read through cryptography as before, with its errors.
-
-_UTF8_STRING, _PRINTABLE_STRING, _IA5_STRING = 0x0C, 0x13, 0x16
-_PRINTABLE = frozenset(
-    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789 '()+,-./:=?"
-)
-_OIDS: dict[bytes, str] = {}
-
-
-def _element(data: bytes, pos: int, end: int) -> tuple[int, int, int] | None:
-    """``(tag, content start, content end)`` of the DER element at ``pos``, or None."""
-    if pos + 2 > end:
-        return None
-    tag, first = data[pos], data[pos + 1]
-    if first < 0x80:
-        start, length = pos + 2, first
-    else:
-        count = first & 0x7F
-        if count == 0 or count > 3 or data[pos + 2] == 0:
-            return None
-        start = pos + 2 + count
-        length = int.from_bytes(data[pos + 2 : start], "big")
-    stop = start + length
-    return (tag, start, stop) if stop <= end else None
-
-
-def _oid(encoded: bytes) -> str | None:
-    known = _OIDS.get(encoded)
-    if known is not None:
-        return known
-    arcs: list[int] = []
-    value = 0
-    for i, byte in enumerate(encoded):
-        if value == 0 and byte == 0x80:
-            return None  # not minimal
-        value = (value << 7) | (byte & 0x7F)
-        if not byte & 0x80:
-            arcs.append(value)
-            value = 0
-        elif i == len(encoded) - 1:
-            return None  # truncated
-    if not arcs:
-        return None
-    first = arcs[0]
-    head = [0, first] if first < 40 else [1, first - 40] if first < 80 else [2, first - 80]
-    dotted = ".".join(str(arc) for arc in head + arcs[1:])
-    if len(_OIDS) < 1024:
-        _OIDS[encoded] = dotted
-    return dotted
-
-
-def _text(tag: int, raw: bytes) -> str | None:
-    if tag == _UTF8_STRING:
-        try:
-            return raw.decode("utf-8")
-        except UnicodeDecodeError:
-            return None
-    if tag == _PRINTABLE_STRING and _PRINTABLE.issuperset(raw):
-        return raw.decode("ascii")
-    if tag == _IA5_STRING and raw.isascii():
-        return raw.decode("ascii")
-    return None
-
-
-def _plain_name(der: bytes, start: int, end: int) -> list[tuple[str, str]] | None:
-    """The name's ``(dotted OID, value)`` pairs in DER order, or None."""
-    pairs: list[tuple[str, str]] = []
-    pos = start
-    while pos < end:
-        # the usual RDN, read inline: every length one byte, one attribute, an OID already
-        # seen; each test is one `_rdn` makes too, and whatever fails one is left to it
-        size = der[pos + 1] if pos + 1 < end else 0x80
-        stop = pos + 2 + size
-        if der[pos] == 0x31 and 6 <= size < 0x80 and stop <= end:
-            oid_end = pos + 6 + der[pos + 5]
-            if (
-                der[pos + 2] == 0x30
-                and der[pos + 3] == size - 2
-                and der[pos + 4] == 0x06
-                and der[pos + 5] < 0x80
-                and oid_end + 2 <= stop
-                and der[oid_end + 1] < 0x80
-                and oid_end + 2 + der[oid_end + 1] == stop
-            ):
-                dotted = _OIDS.get(der[pos + 6 : oid_end])
-                text = _text(der[oid_end], der[oid_end + 2 : stop])
-                if dotted is not None and text is not None:
-                    pairs.append((dotted, text))
-                    pos = stop
-                    continue
-        read = _rdn(der, pos, end)
-        if read is None:
-            return None
-        pairs.append(read[0])
-        pos = read[1]
-    return pairs
-
-
-def _rdn(der: bytes, pos: int, end: int) -> tuple[tuple[str, str], int] | None:
-    """The one ``(dotted OID, value)`` of the RDN at ``pos`` and where it ends, or None."""
-    rdn = _element(der, pos, end)
-    if rdn is None or rdn[0] != 0x31:
-        return None
-    atv = _element(der, rdn[1], rdn[2])
-    if atv is None or atv[0] != 0x30 or atv[2] != rdn[2]:
-        return None  # not exactly one attribute in this RDN
-    oid = _element(der, atv[1], atv[2])
-    if oid is None or oid[0] != 0x06:
-        return None
-    value = _element(der, oid[2], atv[2])
-    if value is None or value[2] != atv[2]:
-        return None
-    dotted = _oid(der[oid[1] : oid[2]])
-    text = _text(value[0], der[value[1] : value[2]])
-    if dotted is None or text is None:
-        return None
-    return (dotted, text), rdn[2]
-
-
-def _by_oid(pairs: Iterable[tuple[str, str]]) -> dict[str, tuple[str, ...]]:
-    values: dict[str, list[str]] = {}
-    for oid, text in pairs:
-        values.setdefault(oid, []).append(text)
-    return {oid: tuple(found) for oid, found in values.items()}
-
+# -- names read from the DER (see request/der.py), written as RFC 4514 -------------
 
 # the labels RFC 4514 strings use, as cryptography writes them; other types by dotted OID
 _RFC4514_LABELS = {
@@ -420,107 +277,6 @@ def _rfc4514(pairs: Sequence[tuple[str, str]]) -> str:
             text = "\\" + text
         parts.append(f"{_RFC4514_LABELS.get(oid, oid)}={text}")
     return ",".join(parts)
-
-
-class _PlainName(NamedTuple):
-    """One name read from its DER, with the lookups the rules make, built once."""
-
-    pairs: tuple[tuple[str, str], ...]
-    """``(dotted OID, value)`` in DER order."""
-    single: dict[str, str]
-    """The attributes with exactly one value (what ``==`` reads). Shared by every
-    certificate with this name: read only."""
-    repeated: dict[str, tuple[str, ...]] | None
-    """Every value of each attribute, when some attribute has several; None for the usual
-    name, where :func:`_values_by_oid` builds it from ``pairs`` when asked. Read only."""
-
-
-def _values_by_oid(name: _PlainName) -> dict[str, tuple[str, ...]]:
-    """Every value of each attribute of ``name``, by dotted OID."""
-    if name.repeated is not None:
-        return name.repeated
-    return {oid: (text,) for oid, text in name.pairs}
-
-
-def _header(der: bytes, pos: int) -> tuple[int, int]:
-    """``(content start, end)`` of the element at ``pos`` in DER cryptography has parsed."""
-    first = der[pos + 1]
-    if first < 0x80:
-        return pos + 2, pos + 2 + first
-    if first == 0x81:
-        return pos + 3, pos + 3 + der[pos + 2]
-    if first == 0x82:
-        return pos + 4, pos + 4 + (der[pos + 2] << 8 | der[pos + 3])
-    start = pos + 2 + (first & 0x7F)
-    return start, start + int.from_bytes(der[pos + 2 : start], "big")
-
-
-def _plain_names(der: bytes) -> tuple[_PlainName, _PlainName] | None:
-    """The issuer and the subject read from the DER, or None (see above).
-
-    ``der`` has been parsed by cryptography, so its framing is sound; the walk to the
-    names trusts it and checks only the tags, and each name is read with every check.
-    """
-    parts: list[tuple[int, int]] = []
-    try:
-        pos, end = _header(der, _header(der, 0)[0])  # Certificate, tbsCertificate
-        if der[pos] == 0xA0:  # [0] version
-            pos = _header(der, pos)[1]
-        # serialNumber, signature, issuer, validity, subject
-        for tag in (0x02, 0x30, 0x30, 0x30, 0x30):
-            if der[pos] != tag:
-                return None
-            first = der[pos + 1]
-            if first < 0x80:  # these are short: their lengths are read here, as _header does
-                start = pos + 2
-                pos = start + first
-            elif first == 0x81:
-                start = pos + 3
-                pos = start + der[pos + 2]
-            else:
-                start, pos = _header(der, pos)
-            parts.append((start, pos))
-    except IndexError:
-        return None
-    if pos > end:
-        return None
-    (issuer_start, issuer_end), (subject_start, subject_end) = parts[2], parts[4]
-    # an issuer's name recurs in every certificate it signs; a subject's, hardly ever (a
-    # returning client's facts are cached whole): kept, it would only churn the cache
-    issuer = _cached_name(der[issuer_start:issuer_end])
-    subject = _read_plain_name(der[subject_start:subject_end])
-    if issuer is None or subject is None:
-        return None
-    return issuer, subject
-
-
-_NAMES: dict[bytes, _PlainName | None] = {}
-"""Issuer names already read, by their DER: a CA's name is the issuer of every certificate
-it signed. Bounded: emptied when full."""
-
-
-def _cached_name(encoded: bytes) -> _PlainName | None:
-    try:
-        return _NAMES[encoded]
-    except KeyError:
-        pass
-    found = _read_plain_name(encoded)
-    if len(_NAMES) >= 4096:
-        _NAMES.clear()
-    _NAMES[encoded] = found
-    return found
-
-
-def _read_plain_name(encoded: bytes) -> _PlainName | None:
-    pairs = _plain_name(encoded, 0, len(encoded))
-    if pairs is None:
-        return None
-    single = dict(pairs)
-    if len(single) == len(pairs):  # the usual name: no attribute twice
-        return _PlainName(tuple(pairs), single, None)
-    by_oid = _by_oid(pairs)
-    single = {oid: values[0] for oid, values in by_oid.items() if len(values) == 1}
-    return _PlainName(tuple(pairs), single, by_oid)
 
 
 class CertificateFacts:
@@ -572,17 +328,17 @@ class CertificateFacts:
     def subject_attributes(self) -> dict[str, tuple[str, ...]]:
         """Every value of each subject attribute, by dotted OID. Read only."""
         plain = self._names_from_der
-        return _values_by_oid(plain[1]) if plain is not None else self._attributes("subject")
+        return values_by_oid(plain[1]) if plain is not None else self._attributes("subject")
 
     @_fact("the issuer name")
     def issuer_attributes(self) -> dict[str, tuple[str, ...]]:
         """Every value of each issuer attribute, by dotted OID. Read only."""
         plain = self._names_from_der
-        return _values_by_oid(plain[0]) if plain is not None else self._attributes("issuer")
+        return values_by_oid(plain[0]) if plain is not None else self._attributes("issuer")
 
     @cached_property
-    def _names_from_der(self) -> tuple[_PlainName, _PlainName] | None:
-        return _plain_names(self.der)
+    def _names_from_der(self) -> tuple[PlainName, PlainName] | None:
+        return plain_names(self.der)
 
     def _attributes(self, which: str) -> dict[str, tuple[str, ...]]:
         """The attributes as cryptography reads them (a name not read from the DER)."""
@@ -789,7 +545,7 @@ class CertificateFacts:
         found = []
         for other in san.get_values_for_type(x509.OtherName):
             if other.type_id.dotted_string == UPN_OID:
-                found.append(_der_utf8_string(other.value))
+                found.append(der_utf8_string(other.value))
         return tuple(found)
 
     @_fact("the SPIFFE ID")
@@ -890,25 +646,6 @@ class CertificateFacts:
             except FactError as exc:
                 out[key] = f"<{exc}>"
         return out
-
-
-def _der_utf8_string(value: bytes) -> str:
-    """The text of a DER UTF8String (the UPN other-name), framed by hand."""
-    if len(value) < 2 or value[0] != 0x0C:
-        raise FactError("the UPN is not a UTF8String")
-    length, offset = value[1], 2
-    if length & 0x80:
-        count = length & 0x7F
-        if count == 0 or count > 3 or len(value) < 2 + count:
-            raise FactError("the UPN has a malformed length")
-        length = int.from_bytes(value[2 : 2 + count], "big")
-        offset = 2 + count
-    if offset + length != len(value):
-        raise FactError("the UPN's length does not match its content")
-    try:
-        return value[offset:].decode("utf-8")
-    except UnicodeDecodeError:
-        raise FactError("the UPN is not valid UTF-8") from None
 
 
 class FactsCache:

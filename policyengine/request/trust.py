@@ -57,6 +57,7 @@ from policyengine.request.certificate import (
     read_certificate,
 )
 from policyengine.request.constraints import name_constraint_violation
+from policyengine.request.der import PEM_BEGIN
 from policyengine.values import format_serial, format_time
 
 __all__ = [
@@ -669,7 +670,7 @@ def _read_certificates(paths: Sequence[Path], field_name: str) -> list[x509.Cert
             except OSError as exc:
                 raise TrustError(field_name, index, f"cannot read {file}: {exc.strerror}") from None
             try:
-                if b"-----BEGIN CERTIFICATE-----" in data:
+                if PEM_BEGIN in data:
                     loaded = x509.load_pem_x509_certificates(data)
                 else:
                     loaded = [read_certificate(data).certificate]

@@ -25,6 +25,7 @@ import shlex
 from pathlib import Path
 
 from policyengine.evaluation.engine import Policy
+from policyengine.request.der import PEM_BEGIN
 from policyengine.request.sources import default_header_names, trusted_from_anywhere
 
 __all__ = ["APP_SERVICE_MODES", "TARGETS", "export"]
@@ -42,15 +43,6 @@ SITES_API_VERSION = "2023-12-01"
 """A ``Microsoft.Web/sites`` API version that has all three client-certificate properties."""
 
 _LOCATION_DESCRIPTION = "The region of the app: an existing app must keep its own"
-
-_NGINX_ESCAPED_PEM = frozenset({"nginx", "apache", "aws-alb", "azure", "auto"})
-"""Sources whose decoder reads nginx's ``$ssl_client_escaped_cert`` (percent-encoded PEM)
-as it is: nginx can feed them without the policy changing. The others want base64 DER,
-RFC 9440 byte sequences or an XFCC element, which plain nginx has no variable for."""
-
-_NGINX_VERIFY_WORDS = frozenset({"nginx", "apache"})
-"""Sources whose verify header reads ``SUCCESS`` / ``FAILED:…`` / ``NONE``, which is what
-``$ssl_client_verify`` holds."""
 
 
 def export(
@@ -111,7 +103,7 @@ def _app_service_notes(policy: Policy) -> list[str]:
         ]
     config = policy.source
     header = config.header_name or ""
-    if config.source != "azure" or header.lower() != "x-arr-clientcert":
+    if "app-service" not in config.record.native_to or header.lower() != "x-arr-clientcert":
         notes += [
             f"Warning: the policy reads source {config.source} ({header or 'no header'}), but",
             "App Service sends X-ARR-ClientCert (base64 DER): set `certificate: source: azure`.",
@@ -272,7 +264,7 @@ def _nginx_trust(policy: Policy, base: Path | None) -> list[str]:
 def _is_pem(path: Path) -> bool:
     try:
         with path.open("rb") as handle:
-            return b"-----BEGIN CERTIFICATE-----" in handle.read(65536)
+            return PEM_BEGIN in handle.read(65536)
     except OSError:
         return False
 
@@ -307,10 +299,11 @@ def _nginx_headers(policy: Policy) -> list[str]:
     nginx_cert, _, nginx_verify = default_header_names("nginx")
     cert_header = nginx_cert or "X-SSL-Client-Cert"
     verify_header = nginx_verify
-    if source in _NGINX_ESCAPED_PEM:
+    if "nginx" in config.record.fed_by:
         cert_header = config.header_name or cert_header
-        verify_header = config.verify_header_name if source in _NGINX_VERIFY_WORDS else None
-        if source != "nginx":
+        verify_fed = "nginx" in config.record.verify_fed_by
+        verify_header = config.verify_header_name if verify_fed else None
+        if "nginx" not in config.record.native_to:
             lines += [
                 f"# The policy reads source {source} ({cert_header}); nginx fills it with its",
                 "# percent-encoded PEM, which that source also reads. `certificate: source: nginx`",

@@ -40,6 +40,7 @@ from policyengine.errors import CertificateError, FactError
 from policyengine.evaluation.decision import MALFORMED_CERTIFICATE
 from policyengine.evaluation.engine import Policy
 from policyengine.request.certificate import read_certificate
+from policyengine.request.der import pem_certificate_blocks
 from policyengine.values import format_time
 
 __all__ = [
@@ -64,9 +65,6 @@ file named on the command line is examined whatever its name."""
 
 MAX_FILE_BYTES = 16 * 1024 * 1024
 """A bigger file is reported, not read: no certificate bundle is that large."""
-
-_PEM_BEGIN = b"-----BEGIN CERTIFICATE-----"
-_PEM_END = b"-----END CERTIFICATE-----"
 
 _T = TypeVar("_T")
 
@@ -314,7 +312,7 @@ def _audit_files(
             detail = exc.strerror or str(exc)
             yield AuditResult(name, number, UNREADABLE, UNREADABLE, f"cannot read {name}: {detail}")
             continue
-        blocks = _pem_blocks(data)
+        blocks = pem_certificate_blocks(data)
         if blocks is None:
             yield _decide(policy, name, number, data, at, horizon, path, method, host)
         elif not blocks:
@@ -355,28 +353,6 @@ def _read(name: str) -> bytes:
         return b"".join(chunks)
     finally:
         os.close(fd)
-
-
-def _pem_blocks(data: bytes) -> list[bytes] | None:
-    """The PEM CERTIFICATE blocks of a file, or None when it is not PEM (DER, garbage).
-
-    Other PEM blocks (a private key next to the certificate) and text between blocks are
-    skipped, as ``openssl`` does with a bundle.
-    """
-    # DER starts with a SEQUENCE tag; its bytes may contain the PEM marker in a name
-    if data.startswith(b"\x30") or b"-----BEGIN" not in data:
-        return None
-    blocks: list[bytes] = []
-    start = data.find(_PEM_BEGIN)
-    while start >= 0:
-        end = data.find(_PEM_END, start)
-        if end < 0:
-            blocks.append(data[start:])  # read_certificate says what is missing
-            break
-        end += len(_PEM_END)
-        blocks.append(data[start:end])
-        start = data.find(_PEM_BEGIN, end)
-    return blocks
 
 
 def _decide(
