@@ -129,6 +129,7 @@ class Revocation:
     def _status_of(
         self, cert: x509.Certificate, issuer: x509.Certificate, now: datetime
     ) -> Finding:
+        """One certificate's status: the first kind of evidence that knows decides."""
         unknown: list[Finding] = []
         for evidence in self.evidence:
             finding = evidence.status(cert, issuer, now)
