@@ -12,10 +12,10 @@ into a deny for the rule that asked.
 This module owns reading a certificate, the facts object with its names, identity and
 validity, and the facts cache. The key and signature facts are in
 :mod:`policyengine.request.keys`, those read from extensions in
-:mod:`policyengine.request.extensions` (bases of :class:`CertificateFacts`), the name tables
-in :mod:`policyengine.request.names`. Like all of ``request/``, it imports nothing of
-``language/`` or ``evaluation/`` (but for the doorkeeper of ``evaluation/caches.py``, until
-the caches get one owner).
+:mod:`policyengine.request.extensions` (bases of :class:`CertificateFacts`), the names a
+policy writes for attributes and usages in :mod:`policyengine.oids`. Like all of
+``request/``, it imports nothing of ``language/`` or ``evaluation/`` (but for the doorkeeper
+of ``evaluation/caches.py``, until the caches get one owner).
 """
 
 from __future__ import annotations
@@ -35,12 +35,12 @@ from cryptography.hazmat.primitives import serialization
 
 from policyengine.errors import CertificateError, FactError
 from policyengine.evaluation.caches import Doorkeeper
-from policyengine.request.extensions import ExtensionFacts
+from policyengine.oids import EKU_NAMES, NAME_ATTRIBUTES
+from policyengine.request.extensions import UPN_OID, ExtensionFacts
 from policyengine.request.keys import KeyFacts
 from policyengine.request.lazy import cached_property
 from policyengine.request.lazy import fact as _fact
 from policyengine.request.lazy import first_line as _first_line
-from policyengine.request.names import EKU_NAMES, NAME_ATTRIBUTES, UPN_OID
 from policyengine.values import Missing, digest_token, format_serial, format_time
 
 __all__ = [

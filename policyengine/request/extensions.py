@@ -7,8 +7,8 @@ fact is computed on first read and kept. ``cryptography`` parses the extensions 
 list, so a malformed extension makes every fact here raise FactError while names, serial,
 validity, key and fingerprints still read. Also :func:`is_ca`, the basic-constraints test
 the chain builder and the revocation check make on certificates that are not facts.
-Imports cryptography and the request side's own modules, never ``language/`` or
-``evaluation/``.
+Imports cryptography, the tables of ``policyengine.oids`` and the request side's own
+modules, never ``language/`` or ``evaluation/``.
 """
 
 from __future__ import annotations
@@ -17,11 +17,30 @@ from typing import Any
 
 from cryptography import x509
 
+from policyengine.oids import EKU_NAMES
 from policyengine.request.lazy import cached_property, fact
-from policyengine.request.names import EKU_NAMES, KEY_USAGE_FIELDS, KEY_USAGES
 from policyengine.values import Missing
 
-__all__ = ["ExtensionFacts", "is_ca"]
+__all__ = ["KEY_USAGES", "UPN_OID", "ExtensionFacts", "is_ca"]
+
+UPN_OID = "1.3.6.1.4.1.311.20.2.3"
+"""The Microsoft user principal name other-name in a subject alternative name."""
+
+_KEY_USAGE_FIELDS = {
+    "digitalSignature": "digital_signature",
+    "contentCommitment": "content_commitment",
+    "keyEncipherment": "key_encipherment",
+    "dataEncipherment": "data_encipherment",
+    "keyAgreement": "key_agreement",
+    "keyCertSign": "key_cert_sign",
+    "cRLSign": "crl_sign",
+    "encipherOnly": "encipher_only",
+    "decipherOnly": "decipher_only",
+}
+"""Each key usage bit by its RFC 5280 name, and the attribute cryptography reads it by
+(``cRLSign`` is ``crl_sign``, not what a camel-to-snake rule would make of it)."""
+
+KEY_USAGES = tuple(_KEY_USAGE_FIELDS)
 
 
 class ExtensionFacts:
@@ -94,7 +113,7 @@ class ExtensionFacts:
         for flag in KEY_USAGES:
             if flag in ("encipherOnly", "decipherOnly") and not usage.key_agreement:
                 continue  # cryptography refuses to read these unless keyAgreement is set
-            if getattr(usage, KEY_USAGE_FIELDS[flag]):
+            if getattr(usage, _KEY_USAGE_FIELDS[flag]):
                 found.append(flag)
         return tuple(found)
 

@@ -51,8 +51,8 @@ from cryptography.x509 import verification
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from policyengine.errors import CertificateError, TrustError
+from policyengine.oids import EKU_NAMES
 from policyengine.request.certificate import (
-    EKU_NAMES,
     CertificateFacts,
     parse_error_in_words,
     read_certificate,

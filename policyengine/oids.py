@@ -1,13 +1,16 @@
-"""The names a policy writes for parts of a certificate, and the OIDs they stand for.
+"""The X.509 object identifiers that both the language and the request side name.
 
-Owns the tables: distinguished-name attributes (``subject.CN``), extended key usages
-(``clientAuth``) and key usage bits (``keyCertSign``). Plain data that any stage may read:
-it imports nothing, neither cryptography nor any other policyengine module.
+A policy writes ``subject.CN`` and ``"clientAuth" in eku``; the certificate reader finds
+the attribute ``2.5.4.3`` and the usage ``1.3.6.1.5.5.7.3.2``. The table of those names
+lives here, below both: :mod:`policyengine.language.vocabulary` lists the attributes and
+aliases a policy may write, :mod:`policyengine.request.certificate` reads them.
+
+Plain data. Imports nothing: not ``cryptography``, nothing of ``policyengine``.
 """
 
 from __future__ import annotations
 
-__all__ = ["EKU_NAMES", "KEY_USAGES", "KEY_USAGE_FIELDS", "NAME_ATTRIBUTES", "UPN_OID"]
+__all__ = ["EKU_NAMES", "NAME_ATTRIBUTES"]
 
 NAME_ATTRIBUTES: dict[str, str] = {
     "CN": "2.5.4.3",
@@ -39,9 +42,6 @@ NAME_ATTRIBUTES: dict[str, str] = {
 """Distinguished-name attributes a policy can name as ``subject.X`` / ``issuer.X``, by OID.
 Any other attribute is reachable by its dotted OID: ``subject.2.5.4.12``."""
 
-UPN_OID = "1.3.6.1.4.1.311.20.2.3"
-"""The Microsoft user principal name other-name in a subject alternative name."""
-
 EKU_NAMES: dict[str, str] = {
     "1.3.6.1.5.5.7.3.1": "serverAuth",
     "1.3.6.1.5.5.7.3.2": "clientAuth",
@@ -54,19 +54,3 @@ EKU_NAMES: dict[str, str] = {
     "1.3.6.1.5.2.3.5": "kdcAuth",
 }
 """Extended key usages known by name; others are shown as dotted OIDs."""
-
-KEY_USAGE_FIELDS = {
-    "digitalSignature": "digital_signature",
-    "contentCommitment": "content_commitment",
-    "keyEncipherment": "key_encipherment",
-    "dataEncipherment": "data_encipherment",
-    "keyAgreement": "key_agreement",
-    "keyCertSign": "key_cert_sign",
-    "cRLSign": "crl_sign",
-    "encipherOnly": "encipher_only",
-    "decipherOnly": "decipher_only",
-}
-"""Each key usage bit by its RFC 5280 name, and the attribute cryptography reads it by
-(``cRLSign`` is ``crl_sign``, not what a camel-to-snake rule would make of it)."""
-
-KEY_USAGES = tuple(KEY_USAGE_FIELDS)
