@@ -8,6 +8,14 @@ Facts are computed lazily, each on first use, and each accessor is guarded on it
 certificate whose issuer cannot be decoded still yields its fingerprint. An accessor that
 cannot read its part raises :class:`~policyengine.values.FactError`, which the engine turns
 into a deny for the rule that asked.
+
+This module owns reading a certificate, the facts object with its names, identity and
+validity, and the facts cache. The key and signature facts are in
+:mod:`policyengine.request.keys`, those read from extensions in
+:mod:`policyengine.request.extensions` (bases of :class:`CertificateFacts`), the names a
+policy writes for attributes and usages in :mod:`policyengine.oids`. Like all of
+``request/``, it imports nothing of ``language/`` or ``evaluation/`` (but for the doorkeeper
+of ``evaluation/caches.py``, until the caches get one owner).
 """
 
 from __future__ import annotations
@@ -18,11 +26,10 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Generic, TypeGuard, TypeVar
+from typing import Any, TypeGuard
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
 from policyengine.errors import CertificateError, FactError
 from policyengine.evaluation.caches import Doorkeeper
@@ -35,14 +42,22 @@ from policyengine.request.der import (
     plain_names,
     values_by_oid,
 )
+from policyengine.request.extensions import UPN_OID, ExtensionFacts
+from policyengine.request.keys import KeyFacts
+from policyengine.request.lazy import cached_property
+from policyengine.request.lazy import fact as _fact
+from policyengine.request.lazy import first_line as _first_line
 from policyengine.values import Missing, digest_token, format_serial, format_time
 
 __all__ = [
+    "EKU_NAMES",
     "MAX_CERTIFICATE_BYTES",
     "NAME_ATTRIBUTES",
+    "UPN_OID",
     "CertificateError",
     "CertificateFacts",
     "FactsCache",
+    "parse_error_in_words",
     "read_certificate",
 ]
 
@@ -139,98 +154,6 @@ def parse_error_in_words(exc: BaseException) -> str:
     return _ASN1_PROBLEMS[kind.group(1)] + place
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:200]
-
-
-UPN_OID = "1.3.6.1.4.1.311.20.2.3"
-"""The Microsoft user principal name other-name in a subject alternative name."""
-
-_KEY_USAGE_FIELDS = {
-    "digitalSignature": "digital_signature",
-    "contentCommitment": "content_commitment",
-    "keyEncipherment": "key_encipherment",
-    "dataEncipherment": "data_encipherment",
-    "keyAgreement": "key_agreement",
-    "keyCertSign": "key_cert_sign",
-    "cRLSign": "crl_sign",
-    "encipherOnly": "encipher_only",
-    "decipherOnly": "decipher_only",
-}
-"""Each key usage bit by its RFC 5280 name, and the attribute cryptography reads it by
-(``cRLSign`` is ``crl_sign``, not what a camel-to-snake rule would make of it)."""
-
-KEY_USAGES = tuple(_KEY_USAGE_FIELDS)
-
-_HASH_BY_SIGNATURE_OID = {
-    "1.2.840.113549.1.1.2": "md2",
-    "1.2.840.113549.1.1.3": "md4",
-    "1.2.840.113549.1.1.4": "md5",
-    "1.2.840.113549.1.1.5": "sha1",
-    "1.2.840.10040.4.3": "sha1",
-    "1.2.840.10045.4.1": "sha1",
-}
-"""Signature algorithms whose hash cryptography cannot name (it refuses MD2 and MD4)."""
-
-
-_T = TypeVar("_T")
-
-
-class cached_property(Generic[_T]):
-    """A fact computed on first read and kept in the instance.
-
-    ``functools.cached_property`` takes a lock on every first read (Python 3.11), which
-    was a tenth of the cost of deciding on a certificate never seen before. Two threads
-    reading the same fact at once may both compute it; facts are pure, so either result
-    is the same.
-    """
-
-    def __init__(self, compute: Callable[[Any], _T]) -> None:
-        self.compute = compute
-        self.name = compute.__name__
-        self.__doc__ = compute.__doc__
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.name = name
-
-    def __get__(self, instance: Any, owner: type | None = None) -> _T:
-        if instance is None:
-            return self  # type: ignore[return-value]
-        value = self.compute(instance)
-        instance.__dict__[self.name] = value
-        return value
-
-
-class _GuardedFact(cached_property[_T]):
-    """A cached fact whose errors become a FactError naming what could not be read."""
-
-    def __init__(self, compute: Callable[[Any], _T], what: str) -> None:
-        super().__init__(compute)
-        self.what = what
-
-    def __get__(self, instance: Any, owner: type | None = None) -> _T:
-        if instance is None:
-            return self  # type: ignore[return-value]
-        try:
-            value = self.compute(instance)
-        except FactError:
-            raise
-        except Exception as exc:
-            raise FactError(f"{self.what} cannot be read: {_first_line(exc)}") from None
-        instance.__dict__[self.name] = value
-        return value
-
-
-def _fact(what: str) -> Callable[[Callable[[CertificateFacts], _T]], cached_property[_T]]:
-    """A lazily computed, cached fact; any error reading it becomes a FactError naming it."""
-
-    def decorate(method: Callable[[CertificateFacts], _T]) -> cached_property[_T]:
-        return _GuardedFact(method, what)
-
-    return decorate
-
-
 def _read_name(certificate: x509.Certificate, which: str) -> x509.Name:
     try:
         return certificate.subject if which == "subject" else certificate.issuer
@@ -279,14 +202,16 @@ def _rfc4514(pairs: Sequence[tuple[str, str]]) -> str:
     return ",".join(parts)
 
 
-class CertificateFacts:
+class CertificateFacts(KeyFacts, ExtensionFacts):
     """Everything a policy can test about one certificate, each computed on first use.
 
     Each fact is read on its own: a certificate whose issuer cannot be decoded still has a
     fingerprint, and one with a malformed extension still has names. Extensions are read
     together (``cryptography`` parses them as one list), so a malformed extension makes
     every extension fact raise FactError, while names, serial, validity, key and
-    fingerprints still work.
+    fingerprints still work. The key and signature facts are defined in
+    :class:`~policyengine.request.keys.KeyFacts`, the extension facts but the UPN in
+    :class:`~policyengine.request.extensions.ExtensionFacts`.
     """
 
     def __init__(self, certificate: x509.Certificate, der: bytes) -> None:
@@ -440,102 +365,7 @@ class CertificateFacts:
     def lifetime(self) -> timedelta:
         return self.not_after - self.not_before
 
-    # -- key and signature -------------------------------------------------------------
-
-    @_fact("the public key")
-    def _key(self) -> object:
-        return self.certificate.public_key()
-
-    @_fact("the public key")
-    def key_type(self) -> str:
-        key = self._key
-        if isinstance(key, rsa.RSAPublicKey):
-            return "rsa"
-        if isinstance(key, ec.EllipticCurvePublicKey):
-            return "ec"
-        if isinstance(key, ed25519.Ed25519PublicKey):
-            return "ed25519"
-        if isinstance(key, ed448.Ed448PublicKey):
-            return "ed448"
-        # DSAPublicKey -> dsa, X25519PublicKey -> x25519: named by the class, because touching
-        # cryptography's dsa module warns (DSA is deprecated) on every certificate
-        return type(key).__name__.removesuffix("PublicKey").lower()
-
-    @_fact("the public key")
-    def key_size(self) -> int:
-        key = self._key
-        if isinstance(key, (rsa.RSAPublicKey, ec.EllipticCurvePublicKey)):
-            return key.key_size
-        if self.key_type == "dsa":
-            # named by its class: touching cryptography's dsa module warns (DSA is deprecated)
-            return int(getattr(key, "key_size"))  # noqa: B009
-        if isinstance(key, ed25519.Ed25519PublicKey):
-            return 256
-        if isinstance(key, ed448.Ed448PublicKey):
-            return 456
-        raise FactError(f"the size of a {self.key_type} key is not known")
-
-    @_fact("the public key")
-    def key_curve(self) -> str | Missing:
-        key = self._key
-        if isinstance(key, ec.EllipticCurvePublicKey):
-            return key.curve.name
-        return Missing(f"a {self.key_type} key has no curve")
-
-    @_fact("the signature algorithm")
-    def signature_algorithm(self) -> str:
-        oid = self.certificate.signature_algorithm_oid
-        name = getattr(oid, "_name", "")
-        return name if name and name != "Unknown OID" else oid.dotted_string
-
-    @_fact("the signature algorithm")
-    def signature_hash(self) -> str | Missing:
-        oid = self.certificate.signature_algorithm_oid.dotted_string
-        if oid in _HASH_BY_SIGNATURE_OID:
-            return _HASH_BY_SIGNATURE_OID[oid]
-        algorithm = self.certificate.signature_hash_algorithm
-        if algorithm is None:
-            return Missing(f"{self.signature_algorithm} signs without a separate hash")
-        return algorithm.name
-
-    # -- extensions --------------------------------------------------------------------
-
-    @_fact("the certificate's extensions")
-    def _extensions(self) -> x509.Extensions:
-        return self.certificate.extensions
-
-    def _extension(self, kind: type[x509.ExtensionType]) -> Any:
-        try:
-            return self._extensions.get_extension_for_class(kind).value
-        except x509.ExtensionNotFound:
-            return None
-
-    @_fact("the subject alternative names")
-    def _san(self) -> x509.SubjectAlternativeName | None:
-        value: x509.SubjectAlternativeName | None = self._extension(x509.SubjectAlternativeName)
-        return value
-
-    def _san_values(self, kind: type[x509.GeneralName]) -> tuple[str, ...]:
-        san = self._san
-        if san is None:
-            return ()
-        return tuple(str(v) for v in san.get_values_for_type(kind))  # type: ignore[arg-type]
-
-    @_fact("the DNS subject alternative names")
-    def san_dns(self) -> tuple[str, ...]:
-        return tuple(name.lower() for name in self._san_values(x509.DNSName))
-
-    @_fact("the URI subject alternative names")
-    def san_uri(self) -> tuple[str, ...]:
-        return self._san_values(x509.UniformResourceIdentifier)
-
-    @_fact("the email subject alternative names")
-    def san_email(self) -> tuple[str, ...]:
-        return self._san_values(x509.RFC822Name)
-
-    @_fact("the IP address subject alternative names")
-    def san_ip(self) -> tuple[str, ...]:
-        return self._san_values(x509.IPAddress)
+    # -- the UPN (the other key, signature and extension facts: KeyFacts, ExtensionFacts) --
 
     @_fact("the UPN subject alternative names")
     def san_upn(self) -> tuple[str, ...]:
@@ -547,73 +377,6 @@ class CertificateFacts:
             if other.type_id.dotted_string == UPN_OID:
                 found.append(der_utf8_string(other.value))
         return tuple(found)
-
-    @_fact("the SPIFFE ID")
-    def spiffe_id(self) -> str | Missing:
-        found = [uri for uri in self.san_uri if uri.lower().startswith("spiffe://")]
-        if len(found) == 1:
-            return found[0]
-        if not found:
-            return Missing("the certificate has no spiffe:// URI SAN")
-        return Missing(f"the certificate has {len(found)} spiffe:// URI SANs; ambiguous")
-
-    @_fact("the extended key usage")
-    def eku(self) -> tuple[str, ...]:
-        usage = self._extension(x509.ExtendedKeyUsage)
-        if usage is None:
-            return ()
-        return tuple(EKU_NAMES.get(oid.dotted_string, oid.dotted_string) for oid in usage)
-
-    @_fact("the key usage")
-    def key_usage(self) -> tuple[str, ...]:
-        usage = self._extension(x509.KeyUsage)
-        if usage is None:
-            return ()
-        found = []
-        for flag in KEY_USAGES:
-            if flag in ("encipherOnly", "decipherOnly") and not usage.key_agreement:
-                continue  # cryptography refuses to read these unless keyAgreement is set
-            if getattr(usage, _KEY_USAGE_FIELDS[flag]):
-                found.append(flag)
-        return tuple(found)
-
-    @_fact("the basic constraints")
-    def _basic_constraints(self) -> x509.BasicConstraints | None:
-        value: x509.BasicConstraints | None = self._extension(x509.BasicConstraints)
-        return value
-
-    @cached_property
-    def is_ca(self) -> bool:
-        constraints = self._basic_constraints
-        return bool(constraints is not None and constraints.ca)
-
-    @cached_property
-    def path_length(self) -> int | Missing:
-        constraints = self._basic_constraints
-        if constraints is None or constraints.path_length is None:
-            return Missing("the certificate sets no path length constraint")
-        return constraints.path_length
-
-    @_fact("the certificate policies")
-    def certificate_policies(self) -> tuple[str, ...]:
-        policies = self._extension(x509.CertificatePolicies)
-        if policies is None:
-            return ()
-        return tuple(p.policy_identifier.dotted_string for p in policies)
-
-    @_fact("the subject key identifier")
-    def subject_key_id(self) -> str | Missing:
-        ski = self._extension(x509.SubjectKeyIdentifier)
-        if ski is None:
-            return Missing("the certificate has no subject key identifier")
-        return bytes(ski.digest).hex()
-
-    @_fact("the authority key identifier")
-    def authority_key_id(self) -> str | Missing:
-        aki = self._extension(x509.AuthorityKeyIdentifier)
-        if aki is None or aki.key_identifier is None:
-            return Missing("the certificate has no authority key identifier")
-        return bytes(aki.key_identifier).hex()
 
     @cached_property
     def description(self) -> str:
