@@ -893,11 +893,11 @@ def test_only_the_facts_a_rule_reads_are_computed(rich: IssuedLike) -> None:
     sha256 = facts_of(rich).sha256
     pinned = policy(("pinned", "allow", f'fingerprint.sha256 == "{sha256}"'))
     facts = read_certificate(rich.der)
-    assert vars(facts).keys() == {"certificate", "der", "decisions"}
+    assert vars(facts).keys() == {"certificate", "der"}
     decision = pinned.evaluate(facts, path="/orders", now=NOW)
     assert decision.allowed
     # the validity is read for the decision memo's time signature
-    computed = {"certificate", "der", "decisions", "not_before", "not_after"}
+    computed = {"certificate", "der", "not_before", "not_after"}
     assert vars(facts).keys() == {*computed, "sha256", "_sha256_digest"}
     by_name = policy(("by-name", "allow", 'subject.CN == "api-client"'))
     assert by_name.evaluate(facts, path="/orders", now=NOW).allowed

@@ -1,7 +1,7 @@
 """The decision memo never changes a decision.
 
-A policy that reads only the certificate keeps its outcome on the certificate's facts,
-with the time signature it was reached under. These tests decide the same facts object
+A policy that reads only the certificate keeps its outcome in its memo, by the
+certificate's facts, with the span of time it holds for. These tests decide the same facts object
 over and over at times on every side of each validity boundary, and compare with a
 decision on facts never seen before (no memo to read).
 """
@@ -106,15 +106,15 @@ def test_a_fraction_of_a_second_decides_as_its_whole_second() -> None:
     assert expired.evaluate(CERT.der, now=NOT_AFTER + SECOND).allowed
 
 
-def test_the_memo_is_kept_on_the_facts_per_policy() -> None:
+def test_the_memo_is_kept_per_policy() -> None:
     allow = policy_from_text(policy('valid and subject.CN == "api-client"'), "a.yaml")
     deny = policy_from_text(policy('valid and subject.CN == "someone-else"'), "b.yaml")
     facts = read_certificate(CERT.der)
     now = NOT_BEFORE + WINDOW
-    assert facts.decisions == {}
+    assert facts not in allow._memo and facts not in deny._memo
     assert allow.evaluate(facts, now=now).allowed
     assert not deny.evaluate(facts, now=now).allowed
-    assert len(facts.decisions) == 2
+    assert facts in allow._memo and facts in deny._memo  # each policy keeps its own
     assert allow.evaluate(facts, now=now).allowed
     assert not deny.evaluate(facts, now=now).allowed
 
@@ -136,7 +136,7 @@ def test_a_policy_that_reads_the_request_is_not_remembered(condition: str) -> No
     for _ in range(2):
         assert compiled.evaluate(facts, now=now, **matching).allowed
         assert not compiled.evaluate(facts, now=now, **other).allowed
-    assert facts.decisions == {}
+    assert facts not in compiled._memo and len(compiled._memo) == 0
 
 
 def test_explain_reads_no_memo_and_decides_alike() -> None:
@@ -187,7 +187,7 @@ def test_a_policy_that_reads_the_proxys_verdict_is_not_remembered() -> None:
     now = NOT_BEFORE + WINDOW
     # evaluate() has no proxy: proxy.verified is undefined, so the rule does not hold
     assert not compiled.evaluate(facts, now=now).allowed
-    assert facts.decisions == {}
+    assert facts not in compiled._memo and len(compiled._memo) == 0
 
 
 # -- the returning client's lane through evaluate_request --------------------------------
@@ -309,8 +309,9 @@ def test_the_lane_is_taken_and_refuses_what_the_full_path_refuses() -> None:
 
 
 def test_facts_the_cache_lets_go_are_freed_at_once() -> None:
-    """A kept decision refers to its facts, which keep the decision: the cache breaks that
-    cycle when it lets the facts go, so they are freed without the garbage collector."""
+    """A kept decision refers to its facts, and the policy's memo keeps the decision by
+    the facts; nothing refers back, so once the caches let them go the facts are freed at
+    once, without the garbage collector."""
     compiled = policy_from_text(policy("valid"), "e.yaml", facts_cache_size=2)
     ders = [make_certificate({"CN": f"client-{n}"}).der for n in range(3)]
     now = datetime.now(UTC)
@@ -319,7 +320,7 @@ def test_facts_the_cache_lets_go_are_freed_at_once() -> None:
         compiled.evaluate(ders[0], now=now)  # noted; the second sighting is kept
         first = compiled.evaluate(ders[0], now=now)
         assert first.allowed and first.certificate is not None
-        assert first.certificate.decisions  # the decision is kept on the facts
+        assert first.certificate in compiled._memo  # the decision is kept, by its facts
         kept = weakref.ref(first.certificate)
         del first
         for der in ders[1:]:  # the third certificate pushes the first out of the cache
@@ -332,8 +333,7 @@ def test_facts_the_cache_lets_go_are_freed_at_once() -> None:
 
 def test_facts_read_for_one_decision_keep_no_memo() -> None:
     """Facts nobody keeps (no cache, a certificate object given, or bytes seen for the
-    first time) get no memo: it would never be asked, and it would tie them to their
-    decision in a cycle."""
+    first time) get no memo: it would never be asked, and it would keep them alive."""
     ders = [make_certificate({"CN": f"client-{n}"}).der for n in range(2)]
     certificate = x509.load_der_x509_certificate(ders[1])
     now = datetime.now(UTC)
@@ -344,12 +344,12 @@ def test_facts_read_for_one_decision_keep_no_memo() -> None:
         for compiled, cert in ((uncached, ders[0]), (cached, certificate), (cached, ders[0])):
             decision = compiled.evaluate(cert, now=now)
             assert decision.allowed and decision.certificate is not None
-            assert decision.certificate.decisions == {}
+            assert decision.certificate not in compiled._memo
             freed = weakref.ref(decision.certificate)
             del decision
             assert freed() is None
         kept = cached.evaluate(ders[0], now=now)  # seen before: cached, and the memo kept
-        assert kept.certificate is not None and kept.certificate.decisions
+        assert kept.certificate is not None and kept.certificate in cached._memo
     finally:
         gc.enable()
 
@@ -399,16 +399,20 @@ def test_a_flood_of_new_certificates_does_not_push_out_a_returning_client() -> N
         assert again is first  # the kept decision, from the kept facts
 
 
-def test_the_doorkeeper_admits_on_the_second_sighting_and_stays_bounded() -> None:
-    from policyengine.evaluation.caches import Doorkeeper
+def test_second_sighting_admits_on_the_second_sighting_and_stays_bounded() -> None:
+    from policyengine.caches import BoundedCache
 
-    door = Doorkeeper(3)
-    assert [door.admit(k) for k in ("a", "b", "a", "a")] == [False, False, True, True]
-    assert door.admit("c") is False  # three noted: full
-    assert door.admit("d") is False  # emptied, then d noted
-    assert door.admit("a") is False  # a was forgotten with the rest
-    assert door.admit("d") is True
-    assert len(door._seen) <= 3
+    door: BoundedCache[str, str] = BoundedCache(3, second_sighting=True)
+
+    def admit(key: str) -> bool:
+        return door.keep(key, key) is not None
+
+    assert [admit(k) for k in ("a", "b", "a", "a")] == [False, False, True, True]
+    assert admit("c") is False  # three noted: full
+    assert admit("d") is False  # emptied, then d noted
+    assert admit("a") is False  # a was forgotten with the rest
+    assert admit("d") is True
+    assert door._seen is not None and len(door._seen) <= 3
 
 
 def test_a_returning_clients_oversized_header_is_refused_as_on_the_full_path() -> None:

@@ -2114,7 +2114,8 @@ def test_a_crl_next_update_bounds_the_cache(tmp_path: Path, pki: Pki) -> None:
     facts = read_certificate(pki.leaf.der)
     first = store.verify(facts, (), NOW)
     assert (first.trusted, first.revocation) == (True, "good")
-    assert store._cache[(pki.leaf.der, ())].valid_until == next_update
+    kept = store._cache.get((pki.leaf.der, ()))
+    assert kept is not None and kept.valid_until == next_update
     assert store.verify(facts, (), next_update - timedelta(microseconds=1)) is first
     stale = store.verify(facts, (), next_update)
     assert (stale.trusted, stale.revocation) == (True, "unknown")

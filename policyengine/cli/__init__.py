@@ -452,15 +452,16 @@ def _check(args: argparse.Namespace, out: TextIO) -> int:
     return 1 if failed else 0
 
 
-def _load(path: str) -> Policy:
+def _load(path: str, facts_cache_size: int = 4096) -> Policy:
     try:
-        return load_policy(path)
+        return load_policy(path, facts_cache_size=facts_cache_size)
     except PolicyError as exc:
         raise _InputError(f"{path} cannot be used:\n{exc}") from None
 
 
 def _eval(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    policy = _load(args.policy)
+    # an inventory presents each certificate once: no facts cache, no decision memo
+    policy = _load(args.policy, facts_cache_size=0)
     at: datetime = args.at if args.at is not None else datetime.now(UTC)
     window_text, window = args.expiring
     files = list(find_certificate_files(args.certs))

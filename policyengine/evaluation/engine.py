@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from policyengine.caches import BoundedCache
 from policyengine.errors import (
     CertificateError,
     Diagnostic,
@@ -126,9 +127,14 @@ class Policy:
         facts_cache_size: int = 4096,
         index: bool = True,
         memo: bool = True,
+        recall: bool = True,
+        second_sighting: bool = True,
+        der_names: bool = True,
     ) -> None:
-        """``index`` and ``memo`` turn the rule index and the decision memo off, for the
-        tests and benchmarks that compare them with the plain scan."""
+        """``index``, ``memo``, ``recall``, ``second_sighting`` and ``der_names`` turn off
+        the rule index, the decision memo, the header memo's returning-client lane, the
+        caches' second-sighting admission and the hand-written DER name reader, for the
+        tests and benchmarks that compare each with the plain path (docs/performance.md)."""
         self.name = name
         self.description = description
         self.mode = mode
@@ -139,15 +145,24 @@ class Policy:
         self.sets = dict(sets)
         self.source = source
         """Where the certificate comes from: the ``certificate:`` section."""
-        self._facts = FactsCache(facts_cache_size)
-        self._header_memo = HeaderMemo(facts_cache_size)
+        self._facts = FactsCache(
+            facts_cache_size, second_sighting=second_sighting, der_names=der_names
+        )
+        self._header_memo = HeaderMemo(facts_cache_size, second_sighting=second_sighting)
+        self._recall = recall
         self.trust = trust_store
         """Anchors, intermediates and CRLs from the ``trust:`` section, or None."""
         self._exclusions = tuple(p.lower() for p in exclusion_paths)
         self._deny = tuple(r for r in rules if r.effect == "deny")
         self._allow = tuple(r for r in rules if r.effect == "allow")
         self._allow_plan = tuple((r.condition.test, r.id, r.allowed) for r in self._allow)
-        self._memo_token = object()
+        self._memo: BoundedCache[CertificateFacts, tuple[datetime, datetime, Decision]] = (
+            BoundedCache(facts_cache_size)
+        )
+        """The decision memo: what the rules decided on these facts (by identity), and the
+        span of time it holds for (see ``_run``)."""
+        self._memo_get = self._memo.get
+        """Its raw lookup, for the returning client's path (no recency: see BoundedCache)."""
         self._mode_steps = (
             Step("mode", "pass", f"{self.mode}: a certificate was presented"),
             Step("mode", "pass", f"{self.mode}: the rules run without a certificate"),
@@ -257,7 +272,7 @@ class Policy:
         config = self.source
         memo = self._header_memo
         scanned: tuple[str, str] | None = None
-        if not explain:
+        if not explain and self._recall:
             # a returning client: the header memo knows the value, the memo the decision
             try:
                 returning = memo.recall(config, headers, remote_addr)
@@ -477,14 +492,14 @@ class Policy:
                     start = instant
             elif instant < end:
                 end = instant
-        facts.decisions[self._memo_token] = (start, end, decision)
+        self._memo.put(facts, (start, end, decision))
         return decision
 
     def _remembered(self, facts: CertificateFacts, at: datetime) -> Decision | None:
         """The decision the memo kept on these facts, if ``at`` is within its span."""
-        kept = facts.decisions.get(self._memo_token)
+        kept = self._memo_get(facts)
         if kept is not None and kept[0] <= at < kept[1]:
-            return kept[2]  # type: ignore[no-any-return]
+            return kept[2]
         return None
 
     def _scan(self, ctx: Context, facts: CertificateFacts | None) -> Decision:

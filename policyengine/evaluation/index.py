@@ -28,13 +28,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from policyengine.caches import BoundedCache
 from policyengine.evaluation.attributes import READERS, readers_for
 from policyengine.evaluation.compiler import attributes_read
 from policyengine.evaluation.context import Context
 from policyengine.language import ast
 from policyengine.language.vocabulary import Attribute, Dependency, Type, lookup
 from policyengine.values import FINGERPRINT_LENGTHS, Missing, fingerprint_token
+
+if TYPE_CHECKING:
+    from policyengine.request.certificate import CertificateFacts
 
 __all__ = ["INDEX_THRESHOLD", "RuleIndex"]
 
@@ -63,7 +68,13 @@ class RuleIndex:
 
     def __init__(self, conditions: Sequence[ast.Expr]) -> None:
         self.size = len(conditions)
-        self._token = object()
+        self._readable: BoundedCache[CertificateFacts, bool] = BoundedCache(
+            4096, second_sighting=True
+        )
+        """The facts whose certificate attributes the indexed rules read have all been
+        read once without an error, by identity; the second sighting keeps them (facts read
+        for one decision are never asked again)."""
+        self._read_before = self._readable.get
         """The key of what this index noted on a certificate's facts (not the index
         itself: facts cached after a policy reload must not keep the old index alive)."""
         tables: dict[str, dict[Hashable, list[int]]] = {}
@@ -154,11 +165,11 @@ class RuleIndex:
         """Read every attribute the indexed rules read; raises if one cannot be read."""
         facts = ctx.facts
         # what the certificate holds reads the same every time: checked once per facts
-        if facts is None or facts.decisions.get(self._token) is not True:
+        if facts is None or self._read_before(facts) is None:
             for read in self._certificate_reads:
                 read(ctx)
             if facts is not None:
-                facts.decisions[self._token] = True
+                self._readable.put(facts, True)
         for read in self._other_reads:
             read(ctx)
 

@@ -55,20 +55,37 @@ def policy_from_text(text: str, name: str = "<policy>", *, facts_cache_size: int
 
 
 def compile_document(
-    document: Document, facts_cache_size: int = 4096, *, index: bool = True, memo: bool = True
+    document: Document,
+    facts_cache_size: int = 4096,
+    *,
+    index: bool = True,
+    memo: bool = True,
+    recall: bool = True,
+    second_sighting: bool = True,
+    der_names: bool = True,
 ) -> Policy:
+    """``index`` to ``der_names``: the speed layers a test or benchmark may turn off to
+    compare with the plain path (see :class:`~policyengine.evaluation.engine.Policy`)."""
+    layers = {
+        "memo": memo,
+        "recall": recall,
+        "second_sighting": second_sighting,
+        "der_names": der_names,
+    }
     # compiling allocates many small objects that all live on: the cyclic collector would
     # walk them again and again (a third of the time for a policy of 10,000 rules)
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return _compile(document, facts_cache_size, index, memo)
+        return _compile(document, facts_cache_size, index, layers)
     finally:
         if collecting:
             gc.enable()
 
 
-def _compile(document: Document, facts_cache_size: int, index: bool, memo: bool) -> Policy:
+def _compile(
+    document: Document, facts_cache_size: int, index: bool, layers: dict[str, bool]
+) -> Policy:
     syntax_errors: list[Diagnostic] = []
     parsed: list[ast.Expr] = []
     for spec in document.rules:
@@ -114,7 +131,10 @@ def _compile(document: Document, facts_cache_size: int, index: bool, memo: bool)
         trust_store=trust_store,
         facts_cache_size=facts_cache_size,
         index=index,
-        memo=memo,
+        memo=layers["memo"],
+        recall=layers["recall"],
+        second_sighting=layers["second_sighting"],
+        der_names=layers["der_names"],
     )
 
 

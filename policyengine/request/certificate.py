@@ -14,25 +14,23 @@ validity, and the facts cache. The key and signature facts are in
 :mod:`policyengine.request.keys`, those read from extensions in
 :mod:`policyengine.request.extensions` (bases of :class:`CertificateFacts`), the names a
 policy writes for attributes and usages in :mod:`policyengine.oids`. Like all of
-``request/``, it imports nothing of ``language/`` or ``evaluation/`` (but for the doorkeeper
-of ``evaluation/caches.py``, until the caches get one owner).
+``request/``, it imports nothing of ``language/`` or ``evaluation/``; its cache is a
+:class:`~policyengine.caches.BoundedCache`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, TypeGuard
+from typing import TypeGuard
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from policyengine.caches import BoundedCache
 from policyengine.errors import CertificateError, FactError
-from policyengine.evaluation.caches import Doorkeeper
 from policyengine.oids import EKU_NAMES, NAME_ATTRIBUTES
 from policyengine.request.der import (
     PEM_BEGIN,
@@ -217,9 +215,6 @@ class CertificateFacts(KeyFacts, ExtensionFacts):
     def __init__(self, certificate: x509.Certificate, der: bytes) -> None:
         self.certificate = certificate
         self.der = der
-        self.decisions: dict[object, Any] = {}
-        """What policies decided on these facts, for as long as the time allows (the
-        engine's own memo; see ``Policy._run``), and what a rule index found readable."""
 
     # -- names -------------------------------------------------------------------------
 
@@ -416,33 +411,32 @@ class FactsCache:
 
     A client that sends the same certificate again costs a dictionary lookup: its facts
     (and every fact already computed on them) are reused. A certificate is kept from its
-    second sighting on (:mod:`policyengine.evaluation.caches`): one seen once is not stored, and
-    does not push out one that returns. Least recently used entries go first once ``size``
-    certificates are held.
+    second sighting on (a :class:`~policyengine.caches.BoundedCache` with second-sighting
+    admission): one seen once is not stored, and does not push out one that returns.
+    Least recently used entries go first once ``size`` certificates are held.
+
+    ``second_sighting`` and ``der_names`` turn off that admission and the hand-written
+    name reader (:func:`~policyengine.request.der.plain_names`), for the benchmark that
+    measures what each buys (``benchmarks/layers.py``).
     """
 
-    def __init__(self, size: int = 4096) -> None:
-        if size < 0:
-            raise ValueError("the cache size must be 0 or more")
+    __slots__ = ("_der_names", "_entries", "size")
+
+    def __init__(
+        self, size: int = 4096, *, second_sighting: bool = True, der_names: bool = True
+    ) -> None:
+        self._entries: BoundedCache[bytes | str, CertificateFacts] = BoundedCache(
+            size, second_sighting=second_sighting
+        )
         self.size = size
-        self._entries: OrderedDict[bytes | str, CertificateFacts] = OrderedDict()
-        self._lock = threading.Lock()
-        self._door = Doorkeeper(max(size, 1))
+        self._der_names = der_names
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def get(self, value: bytes | str) -> CertificateFacts | None:
         """The facts kept for exactly these bytes, or None."""
-        # a hit takes no lock: each dictionary operation is atomic, and a lock taken on
-        # every request made eight threads slower together than one alone (a convoy)
-        entry = self._entries.get(value)
-        if entry is not None:
-            try:  # noqa: SIM105 -- contextlib.suppress costs a context manager per request
-                self._entries.move_to_end(value)  # least recently *used* goes first
-            except KeyError:  # evicted by another thread meanwhile: still a good answer
-                pass
-        return entry
+        return self._entries.recall(value)
 
     def keeps(self, value: object) -> TypeGuard[bytes | str]:
         """Whether :meth:`read` may keep the facts it reads for ``value``: bytes and text
@@ -456,23 +450,20 @@ class FactsCache:
     def read_kept(self, value: object) -> tuple[CertificateFacts, bool]:
         """:meth:`read`, and whether the facts are kept in the cache (so outlive the call).
 
-        Bytes and text are kept from their second sighting on (see doorkeeper.py).
+        Bytes and text are kept from their second sighting on.
         """
         if not self.keeps(value):
-            return read_certificate(value), False
-        entry = self.get(value)
+            return self._read(value), False
+        entry = self._entries.recall(value)
         if entry is not None:
             return entry, True
-        facts = read_certificate(value)  # outside the lock: parsing may be slow
-        if not self._door.admit(value):
-            return facts, False
-        with self._lock:
-            # another thread may have read the same bytes meanwhile: keep one facts object
-            facts = self._entries.setdefault(value, facts)
-            self._entries.move_to_end(value)
-            if len(self._entries) > self.size:
-                _, evicted = self._entries.popitem(last=False)
-                # a kept decision refers back to its facts (Decision.certificate): a cycle
-                # only the garbage collector would free. Emptied, the facts go at once.
-                evicted.decisions.clear()
-        return facts, True
+        facts = self._read(value)  # outside the cache's lock: parsing may be slow
+        # another thread may have read the same bytes meanwhile: keep one facts object
+        kept = self._entries.keep(value, facts)
+        return (facts, False) if kept is None else (kept, True)
+
+    def _read(self, value: object) -> CertificateFacts:
+        facts = read_certificate(value)
+        if not self._der_names:  # cryptography's names, as for a name the reader declines
+            facts.__dict__["_names_from_der"] = None
+        return facts

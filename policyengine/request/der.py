@@ -14,8 +14,9 @@ certificate file is read as ``openssl`` would (:class:`~policyengine.errors.Cert
 the name reader walks DER cryptography has already parsed and answers None, never an
 error, on anything it does not expect, so the caller falls back to cryptography.
 
-Must not import cryptography, nor anything of policyengine but ``errors``: it sits below
-``sources/``, ``certificate.py`` and ``trust.py``, which all read bytes through it.
+Must not import cryptography, nor anything of policyengine but ``errors`` and ``caches``
+(the name reader's two tables are :class:`~policyengine.caches.BoundedCache`): it sits
+below ``sources/``, ``certificate.py`` and ``trust.py``, which all read bytes through it.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import binascii
 from collections.abc import Iterable
 from typing import NamedTuple, Protocol
 
+from policyengine.caches import BoundedCache
 from policyengine.errors import (
     CHAIN_TOO_LONG,
     MALFORMED_HEADER,
@@ -318,7 +320,9 @@ _UTF8_STRING, _PRINTABLE_STRING, _IA5_STRING = 0x0C, 0x13, 0x16
 _PRINTABLE = frozenset(
     b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789 '()+,-./:=?"
 )
-_OIDS: dict[bytes, str] = {}
+_OIDS: BoundedCache[bytes, str] = BoundedCache(1024, second_sighting=True)
+"""Dotted OIDs already read, by their encoding: a name's attribute types are few."""
+_known_oid = _OIDS.get
 
 
 def element(data: bytes, pos: int, end: int) -> tuple[int, int, int] | None:
@@ -339,7 +343,7 @@ def element(data: bytes, pos: int, end: int) -> tuple[int, int, int] | None:
 
 
 def _oid(encoded: bytes) -> str | None:
-    known = _OIDS.get(encoded)
+    known = _known_oid(encoded)
     if known is not None:
         return known
     arcs: list[int] = []
@@ -358,8 +362,7 @@ def _oid(encoded: bytes) -> str | None:
     first = arcs[0]
     head = [0, first] if first < 40 else [1, first - 40] if first < 80 else [2, first - 80]
     dotted = ".".join(str(arc) for arc in head + arcs[1:])
-    if len(_OIDS) < 1024:
-        _OIDS[encoded] = dotted
+    _OIDS.put(encoded, dotted)
     return dotted
 
 
@@ -396,7 +399,7 @@ def plain_name(der: bytes, start: int, end: int) -> list[tuple[str, str]] | None
                 and der[oid_end + 1] < 0x80
                 and oid_end + 2 + der[oid_end + 1] == stop
             ):
-                dotted = _OIDS.get(der[pos + 6 : oid_end])
+                dotted = _known_oid(der[pos + 6 : oid_end])
                 text = _text(der[oid_end], der[oid_end + 2 : stop])
                 if dotted is not None and text is not None:
                     pairs.append((dotted, text))
@@ -510,20 +513,19 @@ def plain_names(der: bytes) -> tuple[PlainName, PlainName] | None:
     return issuer, subject
 
 
-_NAMES: dict[bytes, PlainName | None] = {}
+_NAMES: BoundedCache[bytes, PlainName] = BoundedCache(4096, second_sighting=True)
 """Issuer names already read, by their DER: a CA's name is the issuer of every certificate
-it signed. Bounded: emptied when full."""
+it signed. A name the reader declines is not kept (cryptography reads it, at far more
+cost than trying again)."""
+_known_name = _NAMES.get
 
 
 def _cached_name(encoded: bytes) -> PlainName | None:
-    try:
-        return _NAMES[encoded]
-    except KeyError:
-        pass
-    found = _readplain_name(encoded)
-    if len(_NAMES) >= 4096:
-        _NAMES.clear()
-    _NAMES[encoded] = found
+    found = _known_name(encoded)
+    if found is None:
+        found = _readplain_name(encoded)
+        if found is not None:
+            _NAMES.put(encoded, found)
     return found
 
 

@@ -32,14 +32,13 @@ the earliest ``not_after`` in the chain and the ``this_update``/``next_update`` 
 CRL of a checked certificate's issuer.
 
 This module owns the ``trust:`` settings, loading the trust files (anchors, intermediates,
-CRLs) and what is wrong with them, building and verifying chains, and the cache of results.
+CRLs) and what is wrong with them, building and verifying chains, and the cache of results
+(a :class:`~policyengine.caches.BoundedCache`).
 Like all of ``request/``, it imports nothing of ``language/`` or ``evaluation/``.
 """
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -50,6 +49,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509 import verification
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from policyengine.caches import BoundedCache
 from policyengine.errors import CertificateError, TrustError
 from policyengine.oids import EKU_NAMES
 from policyengine.request.certificate import (
@@ -152,8 +152,7 @@ class TrustStore:
     _store: verification.Store = field(init=False)
     _known: tuple[x509.Certificate, ...] = field(init=False)
     _known_der: frozenset[bytes] = field(init=False)
-    _cache: OrderedDict[tuple[bytes, tuple[bytes, ...]], _Cached] = field(init=False)
-    _lock: threading.Lock = field(init=False)
+    _cache: BoundedCache[tuple[bytes, tuple[bytes, ...]], _Cached] = field(init=False)
 
     def __post_init__(self) -> None:
         settings = self.settings
@@ -162,8 +161,7 @@ class TrustStore:
         self._store = verification.Store(list(self.anchors))
         self._known = self.anchors + self.intermediates
         self._known_der = frozenset(c.public_bytes(serialization.Encoding.DER) for c in self._known)
-        self._cache = OrderedDict()
-        self._lock = threading.Lock()
+        self._cache = BoundedCache(self.cache_size)
 
     # -- loading -----------------------------------------------------------------------
 
@@ -213,18 +211,11 @@ class TrustStore:
     ) -> TrustResult:
         """Whether ``leaf`` chains to an anchor at ``now``, and its revocation status."""
         key = (leaf.der, tuple(forwarded) if self.settings.header_intermediates else ())
-        cached = self._cache.get(key)
+        cached = self._cache.recall(key)
         if cached is not None and cached.valid_from <= now < cached.valid_until:
-            with self._lock:
-                if key in self._cache:
-                    self._cache.move_to_end(key)  # least recently used goes first
             return cached.result
         entry = self._verify(leaf, key[1], now)
-        with self._lock:
-            self._cache[key] = entry
-            self._cache.move_to_end(key)
-            while len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
+        self._cache.put(key, entry)
         return entry.result
 
     def _verify(

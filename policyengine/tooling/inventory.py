@@ -371,10 +371,6 @@ def _decide(
     except CertificateError as exc:
         return AuditResult(name, number, UNREADABLE, MALFORMED_CERTIFICATE, str(exc))
     decision = policy.evaluate(facts, path=path, method=method, host=host, now=at)
-    # the policy keeps its decision on the facts (for a caller who asks again), and the
-    # decision refers to the facts: a cycle only the garbage collector would free. These
-    # facts are never asked again; emptied, they go as soon as the result is made.
-    facts.decisions.clear()
     not_after = _fact(lambda: facts.not_after)
     return AuditResult(
         file=name,

@@ -41,8 +41,7 @@ proxy family (``azure``, ``nginx`` with Apache, ``envoy``, ``rfc9440`` with GCP,
 (:class:`HeaderMemo`). Bytes are framed by ``request/der.py``; certificates are parsed
 by ``certificate.py``, which receives the bytes this package returns.
 
-Must not import ``language/`` or ``evaluation/`` (but for the doorkeeper ``memo.py``
-still takes from ``evaluation/caches.py``) nor cryptography.
+Must not import ``language/`` or ``evaluation/``, nor cryptography.
 """
 
 from __future__ import annotations

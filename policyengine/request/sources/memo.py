@@ -2,19 +2,17 @@
 
 Owns :class:`HeaderMemo`, a bounded, thread-safe memory that lets a returning client (the
 same trusted proxy, the same certificate header sent alone) skip the header scan and the
-decoding; :meth:`HeaderMemo.recall` is the one-pass check the engine makes first.
+decoding; :meth:`HeaderMemo.recall` is the one-pass check the engine makes first. Each
+of its tables is a :class:`~policyengine.caches.BoundedCache`, and each kind of key is
+built in one method here, of the values themselves (no note, no text of ours).
 
-Must not import ``read`` (it calls this), nor ``language/``. It still imports the
-doorkeeper from ``evaluation/caches.py``; the caches rework moves that.
+Must not import ``read`` (it calls this), nor ``language/`` or ``evaluation/``.
 """
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
-from collections.abc import Hashable
-
-from policyengine.evaluation.caches import Doorkeeper
+from policyengine.caches import BoundedCache
+from policyengine.errors import SourceError
 from policyengine.request.sources.config import Plan, SourceConfig
 from policyengine.request.sources.record import Forwarded
 
@@ -28,34 +26,68 @@ class HeaderMemo:
     one memo per SourceConfig), and trusting a peer a pure function of its address: both
     can be remembered. Refusals are remembered too, so a client repeating a hostile header
     costs a lookup. A value is kept from its second sighting on (a value seen once is
-    never asked for again, and must not push out one that is); least recently used
-    entries go first past ``size``.
+    never asked for again, and must not push out one that is); least recently stored
+    entries go first past ``size``. ``second_sighting`` turns that admission off (for
+    ``benchmarks/layers.py``).
     """
 
-    def __init__(self, size: int = 4096) -> None:
+    __slots__ = ("_decoded", "_kinds", "_peers", "_whole", "size")
+
+    def __init__(self, size: int = 4096, *, second_sighting: bool = True) -> None:
         self.size = size
-        self._entries: OrderedDict[Hashable, object] = OrderedDict()
-        self._peers: OrderedDict[Hashable, object] = OrderedDict()
+        self._whole: BoundedCache[tuple[str, str | None, str | None, str | None], Forwarded] = (
+            BoundedCache(size, second_sighting=second_sighting)
+        )
+        """A request's whole result, when the peer's verdict is its only note, by the peer
+        address and the certificate, chain and verify values."""
+        self._decoded: BoundedCache[
+            tuple[str | None, str | None, str | None], Forwarded | SourceError
+        ] = BoundedCache(size, second_sighting=second_sighting)
+        """What the certificate, chain and verify values decode to (or why not), by those
+        values: the notes of their decoding only."""
+        self._peers: BoundedCache[str, tuple[bool, str]] = BoundedCache(size)
         """Peer verdicts apart: clients cycling through many certificates must not push
         out the verdict on the one proxy they all come through."""
-        self._lock = threading.Lock()
-        self._door = Doorkeeper(max(size, 1))
-        self._kinds: dict[str, int] = {}
-        """Header names by what they are to ``recall`` (see ``_kind``)."""
+        self._kinds: BoundedCache[object, int] = BoundedCache(1024)
+        """Header names by what they are to ``recall`` (see ``_kind``): names are few, and
+        a client inventing them pushes out only its own inventions."""
 
-    def get(self, key: Hashable) -> object:
-        return self._entries.get(key)
+    def whole(
+        self, peer: str, cert: str | None, chain: str | None = None, verify: str | None = None
+    ) -> Forwarded | None:
+        """The whole result kept for these header values from the trusted ``peer``."""
+        return self._whole.get((peer, cert, chain, verify))
 
-    def put(self, key: Hashable, value: object) -> None:
-        """Keep ``value`` for ``key`` once ``key`` has been put before (see doorkeeper.py)."""
-        if self._door.admit(key):
-            self._put(self._entries, key, value)
+    def put_whole(
+        self,
+        peer: str,
+        cert: str | None,
+        chain: str | None,
+        verify: str | None,
+        result: Forwarded,
+    ) -> None:
+        self._whole.put((peer, cert, chain, verify), result)
 
-    def peer(self, address: str) -> object:
+    def decoded(
+        self, cert: str | None, chain: str | None, verify: str | None
+    ) -> Forwarded | SourceError | None:
+        """What these header values decoded to, or the refusal they met, or None."""
+        return self._decoded.get((cert, chain, verify))
+
+    def put_decoded(
+        self,
+        cert: str | None,
+        chain: str | None,
+        verify: str | None,
+        result: Forwarded | SourceError,
+    ) -> None:
+        self._decoded.put((cert, chain, verify), result)
+
+    def peer(self, address: str) -> tuple[bool, str] | None:
         return self._peers.get(address)
 
-    def put_peer(self, address: str, verdict: object) -> None:
-        self._put(self._peers, address, verdict)
+    def put_peer(self, address: str, verdict: tuple[bool, str]) -> None:
+        self._peers.put(address, verdict)
 
     def recall(
         self, config: SourceConfig, headers: object, remote_addr: object
@@ -77,17 +109,17 @@ class HeaderMemo:
         if not plan.whole or remote_addr.__class__ is not str:
             return None
         known = self._peers.get(remote_addr)
-        if known is None or not known[0]:  # type: ignore[index]
+        if known is None or not known[0]:
             return None
         if headers.__class__ is dict:
             headers = headers.items()
         elif headers.__class__ is not list and headers.__class__ is not tuple:
             return None
-        kinds = self._kinds
+        kind_of = self._kinds.get
         value = None
         try:
             for name, sent in headers:
-                kind = kinds.get(name)
+                kind = kind_of(name)
                 if kind is None:
                     kind = self._kind(plan, name)
                 if kind:
@@ -98,9 +130,8 @@ class HeaderMemo:
             return None
         if value.__class__ is not str:
             return None
-        note: str = known[1]  # type: ignore[index]
-        whole = self._entries.get((note, "values", value, None, None))
-        return whole if whole.__class__ is Forwarded else (note, value)
+        whole = self._whole.get((remote_addr, value, None, None))
+        return whole if whole is not None else (known[1], value)
 
     def _kind(self, plan: Plan, name: object) -> int:
         """What a header name is to ``recall``, remembered: 0 unread, 1 the certificate
@@ -114,16 +145,5 @@ class HeaderMemo:
             kind = _CERTIFICATE if hit == plan.names[0] else _OTHER
         else:
             kind = _OTHER if "_" in low and low.replace("_", "-") in plan.by_lower else 0
-        if len(self._kinds) >= 1024:  # names are few; a client inventing them is not kept
-            self._kinds.clear()
-        self._kinds[name] = kind
+        self._kinds.put(name, kind)
         return kind
-
-    def _put(self, entries: OrderedDict[Hashable, object], key: Hashable, value: object) -> None:
-        if self.size <= 0:
-            return
-        with self._lock:
-            entries[key] = value
-            entries.move_to_end(key)
-            while len(entries) > self.size:
-                entries.popitem(last=False)

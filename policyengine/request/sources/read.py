@@ -73,7 +73,7 @@ def read_forwarded(
         if found.__class__ is Forwarded:
             return found
         picked = found  # type: ignore[assignment]
-    return _decode_picked(config, plan, picked, headers, memo, scanned is None)
+    return _decode_picked(config, plan, picked, headers, remote_addr, memo, scanned is None)
 
 
 def _trust(config: SourceConfig, remote_addr: object, memo: HeaderMemo | None) -> tuple[bool, str]:
@@ -103,9 +103,9 @@ def _pick(
         # a returning client, the certificate header alone and once: one lookup
         values, variants = found[cert_name]
         others = len(names) > 1 and any(any(found[n]) for n in names[1:])
-        if len(values) == 1 and not variants and not others:
-            whole = memo.get((trust_note, "values", values[0], None, None))
-            if whole.__class__ is Forwarded:
+        if len(values) == 1 and not variants and not others and isinstance(remote_addr, str):
+            whole = memo.whole(remote_addr, values[0])
+            if whole is not None:
                 return whole
     if not trusted:
         notes = [trust_note]
@@ -131,23 +131,23 @@ def _decode_picked(
     plan: Plan,
     picked: _Picked,
     headers: object,
+    remote_addr: object,
     memo: HeaderMemo | None,
     look_whole: bool,
 ) -> Forwarded:
     """Decode the values picked out, through the memo when the source allows it."""
-    trust_note, notes, cert_value, chain_value, verify_value = picked
-    values_key = ("values", cert_value, chain_value, verify_value)
+    _, notes, cert_value, chain_value, verify_value = picked
     use_memo = memo is not None and plan.whole
     # the whole result, when nothing but the peer's verdict is noted: a returning client
     # with the same certificate costs one lookup
-    whole_key = (trust_note, *values_key) if use_memo and len(notes) == 1 else None
+    peer = remote_addr if use_memo and len(notes) == 1 and isinstance(remote_addr, str) else None
     if use_memo:
         assert memo is not None
-        if whole_key is not None and look_whole:  # else recall has looked it up
-            whole = memo.get(whole_key)
-            if whole.__class__ is Forwarded:
+        if peer is not None and look_whole:  # else recall has looked it up
+            whole = memo.whole(peer, cert_value, chain_value, verify_value)
+            if whole is not None:
                 return whole
-        hit = memo.get(values_key)
+        hit = memo.decoded(cert_value, chain_value, verify_value)
         if isinstance(hit, SourceError):
             raise hit
         if isinstance(hit, Forwarded):
@@ -161,7 +161,7 @@ def _decode_picked(
     except SourceError as exc:
         if use_memo:
             assert memo is not None
-            memo.put(values_key, exc)
+            memo.put_decoded(cert_value, chain_value, verify_value, exc)
         raise
     result = Forwarded(
         decoded.leaf,
@@ -174,10 +174,10 @@ def _decode_picked(
         assert memo is not None
         # the whole result alone when it can be kept: an entry for the values would serve
         # only the same value from another trusted proxy (decoded again then)
-        if whole_key is not None:
-            memo.put(whole_key, result)
+        if peer is not None:
+            memo.put_whole(peer, cert_value, chain_value, verify_value, result)
         else:
-            memo.put(values_key, decoded)
+            memo.put_decoded(cert_value, chain_value, verify_value, decoded)
     return result
 
 
