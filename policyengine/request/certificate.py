@@ -420,7 +420,7 @@ class FactsCache:
     measures what each buys (``benchmarks/layers.py``).
     """
 
-    __slots__ = ("_der_names", "_entries", "size")
+    __slots__ = ("_der_names", "_entries", "get", "size")
 
     def __init__(
         self, size: int = 4096, *, second_sighting: bool = True, der_names: bool = True
@@ -430,13 +430,11 @@ class FactsCache:
         )
         self.size = size
         self._der_names = der_names
+        self.get: Callable[[bytes | str], CertificateFacts | None] = self._entries.recall
+        """The facts kept for exactly these bytes (marked as used), or None."""
 
     def __len__(self) -> int:
         return len(self._entries)
-
-    def get(self, value: bytes | str) -> CertificateFacts | None:
-        """The facts kept for exactly these bytes, or None."""
-        return self._entries.recall(value)
 
     def keeps(self, value: object) -> TypeGuard[bytes | str]:
         """Whether :meth:`read` may keep the facts it reads for ``value``: bytes and text
