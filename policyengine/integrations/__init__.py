@@ -25,10 +25,13 @@ from policyengine.evaluation.decision import Decision
 from policyengine.evaluation.engine import Policy
 from policyengine.evaluation.trace import render_text
 from policyengine.integrations.runtime import (
+    DEFAULT_LOG,
     DecisionLog,
+    LogOption,
     ReloadingPolicy,
     as_policy_provider,
     current_policy,
+    decision_log,
 )
 
 __all__ = [
@@ -238,7 +241,8 @@ class Middleware:
     :class:`~.runtime.ReloadingPolicy`, or a policy file path (reloaded when the
     file changes). ``on_deny``: a hook returning the application's own
     :class:`DenyResponse` (or None for the default). ``expose_trace``: put the explain trace
-    in refusals (for development only). ``log``: the decision log (``None`` turns it off).
+    in refusals (for development only). ``log``: the decision log (``None`` turns it off;
+    by default a DecisionLog() of this middleware's own).
     """
 
     protocol = "WSGI"
@@ -250,7 +254,7 @@ class Middleware:
         *,
         on_deny: DenyHook | None = None,
         expose_trace: bool = False,
-        log: DecisionLog | None = DecisionLog(),  # noqa: B008 - immutable
+        log: LogOption = DEFAULT_LOG,
     ) -> None:
         if not callable(app):
             raise TypeError(f"PolicyMiddleware wraps an {self.protocol} application (a callable)")
@@ -258,4 +262,4 @@ class Middleware:
         self.policy = as_policy_provider(policy)
         self.on_deny = on_deny
         self.expose_trace = expose_trace
-        self.log = log
+        self.log = decision_log(log)
