@@ -35,7 +35,6 @@ __all__ = ["ENVIRON_KEY", "PolicyMiddleware", "decide_environ"]
 ENVIRON_KEY = "policyengine.decision"
 
 StartResponse = Callable[..., Any]
-WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
 def decide_environ(
