@@ -9,6 +9,9 @@
 
 Keys are EC P-256 unless asked otherwise (fast to make). Used by policyengine's own tests,
 and by anyone testing an application that embeds policyengine.
+
+It imports cryptography only, nothing of policyengine: the certificates it makes are
+independent of the code they test.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """Nothing below ``cli/`` prints or chooses an exit code: the library returns text or raises,
-and logs through ``logging``; ``policyengine.cli`` (and ``python -m policyengine``) writes."""
+and logs through ``logging``; ``policyengine.cli`` (and ``python -m policyengine``) writes.
+Nor does anything below ``cli/`` import it."""
 
 from __future__ import annotations
 
@@ -49,8 +50,34 @@ def test_only_the_cli_prints() -> None:
     assert offending == {}
 
 
-def test_the_check_sees_a_print() -> None:
+def _imports_cli(tree: ast.AST) -> bool:
+    """Whether the module imports policyengine.cli, or anything in it, in any spelling."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+        elif isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        else:
+            continue
+        if any(f"{name}.".startswith("policyengine.cli.") for name in names):
+            return True
+    return False
+
+
+def test_nothing_below_the_cli_imports_it() -> None:
+    importing = [
+        str(path.relative_to(ROOT))
+        for path in _library_modules()
+        if _imports_cli(ast.parse(path.read_text(), str(path)))
+    ]
+    assert importing == []
+
+
+def test_the_checks_see_what_they_look_for() -> None:
     assert _writes(ast.parse("import sys\nprint('x')\nsys.stderr.write('y')\n")) == [
         "line 2: print()",
         "line 3: sys.stderr",
     ]
+    assert _imports_cli(ast.parse("from policyengine import cli\n"))
+    assert _imports_cli(ast.parse("import policyengine.cli.common\n"))
+    assert not _imports_cli(ast.parse("from policyengine import client\n"))

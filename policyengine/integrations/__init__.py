@@ -10,6 +10,11 @@ Each imports its framework only when it is imported itself; install the framewor
 matching extra (``pip install 'policyengine[flask]'``). What they share is here: turning a
 refusal into a response, and reading a WSGI environ as the request view that
 ``Policy.evaluate_request`` takes.
+
+This package sits beside ``cli/`` and ``tooling/`` and imports neither; below it, only the
+loader (through :mod:`.runtime`) and the evaluation stage's public objects. It prints
+nothing: decisions go to the ``policyengine.decisions`` logger. Web frameworks are imported
+only by their own module here, never by this one.
 """
 
 from __future__ import annotations

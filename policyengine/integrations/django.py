@@ -32,6 +32,8 @@ Settings, all checked when the middleware is created (``ImproperlyConfigured`` o
 
 ``EXEMPT_VIEWS`` applies to the view Django dispatches, resolved with the URLconf it really
 uses (``request.urlconf`` set by a later middleware included): see :class:`PolicyMiddleware`.
+
+The only module that imports Django (and asgiref); no other integration's framework.
 """
 
 from __future__ import annotations

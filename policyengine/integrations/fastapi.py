@@ -14,6 +14,8 @@
 The dependency decides from the ASGI scope, so the certificate source sees exactly what
 the server handed over, and raises ``HTTPException(403)`` on a deny, so the route is not
 called. The decision is also in ``request.state.policyengine_decision``.
+
+The only module that imports FastAPI; no other integration's framework.
 """
 
 # No `from __future__ import annotations` here: FastAPI reads the annotations of

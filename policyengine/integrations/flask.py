@@ -14,6 +14,8 @@ The decision is in ``flask.g.policyengine_decision``. A refused request gets a 4
 :func:`policyengine.integrations.refusal` (JSON when the client accepts JSON, text
 otherwise) and its view is not called. Deciding reads the WSGI environ only, never the body,
 so a refused upload is never read.
+
+The only module that imports Flask; no other integration's framework.
 """
 
 from __future__ import annotations

@@ -2,7 +2,9 @@
 decision as one structured record.
 
 The integrations (``policyengine.integrations``) use both; an application that calls
-``Policy.evaluate_request`` itself can too.
+``Policy.evaluate_request`` itself can too. It imports the loader and the evaluation stage,
+no web framework, and nothing of ``cli/`` or ``tooling/``; it writes only through
+``logging``.
 """
 
 from __future__ import annotations
