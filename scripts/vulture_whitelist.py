@@ -44,6 +44,11 @@ _.false
 # The descriptor protocol: Python passes the owner class to __get__ and __set_name__.
 owner
 
+# A module's __getattr__ and __dir__ (PEP 562): Python calls them for a name the module
+# does not define yet, as policyengine/__init__.py does to import its public names lazily.
+__getattr__
+__dir__
+
 # -- read by a name composed at run time -----------------------------------------------------
 
 # Certificate facts the attribute readers fetch with getattr/attrgetter from a name in a
