@@ -11,10 +11,10 @@ matching extra (``pip install 'policyengine[flask]'``). What they share is here:
 refusal into a response, and reading a WSGI environ as the request view that
 ``Policy.evaluate_request`` takes.
 
-This package sits beside ``cli/`` and ``tooling/`` and imports neither; below it, only the
-loader (through :mod:`.runtime`) and the evaluation stage's public objects. It prints
-nothing: decisions go to the ``policyengine.decisions`` logger. Web frameworks are imported
-only by their own module here, never by this one.
+This package sits beside ``cli/`` and ``tooling/`` and imports neither, only the stages below
+(load, evaluation, request). It prints nothing: decisions go to the
+``policyengine.decisions`` logger. Each web framework is imported by its own module here
+alone, never by this one.
 """
 
 from __future__ import annotations
