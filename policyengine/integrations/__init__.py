@@ -10,6 +10,11 @@ Each imports its framework only when it is imported itself; install the framewor
 matching extra (``pip install 'policyengine[flask]'``). What they share is here: turning a
 refusal into a response, and reading a WSGI environ as the request view that
 ``Policy.evaluate_request`` takes.
+
+This package sits beside ``cli/`` and ``tooling/`` and imports neither, only the stages below
+(load, evaluation, request). It prints nothing: decisions go to the
+``policyengine.decisions`` logger. Each web framework is imported by its own module here
+alone, never by this one.
 """
 
 from __future__ import annotations
@@ -25,10 +30,13 @@ from policyengine.evaluation.decision import Decision
 from policyengine.evaluation.engine import Policy
 from policyengine.evaluation.trace import render_text
 from policyengine.integrations.runtime import (
+    DEFAULT_LOG,
     DecisionLog,
+    LogOption,
     ReloadingPolicy,
     as_policy_provider,
     current_policy,
+    decision_log,
 )
 
 __all__ = [
@@ -238,7 +246,8 @@ class Middleware:
     :class:`~.runtime.ReloadingPolicy`, or a policy file path (reloaded when the
     file changes). ``on_deny``: a hook returning the application's own
     :class:`DenyResponse` (or None for the default). ``expose_trace``: put the explain trace
-    in refusals (for development only). ``log``: the decision log (``None`` turns it off).
+    in refusals (for development only). ``log``: the decision log (``None`` turns it off;
+    by default a DecisionLog() of this middleware's own).
     """
 
     protocol = "WSGI"
@@ -250,7 +259,7 @@ class Middleware:
         *,
         on_deny: DenyHook | None = None,
         expose_trace: bool = False,
-        log: DecisionLog | None = DecisionLog(),  # noqa: B008 - immutable
+        log: LogOption = DEFAULT_LOG,
     ) -> None:
         if not callable(app):
             raise TypeError(f"PolicyMiddleware wraps an {self.protocol} application (a callable)")
@@ -258,4 +267,4 @@ class Middleware:
         self.policy = as_policy_provider(policy)
         self.on_deny = on_deny
         self.expose_trace = expose_trace
-        self.log = log
+        self.log = decision_log(log)
