@@ -60,7 +60,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from policyengine import Policy, read_certificate
 from policyengine.load.document import parse_document
-from policyengine.load.loader import _compile_document
+from policyengine.load.loader import compile_document
 from policyengine.testing import make_certificate
 
 HEADER = "X-ARR-ClientCert"
@@ -69,7 +69,7 @@ SUBJECT = {"CN": "api-client", "O": "Contoso Ltd"}
 
 
 def compiled(text: str, **switches: bool) -> Policy:
-    return _compile_document(parse_document(text, "bench.yaml"), **switches)
+    return compile_document(parse_document(text, "bench.yaml"), **switches)
 
 
 class Bench:
@@ -100,7 +100,7 @@ def per_decision(bench: Bench) -> dict[str, Callable[[], object]]:
     rules_run = compiled(text, memo=False)
     # never seen before: a pool of distinct certificates larger than the caches, in turn
     cold_text = four_predicates(bench.pins + bench.pool_pins)
-    cold = _compile_document(
+    cold = compile_document(
         parse_document(cold_text, "bench.yaml"), facts_cache_size=len(bench.pool) // 2
     )
     pool_headers = [

@@ -32,6 +32,7 @@ from policyengine.evaluation.engine import Policy
 from policyengine.evaluation.trace import Trace
 from policyengine.load.loader import load_policy, policy_from_text
 from policyengine.request.certificate import CertificateFacts, read_certificate
+from policyengine.request.incoming import Request
 
 __all__ = [
     "REASONS",
@@ -46,6 +47,7 @@ __all__ = [
     "PolicyFileError",
     "PolicySchemaError",
     "PolicySyntaxError",
+    "Request",
     "SourceError",
     "Trace",
     "TrustError",

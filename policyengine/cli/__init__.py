@@ -32,7 +32,8 @@ from cryptography.utils import CryptographyDeprecationWarning
 from policyengine import __version__
 from policyengine.errors import CertificateError, PolicyError, SourceError
 from policyengine.evaluation.decision import REASONS, Decision
-from policyengine.evaluation.engine import Policy, describe_certificate
+from policyengine.evaluation.engine import Policy
+from policyengine.evaluation.explain import describe_certificate
 from policyengine.evaluation.trace import render_text
 from policyengine.load.loader import check_policy, load_policy
 from policyengine.request.certificate import read_certificate

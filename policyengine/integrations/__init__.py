@@ -30,6 +30,7 @@ from policyengine.integrations.runtime import (
     as_policy_provider,
     current_policy,
 )
+from policyengine.request.incoming import request_from_keywords
 
 __all__ = [
     "DECIDED_KEY",
@@ -201,7 +202,7 @@ def decide_request(
     started = time.perf_counter()
     explain = explain or (log is not None and log.trace)
     policy = current_policy(provider)
-    decision = policy.evaluate_request(explain=explain, **request)
+    decision = policy.evaluate_request(request_from_keywords(request), explain=explain)
     decided = Decided(decision, policy, (time.perf_counter() - started) * 1e6)
     if log is not None:
         log_decision(log, decided, request)

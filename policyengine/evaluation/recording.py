@@ -1,0 +1,212 @@
+"""What the decision procedure notes as it goes: nothing, or the explain trace.
+
+The engine has one decision procedure (:mod:`policyengine.evaluation.engine`). Each
+decision runs it with one of two records, chosen once when the decision starts:
+
+- :data:`PLAIN` notes nothing, lets the decision memo answer, and tests only the rules the
+  rule index says can hold (:mod:`policyengine.evaluation.index`);
+- a :class:`Tracer` notes a :class:`~policyengine.evaluation.trace.Step` per stage and a
+  :class:`~policyengine.evaluation.trace.RuleTrace` per rule, reads no memo, and tests
+  every rule in order, a rule after the deciding one recorded as skipped.
+
+Both build the decision (:meth:`Plain.decide`), the tracer with its trace attached.
+
+Owns: Plain, PLAIN, Tracer, RulePlan.
+Must not import: the engine at run time, load/, integrations/, tooling/, cli/.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from policyengine.evaluation.decision import Decision, decided
+from policyengine.evaluation.index import RuleIndex
+from policyengine.evaluation.trace import RuleTrace, Step, Trace, TraceNode
+from policyengine.values import normalize_path
+
+if TYPE_CHECKING:
+    from policyengine.errors import SourceError
+    from policyengine.evaluation.engine import Policy, Rule
+    from policyengine.language.catalog import Context
+    from policyengine.request.certificate import CertificateFacts
+    from policyengine.request.sources import Forwarded
+
+__all__ = ["PLAIN", "Plain", "RulePlan", "Tracer"]
+
+RulePlan = tuple[tuple["Rule", Callable[[Any], object], str], ...]
+"""Rules in order, each with its test and the message of a decision it makes."""
+
+_NO_EXCLUSION_PATHS = Step("path", "pass", "the policy has no exclusion paths")
+_NO_CERTIFICATE = Step("certificate", "pass", "no certificate was presented")
+
+
+class Plain:
+    """The record of a plain decision: no trace; the memo and the rule index apply."""
+
+    __slots__ = ()
+
+    def excluded(self, shown: str, prefix: str) -> None:
+        """The path falls under exclusion path ``prefix``."""
+
+    def path(self, policy: Policy, path: str | None) -> None:
+        """The path falls under no exclusion path."""
+
+    def source_refused(self, exc: SourceError) -> None:
+        """What the proxy forwarded cannot be used."""
+
+    def source(self, forwarded: Forwarded) -> None:
+        """The source read the request."""
+
+    def certificate_refused(self, exc: Exception) -> None:
+        """The certificate cannot be read."""
+
+    def certificate(self, facts: CertificateFacts | None) -> None:
+        """The certificate was read (or none was presented)."""
+
+    def mode_refused(self) -> None:
+        """No certificate, and the policy requires one."""
+
+    def mode(self, policy: Policy, facts: CertificateFacts | None) -> None:
+        """The rules run, with a certificate or without."""
+
+    remembers = True
+    """Whether the decision memo may answer, and keep what the rules decide."""
+
+    def plan(self, plan: RulePlan, index: RuleIndex | None, ctx: Context) -> RulePlan:
+        """The rules to test, in order: those the index says can hold."""
+        if index is not None:
+            positions = index.candidates(ctx)
+            if positions is not None:
+                return tuple([plan[p] for p in positions])
+        return plan
+
+    def decide(
+        self,
+        allowed: bool,
+        reason: str,
+        message: str,
+        policy: Policy,
+        facts: CertificateFacts | None = None,
+        *,
+        rule: str | None = None,
+        errors: tuple[str, ...] = (),
+        closest: str | None = None,
+        failed: str | None = None,
+    ) -> Decision:
+        """The decision, on ``facts`` (the certificate's, if one was read)."""
+        return decided(
+            allowed, reason, message, policy.name, rule, errors, closest, failed, None, facts
+        )
+
+
+PLAIN = Plain()
+"""The one plain record: it keeps no state, so every plain decision shares it."""
+
+
+class RuleFailed(Exception):
+    """A traced rule that could not be evaluated; the message is the trace's first error."""
+
+
+class Tracer(Plain):
+    """The record of an explained decision: every step, every rule, no memo, no index."""
+
+    __slots__ = ("_policy", "_rules", "_steps", "_tested")
+
+    def __init__(self, policy: Policy) -> None:
+        self._policy = policy
+        self._steps: list[Step] = []
+        self._rules: list[RuleTrace] = []
+        self._tested = False  # whether the rules were reached
+
+    def excluded(self, shown: str, prefix: str) -> None:
+        self._steps.append(Step("path", "allow", f"{shown} matches exclusion path {prefix}"))
+
+    def path(self, policy: Policy, path: str | None) -> None:
+        if not policy.exclusion_paths:
+            self._steps.append(_NO_EXCLUSION_PATHS)
+            return
+        written = normalize_path(path) if isinstance(path, str) else "no request path was given"
+        detail = f"{written} matches no exclusion path ({', '.join(policy.exclusion_paths)})"
+        self._steps.append(Step("path", "pass", detail))
+
+    def source_refused(self, exc: SourceError) -> None:
+        self._steps.append(Step("source", "deny", exc.message))
+
+    def source(self, forwarded: Forwarded) -> None:
+        self._steps.append(Step("source", "pass", "\n".join(forwarded.notes)))
+
+    def certificate_refused(self, exc: Exception) -> None:
+        self._steps.append(Step("certificate", "deny", str(exc)))
+
+    def certificate(self, facts: CertificateFacts | None) -> None:
+        if facts is None:
+            self._steps.append(_NO_CERTIFICATE)
+        else:
+            self._steps.append(Step("certificate", "pass", facts.description))
+
+    def mode_refused(self) -> None:
+        self._steps.append(Step("mode", "deny", "required: a certificate is needed"))
+
+    def mode(self, policy: Policy, facts: CertificateFacts | None) -> None:
+        self._steps.append(policy._mode_steps[facts is None])
+
+    remembers = False
+
+    def plan(self, plan: RulePlan, index: RuleIndex | None, ctx: Context) -> RulePlan:
+        """Every rule, in order (a linear scan), each test noting its trace."""
+        self._tested = True
+        if not plan:
+            return plan
+        test = self._test_next
+        return tuple([(rule, test, message) for rule, _, message in plan])
+
+    def _test_next(self, ctx: Context) -> bool:
+        """Trace the next rule in the procedure's order (every rule is tested in turn, so
+        the next one is the first not traced yet); a rule that errs raises RuleFailed."""
+        rule = self._policy._in_order[len(self._rules)]
+        node = rule.condition.trace(ctx)
+        outcome = node.outcome
+        error = _first_error(node) if outcome == "error" else ""
+        self._rules.append(RuleTrace(rule.id, rule.effect, outcome, node, error))
+        if outcome == "error":
+            raise RuleFailed(error)
+        return outcome == "true"
+
+    def decide(
+        self,
+        allowed: bool,
+        reason: str,
+        message: str,
+        policy: Policy,
+        facts: CertificateFacts | None = None,
+        *,
+        rule: str | None = None,
+        errors: tuple[str, ...] = (),
+        closest: str | None = None,
+        failed: str | None = None,
+    ) -> Decision:
+        rules: tuple[RuleTrace, ...] = ()
+        if self._tested:  # the rules not reached are listed, as not evaluated
+            every: Sequence[Rule] = policy._in_order
+            rules = tuple(self._rules)
+            if len(rules) < len(every):
+                rules += tuple([_skipped(r) for r in every[len(rules) :]])
+        trace = Trace(tuple(self._steps), rules)
+        return decided(
+            allowed, reason, message, policy.name, rule, errors, closest, failed, trace, facts
+        )
+
+
+def _skipped(rule: Rule) -> RuleTrace:
+    node = TraceNode("test", rule.when.strip(), "skipped", "", (), rule.span)
+    return RuleTrace(rule.id, rule.effect, "skipped", node)
+
+
+def _first_error(node: TraceNode) -> str:
+    if node.outcome == "error" and not node.children:
+        return node.detail
+    for child in node.children:
+        if child.outcome == "error":
+            return _first_error(child)
+    return node.detail
