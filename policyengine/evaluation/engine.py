@@ -398,15 +398,17 @@ class Policy:
         Never raises: whatever this cannot vouch for (an odd ``now``, an excluded path),
         it leaves to the procedure, which decides it and says why.
         """
-        if self._exclusions and isinstance(path, str) and self.excluded(path) is not None:
+        kept = facts.decisions.get(self._memo_token)
+        if kept is None:
             return None
         at = datetime.now(UTC) if now is None else now
-        if not isinstance(at, datetime) or at.tzinfo is None:
+        if at.__class__ is not datetime and not isinstance(at, datetime):
             return None
-        kept = facts.decisions.get(self._memo_token)
-        if kept is not None and kept[0] <= at < kept[1]:
-            return kept[2]  # type: ignore[no-any-return]
-        return None
+        if at.tzinfo is None or not kept[0] <= at < kept[1]:
+            return None
+        if self._exclusions and isinstance(path, str) and self.excluded(path) is not None:
+            return None
+        return kept[2]  # type: ignore[no-any-return]
 
     def _evaluate(
         self,
@@ -460,7 +462,7 @@ class Policy:
             remembered = self._returning(facts, None, at)
             if remembered is not None:
                 return remembered
-            if kept:  # read for this decision alone, a memo on the facts would never be asked
+            if kept:  # facts read for this decision alone get no memo: none would ask it
                 ctx = Context(facts, at, path, method, host, forwarded, self.trust)
                 return self._memoized(ctx, facts, record)
         record.mode(self, facts)
