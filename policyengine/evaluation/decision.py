@@ -134,10 +134,10 @@ class _Draft:
     """A :class:`Decision` being filled in: the same slots, writable.
 
     A frozen dataclass sets each field through ``object.__setattr__`` (its own
-    ``__setattr__`` refuses), about 1 µs for ten fields: half of what running the rules
-    of a short policy costs. A draft's fields are plain slot stores,
-    and its class is then switched to :class:`Decision` (the two have the same layout), so
-    what the caller gets is a Decision like any other, refusing every assignment.
+    ``__setattr__`` refuses): about 1 µs for ten fields, half of what running the rules of
+    a short policy costs. A draft's fields are plain slot stores, and its class is then
+    switched to :class:`Decision` (the two have the same layout), so what the caller gets
+    is a Decision like any other, refusing every assignment.
     """
 
     __slots__ = Decision.__slots__

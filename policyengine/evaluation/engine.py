@@ -44,7 +44,12 @@ from policyengine.errors import (
 from policyengine.evaluation import decision as reasons
 from policyengine.evaluation.compiler import CompiledCondition
 from policyengine.evaluation.decision import Decision
-from policyengine.evaluation.explain import FAILED_HOW, closest_allow_rule, plain_fact
+from policyengine.evaluation.explain import (
+    FAILED_HOW,
+    absence_note,
+    closest_allow_rule,
+    plain_fact,
+)
 from policyengine.evaluation.index import RuleIndex
 from policyengine.evaluation.recording import PLAIN, Plain, RulePlan, Tracer
 from policyengine.evaluation.trace import Step
@@ -421,7 +426,7 @@ class Policy:
         obtain: Callable[[], Forwarded] | None,
     ) -> Decision:
         """The decision procedure (the module docstring's steps), noted by one record."""
-        record = Tracer(self) if explain else PLAIN
+        record = Tracer(self, path) if explain else PLAIN
         at = datetime.now(UTC) if now is None else as_utc(now)
         if self._exclusions and isinstance(path, str):
             excluded_by = self.excluded(path)
@@ -432,7 +437,6 @@ class Policy:
                 )
                 record.excluded(shown, excluded_by)
                 return record.decide(True, reasons.EXCLUDED_PATH, message, self)
-        record.path(self, path)
         forwarded: Forwarded | None = None
         if obtain is not None:
             try:
@@ -465,12 +469,11 @@ class Policy:
             if kept:  # facts read for this decision alone get no memo: none would ask it
                 ctx = Context(facts, at, path, method, host, forwarded, self.trust)
                 return self._memoized(ctx, facts, record)
-        record.mode(self, facts)
         return self._rules(Context(facts, at, path, method, host, forwarded, self.trust), record)
 
     def _missing(self, forwarded: Forwarded | None, record: Plain) -> Decision:
         message = f"No client certificate was presented, and policy {self.name} requires one."
-        note = _absence_note(forwarded)
+        note = absence_note(forwarded)
         if note:
             message = message[:-1] + f" ({note})."
         record.mode_refused()
@@ -519,7 +522,7 @@ class Policy:
         facts = ctx.facts
         for rule, test, message in record.plan(self._deny_plan, self._deny_index, ctx):
             try:
-                holds = test(ctx)
+                holds = record.test(test, rule, ctx)
             except Exception as exc:
                 return self._rule_error(rule, exc, facts, record)
             if holds is True:
@@ -529,7 +532,7 @@ class Policy:
         errors: list[str] | None = None
         for rule, test, message in record.plan(self._allow_plan, self._allow_index, ctx):
             try:
-                holds = test(ctx)
+                holds = record.test(test, rule, ctx)
             except Exception as exc:
                 if errors is None:
                     errors = []
@@ -574,16 +577,6 @@ class Policy:
             closest=rule_id,
             failed=condition,
         )
-
-
-def _absence_note(forwarded: Forwarded | None) -> str:
-    """Why a source yielded no certificate: the header was ignored, absent or empty."""
-    if forwarded is None:
-        return ""
-    for note in forwarded.notes:
-        if " is a trusted proxy" not in note:
-            return note
-    return ""
 
 
 def _with_source(config: SourceConfig, source: str) -> SourceConfig:

@@ -1,8 +1,9 @@
 """What a person reads about a decision: the allow rule that came closest to holding (a
-``no_matching_rule`` decision names it), and a certificate's facts as ``policyengine eval``,
-``policyengine explain`` and the policy tests show them.
+``no_matching_rule`` decision names it), why a source yielded no certificate, and a
+certificate's facts as ``policyengine eval``, ``policyengine explain`` and the policy
+tests show them.
 
-Owns: closest_allow_rule, FAILED_HOW, plain_fact, describe_certificate.
+Owns: closest_allow_rule, FAILED_HOW, absence_note, plain_fact, describe_certificate.
 Must not import: the engine at run time, load/, integrations/, tooling/, cli/.
 """
 
@@ -26,8 +27,15 @@ from policyengine.values import Missing, as_utc
 if TYPE_CHECKING:
     from policyengine.evaluation.engine import Rule
     from policyengine.evaluation.index import RuleIndex
+    from policyengine.request.sources import Forwarded
 
-__all__ = ["FAILED_HOW", "closest_allow_rule", "describe_certificate", "plain_fact"]
+__all__ = [
+    "FAILED_HOW",
+    "absence_note",
+    "closest_allow_rule",
+    "describe_certificate",
+    "plain_fact",
+]
 
 FAILED_HOW = {"false": "is false", "undefined": "is undefined", "error": "could not be evaluated"}
 """How the closest rule's first failing part failed, in words."""
@@ -93,3 +101,13 @@ def describe_certificate(
             shown = format_value(value, attribute.type)
         rows.append((attribute.name, plain_fact(value, attribute.type), shown))
     return rows
+
+
+def absence_note(forwarded: Forwarded | None) -> str:
+    """Why a source yielded no certificate: the header was ignored, absent or empty."""
+    if forwarded is None:
+        return ""
+    for note in forwarded.notes:
+        if " is a trusted proxy" not in note:
+            return note
+    return ""

@@ -9,9 +9,11 @@ decision runs it with one of two records, chosen once when the decision starts:
   :class:`~policyengine.evaluation.trace.RuleTrace` per rule, reads no memo, and tests
   every rule in order, a rule after the deciding one recorded as skipped.
 
-Both build the decision (:meth:`Plain.decide`), the tracer with its trace attached.
+The procedure asks its record which rules to test (:meth:`Plain.plan`), to test each
+(:meth:`Plain.test`: the compiled test, or the traced one), and to build the decision
+(:meth:`Plain.decide`: the tracer attaches its trace); the other methods note a stage.
 
-Owns: Plain, PLAIN, Tracer, RulePlan.
+Owns: Plain, PLAIN, Tracer, RuleFailed, RulePlan.
 Must not import: the engine at run time, load/, integrations/, tooling/, cli/.
 """
 
@@ -39,10 +41,10 @@ RulePlan = tuple[tuple["Rule", Callable[[Any], object], str], ...]
 
 _new = tuple.__new__
 """Builds a trace record (a NamedTuple) from the tuple of all its fields. The generated
-``__new__`` is a Python function that costs three times as much, and an explained
-decision builds a step per stage, a rule trace per rule and the trace: a fifth of the
-cost of explaining (``benchmarks/decision.py``, the explain row). Only this module builds
-trace records on the request path; everywhere else their constructors are used."""
+``__new__`` is a Python function costing about three times as much, and an explained
+decision builds a step per stage, a rule trace per rule and the trace (the explain row of
+``benchmarks/decision.py``). Only this module builds trace records on the request path;
+everywhere else their constructors are used."""
 _NO_EXCLUSION_PATHS = Step("path", "pass", "the policy has no exclusion paths")
 _NO_CERTIFICATE = Step("certificate", "pass", "no certificate was presented")
 
@@ -54,9 +56,6 @@ class Plain:
 
     def excluded(self, shown: str, prefix: str) -> None:
         """The path falls under exclusion path ``prefix``."""
-
-    def path(self, policy: Policy, path: str | None) -> None:
-        """The path falls under no exclusion path."""
 
     def source_refused(self, exc: SourceError) -> None:
         """What the proxy forwarded cannot be used."""
@@ -73,19 +72,22 @@ class Plain:
     def mode_refused(self) -> None:
         """No certificate, and the policy requires one."""
 
-    def mode(self, policy: Policy, facts: CertificateFacts | None) -> None:
-        """The rules run, with a certificate or without."""
-
     remembers = True
     """Whether the decision memo may answer, and keep what the rules decide."""
 
     def plan(self, plan: RulePlan, index: RuleIndex | None, ctx: Context) -> RulePlan:
-        """The rules to test, in order: those the index says can hold."""
+        """The rules to test, in order: those the index says can hold. Asked for the deny
+        rules and then (unless one decided) the allow rules: the rules run from here on."""
         if index is not None:
             positions = index.candidates(ctx)
             if positions is not None:
                 return tuple([plan[p] for p in positions])
         return plan
+
+    def test(self, test: Callable[[Any], object], rule: Rule, ctx: Context) -> object:
+        """Whether ``rule`` holds: its compiled ``test`` of ``ctx`` (True when it does);
+        an exception when it cannot be evaluated."""
+        return test(ctx)
 
     def decide(
         self,
@@ -117,26 +119,19 @@ class RuleFailed(Exception):
 class Tracer(Plain):
     """The record of an explained decision: every step, every rule, no memo, no index."""
 
-    __slots__ = ("_policy", "_rules", "_steps", "_tested")
+    __slots__ = ("_policy", "_rules", "_steps")
 
-    def __init__(self, policy: Policy) -> None:
+    def __init__(self, policy: Policy, path: str | None) -> None:
+        """A trace of deciding a request for ``path``: its first step says that no
+        exclusion path covers it (:meth:`excluded` replaces it when one does)."""
         self._policy = policy
-        self._steps: list[Step] = []
-        self._rules: list[RuleTrace] = []
-        self._tested = False  # whether the rules were reached
+        self._steps: list[Step] = [_path_step(policy, path)]
+        self._rules: list[RuleTrace] | None = None
+        """The trace of each rule tested, in order; None until the rules run."""
 
     def excluded(self, shown: str, prefix: str) -> None:
-        self._steps.append(
-            _new(Step, ("path", "allow", f"{shown} matches exclusion path {prefix}"))
-        )
-
-    def path(self, policy: Policy, path: str | None) -> None:
-        if not policy.exclusion_paths:
-            self._steps.append(_NO_EXCLUSION_PATHS)
-            return
-        written = normalize_path(path) if isinstance(path, str) else "no request path was given"
-        detail = f"{written} matches no exclusion path ({', '.join(policy.exclusion_paths)})"
-        self._steps.append(_new(Step, ("path", "pass", detail)))
+        detail = f"{shown} matches exclusion path {prefix}"
+        self._steps = [_new(Step, ("path", "allow", detail))]
 
     def source_refused(self, exc: SourceError) -> None:
         self._steps.append(_new(Step, ("source", "deny", exc.message)))
@@ -156,27 +151,23 @@ class Tracer(Plain):
     def mode_refused(self) -> None:
         self._steps.append(Step("mode", "deny", "required: a certificate is needed"))
 
-    def mode(self, policy: Policy, facts: CertificateFacts | None) -> None:
-        self._steps.append(policy._mode_steps[facts is None])
-
     remembers = False
 
     def plan(self, plan: RulePlan, index: RuleIndex | None, ctx: Context) -> RulePlan:
-        """Every rule, in order (a linear scan), each test noting its trace."""
-        self._tested = True
-        if not plan:
-            return plan
-        test = self._test_next
-        return tuple([(rule, test, message) for rule, _, message in plan])
+        """Every rule, in order: a linear scan."""
+        if self._rules is None:  # the rules start: the mode step says with what
+            self._rules = []
+            self._steps.append(self._policy._mode_steps[ctx.facts is None])
+        return plan
 
-    def _test_next(self, ctx: Context) -> bool:
-        """Trace the next rule in the procedure's order (every rule is tested in turn, so
-        the next one is the first not traced yet); a rule that errs raises RuleFailed."""
-        rule = self._policy._in_order[len(self._rules)]
+    def test(self, test: Callable[[Any], object], rule: Rule, ctx: Context) -> object:
+        """The rule's trace, noted; True when the rule holds, RuleFailed when it errs."""
         node = rule.condition.trace(ctx)
         outcome = node.outcome
         error = _first_error(node) if outcome == "error" else ""
-        self._rules.append(_new(RuleTrace, (rule.id, rule.effect, outcome, node, error)))
+        traced = self._rules
+        if traced is not None:  # always: plan() comes first
+            traced.append(_new(RuleTrace, (rule.id, rule.effect, outcome, node, error)))
         if outcome == "error":
             raise RuleFailed(error)
         return outcome == "true"
@@ -195,7 +186,7 @@ class Tracer(Plain):
         failed: str | None = None,
     ) -> Decision:
         rules: tuple[RuleTrace, ...] = ()
-        if self._tested:  # the rules not reached are listed, as not evaluated
+        if self._rules is not None:  # the rules not reached are listed, as not evaluated
             every: Sequence[Rule] = policy._in_order
             rules = tuple(self._rules)
             if len(rules) < len(every):
@@ -204,6 +195,15 @@ class Tracer(Plain):
         return decided(
             allowed, reason, message, policy.name, rule, errors, closest, failed, trace, facts
         )
+
+
+def _path_step(policy: Policy, path: str | None) -> Step:
+    """The trace's path step when no exclusion path covers ``path``."""
+    if not policy.exclusion_paths:
+        return _NO_EXCLUSION_PATHS
+    written = normalize_path(path) if isinstance(path, str) else "no request path was given"
+    detail = f"{written} matches no exclusion path ({', '.join(policy.exclusion_paths)})"
+    return _new(Step, ("path", "pass", detail))
 
 
 def _skipped(rule: Rule) -> RuleTrace:
