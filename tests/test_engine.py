@@ -1094,3 +1094,28 @@ def test_a_request_value_decides_as_the_keywords_do(contoso: IssuedCertificate) 
         Request(headers)  # type: ignore[misc]  # keyword-only
     with pytest.raises(dataclasses.FrozenInstanceError):
         request.path = "/admin"  # type: ignore[misc]
+
+
+def test_the_returning_clients_lane_leaves_what_it_cannot_vouch_for_to_the_procedure(
+    contoso: IssuedCertificate,
+) -> None:
+    """evaluate_request answers a returning client from its memos; an odd time or path on
+    that lane is decided (and explained) by the full procedure, never raised."""
+    policy = policy_from_text(
+        ORDERS.replace(
+            "rules:", "certificate:\n  source: azure\n  trusted_proxies: [10.0.0.1]\nrules:"
+        ),
+        "orders.yaml",
+    )
+    headers = [("X-ARR-ClientCert", base64.b64encode(contoso.der).decode())]
+    request = Request(headers=headers, peer="10.0.0.1", path="/orders", now=NOW)
+    for _ in range(3):  # seen twice: the header memo, the facts cache and the memo keep it
+        assert policy.evaluate_request(request).allowed
+    odd = dataclasses.replace(request, now="yesterday")  # type: ignore[arg-type]
+    decision = policy.evaluate_request(odd)
+    assert (decision.allowed, decision.reason) == (False, "evaluation_error")
+    assert decision.errors == ("AttributeError: 'str' object has no attribute 'tzinfo'",)
+    excluded = policy.evaluate_request(dataclasses.replace(request, path="/public/x"))
+    assert excluded.reason == "excluded_path"
+    naive = dataclasses.replace(request, now=NOW.replace(tzinfo=None))
+    assert policy.evaluate_request(naive) == policy.evaluate_request(request)
