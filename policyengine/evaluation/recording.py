@@ -125,7 +125,9 @@ class Tracer(Plain):
         """A trace of deciding a request for ``path``: its first step says that no
         exclusion path covers it (:meth:`excluded` replaces it when one does)."""
         self._policy = policy
-        self._steps: list[Step] = [_path_step(policy, path)]
+        self._steps: list[Step] = [
+            _path_step(policy, path) if policy.exclusion_paths else _NO_EXCLUSION_PATHS
+        ]
         self._rules: list[RuleTrace] | None = None
         """The trace of each rule tested, in order; None until the rules run."""
 
@@ -198,9 +200,7 @@ class Tracer(Plain):
 
 
 def _path_step(policy: Policy, path: str | None) -> Step:
-    """The trace's path step when no exclusion path covers ``path``."""
-    if not policy.exclusion_paths:
-        return _NO_EXCLUSION_PATHS
+    """The trace's path step when the policy's exclusion paths do not cover ``path``."""
     written = normalize_path(path) if isinstance(path, str) else "no request path was given"
     detail = f"{written} matches no exclusion path ({', '.join(policy.exclusion_paths)})"
     return _new(Step, ("path", "pass", detail))
