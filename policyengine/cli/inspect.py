@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from policyengine.cli.common import InputError, header_value, read_input, timestamp
 from policyengine.errors import CertificateError, SourceError
-from policyengine.evaluation.engine import describe_certificate
+from policyengine.evaluation.explain import describe_certificate
 from policyengine.request.certificate import read_certificate
 from policyengine.request.sources import SOURCES, decode_header_value
 

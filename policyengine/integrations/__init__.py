@@ -38,6 +38,7 @@ from policyengine.integrations.runtime import (
     current_policy,
     decision_log,
 )
+from policyengine.request.incoming import request_from_keywords
 
 __all__ = [
     "DECIDED_KEY",
@@ -209,7 +210,7 @@ def decide_request(
     started = time.perf_counter()
     explain = explain or (log is not None and log.trace)
     policy = current_policy(provider)
-    decision = policy.evaluate_request(explain=explain, **request)
+    decision = policy.evaluate_request(request_from_keywords(request), explain=explain)
     decided = Decided(decision, policy, (time.perf_counter() - started) * 1e6)
     if log is not None:
         log_decision(log, decided, request)
