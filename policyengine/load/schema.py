@@ -3,9 +3,11 @@
 Owns the packaged schema (:func:`policy_schema`) and the one jsonschema import: every
 validation error is turned into a message that names the place in the document's own
 words (``rules[2].effect``), points at the key or value written there, and says what to
-write instead. Where each value stands comes from :class:`~policyengine.load.yaml_reader.Positions`.
+write instead. Where each value stands comes from
+:class:`~policyengine.load.yaml_reader.Positions`.
 
-Must not import: yaml, evaluation/, request/, language/, integrations/, tooling/, cli/.
+Must not import: yaml (only yaml_reader does), evaluation/, request/, language/,
+integrations/, tooling/, cli/.
 """
 
 from __future__ import annotations
