@@ -28,8 +28,8 @@ each branch, without writing the normal form out: a branch is found by one walk 
 condition, so a rule of thousands of ``or`` and ``and`` terms costs time linear in its size.
 
 Owns: the lint warnings and their codes (POLICY_CODES, RULE_CODES); it judges the checked
-tree only. Must not import: evaluation/, request/, yaml or jsonschema, the rest of load/,
-integrations/, tooling/, cli/.
+tree (and asks the request side's source records what a source does). Must not import:
+evaluation/, yaml or jsonschema, the rest of load/, integrations/, tooling/, cli/.
 """
 
 from __future__ import annotations
