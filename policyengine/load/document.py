@@ -55,7 +55,6 @@ class RuleSpec:
     description: str
     span: Span
     """Where the rule's ``id`` is written."""
-    when_span: Span
     locate: Locator
     """Offsets in ``when`` -> spans in the file."""
     silenced: tuple[tuple[str, Span], ...] = ()
@@ -361,7 +360,6 @@ def _rules(
                 when=when,
                 description=rule.get("description", ""),
                 span=id_span,
-                when_span=positions.value_span(("rules", index, "when")),
                 locate=positions.locator(("rules", index, "when"), when),
                 silenced=_silenced(rule.get("silence", []), ("rules", index, "silence"), positions),
             )
