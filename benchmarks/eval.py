@@ -40,8 +40,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from policyengine import load_policy, policy_from_text, read_certificate
-from policyengine.cli import _cpus as cpus
 from policyengine.cli import main
+from policyengine.cli.eval import cpus
 from policyengine.testing import make_certificate
 
 POLICY = """\

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from policyengine.evaluation.trace import Trace
     from policyengine.load.loader import load_policy, policy_from_text
     from policyengine.request.certificate import CertificateFacts, read_certificate
+    from policyengine.request.incoming import Request
 
 _LAZY = {
     "REASONS": "policyengine.evaluation.decision",
@@ -52,6 +53,7 @@ _LAZY = {
     "policy_from_text": "policyengine.load.loader",
     "CertificateFacts": "policyengine.request.certificate",
     "read_certificate": "policyengine.request.certificate",
+    "Request": "policyengine.request.incoming",
 }
 """The public names that live in the stages, each imported on first use: importing
 ``policyengine.language`` (or any other part) loads no more than it needs, and no
@@ -85,6 +87,7 @@ __all__ = [
     "PolicyFileError",
     "PolicySchemaError",
     "PolicySyntaxError",
+    "Request",
     "SourceError",
     "Trace",
     "TrustError",

@@ -1,4 +1,7 @@
-"""``python -m policyengine``: the same as the ``policyengine`` command."""
+"""``python -m policyengine``: the same as the ``policyengine`` command.
+
+Owns nothing but the hand-over to :func:`policyengine.cli.main`; imports only that.
+"""
 
 import sys
 

@@ -10,6 +10,9 @@ on that line. It renders the way compilers do::
 Spans never take part in equality of the nodes that carry them. A span refers to its
 :class:`Source`; it does not copy the line it points at, so a policy written on one long
 line costs one copy of that line however many spans point into it.
+
+Owns :class:`Source`, :class:`Span` and their rendering. A shared leaf: imports nothing
+of policyengine, so every stage may import it.
 """
 
 from __future__ import annotations

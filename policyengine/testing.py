@@ -9,6 +9,9 @@
 
 Keys are EC P-256 unless asked otherwise (fast to make). Used by policyengine's own tests,
 and by anyone testing an application that embeds policyengine.
+
+It imports cryptography only, nothing of policyengine: the certificates it makes are
+independent of the code they test.
 """
 
 from __future__ import annotations
@@ -51,6 +54,8 @@ def make_name(spec: NameSpec) -> x509.Name:
 
 @dataclass(frozen=True)
 class IssuedCertificate:
+    """A certificate and its private key, with the encodings and fingerprints tests need."""
+
     certificate: x509.Certificate
     key: PrivateKey
 
@@ -127,30 +132,39 @@ def make_certificate(
             x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
         )
     if key_identifiers:
-        builder = builder.add_extension(
-            x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
-        ).add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(signing_key.public_key()),
-            critical=False,
-        )
+        builder = _with_key_identifiers(builder, key, signing_key)
     if ca:
-        builder = builder.add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        builder = builder.add_extension(_key_usage(signs_certificates=True), critical=True)
     algorithm = None if isinstance(signing_key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
     certificate = builder.sign(signing_key, algorithm)
     return IssuedCertificate(certificate, key)
+
+
+def _with_key_identifiers(
+    builder: x509.CertificateBuilder, key: PrivateKey, signing_key: PrivateKey
+) -> x509.CertificateBuilder:
+    """The subject key identifier of ``key``, the authority key identifier of the signer's."""
+    return builder.add_extension(
+        x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
+    ).add_extension(
+        x509.AuthorityKeyIdentifier.from_issuer_public_key(signing_key.public_key()),
+        critical=False,
+    )
+
+
+def _key_usage(*, signs_certificates: bool) -> x509.KeyUsage:
+    """keyCertSign and cRLSign for a CA; digitalSignature for a TLS server."""
+    return x509.KeyUsage(
+        digital_signature=not signs_certificates,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=signs_certificates,
+        crl_sign=signs_certificates,
+        encipher_only=False,
+        decipher_only=False,
+    )
 
 
 def make_server_certificate(
@@ -171,7 +185,7 @@ def make_server_certificate(
             alternative.append(x509.IPAddress(ipaddress.ip_address(name)))
         except ValueError:
             alternative.append(x509.DNSName(name))
-    certificate = (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(make_name({"CN": names[0]}))
         .issuer_name(issuer.certificate.subject)
@@ -182,25 +196,7 @@ def make_server_certificate(
         .add_extension(x509.SubjectAlternativeName(alternative), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()),
-            critical=False,
-        )
-        .sign(issuer.key, hashes.SHA256())
+        .add_extension(_key_usage(signs_certificates=False), critical=True)
     )
+    certificate = _with_key_identifiers(builder, key, issuer.key).sign(issuer.key, hashes.SHA256())
     return IssuedCertificate(certificate, key)

@@ -3,6 +3,9 @@
 This module is shared by every stage: the checker uses it to validate literals and set
 entries, the compiler to normalise them once, the certificate facts to produce values of
 the same shape, and the trace to print them.
+
+A shared leaf: imports nothing of policyengine but ``errors``, and no cryptography, so
+the language and the request side may both import it.
 """
 
 from __future__ import annotations

@@ -120,7 +120,7 @@ def test_the_cli_synopsis_names_every_command_and_option() -> None:
     """docs/cli.md opens with one synopsis line per command: each names every option."""
     import argparse
 
-    from policyengine.cli import _parser
+    from policyengine.cli import build_parser
 
     cli = (ROOT / "docs" / "cli.md").read_text()
     synopsis = re.search(r"```text\n(policyengine explain.*?)```", cli, re.S)
@@ -132,7 +132,7 @@ def test_the_cli_synopsis_names_every_command_and_option() -> None:
             by_command[command] = line
         else:  # a continuation line of the command above
             by_command[command] += line
-    parser = _parser()
+    parser = build_parser()
     subcommands = next(
         a for a in parser._actions if isinstance(a, argparse._SubParsersAction)
     ).choices

@@ -7,7 +7,10 @@ under the offending key or value, and says what to do. The texts are pinned exac
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import jsonschema
@@ -22,7 +25,13 @@ from policyengine import (
     load_policy,
     policy_from_text,
 )
-from policyengine.load.document import MODES, load_document, parse_document
+from policyengine.load.document import (
+    MODES,
+    CertificateSection,
+    load_document,
+    parse_document,
+)
+from policyengine.load.loader import compile_document
 
 ROOT = Path(__file__).resolve().parent.parent
 POLICIES = ROOT / "policies"
@@ -700,7 +709,6 @@ def test_document_fields_and_rule_spans() -> None:
     assert document.rules[0].description == "first"
     assert document.rules[1].when == "valid\nand subject.CN in partners\n"
     assert [(r.span.line, r.span.column) for r in document.rules] == [(6, 9), (10, 9)]
-    assert (document.rules[1].when_span.line, document.rules[1].when_span.column) == (12, 11)
     located = document.rules[1].locate(10, 17)  # `subject`, on the block's second line
     assert (located.line, located.column, located.length) == (14, 11, 7)
     assert located.text == "      and subject.CN in partners"
@@ -753,3 +761,56 @@ def test_the_minimal_policy_from_the_issue_loads_as_written() -> None:
     # the only warning: App Service's header is believed from any peer (the azure default)
     # and lint's: App Service renegotiates TLS for exclusion paths; SHA-1 pins
     assert [w.code for w in policy.warnings] == ["trusted-anywhere", "renegotiation", "sha1-pin"]
+
+
+# -- plain data ---------------------------------------------------------------------------
+
+
+def test_the_document_is_plain_data_and_loads_no_engine_or_request_module() -> None:
+    """Reading a policy file into a Document needs neither the language, the engine nor
+    the request side: importing it in a fresh interpreter loads none of them, nor
+    cryptography or lark."""
+    probe = "import json, sys, policyengine.load.document\nprint(json.dumps(sorted(sys.modules)))\n"
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    loaded = json.loads(result.stdout)
+    assert "policyengine.load.document" in loaded
+    forbidden = (
+        "cryptography",
+        "lark",
+        "policyengine.language",
+        "policyengine.evaluation",
+        "policyengine.request",
+    )
+    assert [m for m in loaded if any(m == f or m.startswith(f + ".") for f in forbidden)] == []
+
+
+def test_a_certificate_section_the_source_refuses_is_an_error_among_the_documents() -> None:
+    """What the request side refuses in a ``certificate:`` section is reported at the
+    section, with the document's other errors and in their order; a document compiled
+    without that check meets it, at the same place, when it is compiled."""
+    text = (
+        "policy: p\n"
+        "certificate:\n"
+        "  source: nginx\n"
+        "rules:\n"
+        "  - {id: r, effect: allow, when: valid}\n"
+        "  - {id: r, effect: allow, when: valid}\n"
+    )
+
+    def refuse(section: CertificateSection) -> None:
+        raise ValueError(f"no {section.source} here")
+
+    with pytest.raises(PolicySchemaError) as caught:
+        parse_document(text, "p.yaml", check_certificate=refuse)
+    found = [(d.span.line, d.span.column, d.message) for d in caught.value.diagnostics]
+    assert found == [(3, 3, "no nginx here"), (6, 10, "rule id `r` is used twice")]
+
+    document = parse_document(text.rsplit("  - ", 1)[0], "p.yaml")
+    unusable = replace(document, certificate=replace(document.certificate, max_header_bytes=0))
+    with pytest.raises(PolicySchemaError) as compiled:
+        compile_document(unusable)
+    (diagnostic,) = compiled.value.diagnostics
+    assert (diagnostic.span.line, diagnostic.span.column) == (3, 3)
+    assert diagnostic.message == "max_header_bytes must be positive"

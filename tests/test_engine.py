@@ -5,6 +5,7 @@ exclusion paths, the modes, fail-closed evaluation, malformed input, and the shi
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 from collections.abc import Callable
 from datetime import UTC, date, datetime
@@ -14,7 +15,15 @@ import pytest
 from conftest import NOW, POLICIES, shipped_policies
 from cryptography import x509
 
-from policyengine import REASONS, Decision, Policy, load_policy, policy_from_text, read_certificate
+from policyengine import (
+    REASONS,
+    Decision,
+    Policy,
+    Request,
+    load_policy,
+    policy_from_text,
+    read_certificate,
+)
 from policyengine.request.certificate import MAX_CERTIFICATE_BYTES, CertificateFacts
 from policyengine.testing import IssuedCertificate, make_certificate
 
@@ -1013,3 +1022,100 @@ def test_webforms_accepts_the_expired_certificate_while_it_was_valid() -> None:
     decision = decide(policy, shipped("expired"), now=datetime(2023, 6, 1, tzinfo=UTC))
     assert decision.reason == "allowed_by_rule"
     assert decision.rule == "webforms-sample"
+
+
+# -- immutable results and a policy that cannot be changed -------------------------------------
+
+
+def test_a_policy_refuses_every_assignment(orders: Policy) -> None:
+    for name in ("name", "mode", "rules", "source", "trust", "_memo_windows", "anything"):
+        with pytest.raises(AttributeError, match="immutable"):
+            setattr(orders, name, None)
+    with pytest.raises(AttributeError, match="immutable"):
+        del orders.name
+    with pytest.raises(TypeError):
+        orders.sets["retired"] = 2  # type: ignore[index]
+    assert orders.name == "orders"
+
+
+def test_a_decision_is_frozen_and_compared_without_its_trace_and_certificate(
+    orders: Policy, contoso: IssuedCertificate
+) -> None:
+    plain = orders.evaluate(contoso.pem, path="/orders", now=NOW)
+    explained = orders.evaluate(contoso.pem, path="/orders", now=NOW, explain=True)
+    assert plain == explained and hash(plain) == hash(explained)
+    assert plain.trace is None and explained.trace is not None
+    assert plain != orders.evaluate(contoso.pem, path="/public", now=NOW)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        plain.allowed = False  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        plain[0]  # type: ignore[index]
+    with pytest.raises(TypeError):
+        _ = plain < explained  # type: ignore[operator]
+    fields = [f.name for f in dataclasses.fields(Decision)]
+    assert fields == [
+        "allowed",
+        "reason",
+        "message",
+        "policy",
+        "rule",
+        "errors",
+        "closest_rule",
+        "failed_condition",
+        "trace",
+        "certificate",
+    ]
+    assert type(plain) is Decision
+    built = Decision(True, "allowed_by_rule", "Allowed by rule contoso.", "orders", "contoso")
+    assert built == plain and repr(built) == repr(plain)
+
+
+def test_a_request_value_decides_as_the_keywords_do(contoso: IssuedCertificate) -> None:
+    policy = policy_from_text(
+        ORDERS.replace(
+            "rules:", "certificate:\n  source: azure\n  trusted_proxies: [10.0.0.1]\nrules:"
+        ),
+        "orders.yaml",
+    )
+    value = base64.b64encode(contoso.der).decode()
+    headers = [("X-ARR-ClientCert", value)]
+    request = Request(headers=headers, peer="10.0.0.1", path="/orders", method="GET", now=NOW)
+    by_value = policy.evaluate_request(request)
+    by_keywords = policy.evaluate_request(
+        headers=headers, remote_addr="10.0.0.1", path="/orders", method="GET", now=NOW
+    )
+    assert by_value == by_keywords and by_value.allowed
+    assert policy.evaluate_request(request, explain=True).trace is not None
+    stranger = dataclasses.replace(request, peer="192.0.2.7")
+    assert policy.evaluate_request(stranger).reason == "missing_certificate"
+    with pytest.raises(TypeError, match="not both"):
+        policy.evaluate_request(request, path="/orders")
+    with pytest.raises(TypeError):
+        Request(headers)  # type: ignore[misc]  # keyword-only
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        request.path = "/admin"  # type: ignore[misc]
+
+
+def test_the_returning_clients_lane_leaves_what_it_cannot_vouch_for_to_the_procedure(
+    contoso: IssuedCertificate,
+) -> None:
+    """evaluate_request answers a returning client from its memos; an odd time or path on
+    that lane is decided (and explained) by the full procedure, never raised."""
+    policy = policy_from_text(
+        ORDERS.replace(
+            "rules:", "certificate:\n  source: azure\n  trusted_proxies: [10.0.0.1]\nrules:"
+        ),
+        "orders.yaml",
+    )
+    headers = [("X-ARR-ClientCert", base64.b64encode(contoso.der).decode())]
+    request = Request(headers=headers, peer="10.0.0.1", path="/orders", now=NOW)
+    for _ in range(3):  # seen twice: the header memo, the facts cache and the memo keep it
+        assert policy.evaluate_request(request).allowed
+    odd = dataclasses.replace(request, now="yesterday")  # type: ignore[arg-type]
+    decision = policy.evaluate_request(odd)
+    assert (decision.allowed, decision.reason) == (False, "evaluation_error")
+    assert decision.errors == ("AttributeError: 'str' object has no attribute 'tzinfo'",)
+    excluded = policy.evaluate_request(dataclasses.replace(request, path="/public/x"))
+    assert excluded.reason == "excluded_path"
+    naive = dataclasses.replace(request, now=NOW.replace(tzinfo=None))
+    assert policy.evaluate_request(naive) == policy.evaluate_request(request)

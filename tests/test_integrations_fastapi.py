@@ -29,7 +29,7 @@ from policyengine import load_policy
 from policyengine.evaluation.decision import Decision
 from policyengine.integrations import REFUSALS, asgi
 from policyengine.integrations.fastapi import CertificatePolicy, PolicyMiddleware
-from policyengine.integrations.runtime import DECISION_LOGGER
+from policyengine.integrations.runtime import DECISION_LOGGER, DecisionLog
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # Starlette 1.x asks for httpx2 for its TestClient
@@ -205,3 +205,11 @@ def test_the_same_file_loaded_twice_is_two_policies_and_decided_twice(
     with caplog.at_level(logging.INFO, logger=DECISION_LOGGER):
         assert get(app, "/orders", headers=PARTNER).status_code == 200
     assert len([r for r in caplog.records if r.name == DECISION_LOGGER]) == 2
+
+
+def test_each_dependency_writes_through_a_decision_log_of_its_own() -> None:
+    policy = load_policy(PARTNER_API)
+    first, second = CertificatePolicy(policy), CertificatePolicy(policy)
+    assert isinstance(first.log, DecisionLog) and isinstance(second.log, DecisionLog)
+    assert first.log is not second.log
+    assert CertificatePolicy(policy, log=None).log is None

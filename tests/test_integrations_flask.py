@@ -31,7 +31,7 @@ from policyengine import load_policy
 from policyengine.evaluation.decision import Decision
 from policyengine.integrations import REFUSALS, DenyResponse
 from policyengine.integrations.flask import PolicyEngine, require_certificate
-from policyengine.integrations.runtime import DECISION_LOGGER, ReloadingPolicy
+from policyengine.integrations.runtime import DECISION_LOGGER, DecisionLog, ReloadingPolicy
 from policyengine.testing import make_certificate
 
 PARTNER = {"X-ARR-ClientCert": azure_header(PARTNER_PEM)}
@@ -134,6 +134,13 @@ def test_init_app_reads_the_policy_from_config_and_checks_it_is_there() -> None:
 
     with pytest.raises(RuntimeError, match="POLICYENGINE_POLICY"):
         PolicyEngine(make_app())
+
+
+def test_each_extension_writes_through_a_decision_log_of_its_own() -> None:
+    first, second, off = PolicyEngine(), PolicyEngine(), PolicyEngine(log=None)
+    assert isinstance(first.log, DecisionLog) and isinstance(second.log, DecisionLog)
+    assert first.log is not second.log
+    assert off.log is None
 
 
 def test_one_extension_serves_several_apps_with_their_own_policies(tmp_path: Path) -> None:

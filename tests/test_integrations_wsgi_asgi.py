@@ -305,6 +305,20 @@ def test_decision_log_fields_are_chosen_and_the_log_can_be_off(
         DecisionLog(fields=("subjet",))
 
 
+def test_each_middleware_writes_through_a_decision_log_of_its_own() -> None:
+    """The default ``log`` is made per middleware, never one instance shared by all;
+    ``log=None`` stays off and a given log is kept as given."""
+    policy = load_policy(PARTNER_API)
+    first = wsgi_integration.PolicyMiddleware(wsgi_app, policy)
+    second = starlette_app(policy)
+    assert isinstance(first.log, DecisionLog) and isinstance(second.log, DecisionLog)
+    assert first.log is not second.log
+    assert first.log == DecisionLog()
+    assert wsgi_integration.PolicyMiddleware(wsgi_app, policy, log=None).log is None
+    chosen = DecisionLog(trace=True)
+    assert starlette_app(policy, log=chosen).log is chosen
+
+
 def test_decision_log_with_trace_explains_every_decision_without_telling_the_client(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from policyengine import PolicyError, PolicySchemaError, policy_from_text
-from policyengine.load import document as document_module
+from policyengine.load import yaml_reader
 from policyengine.load.document import parse_document
 from policyengine.testing import make_certificate
 
@@ -31,8 +31,8 @@ from policyengine.testing import make_certificate
 @pytest.fixture(params=["libyaml", "pure-python"], autouse=True)
 def loader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     if request.param == "pure-python":
-        monkeypatch.setattr(document_module, "_FAST_LOADER", None)
-    elif document_module._FAST_LOADER is None:  # pragma: no cover - PyYAML without libyaml
+        monkeypatch.setattr(yaml_reader, "_FAST_LOADER", None)
+    elif yaml_reader._FAST_LOADER is None:  # pragma: no cover - PyYAML without libyaml
         pytest.skip("PyYAML is built without libyaml")
     yield request.param
 

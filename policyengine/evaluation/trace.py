@@ -1,9 +1,7 @@
 """The explain trace: what was evaluated, what it saw, and its outcome; and its renderers.
 
-A trace is data, recorded apart from rendering. Its vocabulary is closed:
-
-Steps, rule traces and traces are NamedTuples (immutable, and built on every explained
-decision at a tenth of a frozen dataclass's cost).
+A trace is data, recorded apart from rendering (the recording is
+:mod:`policyengine.evaluation.recording`'s). Its vocabulary is closed:
 
 - a :class:`Step` for each stage of the decision procedure before the rules (``path``,
   ``certificate``, ``mode``), with an outcome ``pass``, ``allow`` or ``deny``;
@@ -14,6 +12,15 @@ decision at a tenth of a frozen dataclass's cost).
   the decision was already made).
 
 :func:`render_text` and :func:`to_json` are pure functions of a trace.
+
+Steps, rule traces and traces stay NamedTuples, built by their own constructors: an
+explained decision builds several (a step per stage, a rule trace per rule), and a frozen
+dataclass costs three times as much to build, which would make explaining a third dearer
+for the integrations' ``expose_trace`` and the decision log's traces; being tuples, they
+also unpack (``name, outcome, detail = step``) as they always have.
+
+Owns: TraceNode, Step, RuleTrace, Trace, and their renderers.
+Must not import: anything of policyengine but span.py.
 """
 
 from __future__ import annotations

@@ -10,6 +10,11 @@ Each imports its framework only when it is imported itself; install the framewor
 matching extra (``pip install 'policyengine[flask]'``). What they share is here: turning a
 refusal into a response, and reading a WSGI environ as the request view that
 ``Policy.evaluate_request`` takes.
+
+This package sits beside ``cli/`` and ``tooling/`` and imports neither, only the stages below
+(load, evaluation, request). It prints nothing: decisions go to the
+``policyengine.decisions`` logger. Each web framework is imported by its own module here
+alone, never by this one.
 """
 
 from __future__ import annotations
@@ -25,11 +30,15 @@ from policyengine.evaluation.decision import Decision
 from policyengine.evaluation.engine import Policy
 from policyengine.evaluation.trace import render_text
 from policyengine.integrations.runtime import (
+    DEFAULT_LOG,
     DecisionLog,
+    LogOption,
     ReloadingPolicy,
     as_policy_provider,
     current_policy,
+    decision_log,
 )
+from policyengine.request.incoming import request_from_keywords
 
 __all__ = [
     "DECIDED_KEY",
@@ -201,7 +210,7 @@ def decide_request(
     started = time.perf_counter()
     explain = explain or (log is not None and log.trace)
     policy = current_policy(provider)
-    decision = policy.evaluate_request(explain=explain, **request)
+    decision = policy.evaluate_request(request_from_keywords(request), explain=explain)
     decided = Decided(decision, policy, (time.perf_counter() - started) * 1e6)
     if log is not None:
         log_decision(log, decided, request)
@@ -238,7 +247,8 @@ class Middleware:
     :class:`~.runtime.ReloadingPolicy`, or a policy file path (reloaded when the
     file changes). ``on_deny``: a hook returning the application's own
     :class:`DenyResponse` (or None for the default). ``expose_trace``: put the explain trace
-    in refusals (for development only). ``log``: the decision log (``None`` turns it off).
+    in refusals (for development only). ``log``: the decision log (``None`` turns it off;
+    by default a DecisionLog() of this middleware's own).
     """
 
     protocol = "WSGI"
@@ -250,7 +260,7 @@ class Middleware:
         *,
         on_deny: DenyHook | None = None,
         expose_trace: bool = False,
-        log: DecisionLog | None = DecisionLog(),  # noqa: B008 - immutable
+        log: LogOption = DEFAULT_LOG,
     ) -> None:
         if not callable(app):
             raise TypeError(f"PolicyMiddleware wraps an {self.protocol} application (a callable)")
@@ -258,4 +268,4 @@ class Middleware:
         self.policy = as_policy_provider(policy)
         self.on_deny = on_deny
         self.expose_trace = expose_trace
-        self.log = log
+        self.log = decision_log(log)

@@ -12,6 +12,9 @@ read), and a refused websocket is closed with code 1008 (policy violation) befor
 accepted. ``lifespan`` and any other scope type pass through untouched. An allowed
 connection reaches the application with the decision in ``scope["policyengine.decision"]``
 and, for Starlette and FastAPI, in ``request.state.policyengine_decision``.
+
+Plain ASGI: it imports no web framework (not Starlette either), only what the integrations
+share.
 """
 
 from __future__ import annotations
@@ -40,7 +43,6 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 def scope_request(scope: Scope) -> dict[str, Any]:

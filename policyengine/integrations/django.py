@@ -32,6 +32,8 @@ Settings, all checked when the middleware is created (``ImproperlyConfigured`` o
 
 ``EXEMPT_VIEWS`` applies to the view Django dispatches, resolved with the URLconf it really
 uses (``request.urlconf`` set by a later middleware included): see :class:`PolicyMiddleware`.
+
+The only module that imports Django (and asgiref); no other integration's framework.
 """
 
 from __future__ import annotations
@@ -104,6 +106,16 @@ def _improperly(message: str) -> ImproperlyConfigured:
 def _read_options(*, need_policy: bool) -> _Options:
     """Check ``settings.POLICYENGINE`` and build what it describes; every mistake is an
     ImproperlyConfigured naming the key, so a deploy fails at start-up, not per request."""
+    raw = _raw_settings(need_policy=need_policy)
+    provider = _provider(raw.get("POLICY"), need_policy=need_policy)
+    expose_trace = raw.get("EXPOSE_TRACE", False)
+    if not isinstance(expose_trace, bool):
+        raise _improperly(f'"EXPOSE_TRACE" must be True or False, not {expose_trace!r}')
+    return _Options(provider, expose_trace, _log(raw), _on_deny(raw), _exempt_views(raw))
+
+
+def _raw_settings(*, need_policy: bool) -> Mapping[str, Any]:
+    """``settings.POLICYENGINE`` as given, once it is a dict of known keys."""
     raw = getattr(django_settings, SETTINGS_NAME, None)
     if raw is None:
         raw = {}
@@ -118,26 +130,27 @@ def _read_options(*, need_policy: bool) -> _Options:
             close = difflib.get_close_matches(str(key), _KEYS, n=1)
             hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(_KEYS)}"
             raise _improperly(f"unknown key {key!r}; {hint}")
+    return raw
 
-    policy = raw.get("POLICY")
-    provider: Policy | ReloadingPolicy | None = None
+
+def _provider(policy: object, *, need_policy: bool) -> Policy | ReloadingPolicy | None:
+    """``"POLICY"``, loaded now."""
     if policy is None:
         if need_policy:
             raise _improperly('"POLICY" is required: a policy file path, Policy or ReloadingPolicy')
-    elif not isinstance(policy, (str, Path, Policy, ReloadingPolicy)):
+        return None
+    if not isinstance(policy, (str, Path, Policy, ReloadingPolicy)):
         raise _improperly(
             f'"POLICY" must be a policy file path, Policy or ReloadingPolicy, not {policy!r}'
         )
-    else:
-        try:
-            provider = as_policy_provider(policy)
-        except PolicyError as exc:
-            raise _improperly(f'"POLICY" does not load:\n{exc}') from exc
+    try:
+        return as_policy_provider(policy)
+    except PolicyError as exc:
+        raise _improperly(f'"POLICY" does not load:\n{exc}') from exc
 
-    expose_trace = raw.get("EXPOSE_TRACE", False)
-    if not isinstance(expose_trace, bool):
-        raise _improperly(f'"EXPOSE_TRACE" must be True or False, not {expose_trace!r}')
 
+def _log(raw: Mapping[str, Any]) -> DecisionLog:
+    """The decision log ``"LOG_FIELDS"`` and ``"LOG_TRACE"`` describe."""
     fields = raw.get("LOG_FIELDS", DEFAULT_LOG_FIELDS)
     if isinstance(fields, str) or not isinstance(fields, Iterable):
         raise _improperly(f'"LOG_FIELDS" must be a list of field names, not {fields!r}')
@@ -145,10 +158,13 @@ def _read_options(*, need_policy: bool) -> _Options:
     if not isinstance(log_trace, bool):
         raise _improperly(f'"LOG_TRACE" must be True or False, not {log_trace!r}')
     try:
-        log = DecisionLog(fields=tuple(fields), trace=log_trace)
+        return DecisionLog(fields=tuple(fields), trace=log_trace)
     except ValueError as exc:
         raise _improperly(f'"LOG_FIELDS": {exc}') from exc
 
+
+def _on_deny(raw: Mapping[str, Any]) -> DenyHook | None:
+    """``"ON_DENY"``: a callable, or a dotted path imported now."""
     on_deny = raw.get("ON_DENY")
     if isinstance(on_deny, str):
         try:
@@ -157,15 +173,18 @@ def _read_options(*, need_policy: bool) -> _Options:
             raise _improperly(f'"ON_DENY" {raw["ON_DENY"]!r} cannot be imported: {exc}') from exc
     if on_deny is not None and not callable(on_deny):
         raise _improperly(f'"ON_DENY" must be a dotted path to a callable or None, not {on_deny!r}')
+    return cast(DenyHook | None, on_deny)
 
+
+def _exempt_views(raw: Mapping[str, Any]) -> frozenset[str]:
+    """``"EXEMPT_VIEWS"``: dotted view paths and URL names."""
     exempt = raw.get("EXEMPT_VIEWS", ())
     if isinstance(exempt, str) or not isinstance(exempt, Iterable):
         raise _improperly('"EXEMPT_VIEWS" must be a list of dotted view paths or URL names')
     names = frozenset(exempt)
     if not all(isinstance(name, str) for name in names):
         raise _improperly('"EXEMPT_VIEWS" entries must be strings')
-
-    return _Options(provider, expose_trace, log, cast(DenyHook | None, on_deny), names)
+    return names
 
 
 def request_view(request: HttpRequest) -> dict[str, Any]:

@@ -14,6 +14,8 @@
 The dependency decides from the ASGI scope, so the certificate source sees exactly what
 the server handed over, and raises ``HTTPException(403)`` on a deny, so the route is not
 called. The decision is also in ``request.state.policyengine_decision``.
+
+The only module that imports FastAPI; no other integration's framework.
 """
 
 # No `from __future__ import annotations` here: FastAPI reads the annotations of
@@ -33,7 +35,13 @@ from policyengine.integrations import (
     reusable_decision,
 )
 from policyengine.integrations.asgi import SCOPE_KEY, STATE_KEY, PolicyMiddleware, scope_request
-from policyengine.integrations.runtime import DecisionLog, ReloadingPolicy, as_policy_provider
+from policyengine.integrations.runtime import (
+    DEFAULT_LOG,
+    LogOption,
+    ReloadingPolicy,
+    as_policy_provider,
+    decision_log,
+)
 
 __all__ = ["CertificatePolicy", "PolicyMiddleware"]
 
@@ -43,7 +51,8 @@ class CertificatePolicy:
 
     ``policy``: a :class:`~policyengine.Policy`, a
     :class:`~.runtime.ReloadingPolicy` or a policy file path (loaded now, and
-    reloaded when the file changes). ``log``: the decision log (None turns it off).
+    reloaded when the file changes). ``log``: the decision log (None turns it off; by default
+    a DecisionLog() of this dependency's own).
     A deny raises ``HTTPException(403)`` whose detail is the reason code and its generic
     sentence (:func:`policyengine.integrations.refusal_detail`); ``expose_trace=True``
     (development only) adds the decision's own message and its explain trace.
@@ -59,11 +68,11 @@ class CertificatePolicy:
         self,
         policy: Policy | ReloadingPolicy | str | Path,
         *,
-        log: DecisionLog | None = DecisionLog(),  # noqa: B008 - immutable
+        log: LogOption = DEFAULT_LOG,
         expose_trace: bool = False,
     ) -> None:
         self.policy = as_policy_provider(policy)
-        self.log = log
+        self.log = decision_log(log)
         self.expose_trace = expose_trace
 
     async def __call__(self, request: Request) -> Decision:

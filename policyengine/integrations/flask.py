@@ -14,6 +14,8 @@ The decision is in ``flask.g.policyengine_decision``. A refused request gets a 4
 :func:`policyengine.integrations.refusal` (JSON when the client accepts JSON, text
 otherwise) and its view is not called. Deciding reads the WSGI environ only, never the body,
 so a refused upload is never read.
+
+The only module that imports Flask; no other integration's framework.
 """
 
 from __future__ import annotations
@@ -37,7 +39,14 @@ from policyengine.integrations import (
     refusal,
     reusable_decision,
 )
-from policyengine.integrations.runtime import DecisionLog, ReloadingPolicy, as_policy_provider
+from policyengine.integrations.runtime import (
+    DEFAULT_LOG,
+    DecisionLog,
+    LogOption,
+    ReloadingPolicy,
+    as_policy_provider,
+    decision_log,
+)
 
 __all__ = ["CONFIG_KEY", "EXTENSION_KEY", "PolicyEngine", "require_certificate"]
 
@@ -84,13 +93,13 @@ class PolicyEngine:
         *,
         on_deny: DenyHook | None = None,
         expose_trace: bool = False,
-        log: DecisionLog | None = DecisionLog(),  # noqa: B008 - immutable
+        log: LogOption = DEFAULT_LOG,
         guard_all: bool = True,
     ) -> None:
         self.policy = policy
         self.on_deny = on_deny
         self.expose_trace = expose_trace
-        self.log = log
+        self.log = decision_log(log)
         self.guard_all = guard_all
         if app is not None:
             self.init_app(app)
@@ -161,9 +170,6 @@ def _refusal_response(
     return flask.Response(denied.body, status=denied.status, headers=list(denied.headers))
 
 
-_DEFAULT_LOG = DecisionLog()
-
-
 def require_certificate(
     policy: PolicyLike | None = None, *, on_deny: DenyHook | None = None
 ) -> Callable[[Callable[P, R]], Callable[P, R | flask.Response]]:
@@ -176,20 +182,22 @@ def require_certificate(
     same loaded generation of a ReloadingPolicy), the view reuses that decision instead of
     deciding (and logging) twice; otherwise it decides again. Logging and
     ``expose_trace`` follow the app's extension; without one, decisions are logged with
-    the default :class:`~policyengine.integrations.runtime.DecisionLog`.
+    a default :class:`~policyengine.integrations.runtime.DecisionLog` of this decorator's.
     """
     own = as_policy_provider(policy) if policy is not None else None
+    # for an app without the extension: this decorator's own settings
+    fallback = _AppSettings(own, None, False, DecisionLog(), False) if own is not None else None
 
     def settings_for_request() -> tuple[Policy | ReloadingPolicy, _AppSettings]:
         settings = cast(_AppSettings | None, flask.current_app.extensions.get(EXTENSION_KEY))
         if settings is None:
-            if own is None:
+            if fallback is None:
                 raise RuntimeError(
                     "require_certificate() without a policy uses the app's PolicyEngine "
                     "policy, and this app has none: call PolicyEngine(app, policy) or pass "
                     "require_certificate(policy)"
                 )
-            settings = _AppSettings(own, None, False, _DEFAULT_LOG, False)
+            settings = fallback
         return (own if own is not None else settings.provider), settings
 
     def guard() -> flask.Response | None:

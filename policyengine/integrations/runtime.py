@@ -2,11 +2,14 @@
 decision as one structured record.
 
 The integrations (``policyengine.integrations``) use both; an application that calls
-``Policy.evaluate_request`` itself can too.
+``Policy.evaluate_request`` itself can too. It imports the loader and the evaluation stage,
+no web framework, and nothing of ``cli/`` or ``tooling/``; it writes only through
+``logging``.
 """
 
 from __future__ import annotations
 
+import enum
 import logging
 import os
 import threading
@@ -15,7 +18,7 @@ import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, Literal, TypeAlias
 
 from policyengine.errors import PolicyError
 from policyengine.evaluation.decision import Decision
@@ -24,10 +27,13 @@ from policyengine.load.loader import load_policy
 
 __all__ = [
     "DECISION_LOGGER",
+    "DEFAULT_LOG",
     "DEFAULT_LOG_FIELDS",
     "DecisionLog",
+    "LogOption",
     "ReloadingPolicy",
     "as_policy_provider",
+    "decision_log",
 ]
 
 DECISION_LOGGER = "policyengine.decisions"
@@ -170,8 +176,6 @@ class ReloadingPolicy:
         _log.info("policy %s reloaded (%d rules)", self.path, len(policy.rules))
 
 
-PolicyProvider = Policy | ReloadingPolicy
-
 _shared: weakref.WeakValueDictionary[str, ReloadingPolicy] = weakref.WeakValueDictionary()
 _shared_lock = threading.Lock()
 
@@ -279,3 +283,24 @@ def _certificate_fields(decision: Decision, fields: Iterable[str]) -> Mapping[st
     for name in fields:
         out[name] = summary.get(names[name])
     return out
+
+
+class _Default(enum.Enum):
+    LOG = "a DecisionLog() of its own"
+
+    def __repr__(self) -> str:
+        return "DEFAULT_LOG"
+
+
+DEFAULT_LOG: Final = _Default.LOG
+"""The default of the integrations' ``log`` option: each middleware, extension or
+dependency writes through a :class:`DecisionLog` of its own, made when it is constructed,
+so that none is shared between them. ``log=None`` turns decision logging off."""
+
+LogOption: TypeAlias = DecisionLog | Literal[_Default.LOG] | None
+"""What a ``log`` option takes: a DecisionLog, None (off) or :data:`DEFAULT_LOG`."""
+
+
+def decision_log(log: LogOption) -> DecisionLog | None:
+    """The decision log a ``log`` option asks for: a new DecisionLog() for the default."""
+    return DecisionLog() if isinstance(log, _Default) else log

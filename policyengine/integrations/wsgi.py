@@ -10,6 +10,8 @@ A refused request gets a ready 403 (JSON when the client accepts JSON, text othe
 the application is not called; nothing of the request body is read before the decision.
 An allowed request reaches the application with the :class:`~policyengine.Decision` in
 ``environ["policyengine.decision"]`` (its certificate facts in ``decision.certificate``).
+
+Plain WSGI: it imports no web framework, only what the integrations share.
 """
 
 from __future__ import annotations
@@ -35,7 +37,6 @@ __all__ = ["ENVIRON_KEY", "PolicyMiddleware", "decide_environ"]
 ENVIRON_KEY = "policyengine.decision"
 
 StartResponse = Callable[..., Any]
-WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
 def decide_environ(

@@ -50,7 +50,6 @@ _LITERAL_TYPES = {
 class CheckResult:
     expressions: tuple[ast.Expr, ...]
     diagnostics: tuple[Diagnostic, ...]
-    used_sets: frozenset[str]
 
 
 def check(
@@ -77,13 +76,7 @@ def check(
                     "use it in a rule (e.g. `fingerprint in " + name + "`) or remove it",
                     code="unused-set",
                 )
-    return CheckResult(typed, tuple(checker.diagnostics), frozenset(checker.used))
-
-
-def describe(t: Type, attribute: Attribute | None = None) -> str:
-    if attribute is not None and attribute.multi:
-        return f"{t} (multi-valued)"
-    return str(t)
+    return CheckResult(typed, tuple(checker.diagnostics))
 
 
 class _Checker:

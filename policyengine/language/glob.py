@@ -10,6 +10,9 @@ Matching is case-sensitive. Common shapes (no wildcard, one leading or trailing 
 compile to plain string tests; the rest run a set-of-states simulation whose cost is at
 most the value's length times the pattern's, whatever the pattern: a policy author cannot
 write a pattern that backtracks.
+
+Owns the glob compiler the checker and compiler use. Imports nothing of policyengine
+but ``errors``: no regex engine, no cryptography, nothing of ``evaluation/`` or ``request/``.
 """
 
 from __future__ import annotations

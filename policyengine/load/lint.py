@@ -26,6 +26,10 @@ A branch of a rule is one way it can hold: one conjunction of the rule's disjunc
 form (``a or b and c`` has the branches ``a`` and ``b and c``). ``any-certificate`` judges
 each branch, without writing the normal form out: a branch is found by one walk of the
 condition, so a rule of thousands of ``or`` and ``and`` terms costs time linear in its size.
+
+Owns: the lint warnings and their codes (POLICY_CODES, RULE_CODES); it judges the checked
+tree (and asks the request side's source records what a source does). Must not import:
+evaluation/, yaml or jsonschema, the rest of load/, integrations/, tooling/, cli/.
 """
 
 from __future__ import annotations

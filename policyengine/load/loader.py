@@ -4,14 +4,21 @@ Loading runs once: document (YAML + schema, :mod:`policyengine.load.document`) -
 each ``when:`` -> check names and types -> compile to closures; then the trust section
 is read, and the lint and source warnings are gathered, less those the policy silences.
 
-Owns: load_policy, policy_from_text, compile_document, check_policy, WARNING_CODES.
-Must not import: integrations, tooling, cli.
+The document is plain data; this module turns its sections into the objects the later
+stages take: the ``certificate:`` section into the request side's ``SourceConfig`` (whose
+own checks run while the document is read, so what it refuses is reported among the
+document's errors), the ``trust:`` section into ``TrustSettings`` and a loaded
+``TrustStore``, the ``sets:`` into the checker's named sets.
+
+Owns: load_policy, policy_from_text, compile_document, check_policy, WARNING_CODES,
+source_config, trust_settings, named_sets.
+Must not import: yaml or jsonschema (they stay in document's helpers), integrations/,
+tooling/, cli/.
 """
 
 from __future__ import annotations
 
 import difflib
-import gc
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,17 +32,32 @@ from policyengine.errors import (
     TrustError,
 )
 from policyengine.evaluation.compiler import compile_condition
-from policyengine.evaluation.engine import Policy, Rule
+from policyengine.evaluation.engine import Policy, Rule, SpeedLayers
 from policyengine.language import ast
 from policyengine.language.checker import check
 from policyengine.language.parser import parse
-from policyengine.load.document import Document, load_document, parse_document
+from policyengine.load.document import (
+    CertificateSection,
+    Document,
+    TrustSection,
+    load_document,
+    parse_document,
+)
 from policyengine.load.lint import POLICY_CODES, RULE_CODES, LintRule, lint
-from policyengine.request.sources import trusted_from_anywhere
-from policyengine.request.trust import TrustStore
+from policyengine.request.sources import SourceConfig, trusted_from_anywhere
+from policyengine.request.trust import TrustSettings, TrustStore
 from policyengine.span import Span
 
-__all__ = ["WARNING_CODES", "check_policy", "compile_document", "load_policy", "policy_from_text"]
+__all__ = [
+    "WARNING_CODES",
+    "check_policy",
+    "compile_document",
+    "load_policy",
+    "named_sets",
+    "policy_from_text",
+    "source_config",
+    "trust_settings",
+]
 
 
 def load_policy(path: str | Path, *, facts_cache_size: int = 4096) -> Policy:
@@ -46,12 +68,13 @@ def load_policy(path: str | Path, *, facts_cache_size: int = 4096) -> Policy:
     from its second sighting on, so one-off certificates never push out a returning
     client (0 turns the caches off).
     """
-    return compile_document(load_document(path), facts_cache_size)
+    return compile_document(load_document(path, check_certificate=source_config), facts_cache_size)
 
 
 def policy_from_text(text: str, name: str = "<policy>", *, facts_cache_size: int = 4096) -> Policy:
     """Load, check and compile policy text; ``name`` is used in messages as the file name."""
-    return compile_document(parse_document(text, name), facts_cache_size)
+    document = parse_document(text, name, check_certificate=source_config)
+    return compile_document(document, facts_cache_size)
 
 
 def compile_document(
@@ -64,28 +87,9 @@ def compile_document(
     second_sighting: bool = True,
     der_names: bool = True,
 ) -> Policy:
-    """``index`` to ``der_names``: the speed layers a test or benchmark may turn off to
-    compare with the plain path (see :class:`~policyengine.evaluation.engine.Policy`)."""
-    layers = {
-        "memo": memo,
-        "recall": recall,
-        "second_sighting": second_sighting,
-        "der_names": der_names,
-    }
-    # compiling allocates many small objects that all live on: the cyclic collector would
-    # walk them again and again (a third of the time for a policy of 10,000 rules)
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        return _compile(document, facts_cache_size, index, layers)
-    finally:
-        if collecting:
-            gc.enable()
-
-
-def _compile(
-    document: Document, facts_cache_size: int, index: bool, layers: dict[str, bool]
-) -> Policy:
+    """Parse, check and compile a document's rules into a :class:`Policy`; ``index`` to
+    ``der_names`` turn a speed layer off (:class:`~policyengine.evaluation.engine.SpeedLayers`)."""
+    config = _source_config_at(document.certificate)
     syntax_errors: list[Diagnostic] = []
     parsed: list[ast.Expr] = []
     for spec in document.rules:
@@ -95,7 +99,7 @@ def _compile(
             syntax_errors.extend(exc.diagnostics)
     if syntax_errors:
         raise PolicySyntaxError(syntax_errors)
-    result = check(parsed, document.sets, has_trust=document.trust is not None)
+    result = check(parsed, named_sets(document), has_trust=document.trust is not None)
     if any(d.severity == "error" for d in result.diagnostics):
         ordered = sorted(result.diagnostics, key=lambda d: (d.span.line, d.span.column))
         raise PolicyCheckError(ordered)
@@ -103,7 +107,7 @@ def _compile(
     trust_store, trust_warnings = _load_trust(document)
     lint_warnings = _lint(document, result.expressions)
     warnings = (
-        _unsilenced(warnings + _source_warnings(document) + trust_warnings, document)
+        _unsilenced(warnings + _source_warnings(document, config) + trust_warnings, document)
         + lint_warnings
     )
     rules = tuple(
@@ -125,17 +129,60 @@ def _compile(
         file=document.source.name,
         exclusion_paths=document.exclusion_paths,
         sets={name: len(s.entries) for name, s in document.sets.items()},
-        source=document.certificate,
+        source=config,
         rules=rules,
         warnings=warnings,
         trust_store=trust_store,
         facts_cache_size=facts_cache_size,
-        index=index,
-        memo=layers["memo"],
-        recall=layers["recall"],
-        second_sighting=layers["second_sighting"],
-        der_names=layers["der_names"],
+        layers=SpeedLayers(index, memo, recall, second_sighting, der_names),
     )
+
+
+def source_config(section: CertificateSection) -> SourceConfig:
+    """The request side's SourceConfig for a ``certificate:`` section (``ValueError`` when
+    it refuses one)."""
+    return SourceConfig(
+        source=section.source,
+        header=section.header,
+        trusted_proxies=section.trusted_proxies,
+        max_header_bytes=section.max_header_bytes,
+        max_chain_length=section.max_chain_length,
+        verify_header=section.verify_header,
+        chain_header=section.chain_header,
+    )
+
+
+def _source_config_at(section: CertificateSection) -> SourceConfig:
+    """:func:`source_config`, its refusal a schema error at the section, where reading the
+    document with the check in place reports it."""
+    try:
+        return source_config(section)
+    except ValueError as exc:
+        raise PolicySchemaError([Diagnostic(section.span, str(exc), "", code="schema")]) from None
+
+
+def trust_settings(section: TrustSection) -> TrustSettings:
+    """The request side's TrustSettings for a ``trust:`` section."""
+    return TrustSettings(
+        anchors=section.anchors,
+        intermediates=section.intermediates,
+        header_intermediates=section.header_intermediates,
+        max_chain_depth=section.max_chain_depth,
+        client_auth_eku=section.client_auth_eku,
+        crls=section.crls,
+        revocation=section.revocation,
+        revocation_check=section.revocation_check,
+    )
+
+
+def named_sets(document: Document) -> dict[str, ast.NamedSet]:
+    """The document's ``sets:`` as the checker takes them."""
+    return {
+        name: ast.NamedSet(
+            name, tuple(ast.SetEntry(e.value, e.span) for e in spec.entries), spec.span
+        )
+        for name, spec in document.sets.items()
+    }
 
 
 WARNING_CODES = (
@@ -154,7 +201,7 @@ def _load_trust(document: Document) -> tuple[TrustStore | None, tuple[Diagnostic
     if section is None:
         return None, ()
     try:
-        store = TrustStore.load(section.settings)
+        store = TrustStore.load(trust_settings(section))
     except TrustError as exc:
         span = section.spans.get((exc.field, exc.index), section.span)
         raise PolicyFileError([Diagnostic(span, str(exc), exc.hint, code="trust")]) from None
@@ -213,8 +260,7 @@ def _unsilenced(warnings: tuple[Diagnostic, ...], document: Document) -> tuple[D
     return tuple(w for w in warnings if w.code not in silenced)
 
 
-def _source_warnings(document: Document) -> tuple[Diagnostic, ...]:
-    config = document.certificate
+def _source_warnings(document: Document, config: SourceConfig) -> tuple[Diagnostic, ...]:
     if not trusted_from_anywhere(config):
         return ()
     span = document.certificate_span

@@ -17,6 +17,10 @@ A self-issued intermediate's subject is not checked (RFC 5280 6.1.3), the leaf's
 Permitted subtrees of a kind bind every name of that kind; an excluded subtree that matches
 refuses. As in OpenSSL, a certificate whose names times the CA's constraints exceed a
 bound is refused outright: the check must stay cheap whatever an issuer wrote.
+
+Owns :func:`name_constraint_violation`, which ``trust.py`` calls on a verified chain.
+Imports cryptography only: nothing of ``language/``, ``evaluation/`` or the rest of
+``request/``.
 """
 
 from __future__ import annotations

@@ -16,6 +16,10 @@ policy is where they drift apart, so this module derives them from the compiled
 
 Every output starts with a comment naming the policy file it came from (the ARM template,
 being JSON, carries it in its ``metadata``). The functions are pure: text in, text out.
+
+Owns the export targets. May import ``load/``, ``evaluation/`` and the source records of
+``request/``; must not import ``integrations/`` or ``cli/`` (the CLI writes what this
+returns).
 """
 
 from __future__ import annotations

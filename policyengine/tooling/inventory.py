@@ -22,6 +22,10 @@ Why it is shaped this way:
   audit that stops at the first stray file in a folder of 20,000 answers nothing.
 * Files are examined without blocking: a FIFO or device found in the tree is reported,
   never opened (opening a FIFO for reading waits for a writer forever).
+
+Owns the audit of a certificate inventory (``policyengine eval``). May import ``load/``,
+``evaluation/``, ``request/``; must not import ``integrations/`` or ``cli/``, and prints
+nothing (the CLI renders the report it returns).
 """
 
 from __future__ import annotations

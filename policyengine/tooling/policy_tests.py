@@ -6,6 +6,9 @@ request, an evaluation time, and the expected decision (and optionally reason an
 :func:`run_files` runs them and returns results; the CLI prints them like pytest does, or as
 JUnit XML. Coverage records, from the explain trace of every case, which rules and which
 predicates inside them were never evaluated, or only ever came out one way.
+
+Owns policy test files, their runner, JUnit XML and coverage. May import ``load/``,
+``evaluation/``, ``request/``; must not import ``integrations/`` or ``cli/``.
 """
 
 from __future__ import annotations
