@@ -217,3 +217,29 @@ def test_rules_without_a_key_keep_their_place_among_indexed_ones() -> None:
     assert policy.evaluate(facts, now=NOW).rule == "client-3"
     facts = read_certificate(make_certificate({"CN": "client-7"}).der)
     assert policy.evaluate(facts, now=NOW).rule == "anyone-valid"
+
+
+def test_the_index_notes_facts_seen_twice_and_keeps_none_seen_once() -> None:
+    """The index remembers which facts it has checked (its note of readable certificate
+    attributes) from the second request on, by the facts' DER; a certificate seen once,
+    however many times the index is asked about it in that request, is not kept alive."""
+    import weakref
+
+    rules = "".join(
+        f'  - id: r{n}\n    effect: allow\n    when: valid and subject.CN == "c-{n}"\n'
+        for n in range(INDEX_THRESHOLD + 2)
+    )
+    policy = compile_document(
+        parse_document(f"policy: p\nrules:\n{rules}", "p.yaml"), facts_cache_size=0, memo=False
+    )
+    index = policy._allow_index
+    assert index is not None
+    once = read_certificate(make_certificate({"CN": "nobody"}, **VALID_AT_NOW).der)
+    assert not policy.evaluate(once, now=NOW).allowed  # candidates, then the closest rule
+    freed = weakref.ref(once)
+    del once
+    assert freed() is None and len(index._readable) == 0
+    returning = read_certificate(make_certificate({"CN": "c-1"}, **VALID_AT_NOW).der)
+    for _ in range(2):
+        assert policy.evaluate(returning, now=NOW).allowed
+    assert index._read_before(returning.der) is returning

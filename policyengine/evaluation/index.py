@@ -68,15 +68,14 @@ class RuleIndex:
 
     def __init__(self, conditions: Sequence[ast.Expr]) -> None:
         self.size = len(conditions)
-        self._readable: BoundedCache[CertificateFacts, bool] = BoundedCache(
+        self._readable: BoundedCache[bytes, CertificateFacts] = BoundedCache(
             4096, second_sighting=True
         )
-        """The facts whose certificate attributes the indexed rules read have all been
-        read once without an error, by identity; the second sighting keeps them (facts read
-        for one decision are never asked again)."""
+        """Facts whose certificate attributes (those the indexed rules read) have all been
+        read once without an error, by their DER; a mark holds for that very facts object
+        only. Kept from the DER's second sighting on: facts read for one decision are
+        never asked again, and must not be kept alive by a mark."""
         self._read_before = self._readable.get
-        """The key of what this index noted on a certificate's facts (not the index
-        itself: facts cached after a policy reload must not keep the old index alive)."""
         tables: dict[str, dict[Hashable, list[int]]] = {}
         readers: dict[str, Reader] = {}
         always: list[int] = []
@@ -150,7 +149,7 @@ class RuleIndex:
         not true), and rules with the same parts before their key score the same, so of
         each such family only the first rule not already a candidate can be the closest.
         """
-        hits = self._hits(ctx)
+        hits = self._hits(ctx, note=False)  # candidates() has noted these facts already
         if hits is None:
             return None
         chosen = set(self._always) | hits
@@ -161,21 +160,24 @@ class RuleIndex:
                     break
         return tuple(sorted(chosen))
 
-    def _check_readable(self, ctx: Context) -> None:
-        """Read every attribute the indexed rules read; raises if one cannot be read."""
+    def _check_readable(self, ctx: Context, note: bool = True) -> None:
+        """Read every attribute the indexed rules read; raises if one cannot be read.
+
+        ``note``: mark the facts as checked (a sighting: once per request, not per call).
+        """
         facts = ctx.facts
         # what the certificate holds reads the same every time: checked once per facts
-        if facts is None or self._read_before(facts) is None:
+        if facts is None or self._read_before(facts.der) is not facts:
             for read in self._certificate_reads:
                 read(ctx)
-            if facts is not None:
-                self._readable.put(facts, True)
+            if facts is not None and note:
+                self._readable.put(facts.der, facts)
         for read in self._other_reads:
             read(ctx)
 
-    def _hits(self, ctx: Context) -> set[int] | None:
+    def _hits(self, ctx: Context, note: bool = True) -> set[int] | None:
         try:
-            self._check_readable(ctx)
+            self._check_readable(ctx, note)
             hits: set[int] = set()
             for read, table in self._groups:
                 value = read(ctx)
