@@ -175,8 +175,8 @@ class Policy:
         self._deny_plan: RulePlan = tuple((r, r.condition.test, r.denied) for r in self._deny)
         self._allow_plan: RulePlan = tuple((r, r.condition.test, r.allowed) for r in self._allow)
         windows = memo_windows((r.condition.attributes, r.expression) for r in rules)
-        self._memo_windows = windows if layers.memo else None
-        """None when the policy keeps no memo (see evaluation/memo.py)."""
+        self._memo_windows = windows if layers.memo and facts_cache_size else None
+        """None when the policy keeps no memo (see evaluation/memo.py; size 0 keeps none)."""
         self._memo = DecisionMemo(
             windows or (), facts_cache_size if self._memo_windows is not None else 0
         )
