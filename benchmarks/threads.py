@@ -17,8 +17,8 @@ Cases:
 - cached   the policy's default caches: after the first request of each certificate,
            a decision is a header-memo and facts-cache hit (a returning client);
 - churn    ``facts_cache_size=4``, smaller than the pool: every request misses, decodes
-           the header, parses the certificate and decides, and the caches' doorkeepers
-           (which admit a certificate on its second sighting) note and forget, all
+           the header, parses the certificate and decides, and the caches' second-sighting
+           admission (a certificate is kept from its second sighting) notes and forgets, all
            concurrently;
 - plain python  not policyengine: the same harness around the policy written as a plain
            Python function over facts extracted beforehand, run ten times a call (about

@@ -1,12 +1,19 @@
-"""The one bounded cache: size, eviction order, admission, and many threads at once."""
+"""The one bounded cache (size, eviction order, admission, many threads at once), and the
+speed layers built on it, each switched off, deciding as with every layer on."""
 
 from __future__ import annotations
 
+import base64
 import threading
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from policyengine.caches import BoundedCache
+from policyengine.load.document import parse_document
+from policyengine.load.loader import compile_document
+from policyengine.request.certificate import read_certificate
+from policyengine.testing import make_certificate
 
 
 def test_it_keeps_at_most_its_size_the_least_recently_used_going_first() -> None:
@@ -99,3 +106,45 @@ def test_values_read_while_eight_threads_store_are_ones_stored() -> None:
     assert not errors
     assert len(cache) <= 16
     assert all(cache.get(k) == k * 10 for k in range(40) if k in cache)
+
+
+# -- every layer off decides as every layer on ------------------------------------------
+
+
+LAYER_SWITCHES = ("memo", "recall", "second_sighting", "der_names", "index")
+
+
+@pytest.mark.parametrize("switch", LAYER_SWITCHES)
+def test_each_speed_layer_off_decides_alike(switch: str) -> None:
+    """The switches benchmarks/layers.py turns off change speed, never a decision: the
+    same requests (returning, new, refused, through the header and as facts) are decided
+    alike, message and all, with every layer on and with this one off."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    valid = {"not_before": now - timedelta(days=1), "not_after": now + timedelta(days=20)}
+    rules = "".join(
+        f'  - id: r{n}\n    effect: allow\n    when: valid and subject.CN == "c-{n}"\n'
+        for n in range(10)
+    )
+    text = (
+        "policy: layers\ncertificate:\n  source: azure\n  trusted_proxies: [10.0.0.1]\n"
+        "rules:\n  - id: soon\n    effect: deny\n    when: expires within 7d\n" + rules
+    )
+    on = compile_document(parse_document(text, "on.yaml"), 8)
+    off = compile_document(parse_document(text, "off.yaml"), 8, **{switch: False})
+    certificates = [
+        make_certificate({"CN": f"c-{n}", "O": "Contoso"}, **valid).der for n in (1, 5, 42)
+    ]
+    certificates.append(make_certificate({"CN": "c-2"}, not_before=now, not_after=now).der)
+    values = [base64.b64encode(der).decode() for der in certificates] + ["not base64!"]
+    for _ in range(3):  # first sighting, second, and kept
+        for value in values:
+            for peer in ("10.0.0.1", "192.0.2.9"):
+                request = {"headers": [("X-ARR-ClientCert", value)], "remote_addr": peer}
+                a = on.evaluate_request(**request, now=now)  # type: ignore[arg-type]
+                b = off.evaluate_request(**request, now=now)  # type: ignore[arg-type]
+                assert (a, a.message) == (b, b.message), (switch, value[:20], peer)
+        for der in certificates:
+            facts = read_certificate(der)
+            for at in (now, now + timedelta(days=14), now + timedelta(days=30)):
+                a, b = on.evaluate(facts, now=at), off.evaluate(facts, now=at)
+                assert (a, a.message) == (b, b.message), (switch, at)
