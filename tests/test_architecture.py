@@ -46,6 +46,9 @@ FORBIDDEN = {
     "integrations": ("cli", "tooling", "server"),
     "tooling": ("cli", "integrations", "server"),
 }
+_EVERY_FOLDER = ("language", "evaluation", "request", "load", "integrations", "tooling", "cli")
+for _leaf in ("errors.py", "span.py", "values.py", "oids.py", "caches.py", "testing.py"):
+    FORBIDDEN[_leaf] = (*_EVERY_FOLDER, "server", "testing")
 # a third-party package -> where it may be imported
 ROOMS = {
     "lark": ("language/parser.py",),

@@ -25,7 +25,7 @@ from typing import Any
 
 from policyengine.evaluation.attributes import READERS, readers_for
 from policyengine.evaluation.context import Context
-from policyengine.evaluation.trace import TraceNode, skipped
+from policyengine.evaluation.trace import TraceNode, format_value, skipped
 from policyengine.language import ast
 from policyengine.language.glob import compile_glob
 from policyengine.language.vocabulary import VOCABULARY, Attribute, Type
@@ -35,11 +35,10 @@ from policyengine.values import (
     fingerprint_token,
     fingerprints_equal,
     format_duration,
-    format_serial,
     format_time,
 )
 
-__all__ = ["CompiledCondition", "attributes_read", "compile_condition", "format_value"]
+__all__ = ["CompiledCondition", "attributes_read", "compile_condition"]
 
 Test = Callable[[Context], "bool | None"]
 Traced = Callable[[Context], TraceNode]
@@ -57,10 +56,12 @@ class CompiledCondition:
 
 
 def compile_condition(expr: ast.Expr) -> CompiledCondition:
-    test, traced = _compile(expr)
-    if isinstance(expr, ast.And):
-        conjuncts = tuple((e.text, _compile(e)[0]) for e in expr.operands)
+    if isinstance(expr, ast.And):  # its operands' closures serve the conjuncts too
+        parts = [_compile(e) for e in expr.operands]
+        test, traced = _and(expr, parts)
+        conjuncts = tuple((e.text, part[0]) for e, part in zip(expr.operands, parts, strict=True))
     else:
+        test, traced = _compile(expr)
         conjuncts = ((expr.text, test),)
     return CompiledCondition(test, traced, conjuncts, frozenset(attributes_read(expr)))
 
@@ -84,28 +85,6 @@ def attributes_read(expr: Any) -> set[str]:
     elif isinstance(expr, ast.PathExcluded):
         found.add("request.path")
     return found
-
-
-# -- values in the trace ----------------------------------------------------------------------
-
-
-def format_value(value: object, t: Type | None = None) -> str:
-    """A value as the trace and the CLI show it."""
-    if isinstance(value, Missing):
-        return f"undefined: {value.reason}"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if t is Type.SERIAL and isinstance(value, int):
-        return format_serial(value)
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(value, timedelta):
-        return format_duration(value)
-    if hasattr(value, "strftime"):
-        return format_time(value)
-    if isinstance(value, tuple):
-        return "[" + ", ".join(format_value(v, t) for v in value) + "]"
-    return str(value)
 
 
 # -- compiling ----------------------------------------------------------------------------------
@@ -179,12 +158,17 @@ def _junction(
     return traced
 
 
-def _and(expr: ast.And) -> tuple[Test, Traced]:
-    parts = [_compile(e) for e in expr.operands]
+def _and(expr: ast.And, parts: list[tuple[Test, Traced]] | None = None) -> tuple[Test, Traced]:
+    if parts is None:
+        parts = [_compile(e) for e in expr.operands]
     tests = tuple(p[0] for p in parts)
     traces = tuple(p[1] for p in parts)
     statics = tuple(skipped(_static(e)) for e in expr.operands)
+    test = _and_pair(*tests) if len(tests) == 2 else _and_all(tests)
+    return test, _junction("and", expr, traces, statics, settles="false")
 
+
+def _and_all(tests: tuple[Test, ...]) -> Test:
     def test(ctx: Context) -> bool | None:
         result: bool | None = True
         for t in tests:
@@ -195,19 +179,20 @@ def _and(expr: ast.And) -> tuple[Test, Traced]:
                 result = None
         return result
 
-    if len(tests) == 2:
-        first, second = tests
+    return test
 
-        def test(ctx: Context) -> bool | None:
-            a = first(ctx)
-            if a is False:
-                return False
-            b = second(ctx)
-            if b is False:
-                return False
-            return True if a is True and b is True else None
 
-    return test, _junction("and", expr, traces, statics, settles="false")
+def _and_pair(first: Test, second: Test) -> Test:
+    def test(ctx: Context) -> bool | None:
+        a = first(ctx)
+        if a is False:
+            return False
+        b = second(ctx)
+        if b is False:
+            return False
+        return True if a is True and b is True else None
+
+    return test
 
 
 def _or(expr: ast.Or) -> tuple[Test, Traced]:

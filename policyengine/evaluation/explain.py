@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 
 from policyengine.errors import FactError
 from policyengine.evaluation.attributes import read_fact
-from policyengine.evaluation.compiler import format_value
 from policyengine.evaluation.context import Context
+from policyengine.evaluation.trace import format_value
 from policyengine.language.vocabulary import Type, certificate_attributes
 from policyengine.request.certificate import CertificateFacts
 from policyengine.values import Missing, as_utc

@@ -20,18 +20,30 @@ for the integrations' ``expose_trace`` and the decision log's traces; being tupl
 also unpack (``name, outcome, detail = step``) as they always have.
 
 Owns: TraceNode, Step, RuleTrace, Trace, and their renderers.
-Must not import: anything of policyengine but span.py.
+Must not import: anything of policyengine but span.py, values.py and the vocabulary's types.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any, NamedTuple
 
+from policyengine.language.vocabulary import Type
 from policyengine.span import Span
+from policyengine.values import Missing, format_duration, format_serial, format_time
 
-__all__ = ["OUTCOMES", "RuleTrace", "Step", "Trace", "TraceNode", "render_text", "to_json"]
+__all__ = [
+    "OUTCOMES",
+    "RuleTrace",
+    "Step",
+    "Trace",
+    "TraceNode",
+    "format_value",
+    "render_text",
+    "to_json",
+]
 
 OUTCOMES = ("true", "false", "undefined", "error", "skipped")
 
@@ -230,3 +242,22 @@ def render_text(trace: Trace, *, colour: bool = False) -> str:
 
 def to_json(trace: Trace) -> str:
     return json.dumps(trace.to_dict(), indent=2, ensure_ascii=False)
+
+
+def format_value(value: object, t: Type | None = None) -> str:
+    """A value as the trace and the CLI show it."""
+    if isinstance(value, Missing):
+        return f"undefined: {value.reason}"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if t is Type.SERIAL and isinstance(value, int):
+        return format_serial(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, timedelta):
+        return format_duration(value)
+    if hasattr(value, "strftime"):
+        return format_time(value)
+    if isinstance(value, tuple):
+        return "[" + ", ".join(format_value(v, t) for v in value) + "]"
+    return str(value)
