@@ -42,9 +42,9 @@ from policyengine.request.der import (
 )
 from policyengine.request.extensions import UPN_OID, ExtensionFacts
 from policyengine.request.keys import KeyFacts
-from policyengine.request.lazy import cached_property
 from policyengine.request.lazy import fact as _fact
 from policyengine.request.lazy import first_line as _first_line
+from policyengine.request.lazy import once
 from policyengine.values import Missing, digest_token, format_serial, format_time
 
 __all__ = [
@@ -222,11 +222,11 @@ class CertificateFacts(KeyFacts, ExtensionFacts):
         return self._subject_name if which == "subject" else self._issuer_name
 
     # cryptography parses a name anew on every `.subject` / `.issuer`: read each once
-    @cached_property
+    @once
     def _subject_name(self) -> x509.Name:
         return _read_name(self.certificate, "subject")
 
-    @cached_property
+    @once
     def _issuer_name(self) -> x509.Name:
         return _read_name(self.certificate, "issuer")
 
@@ -256,7 +256,7 @@ class CertificateFacts(KeyFacts, ExtensionFacts):
         plain = self._names_from_der
         return values_by_oid(plain[0]) if plain is not None else self._attributes("issuer")
 
-    @cached_property
+    @once
     def _names_from_der(self) -> tuple[PlainName, PlainName] | None:
         return plain_names(self.der)
 
@@ -322,27 +322,27 @@ class CertificateFacts(KeyFacts, ExtensionFacts):
     def version(self) -> int:
         return self.certificate.version.value + 1
 
-    @cached_property
+    @once
     def sha1(self) -> str:
         return self._sha1_digest.hex()
 
-    @cached_property
+    @once
     def sha256(self) -> str:
         return self._sha256_digest.hex()
 
-    @cached_property
+    @once
     def sha1_token(self) -> bytes:
         return digest_token(self._sha1_digest)
 
-    @cached_property
+    @once
     def sha256_token(self) -> bytes:
         return digest_token(self._sha256_digest)
 
-    @cached_property
+    @once
     def _sha1_digest(self) -> bytes:
         return hashlib.sha1(self.der).digest()
 
-    @cached_property
+    @once
     def _sha256_digest(self) -> bytes:
         return hashlib.sha256(self.der).digest()
 
@@ -356,7 +356,7 @@ class CertificateFacts(KeyFacts, ExtensionFacts):
     def not_after(self) -> datetime:
         return self.certificate.not_valid_after_utc
 
-    @cached_property
+    @once
     def lifetime(self) -> timedelta:
         return self.not_after - self.not_before
 
@@ -373,7 +373,7 @@ class CertificateFacts(KeyFacts, ExtensionFacts):
                 found.append(der_utf8_string(other.value))
         return tuple(found)
 
-    @cached_property
+    @once
     def description(self) -> str:
         """Subject, issuer, serial and SHA-256 fingerprint, a line each (the explain trace)."""
         summary = self.summary()
@@ -386,7 +386,7 @@ class CertificateFacts(KeyFacts, ExtensionFacts):
         """A few identifying facts, each read on its own so one broken part hides no other."""
         return dict(self._summary)
 
-    @cached_property
+    @once
     def _summary(self) -> dict[str, str]:
         out: dict[str, str] = {}
         readers: dict[str, Callable[[], str]] = {

@@ -18,7 +18,7 @@ from typing import Any
 from cryptography import x509
 
 from policyengine.oids import EKU_NAMES
-from policyengine.request.lazy import cached_property, fact
+from policyengine.request.lazy import fact, once
 from policyengine.values import Missing
 
 __all__ = ["KEY_USAGES", "UPN_OID", "ExtensionFacts", "is_ca"]
@@ -122,12 +122,12 @@ class ExtensionFacts:
         value: x509.BasicConstraints | None = self._extension(x509.BasicConstraints)
         return value
 
-    @cached_property
+    @once
     def is_ca(self) -> bool:
         constraints = self._basic_constraints
         return bool(constraints is not None and constraints.ca)
 
-    @cached_property
+    @once
     def path_length(self) -> int | Missing:
         constraints = self._basic_constraints
         if constraints is None or constraints.path_length is None:

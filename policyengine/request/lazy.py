@@ -1,6 +1,6 @@
 """Facts computed on first read and kept: the descriptors certificate facts are made of.
 
-Owns :class:`cached_property` and :func:`fact` (a cached fact whose errors become a
+Owns :class:`once` and :func:`fact` (a cached fact whose errors become a
 :class:`~policyengine.errors.FactError` naming the part that could not be read), used by
 :class:`~policyengine.request.certificate.CertificateFacts` and the parts of it defined in
 :mod:`policyengine.request.keys` and :mod:`policyengine.request.extensions`. Imports only
@@ -14,18 +14,18 @@ from typing import Any, Generic, TypeVar
 
 from policyengine.errors import FactError
 
-__all__ = ["cached_property", "fact", "first_line"]
+__all__ = ["fact", "first_line", "once"]
 
 _T = TypeVar("_T")
 
 
-class cached_property(Generic[_T]):
-    """A fact computed on first read and kept in the instance.
+class once(Generic[_T]):  # a decorator, named as one
+    """A fact computed on first read and kept in the instance (``@once``).
 
-    ``functools.cached_property`` takes a lock on every first read (Python 3.11), which
-    was a tenth of the cost of deciding on a certificate never seen before. Two threads
-    reading the same fact at once may both compute it; facts are pure, so either result
-    is the same.
+    Not ``functools.cached_property``, and not named after it: that one takes a lock on
+    every first read (Python 3.11), which was a tenth of the cost of deciding on a
+    certificate never seen before. Two threads reading the same fact at once may both
+    compute it; facts are pure, so either result is the same.
     """
 
     def __init__(self, compute: Callable[[Any], _T]) -> None:
@@ -44,7 +44,7 @@ class cached_property(Generic[_T]):
         return value
 
 
-class _GuardedFact(cached_property[_T]):
+class _GuardedFact(once[_T]):
     """A cached fact whose errors become a FactError naming what could not be read."""
 
     def __init__(self, compute: Callable[[Any], _T], what: str) -> None:
@@ -64,10 +64,10 @@ class _GuardedFact(cached_property[_T]):
         return value
 
 
-def fact(what: str) -> Callable[[Callable[[Any], _T]], cached_property[_T]]:
+def fact(what: str) -> Callable[[Callable[[Any], _T]], once[_T]]:
     """A lazily computed, cached fact; any error reading it becomes a FactError naming it."""
 
-    def decorate(method: Callable[[Any], _T]) -> cached_property[_T]:
+    def decorate(method: Callable[[Any], _T]) -> once[_T]:
         return _GuardedFact(method, what)
 
     return decorate
