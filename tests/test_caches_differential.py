@@ -458,12 +458,15 @@ def header_pairs(draw: st.DrawFn, setting: Setting) -> list[tuple[object, object
     wire = WIRES[source]
     cert, chain, verify = setting.names
     assert cert is not None
-    if draw(st.integers(0, 2)) == 0:  # the usual request
+    if draw(st.booleans()):  # the usual request
+        leaf = LEAVES[draw(st.sampled_from(("cert", "cert", "other")))]
         pairs: list[tuple[object, object]] = [("Host", "api.contoso.com")]
-        pairs.append((cert, draw(st.sampled_from(wire.cert))(CERT.der, draw_chain(draw))))
+        pairs.append((cert, draw(st.sampled_from(wire.cert))(leaf, draw_chain(draw))))
+        if not draw(st.booleans()):  # the certificate header alone: the lane's request
+            return pairs
         if chain and wire.chain and draw(st.booleans()):
             pairs.append((chain, wire.chain(draw(st.sampled_from(CHAINS)))))
-        if verify and draw(st.integers(0, 3)):
+        if verify and draw(st.booleans()):
             verdicts = VERDICTS[source_named(source).verify_dialect]
             pairs.append((verify, draw(st.sampled_from((verdicts[0],) * 3 + verdicts))))
         return pairs
@@ -576,7 +579,7 @@ def requests(draw: st.DrawFn, setting: Setting) -> Sent:
     return Sent(
         tuple((as_bytes(draw, n), as_bytes(draw, v)) for n, v in pairs),
         draw(st.sampled_from(("list",) * 4 + ("tuple", "dict", "mapping", "iterator", "none"))),
-        draw(st.sampled_from((TRUSTED,) * 4 + PEERS + (b"10.0.0.1",))),
+        draw(st.sampled_from((TRUSTED,) * 12 + PEERS + (b"10.0.0.1",))),
         draw(st.sampled_from(PATHS)),
         draw(st.sampled_from(METHODS)),
         draw(st.sampled_from(HOSTS)),
@@ -587,9 +590,10 @@ def requests(draw: st.DrawFn, setting: Setting) -> Sent:
 
 
 @st.composite
-def returning(draw: st.DrawFn, setting: Setting, sent: Sent) -> list[dict[str, Any]]:
+def returning(draw: st.DrawFn, setting: Setting, sent: Sent, seen: bool) -> list[dict[str, Any]]:
     """Requests a returning client sent before: both leaves, the certificate header alone
-    from the trusted proxy (the header memo's lane), and this request's own values."""
+    from the trusted proxy (the header memo's lane), and when ``seen`` this request's own
+    certificate header values (and else none of them: then this request is a first one)."""
     source = setting.source
     if source == "wsgi-environ":
         return [{"environ": {"SSL_CLIENT_CERT": pem(der)}} for der in LEAVES.values()]
@@ -602,20 +606,23 @@ def returning(draw: st.DrawFn, setting: Setting, sent: Sent) -> list[dict[str, A
     assert cert is not None
     encode = draw(st.sampled_from(WIRES[source].cert))
     values = [encode(der, draw_chain(draw)) for der in LEAVES.values()]
-    values += [v for n, v in sent.pairs if isinstance(n, str) and n.lower() == cert.lower()]
+    own = [v for n, v in sent.pairs if isinstance(n, str) and n.lower() == cert.lower()]
+    values = values + own if seen else [v for v in values if v not in own]
     return [{"headers": [(cert, v)], "remote_addr": TRUSTED} for v in values]
 
 
 def decide_alike(remembering: Policy, plain: Policy, data: st.DataObject, setting: Setting) -> None:
-    """Feed the memos, then decide one drawn request with them, explained, and without."""
+    """Feed the memos (with this very request too, half the time, at another time), then
+    decide one drawn request with them, explained, and without."""
     sent = data.draw(requests(setting))
-    before = data.draw(st.sampled_from(TIMES))
-    fed = data.draw(returning(setting, sent))
-
+    before = data.draw(st.sampled_from((sent.now,) * len(TIMES) + tuple(TIMES)))
+    seen = data.draw(st.booleans())
+    fed = data.draw(returning(setting, sent, seen))
     for _ in range(2):  # the second sighting is the one the memos keep
         for earlier in fed:
             remembering.evaluate_request(**earlier, now=before)
-        remembering.evaluate_request(**{**sent.kwargs(), "now": before})
+        if seen:
+            remembering.evaluate_request(**{**sent.kwargs(), "now": before})
     request = sent.kwargs()
     first = remembering.evaluate_request(**request)
     again = remembering.evaluate_request(**sent.kwargs())
