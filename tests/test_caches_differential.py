@@ -5,8 +5,9 @@ header value came to, and the lane through which a returning client's request sk
 header scan), the facts cache, and the decision memo (a certificate-only policy's outcome,
 kept for the span of time it holds). Every request below is decided by a policy with all
 of them, twice (the second time through the returning client's lane when it applies),
-after its memos have been fed the values the request may carry, at another time; then
-once with an explanation (which reads no memo); and once by the same policy text compiled
+after its memos have been fed both leaves and, half the time, this very request (at the
+same instant or another: else it is a first sighting among known values); then once
+with an explanation (which reads no memo); and once by the same policy text compiled
 with every cache, memo and the rule index off. The four decisions, their messages and the
 certificate they read must be the same.
 
