@@ -321,7 +321,16 @@ def compiled(text: str) -> tuple[Policy, Policy]:
 @functools.cache
 def _plain(text: str) -> tuple[Document, Policy]:
     document = parse_document(text, "lanes.yaml")
-    return document, compile_document(document, facts_cache_size=0, memo=False, index=False)
+    plain = compile_document(
+        document,
+        facts_cache_size=0,
+        memo=False,
+        index=False,
+        recall=False,
+        second_sighting=False,
+        der_names=False,  # cryptography's reading of the names, not the DER name reader's
+    )
+    return document, plain
 
 
 def der_of(decision: Decision) -> bytes | None:
