@@ -5,10 +5,12 @@ exclusion paths, the modes, fail-closed evaluation, malformed input, and the shi
 from __future__ import annotations
 
 import base64
+import copy
 import dataclasses
 import hashlib
+import weakref
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, tzinfo
 from pathlib import Path
 
 import pytest
@@ -1038,6 +1040,13 @@ def test_a_policy_refuses_every_assignment(orders: Policy) -> None:
     assert orders.name == "orders"
 
 
+def test_a_policy_can_be_weakly_referenced_and_copies_to_itself(orders: Policy) -> None:
+    # apps cache per policy in a WeakKeyDictionary; immutable, a copy is the same policy
+    kept: weakref.WeakKeyDictionary[Policy, str] = weakref.WeakKeyDictionary({orders: "x"})
+    assert kept[orders] == "x" and weakref.ref(orders)() is orders
+    assert copy.copy(orders) is orders and copy.deepcopy(orders) is orders
+
+
 def test_a_decision_is_frozen_and_compared_without_its_trace_and_certificate(
     orders: Policy, contoso: IssuedCertificate
 ) -> None:
@@ -1088,8 +1097,12 @@ def test_a_request_value_decides_as_the_keywords_do(contoso: IssuedCertificate) 
     assert policy.evaluate_request(request, explain=True).trace is not None
     stranger = dataclasses.replace(request, peer="192.0.2.7")
     assert policy.evaluate_request(stranger).reason == "missing_certificate"
-    with pytest.raises(TypeError, match="not both"):
-        policy.evaluate_request(request, path="/orders")
+    # never raises, even when called wrongly: a deny that says why
+    both = policy.evaluate_request(request, path="/orders")
+    assert (both.allowed, both.reason) == (False, "evaluation_error")
+    assert "not both" in both.message
+    not_a_request = policy.evaluate_request({"headers": headers})  # type: ignore[arg-type]
+    assert (not_a_request.allowed, not_a_request.reason) == (False, "evaluation_error")
     with pytest.raises(TypeError):
         Request(headers)  # type: ignore[misc]  # keyword-only
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -1119,3 +1132,11 @@ def test_the_returning_clients_lane_leaves_what_it_cannot_vouch_for_to_the_proce
     assert excluded.reason == "excluded_path"
     naive = dataclasses.replace(request, now=NOW.replace(tzinfo=None))
     assert policy.evaluate_request(naive) == policy.evaluate_request(request)
+
+    class NoOffset(tzinfo):  # a tzinfo that knows no offset: the time is as good as naive
+        def utcoffset(self, dt: datetime | None) -> None:
+            return None
+
+    offsetless = dataclasses.replace(request, now=NOW.replace(tzinfo=NoOffset()))
+    first = policy.evaluate_request(offsetless)  # the memo holds this client: it says "not me"
+    assert first == policy.evaluate_request(naive) and first.allowed

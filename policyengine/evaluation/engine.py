@@ -105,6 +105,7 @@ class Policy:
     assignment raises AttributeError); safe to share across threads."""
 
     __slots__ = (
+        "__weakref__",
         "_allow",
         "_allow_index",
         "_allow_plan",
@@ -202,6 +203,12 @@ class Policy:
     def __delattr__(self, name: str) -> None:
         raise AttributeError(f"a Policy is immutable: {name} cannot be deleted")
 
+    def __copy__(self) -> Policy:
+        return self  # immutable: a copy would be the same policy
+
+    def __deepcopy__(self, memo: dict[int, object]) -> Policy:
+        return self
+
     def __repr__(self) -> str:
         return f"<Policy {self.name!r} from {self.file!r}: {len(self.rules)} rules>"
 
@@ -298,14 +305,14 @@ class Policy:
         """
         # the keywords are read as they come, not gathered into a Request: building one
         # costs about as much as the whole decision on a returning client
-        if request is not None:
-            given = (headers, remote_addr, path, method, host, environ, scope, now)
-            if any(value is not None for value in given):
-                raise TypeError("evaluate_request takes a Request or keyword arguments, not both")
-            headers, remote_addr, path = request.headers, request.peer, request.path
-            method, host, now = request.method, request.host, request.now
-            environ, scope = request.environ, request.scope
         try:
+            if request is not None:
+                given = (headers, remote_addr, path, method, host, environ, scope, now)
+                if any(value is not None for value in given):
+                    raise TypeError("evaluate_request takes a Request or keywords, not both")
+                headers, remote_addr, path = request.headers, request.peer, request.path
+                method, host, now = request.method, request.host, request.now
+                environ, scope = request.environ, request.scope
             config = self.source
             scanned: tuple[str, str] | None = None
             if not explain and self._recall:
@@ -397,7 +404,12 @@ class Policy:
         at = datetime.now(UTC) if now is None else now
         if at.__class__ is not datetime and not isinstance(at, datetime):
             return None
-        if at.tzinfo is None or not kept[0] <= at < kept[1]:
+        if at.tzinfo is None:
+            return None
+        try:
+            if not kept[0] <= at < kept[1]:
+                return None
+        except Exception:  # a tzinfo that gives no offset, say: the procedure says why
             return None
         if self._exclusions and isinstance(path, str) and self.excluded(path) is not None:
             return None
