@@ -196,3 +196,44 @@ def test_numbers_where_the_schema_expects_numbers_read_as_before() -> None:
         "rules: [{id: r, effect: allow, when: valid}]\n"
     )
     assert parse_document(text, "p.yaml").certificate.max_header_bytes == 16384
+
+
+# -- YAML's own tags where the schema wants text: a schema error, never a crash ------------
+
+RULE = "  - id: r\n    effect: allow\n    when: valid\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "message"),
+    [
+        (f"policy: p\nmode: !!binary aGk=\nrules:\n{RULE}", (2, 7), "unknown mode \"b'hi'\""),
+        (
+            "policy: p\nrules:\n  - id: r\n    effect: !!timestamp 2026-01-01\n    when: valid\n",
+            (4, 13),
+            'rules[0].effect is "datetime.date(2026, 1, 1)"; it must be `allow` or `deny`',
+        ),
+        (
+            f"policy: p\ncertificate:\n  source: !!binary aGk=\nrules:\n{RULE}",
+            (3, 11),
+            "certificate.source is \"b'hi'\"; it must be one of azure,",
+        ),
+        (
+            f"policy: p\ncertificate:\n  header: !!binary aGk=\nrules:\n{RULE}",
+            (3, 11),
+            "certificate.header must be a string, not YAML's bytes (a !!tag)",
+        ),
+        (
+            f"policy: p\ntrust:\n  anchors: [!!timestamp 2026-01-01]\nrules:\n{RULE}",
+            (3, 13),
+            "trust.anchors[0] must be a string, not YAML's date (a !!tag)",
+        ),
+    ],
+)
+def test_a_yaml_tag_where_text_is_due_is_a_schema_error_at_its_place(
+    text: str, where: tuple[int, int], message: str
+) -> None:
+    with pytest.raises(PolicySchemaError) as raised:  # json.dumps of bytes once crashed here
+        policy_from_text(text, "p.yaml")
+    first = raised.value.diagnostics[0]
+    assert (first.span.line, first.span.column) == where
+    assert first.message.startswith(message)

@@ -115,7 +115,7 @@ def _by_place(
             "use required, optional or optional_interactive_user "
             "(App Service's Required, Optional, OptionalInteractiveUser also work)"
         )
-        return Diagnostic(span, f"unknown mode {json.dumps(error.instance)}", hint, code="schema")
+        return Diagnostic(span, f"unknown mode {_shown(error.instance)}", hint, code="schema")
     pattern = error.validator == "pattern"
     if pattern and last == "when":
         written = positions.written_text((*path[:-1], "id"))
@@ -124,17 +124,17 @@ def _by_place(
         return Diagnostic(span, f"rule {rule_id}has an empty `when`", hint, code="schema")
     if pattern and last in ("policy", "id"):
         hint = "use letters, digits, `-`, `_` and `.`, starting with a letter or digit"
-        message = f"{where} {json.dumps(error.instance)} is not a valid name"
+        message = f"{where} {_shown(error.instance)} is not a valid name"
         return Diagnostic(span, message, hint, code="schema")
     if pattern and last in ("header", "chain_header", "verify_header"):
         hint = "use letters, digits and `-`, e.g. X-SSL-Client-Cert"
-        message = f"{where} {json.dumps(error.instance)} is not an HTTP header name"
+        message = f"{where} {_shown(error.instance)} is not an HTTP header name"
         return Diagnostic(span, message, hint, code="schema")
     if "propertyNames" in error.schema_path:
         # jsonschema reports a bad key as a `pattern` error on the mapping holding it
         return Diagnostic(
             positions.key_span((*path, error.instance)),
-            f"set name {json.dumps(error.instance)} is not a valid name",
+            f"set name {_shown(error.instance)} is not a valid name",
             "use letters, digits and `_`, not starting with a digit",
             code="schema",
         )
@@ -153,7 +153,7 @@ def _by_validator(error: jsonschema.ValidationError, where: str, span: Span) -> 
         close = difflib.get_close_matches(str(error.instance), choices, n=1)
         return Diagnostic(
             span,
-            f"{where} is {json.dumps(error.instance)}; it must be {options}",
+            f"{where} is {_shown(error.instance)}; it must be {options}",
             f"did you mean `{close[0]}`?" if close else "",
             code="schema",
         )
@@ -188,4 +188,12 @@ def _type_name(value: Any) -> str:
         return "a string"
     if isinstance(value, list):
         return "a list"
-    return "a mapping"
+    if isinstance(value, dict):
+        return "a mapping"
+    return f"YAML's {type(value).__name__} (a !!tag)"  # !!binary bytes, a !!timestamp date
+
+
+def _shown(value: object) -> str:
+    """A value the schema refused, as JSON would write it; a YAML-only value (``!!binary``
+    bytes, a ``!!timestamp`` date) as its Python text, rather than a crash."""
+    return json.dumps(value, default=repr)
