@@ -18,7 +18,10 @@ of policyengine, so every stage may import it.
 from __future__ import annotations
 
 import bisect
+import re
 from dataclasses import dataclass, field
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +50,8 @@ class Span:
             return ""
         gutter = f"{self.line:>5} | "
         line = text.expandtabs(1)
+        if not line.isascii():  # a lone surrogate cannot be printed: one U+FFFD in its place
+            line = _SURROGATE.sub("\ufffd", line)
         width = max(1, min(self.length, len(line) - self.column + 1))
         pad = " " * (len(gutter) - 2) + "| "
         return f"{gutter}{line}\n{pad}{' ' * (self.column - 1)}{'^' * width}"

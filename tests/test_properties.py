@@ -294,6 +294,9 @@ def mutated_policies(draw: st.DrawFn) -> str:
 @given(mutated_policies())
 @example('policy: p\nmode: "required\\n"\nrules:\n  - id: r\n    effect: allow\n    when: valid\n')
 @example(
+    "\ud800policy: p\nrules:\n  - id: r\n    effect: allow\n    when: valid\n"
+)  # libyaml raised
+@example(
     "policy: p\nsets:\n  s: [" + "9" * 5000 + "]\nrules:\n  - id: r\n    effect: allow\n"
     "    when: serial in s\n"
 )

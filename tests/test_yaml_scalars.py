@@ -237,3 +237,22 @@ def test_a_yaml_tag_where_text_is_due_is_a_schema_error_at_its_place(
     first = raised.value.diagnostics[0]
     assert (first.span.line, first.span.column) == where
     assert first.message.startswith(message)
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "code"),
+    [
+        ("\ud800policy: p\nrules: []\n", (1, 1), "D800"),  # a lone surrogate: libyaml raised
+        (f"policy: p\nrules:\n{RULE}".replace("valid", 'subject.CN == "a\udc80"'), (5, 27), "DC80"),
+        ("policy: p\x07\nrules: []\n", (1, 10), "0007"),
+    ],
+)
+def test_a_character_yaml_refuses_is_an_error_at_its_place(
+    text: str, where: tuple[int, int], code: str
+) -> None:
+    with pytest.raises(PolicyError) as raised:
+        policy_from_text(text, "p.yaml")
+    first = raised.value.diagnostics[0]
+    assert (first.span.line, first.span.column) == where
+    assert first.message == f"not valid YAML: character U+{code} is not allowed"
+    str(raised.value).encode("utf-8")  # printable: the surrogate is shown as U+FFFD

@@ -252,7 +252,7 @@ def _compose(text: str) -> yaml.Node | None:
     if _FAST_LOADER is not None:
         try:
             return yaml.compose(text, Loader=_FAST_LOADER)
-        except (yaml.YAMLError, RecursionError):
+        except (yaml.YAMLError, RecursionError, UnicodeEncodeError):  # a lone surrogate, say
             pass
     return yaml.compose(text, Loader=_SAFE_LOADER)
 
@@ -307,6 +307,12 @@ def _root(text: str, source: Source) -> yaml.Node | None:
         raise PolicyFileError(
             [Diagnostic(span, f"not valid YAML: {problem}", hint, code="yaml")]
         ) from None
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow, at its place
+        span = source.span_at(min(exc.position, max(len(text) - 1, 0)))
+        code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        message = f"not valid YAML: character U+{code:04X} is not allowed"
+        hint = "remove it, or write it as an escape (\\uXXXX) in a double-quoted string"
+        raise PolicyFileError([Diagnostic(span, message, hint, code="yaml")]) from None
     except yaml.YAMLError as exc:
         raise PolicyFileError(
             [Diagnostic(source.file_span(), f"not valid YAML: {exc}", "", code="yaml")]
