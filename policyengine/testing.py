@@ -17,7 +17,7 @@ independent of the code they test.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -97,8 +97,14 @@ def make_certificate(
     key_identifiers: bool = True,
     path_length: int | None = None,
     extended_key_usage: Sequence[x509.ObjectIdentifier] | None = None,
+    dns: Sequence[str] = (),
+    uris: Sequence[str] = (),
+    emails: Sequence[str] = (),
 ) -> IssuedCertificate:
     """A certificate for ``subject``, self-signed unless ``issuer`` is given.
+
+    ``dns``, ``uris`` and ``emails`` go into a subject alternative name (none without them):
+    ``make_certificate({"CN": "svc"}, uris=["spiffe://contoso.com/payments"])``.
 
     Valid from a day ago for a year unless ``not_before``/``not_after`` say otherwise. Has
     basic constraints, subject and authority key identifiers (unless ``key_identifiers`` is
@@ -123,14 +129,14 @@ def make_certificate(
             x509.BasicConstraints(ca=ca, path_length=path_length if ca else None), critical=True
         )
     )
+    if extended_key_usage is None and client_auth and not ca:
+        extended_key_usage = [ExtendedKeyUsageOID.CLIENT_AUTH]
     if extended_key_usage is not None:
-        builder = builder.add_extension(
-            x509.ExtendedKeyUsage(list(extended_key_usage)), critical=False
-        )
-    elif client_auth and not ca:
-        builder = builder.add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
-        )
+        usages = x509.ExtendedKeyUsage(list(extended_key_usage))
+        builder = builder.add_extension(usages, critical=False)
+    if dns or uris or emails:
+        names = _alternative_names(dns, (), uris, emails)
+        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
     if key_identifiers:
         builder = _with_key_identifiers(builder, key, signing_key)
     if ca:
@@ -138,6 +144,25 @@ def make_certificate(
     algorithm = None if isinstance(signing_key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
     certificate = builder.sign(signing_key, algorithm)
     return IssuedCertificate(certificate, key)
+
+
+def _alternative_names(
+    dns: Iterable[str], ips: Iterable[str], uris: Iterable[str] = (), emails: Iterable[str] = ()
+) -> list[x509.GeneralName]:
+    return [
+        *(x509.DNSName(n) for n in dns),
+        *(x509.IPAddress(ipaddress.ip_address(a)) for a in ips),
+        *(x509.UniformResourceIdentifier(u) for u in uris),
+        *(x509.RFC822Name(e) for e in emails),
+    ]
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
 
 
 def _with_key_identifiers(
@@ -179,12 +204,9 @@ def make_server_certificate(
     """
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.now(UTC)
-    alternative: list[x509.GeneralName] = []
-    for name in names:
-        try:
-            alternative.append(x509.IPAddress(ipaddress.ip_address(name)))
-        except ValueError:
-            alternative.append(x509.DNSName(name))
+    alternative = _alternative_names(
+        [n for n in names if not _is_ip(n)], [n for n in names if _is_ip(n)]
+    )
     builder = (
         x509.CertificateBuilder()
         .subject_name(make_name({"CN": names[0]}))

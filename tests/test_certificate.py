@@ -30,7 +30,7 @@ from policyengine import Decision, Policy, policy_from_text
 from policyengine.errors import CertificateError, FactError
 from policyengine.evaluation.attributes import READERS
 from policyengine.evaluation.trace import TraceNode
-from policyengine.language.vocabulary import VOCABULARY, Type, lookup
+from policyengine.language.vocabulary import IDENTITY_NAMES, VOCABULARY, Type, lookup
 from policyengine.request.certificate import (
     EKU_NAMES,
     NAME_ATTRIBUTES,
@@ -194,12 +194,14 @@ CONTEXT_ATTRIBUTES = {
 """What the request, the proxy and chain validation say; the rest is read from the leaf."""
 TRUST_ATTRIBUTES = {n for n in VOCABULARY if n.startswith("chain.") or n in ("trusted", "revoked")}
 """These need a policy with a ``trust:`` section; the trust tests cover them."""
-CERTIFICATE_ATTRIBUTES = sorted(set(VOCABULARY) - CONTEXT_ATTRIBUTES)
+IDENTITY_ATTRIBUTES = set(IDENTITY_NAMES)
+"""Worked out from other attributes by the policy's identity section (test_identity.py)."""
+CERTIFICATE_ATTRIBUTES = sorted(set(VOCABULARY) - CONTEXT_ATTRIBUTES - IDENTITY_ATTRIBUTES)
 
 
 def test_the_catalog_is_what_these_tests_expect() -> None:
     names = {f"{w}.{label}" for w in ("subject", "issuer") for label in NAME_ATTRIBUTES}
-    others = set(VOCABULARY) - names - CONTEXT_ATTRIBUTES
+    others = set(VOCABULARY) - names - CONTEXT_ATTRIBUTES - IDENTITY_ATTRIBUTES
     assert others == set(RICH_EXPECTATIONS) - names, "a new attribute needs a facts test"
 
 
@@ -1154,7 +1156,7 @@ def probes_for(name: str, truth: object) -> list[Probe]:
     return [Probe(name, f"{name} == {_literal(name, truth)}", _equals(truth))]
 
 
-MATRIX_ATTRIBUTES = sorted(set(VOCABULARY) - TRUST_ATTRIBUTES) + OID_NAMES
+MATRIX_ATTRIBUTES = sorted(set(VOCABULARY) - TRUST_ATTRIBUTES - IDENTITY_ATTRIBUTES) + OID_NAMES
 BASE_TRUTH = hostile.base_truth()
 BASE_PROBES = [p for name in MATRIX_ATTRIBUTES for p in probes_for(name, BASE_TRUTH.get(name))]
 
@@ -1194,7 +1196,8 @@ def compiled(pins: dict[str, list[str]]) -> list[Compiled]:
 
 
 def test_the_matrix_covers_every_attribute() -> None:
-    assert {p.attribute for p in BASE_PROBES} == set(VOCABULARY) - TRUST_ATTRIBUTES | set(OID_NAMES)
+    matrix = set(VOCABULARY) - TRUST_ATTRIBUTES - IDENTITY_ATTRIBUTES  # those: test_identity.py
+    assert {p.attribute for p in BASE_PROBES} == matrix | set(OID_NAMES)
     assert len(hostile.corpus()) >= 20
 
 

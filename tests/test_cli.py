@@ -28,7 +28,7 @@ REQUIRED_KEYS = {
     "certificate",
     "trace",
 }
-OPTIONAL_KEYS = {"errors", "closest_rule", "failed_condition"}
+OPTIONAL_KEYS = {"errors", "closest_rule", "failed_condition", "identity"}
 
 BROKEN_POLICY = """\
 policy: broken
@@ -101,7 +101,7 @@ def test_explain_json_keys_allow() -> None:
         PARTNER_API, "--cert", str(CERTS / "partner.pem"), "--at", NOW_ARG, "--path", "/orders"
     )
     assert code == 0
-    assert set(payload) == REQUIRED_KEYS
+    assert set(payload) == REQUIRED_KEYS | {"identity"}
     assert payload["decision"] == "allow"
     assert payload["status"] == 200
     assert payload["reason"] == "allowed_by_rule"
@@ -128,7 +128,7 @@ def test_explain_json_keys_deny_with_closest_rule() -> None:
     code, payload = explain_json(PARTNER_API, "--cert", str(CERTS / "expired.pem"), "--at", NOW_ARG)
     assert code == 1
     assert set(payload) <= REQUIRED_KEYS | OPTIONAL_KEYS
-    assert set(payload) == REQUIRED_KEYS | {"closest_rule", "failed_condition"}
+    assert set(payload) == REQUIRED_KEYS | {"closest_rule", "failed_condition", "identity"}
     assert payload["decision"] == "deny"
     assert payload["status"] == 403
     assert payload["reason"] == "no_matching_rule"
@@ -176,7 +176,7 @@ def test_explain_json_with_errors(tmp_path: Path) -> None:
     )
     code, payload = explain_json(str(policy), "--cert", str(cert))
     assert code == 1
-    assert set(payload) == REQUIRED_KEYS | {"errors"}
+    assert set(payload) == REQUIRED_KEYS | {"errors", "identity"}
     assert payload["reason"] == "rule_error"
     assert payload["rule"] == "block"
     errors = payload["errors"]

@@ -106,7 +106,7 @@ def test_unknown_top_level_key_without_a_close_match_lists_the_allowed_keys() ->
         "    2 | zzz: 1\n"
         "      | ^^^\n"
         "hint: allowed: policy, description, mode, exclusion_paths, certificate, trust, silence, "
-        "sets, rules"
+        "identity, sets, rules"
     )
 
 

@@ -192,6 +192,13 @@ def test_allowed_by_rule(orders: Policy, contoso: IssuedCertificate) -> None:
         "rule": "contoso",
         "policy": "orders",
         "message": "Allowed by rule contoso.",
+        "identity": {
+            "principal": "api-client",
+            "principal_from": "subject.CN",
+            "groups": [],
+            "groups_from": [],
+            "roles": [],
+        },
     }
 
 
@@ -1073,6 +1080,7 @@ def test_a_decision_is_frozen_and_compared_without_its_trace_and_certificate(
         "failed_condition",
         "trace",
         "certificate",
+        "identity",
     ]
     assert type(plain) is Decision
     built = Decision(True, "allowed_by_rule", "Allowed by rule contoso.", "orders", "contoso")

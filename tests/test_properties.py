@@ -666,7 +666,8 @@ def test_a_mutated_certificate_never_matches_a_pin(
 # -- 3: explain=True decides as explain=False ----------------------------------------------------
 
 # these policies have no trust: section, so the trust attributes (trusted, chain.*) are out
-WITHOUT_TRUST = {n: a for n, a in VOCABULARY.items() if not n.startswith("chain.")}
+# (and no roles: a role name in a rule must be one the policy defines; see test_identity.py)
+WITHOUT_TRUST = {n: a for n, a in VOCABULARY.items() if not n.startswith("chain.") and n != "roles"}
 STRING_ATTRIBUTES = sorted(n for n, a in WITHOUT_TRUST.items() if a.type is Type.STRING)
 MULTI_ATTRIBUTES = sorted(n for n, a in WITHOUT_TRUST.items() if a.multi)
 WORDS = st.sampled_from(

@@ -290,6 +290,37 @@ _SINGLE = {
 for _name, _field in _SINGLE.items():
     READERS[_name] = Readers(_fact(_field))
 
+# -- identity -------------------------------------------------------------------------------
+
+_NO_IDENTITY = Missing("no identity was worked out for this request")
+
+
+def _principal(ctx: Context) -> object:
+    identity = ctx.identity
+    return _NO_IDENTITY if identity is None else identity.principal_value()
+
+
+def _identity_values(part: str, what: str) -> Readers:
+    """Readers of a multi-valued part of the identity (groups, roles)."""
+    value_of = attrgetter(f"{part}_value")
+
+    def read_all(ctx: Context) -> tuple[object, ...] | Missing:
+        identity = ctx.identity
+        return _NO_IDENTITY if identity is None else value_of(identity)()
+
+    def read(ctx: Context) -> object:
+        values = read_all(ctx)
+        if isinstance(values, Missing) or len(values) == 1:
+            return values if isinstance(values, Missing) else values[0]
+        return Missing(f"{len(values)} {what}" if values else f"no {what}")
+
+    return Readers(read, read_all=read_all)
+
+
+READERS["principal"] = Readers(_principal)
+READERS["groups"] = _identity_values("groups", "groups")
+READERS["roles"] = _identity_values("roles", "roles hold")
+
 # -- the request ----------------------------------------------------------------------------
 
 

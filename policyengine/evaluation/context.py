@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from policyengine.values import ABSENT, Missing, normalize_host, normalize_path
 
 if TYPE_CHECKING:
+    from policyengine.evaluation.identity import Identity
     from policyengine.request.certificate import CertificateFacts
     from policyengine.request.sources import Forwarded
     from policyengine.request.trust import TrustResult, TrustStore
@@ -39,6 +40,7 @@ class Context:
         "_trust",
         "facts",
         "forwarded",
+        "identity",
         "now",
         "raw_host",
         "raw_method",
@@ -73,6 +75,8 @@ class Context:
         self.forwarded = forwarded
         """What the proxy source yielded, when the request came through one."""
         self.trust_store = trust_store
+        self.identity: Identity | None = None
+        """Who the certificate names: set by the decision procedure before the rules run."""
 
     @property
     def path(self) -> str | Missing:

@@ -46,6 +46,7 @@ from policyengine.errors import (
 from policyengine.evaluation.trace import Trace
 
 if TYPE_CHECKING:
+    from policyengine.evaluation.identity import Identity
     from policyengine.request.certificate import CertificateFacts
 
 __all__ = [
@@ -71,8 +72,9 @@ __all__ = [
 class Decision:
     """The outcome of evaluating one request against one policy.
 
-    Immutable. Two decisions are equal (and hash alike) when they decide alike: ``trace``
-    and ``certificate`` ride along and are not compared. A decision is true when it allows.
+    Immutable. Two decisions are equal (and hash alike) when they decide alike: ``trace``,
+    ``certificate`` and ``identity`` ride along and are not compared. A decision is true
+    when it allows.
     The engine builds its decisions with :func:`decided`, which costs about half of this
     class's own constructor.
     """
@@ -95,6 +97,10 @@ class Decision:
     """Present when the evaluation was asked to explain."""
     certificate: CertificateFacts | None = field(default=None, compare=False)
     """The facts of the certificate that was evaluated, if one could be read."""
+    identity: Identity | None = field(default=None, compare=False)
+    """Who the certificate names (principal, groups, roles): on every decision the rules
+    made; None when they did not run (an excluded path, a refused header or certificate,
+    a missing one in ``required`` mode)."""
 
     @property
     def effect(self) -> str:
@@ -127,6 +133,8 @@ class Decision:
         if self.closest_rule is not None:
             out["closest_rule"] = self.closest_rule
             out["failed_condition"] = self.failed_condition
+        if self.identity is not None:
+            out["identity"] = self.identity.to_dict()
         return out
 
 
@@ -154,6 +162,7 @@ class _Draft:
         failed_condition: str | None,
         trace: Trace | None,
         certificate: CertificateFacts | None,
+        identity: Identity | None,
     ) -> None:
         self.allowed = allowed
         self.reason = reason
@@ -165,6 +174,7 @@ class _Draft:
         self.failed_condition = failed_condition
         self.trace = trace
         self.certificate = certificate
+        self.identity = identity
 
 
 def decided(
@@ -178,6 +188,7 @@ def decided(
     failed_condition: str | None,
     trace: Trace | None,
     certificate: CertificateFacts | None,
+    identity: Identity | None = None,
 ) -> Decision:
     """``Decision(...)`` with every field given in order, built for the request path (see
     :class:`_Draft`)."""
@@ -192,6 +203,7 @@ def decided(
         failed_condition,
         trace,
         certificate,
+        identity,
     )
     draft.__class__ = Decision  # type: ignore[assignment]
     return draft  # type: ignore[return-value]

@@ -53,6 +53,7 @@ from policyengine.evaluation.explain import (
     closest_allow_rule,
     plain_fact,
 )
+from policyengine.evaluation.identity import IdentitySpec, Role
 from policyengine.evaluation.index import RuleIndex
 from policyengine.evaluation.memo import DecisionMemo, SpeedLayers, memo_windows
 from policyengine.evaluation.recording import PLAIN, Plain, RulePlan, Tracer
@@ -126,6 +127,7 @@ class Policy:
         "description",
         "exclusion_paths",
         "file",
+        "identity",
         "mode",
         "name",
         "rules",
@@ -150,8 +152,10 @@ class Policy:
         trust_store: TrustStore | None = None,
         facts_cache_size: int = 4096,
         layers: SpeedLayers = ALL_LAYERS,
+        identity: IdentitySpec | None = None,
     ) -> None:
-        """``facts_cache_size`` bounds each cache; ``layers``: which speed layers are on."""
+        """``facts_cache_size`` bounds each cache; ``layers``: which speed layers are on;
+        ``identity``: the compiled ``identity:`` section (None: the default principal)."""
         self.name = name
         self.description = description
         self.mode = mode
@@ -162,10 +166,9 @@ class Policy:
         self.sets: Mapping[str, int] = MappingProxyType(dict(sets))
         self.source = source
         """Where the certificate comes from: the ``certificate:`` section."""
-        self._facts = FactsCache(
-            facts_cache_size, second_sighting=layers.second_sighting, der_names=layers.der_names
-        )
-        self._header_memo = HeaderMemo(facts_cache_size, second_sighting=layers.second_sighting)
+        twice, names = layers.second_sighting, layers.der_names
+        self._facts = FactsCache(facts_cache_size, second_sighting=twice, der_names=names)
+        self._header_memo = HeaderMemo(facts_cache_size, second_sighting=twice)
         self.trust = trust_store
         """Anchors, intermediates and CRLs from the ``trust:`` section, or None."""
         self._exclusions = tuple(p.lower() for p in exclusion_paths)
@@ -175,24 +178,24 @@ class Policy:
         """The rules as the procedure tests them: every deny rule, then every allow rule."""
         self._deny_plan: RulePlan = tuple((r, r.condition.test, r.denied) for r in self._deny)
         self._allow_plan: RulePlan = tuple((r, r.condition.test, r.allowed) for r in self._allow)
-        windows = memo_windows((r.condition.attributes, r.expression) for r in rules)
+        self.identity = IdentitySpec.default() if identity is None else identity
+        """Who a certificate names: the ``identity:`` section, compiled. A decision carries
+        its identity, so the roles' conditions count as the rules' do (memo, attributes)."""
+        conditions: list[Rule | Role] = [*rules, *self.identity.roles]
+        windows = memo_windows((c.condition.attributes, c.expression) for c in conditions)
         self._memo_windows = windows if layers.memo and facts_cache_size else None
         """None when the policy keeps no memo (see evaluation/memo.py; size 0 keeps none)."""
-        self._memo = DecisionMemo(
-            windows or (), facts_cache_size if self._memo_windows is not None else 0
-        )
+        kept = facts_cache_size if self._memo_windows is not None else 0
+        self._memo = DecisionMemo(windows or (), kept)
         self._memo_get = self._memo.get  # the raw lookup: no recency (see BoundedCache)
         self._recall = layers.recall and self._memo_windows is not None
-        self._mode_steps = (
-            Step("mode", "pass", f"{self.mode}: a certificate was presented"),
-            Step("mode", "pass", f"{self.mode}: the rules run without a certificate"),
-        )
+        self._mode_steps = _mode_steps(mode)
         """The explain trace's mode step, with a certificate and without."""
         build = RuleIndex.build if layers.index else (lambda conditions: None)
         self._deny_index = build([r.expression for r in self._deny])
         self._allow_index = build([r.expression for r in self._allow])
-        self.attributes = frozenset().union(*(r.condition.attributes for r in rules))
-        """Every attribute some rule reads."""
+        self.attributes = frozenset().union(*(c.condition.attributes for c in conditions))
+        """Every attribute some rule or role reads."""
         self._sealed = True
 
     def __setattr__(self, name: str, value: object) -> None:
@@ -358,7 +361,7 @@ class Policy:
         policy's ``trusted_proxies`` as a live request would be.
         """
         try:
-            config = self.source if source is None else _with_source(self.source, source)
+            config = self.source if source is None else self.source.read_as(source)
         except ValueError as exc:
             return self._failed(exc)
 
@@ -501,14 +504,22 @@ class Policy:
         :mod:`policyengine.evaluation.index` says why that never changes a decision.
         """
         facts = ctx.facts
+        ctx.identity = identity = self.identity.identify(ctx)
+        record.identified(identity, ctx)
         for rule, test, message in record.plan(self._deny_plan, self._deny_index, ctx):
             try:
                 holds = record.test(test, rule, ctx)
             except Exception as exc:
-                return self._rule_error(rule, exc, facts, record)
+                return self._rule_error(rule, exc, ctx, record)
             if holds is True:
                 return record.decide(
-                    False, reasons.DENIED_BY_RULE, message, self, facts, rule=rule.id
+                    False,
+                    reasons.DENIED_BY_RULE,
+                    message,
+                    self,
+                    facts,
+                    rule=rule.id,
+                    identity=identity,
                 )
         errors: list[str] | None = None
         for rule, test, message in record.plan(self._allow_plan, self._allow_index, ctx):
@@ -522,17 +533,29 @@ class Policy:
             if holds is True:
                 found = () if errors is None else tuple(errors)
                 return record.decide(
-                    True, reasons.ALLOWED_BY_RULE, message, self, facts, rule=rule.id, errors=found
+                    True,
+                    reasons.ALLOWED_BY_RULE,
+                    message,
+                    self,
+                    facts,
+                    rule=rule.id,
+                    errors=found,
+                    identity=identity,
                 )
         return self._no_match(ctx, errors or [], record)
 
-    def _rule_error(
-        self, rule: Rule, exc: Exception, facts: CertificateFacts | None, record: Plain
-    ) -> Decision:
+    def _rule_error(self, rule: Rule, exc: Exception, ctx: Context, record: Plain) -> Decision:
         message = f"Deny rule {rule.id} could not be evaluated ({exc}), so the request is denied."
         errors = (f"rule {rule.id}: {exc}",)
         return record.decide(
-            False, reasons.RULE_ERROR, message, self, facts, rule=rule.id, errors=errors
+            False,
+            reasons.RULE_ERROR,
+            message,
+            self,
+            ctx.facts,
+            rule=rule.id,
+            errors=errors,
+            identity=ctx.identity,
         )
 
     def _no_match(self, ctx: Context, errors: list[str], record: Plain) -> Decision:
@@ -557,17 +580,12 @@ class Policy:
             errors=tuple(errors),
             closest=rule_id,
             failed=condition,
+            identity=ctx.identity,
         )
 
 
-def _with_source(config: SourceConfig, source: str) -> SourceConfig:
-    """The policy's certificate settings, read as another source would send them."""
-    if source == config.source:
-        return config
-    # the policy's own list (or its source's default) stays: --source must not widen trust
-    return SourceConfig(
-        source=source,
-        trusted_proxies=config.effective_trusted_proxies,
-        max_header_bytes=config.max_header_bytes,
-        max_chain_length=config.max_chain_length,
+def _mode_steps(mode: str) -> tuple[Step, Step]:
+    return (
+        Step("mode", "pass", f"{mode}: a certificate was presented"),
+        Step("mode", "pass", f"{mode}: the rules run without a certificate"),
     )

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from policyengine.errors import SourceError
     from policyengine.evaluation.context import Context
     from policyengine.evaluation.engine import Policy, Rule
+    from policyengine.evaluation.identity import Identity
     from policyengine.request.certificate import CertificateFacts
     from policyengine.request.sources import Forwarded
 
@@ -72,6 +73,9 @@ class Plain:
     def mode_refused(self) -> None:
         """No certificate, and the policy requires one."""
 
+    def identified(self, identity: Identity, ctx: Context) -> None:
+        """The rules are about to run, with this identity."""
+
     remembers = True
     """Whether the decision memo may answer, and keep what the rules decide."""
 
@@ -101,10 +105,22 @@ class Plain:
         errors: tuple[str, ...] = (),
         closest: str | None = None,
         failed: str | None = None,
+        identity: Identity | None = None,
     ) -> Decision:
-        """The decision, on ``facts`` (the certificate's, if one was read)."""
+        """The decision, on ``facts`` (the certificate's, if one was read) and with
+        ``identity`` (when the rules ran)."""
         return decided(
-            allowed, reason, message, policy.name, rule, errors, closest, failed, None, facts
+            allowed,
+            reason,
+            message,
+            policy.name,
+            rule,
+            errors,
+            closest,
+            failed,
+            None,
+            facts,
+            identity,
         )
 
 
@@ -153,13 +169,18 @@ class Tracer(Plain):
     def mode_refused(self) -> None:
         self._steps.append(Step("mode", "deny", "required: a certificate is needed"))
 
+    def identified(self, identity: Identity, ctx: Context) -> None:
+        """The rules start: the mode step says with what, the identity step who it is (for
+        a policy with an ``identity:`` section)."""
+        self._rules = []
+        self._steps.append(self._policy._mode_steps[ctx.facts is None])
+        if self._policy.identity.declared:
+            self._steps.append(_new(Step, ("identity", "pass", identity.describe())))
+
     remembers = False
 
     def plan(self, plan: RulePlan, index: RuleIndex | None, ctx: Context) -> RulePlan:
         """Every rule, in order: a linear scan."""
-        if self._rules is None:  # the rules start: the mode step says with what
-            self._rules = []
-            self._steps.append(self._policy._mode_steps[ctx.facts is None])
         return plan
 
     def test(self, test: Callable[[Any], object], rule: Rule, ctx: Context) -> object:
@@ -168,7 +189,7 @@ class Tracer(Plain):
         outcome = node.outcome
         error = _first_error(node) if outcome == "error" else ""
         traced = self._rules
-        if traced is not None:  # always: plan() comes first
+        if traced is not None:  # always: identified() comes first
             traced.append(_new(RuleTrace, (rule.id, rule.effect, outcome, node, error)))
         if outcome == "error":
             raise RuleFailed(error)
@@ -186,6 +207,7 @@ class Tracer(Plain):
         errors: tuple[str, ...] = (),
         closest: str | None = None,
         failed: str | None = None,
+        identity: Identity | None = None,
     ) -> Decision:
         rules: tuple[RuleTrace, ...] = ()
         if self._rules is not None:  # the rules not reached are listed, as not evaluated
@@ -195,7 +217,17 @@ class Tracer(Plain):
                 rules += tuple([_skipped(r) for r in every[len(rules) :]])
         trace = _new(Trace, (tuple(self._steps), rules))
         return decided(
-            allowed, reason, message, policy.name, rule, errors, closest, failed, trace, facts
+            allowed,
+            reason,
+            message,
+            policy.name,
+            rule,
+            errors,
+            closest,
+            failed,
+            trace,
+            facts,
+            identity,
         )
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "Compare",
     "ExpiresWithin",
     "Expr",
+    "IdentityDecl",
     "ListLiteral",
     "Literal",
     "Name",
@@ -91,6 +92,16 @@ class NamedSet:
     name: str
     entries: tuple[SetEntry, ...]
     span: Span = field(compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityDecl:
+    """The policy's ``identity:`` section as the checker takes it: the attribute names of
+    the principal and the groups, and each role's parsed condition, with their places."""
+
+    principal: tuple[tuple[str, Span], ...]
+    groups: tuple[tuple[str, Span], ...] = ()
+    roles: tuple[tuple[str, Span, Expr], ...] = ()
 
 
 Operand = Literal | ListLiteral | Name | AttributeRef | SetRef

@@ -20,36 +20,35 @@ from dataclasses import dataclass, replace
 
 from policyengine.errors import Diagnostic, GlobError
 from policyengine.language import ast
+from policyengine.language.constants import article, coerce, kind_of
 from policyengine.language.glob import compile_glob
 from policyengine.language.parser import KEYWORDS
-from policyengine.language.vocabulary import VOCABULARY, Attribute, Type, lookup
-from policyengine.span import Span
-from policyengine.values import (
-    FINGERPRINT_LENGTHS,
-    normalize_fingerprint,
-    normalize_hex,
-    parse_duration,
-    parse_serial,
-    parse_timestamp,
+from policyengine.language.vocabulary import (
+    IDENTITY_NAMES,
+    VOCABULARY,
+    Attribute,
+    Dependency,
+    Type,
+    lookup,
 )
+from policyengine.span import Span
 
 __all__ = ["CheckResult", "check"]
 
 _ORDERED = frozenset({Type.INT, Type.TIME, Type.DURATION})
 _MEMBERSHIP = frozenset({Type.STRING, Type.INT, Type.SERIAL, Type.FINGERPRINT, Type.HEX})
-_LITERAL_TYPES = {
-    "string": Type.STRING,
-    "int": Type.INT,
-    "bool": Type.BOOL,
-    "duration": Type.DURATION,
-    "timestamp": Type.TIME,
-}
 
 
 @dataclass(frozen=True, slots=True)
 class CheckResult:
     expressions: tuple[ast.Expr, ...]
     diagnostics: tuple[Diagnostic, ...]
+    principal: tuple[Attribute, ...] = ()
+    """The attributes the principal is taken from, in order (``identity.principal``)."""
+    groups: tuple[Attribute, ...] = ()
+    """The attributes the groups are taken from (``identity.groups``)."""
+    roles: tuple[tuple[str, ast.Expr], ...] = ()
+    """Each role with its checked condition."""
 
 
 def check(
@@ -58,14 +57,24 @@ def check(
     *,
     warn_unused: bool = True,
     has_trust: bool = True,
+    identity: ast.IdentityDecl | None = None,
 ) -> CheckResult:
     """Check conditions against the vocabulary and the policy's sets.
 
     ``has_trust``: whether the policy has a ``trust:`` section; without one, the trust
     attributes (``trusted``, ``revoked``, ``chain.*``) can never hold and are an error.
+    ``identity``: the policy's ``identity:`` section. Its roles are checked first, as rules
+    are, and may not read ``roles``; ``roles`` in the rules then depends on what they read.
     """
     checker = _Checker(sets, has_trust)
     checker.check_set_names()
+    principal: tuple[Attribute, ...] = ()
+    groups: tuple[Attribute, ...] = ()
+    roles: tuple[tuple[str, ast.Expr], ...] = ()
+    if identity is not None:
+        principal = checker.identity_names(identity.principal, "principal")
+        groups = checker.identity_names(identity.groups, "groups")
+        roles = checker.roles(identity.roles)
     typed = tuple(checker.condition(expr) for expr in expressions)
     if warn_unused:
         for name, named in sets.items():
@@ -76,7 +85,7 @@ def check(
                     "use it in a rule (e.g. `fingerprint in " + name + "`) or remove it",
                     code="unused-set",
                 )
-    return CheckResult(typed, tuple(checker.diagnostics))
+    return CheckResult(typed, tuple(checker.diagnostics), principal, groups, roles)
 
 
 class _Checker:
@@ -85,6 +94,12 @@ class _Checker:
         self.has_trust = has_trust
         self.used: set[str] = set()
         self.diagnostics: list[Diagnostic] = []
+        self.role_names: tuple[str, ...] = ()
+        """The policy's roles: a role name written in a rule must be one of them."""
+        self.overrides: dict[str, Attribute] = {}
+        """Attributes whose meaning the policy gives (``roles``: what its conditions read)."""
+        self.in_role: str | None = None
+        """The role whose condition is being checked, if one is."""
 
     def error(self, span: Span, message: str, hint: str = "", code: str = "type") -> None:
         self.diagnostics.append(Diagnostic(span, message, hint, code=code))
@@ -103,6 +118,61 @@ class _Checker:
                     code="set-name",
                 )
 
+    # -- identity ------------------------------------------------------------------------
+
+    def identity_names(
+        self, names: Iterable[tuple[str, Span]], field: str
+    ) -> tuple[Attribute, ...]:
+        """The attributes ``identity.<field>`` names: text read from the certificate."""
+        found: list[Attribute] = []
+        for name, span in names:
+            attribute = lookup(name)
+            if attribute is None:
+                message, hint = self.unknown(name, sets=False)
+                self.error(span, f"in identity.{field}: {message}", hint, code="unknown-name")
+            elif (
+                attribute.type is not Type.STRING
+                or not attribute.depends <= {"certificate"}
+                or name in IDENTITY_NAMES
+            ):
+                what = (
+                    f"{article(attribute.type)}"
+                    if attribute.type is not Type.STRING
+                    else "not read from the certificate alone"
+                )
+                self.error(
+                    span,
+                    f"identity.{field} takes text read from the certificate; `{name}` is {what}",
+                    "use attributes such as san.uri, san.dns, spiffe_id, subject.CN, subject.O",
+                    code="identity",
+                )
+            else:
+                found.append(attribute)
+        return tuple(found)
+
+    def roles(
+        self, roles: Iterable[tuple[str, Span, ast.Expr]]
+    ) -> tuple[tuple[str, ast.Expr], ...]:
+        """Each role's condition, checked as a rule's is; ``roles`` then reads what they do."""
+        written = tuple(roles)
+        self.role_names = tuple(name for name, _, _ in written)
+        checked: list[tuple[str, ast.Expr]] = []
+        depends: frozenset[Dependency] = frozenset({"certificate"})
+        for name, _, expr in written:
+            self.in_role = name
+            typed = self.condition(expr)
+            checked.append((name, typed))
+            for node in ast.walk(typed):
+                if isinstance(node, ast.AttributeRef):
+                    depends |= node.attribute.depends
+                elif isinstance(node, ast.ExpiresWithin):
+                    depends |= {"time"}
+                elif isinstance(node, ast.PathExcluded):
+                    depends |= {"request"}
+        self.in_role = None
+        self.overrides["roles"] = replace(VOCABULARY["roles"], depends=depends)
+        return tuple(checked)
+
     # -- names ---------------------------------------------------------------------------
 
     def resolve(
@@ -113,7 +183,16 @@ class _Checker:
         if not isinstance(operand, ast.Name):
             return operand
         name = operand.name
-        attribute = lookup(name)
+        attribute = self.overrides.get(name) or lookup(name)
+        if name == "roles" and self.in_role is not None:
+            self.error(
+                operand.span,
+                f"role `{self.in_role}` reads `roles`: a role cannot depend on the roles "
+                f"({self.in_role} -> roles -> {self.in_role})",
+                "write the condition out: a role holds by its own condition alone",
+                code="role-cycle",
+            )
+            return None
         if attribute is not None and not self.has_trust and "trust" in attribute.depends:
             self.error(
                 operand.span,
@@ -136,8 +215,8 @@ class _Checker:
         self.error(operand.span, message, hint, code="unknown-name")
         return None
 
-    def unknown(self, name: str) -> tuple[str, str]:
-        candidates = [*VOCABULARY, *self.sets]
+    def unknown(self, name: str, *, sets: bool = True) -> tuple[str, str]:
+        candidates = [*VOCABULARY, *self.sets] if sets else [*VOCABULARY]
         lowered = {c.lower(): c for c in candidates}
         if name.lower() in lowered:
             return f"unknown name `{name}`", f"did you mean `{lowered[name.lower()]}`?"
@@ -185,7 +264,7 @@ class _Checker:
             if attribute.type is not Type.BOOL:
                 self.error(
                     resolved.span,
-                    f"`{attribute.name}` is {_a(attribute.type)}, not a condition",
+                    f"`{attribute.name}` is {article(attribute.type)}, not a condition",
                     f"compare it, e.g. `{attribute.example}`",
                 )
             return resolved
@@ -248,7 +327,7 @@ class _Checker:
         if op in ("<", "<=", ">", ">=") and t not in _ORDERED:
             self.error(
                 right.span,
-                f"`{op}` does not apply to `{attribute.name}`, {_a(t)}",
+                f"`{op}` does not apply to `{attribute.name}`, {article(t)}",
                 "order comparisons work on numbers, timestamps and durations; use `==` or `in`",
             )
             return None
@@ -256,7 +335,7 @@ class _Checker:
             if t is not Type.STRING:
                 self.error(
                     right.span,
-                    f"`{op}` applies to strings; `{attribute.name}` is {_a(t)}",
+                    f"`{op}` applies to strings; `{attribute.name}` is {article(t)}",
                     "use `==` or `in`",
                 )
                 return None
@@ -299,7 +378,20 @@ class _Checker:
         if problem:
             self.error(literal.span, problem[0], problem[1])
             return None
+        if attribute.name == "roles" and value not in self.role_names:
+            self.unknown_role(literal.span, str(value))
+            return None
         return replace(literal, value=value)
+
+    def unknown_role(self, span: Span, name: str) -> None:
+        close = difflib.get_close_matches(name, self.role_names, n=1, cutoff=0.6)
+        if close:
+            hint = f"did you mean `{close[0]}`?"
+        elif self.role_names:
+            hint = f"the roles are: {', '.join(self.role_names)}"
+        else:
+            hint = "define it under identity.roles (docs/identity.md)"
+        self.error(span, f'"{name}" is not a role of this policy', hint, code="unknown-role")
 
     def membership(self, expr: ast.Compare, left: ast.Operand, right: ast.Operand) -> ast.Expr:
         op = expr.op
@@ -377,7 +469,7 @@ class _Checker:
         values: list[object] = []
         ok = True
         for entry in named.entries:
-            value, problem = coerce(attribute, entry.value, _kind_of(entry.value))
+            value, problem = coerce(attribute, entry.value, kind_of(entry.value))
             if problem:
                 ok = False
                 self.error(
@@ -432,108 +524,3 @@ class _Checker:
 
 
 _NEITHER = "it is neither an attribute (see docs/language.md) nor a set under `sets:`"
-
-
-def _a(t: Type) -> str:
-    """``an int``, ``a string``: the type's name with its article."""
-    return f"an {t}" if str(t)[0] in "aeiou" else f"a {t}"
-
-
-def _kind_of(value: object) -> str:
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int):
-        return "int"
-    return "string"
-
-
-def coerce(
-    attribute: Attribute, value: object, kind: str, text: str | None = None
-) -> tuple[object, tuple[str, str] | None]:
-    """A constant normalised for comparison with ``attribute``, or a problem and a hint."""
-    t = attribute.type
-    shown = f"`{text}`" if text is not None else f"`{value}`" if kind != "string" else f'"{value}"'
-    if t is Type.FINGERPRINT:
-        return _coerce_fingerprint(attribute, value, kind, shown)
-    if t is Type.SERIAL:
-        serial = parse_serial(value) if kind in ("string", "int") else None  # type: ignore[arg-type]
-        if serial is None:
-            return None, (
-                f"{shown} is not a serial number",
-                'write hex text such as "0x1A2B3C" or "1a:2b:3c", or a decimal integer',
-            )
-        return serial, None
-    if t is Type.HEX:
-        digits = normalize_hex(str(value)) if kind == "string" else None
-        if digits is None:
-            return None, (
-                f"{shown} is not hex",
-                'write hex digits, with or without colons, e.g. "6a:1f:3b"',
-            )
-        return digits, None
-    expected = _KIND_OF_TYPE[t]
-    if kind != expected:
-        return None, _mismatch(attribute, value, kind, expected, shown)
-    if value is None:
-        return None, (f"{shown} is not a valid {t}", "")
-    if attribute.aliases and isinstance(value, str):
-        value = attribute.aliases.get(value, value)
-    return value, None
-
-
-_KIND_OF_TYPE = {
-    Type.STRING: "string",
-    Type.INT: "int",
-    Type.BOOL: "bool",
-    Type.TIME: "timestamp",
-    Type.DURATION: "duration",
-}
-"""How a constant of each plain type is written."""
-
-_EXAMPLE_OF_KIND = {
-    "string": '"text"',
-    "int": "2048",
-    "bool": "true",
-    "timestamp": "2026-01-01T00:00:00Z",
-    "duration": "30d",
-}
-
-
-def _coerce_fingerprint(
-    attribute: Attribute, value: object, kind: str, shown: str
-) -> tuple[object, tuple[str, str] | None]:
-    if kind != "string":
-        return None, (f"a fingerprint is written as a quoted hex string, not {shown}", "")
-    normalized = normalize_fingerprint(str(value))
-    if normalized is None:
-        return None, (
-            f"{shown} is not a fingerprint",
-            "write 40 (SHA-1) or 64 (SHA-256) hex digits, with or without colons",
-        )
-    algorithm = FINGERPRINT_LENGTHS[len(normalized)]
-    if attribute.algorithm is not None and algorithm != attribute.algorithm:
-        return None, (
-            f"{shown} is a {algorithm.upper()} fingerprint but `{attribute.name}` is "
-            f"{attribute.algorithm.upper()}",
-            f"compare it with `fingerprint.{algorithm}` or `fingerprint`",
-        )
-    return normalized, None
-
-
-def _mismatch(
-    attribute: Attribute, value: object, kind: str, expected: str, shown: str
-) -> tuple[str, str]:
-    """The problem of a constant written as ``kind`` where ``expected`` was wanted."""
-    t = attribute.type
-    hint = f"compare it with {_a(t)} such as {_EXAMPLE_OF_KIND[expected]}"
-    if kind == "string" and isinstance(value, str):
-        unquoted = {
-            "timestamp": parse_timestamp(value) is not None,
-            "duration": parse_duration(value) is not None,
-        }.get(expected, False)
-        if unquoted:
-            hint = f"write the {expected} without quotes: {value.strip()}"
-    return (
-        f"`{attribute.name}` is {_a(t)} but {shown} is {_a(_LITERAL_TYPES[kind])}",
-        hint,
-    )

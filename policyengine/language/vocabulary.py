@@ -29,7 +29,9 @@ from typing import Literal
 from policyengine.oids import EKU_NAMES, NAME_ATTRIBUTES
 
 __all__ = [
+    "DEFAULT_PRINCIPAL",
     "DEPENDENCIES",
+    "IDENTITY_NAMES",
     "VOCABULARY",
     "Attribute",
     "Dependency",
@@ -498,6 +500,35 @@ _add(
     )
 )
 
+# -- identity -------------------------------------------------------------------------------
+
+IDENTITY_NAMES = ("principal", "groups", "roles")
+"""The attributes the policy's ``identity:`` section defines (docs/identity.md)."""
+DEFAULT_PRINCIPAL = ("san.uri", "san.dns", "subject.CN")
+"""The principal when the policy names none: URI SAN, else DNS SAN, else the subject's CN."""
+
+_IDENTITY = {
+    "principal": (
+        "Who the certificate names: the first attribute of `identity.principal` (by default "
+        "san.uri, san.dns, subject.CN) that has exactly one value; undefined when none has.",
+        'principal matches "*.contoso.com"',
+    ),
+    "groups": (
+        "Every value of each attribute of `identity.groups`, in order, without repeats (none "
+        'by default). Multi-valued: see "Several values".',
+        '"Payments" in groups',
+    ),
+    "roles": (
+        "The roles of `identity.roles` whose condition holds, in the order written; naming a "
+        'role that is not defined is an error. Multi-valued: see "Several values".',
+        '"ops" in roles',
+    ),
+}
+
+for _name, (_doc, _example) in _IDENTITY.items():
+    _multiple = _name != "principal"
+    _add(Attribute(_name, Type.STRING, _doc, _example, depends=_CERTIFICATE, multi=_multiple))
+
 CHAIN_FACTS = (
     "subject",
     *(f"subject.{key}" for key in NAME_ATTRIBUTES),
@@ -555,8 +586,10 @@ def depends_of(names: str | Iterable[str]) -> frozenset[Dependency]:
 
 def certificate_attributes() -> tuple[Attribute, ...]:
     """Every attribute read from the certificate itself (and the time), in vocabulary order:
-    not the request, the proxy or the chain. ``fingerprint`` is left out: it is the two
-    digests, listed on their own."""
+    not the request, the proxy, the chain or the identity. ``fingerprint`` is left out: it is
+    the two digests, listed on their own."""
     return tuple(
-        a for a in VOCABULARY.values() if a.depends <= _AT_TIME and a.name != "fingerprint"
+        a
+        for a in VOCABULARY.values()
+        if a.depends <= _AT_TIME and a.name != "fingerprint" and a.name not in IDENTITY_NAMES
     )

@@ -35,6 +35,8 @@ __all__ = [
     "CertificateSection",
     "Document",
     "EntrySpec",
+    "IdentitySection",
+    "RoleSpec",
     "RuleSpec",
     "SetSpec",
     "TrustSection",
@@ -118,6 +120,32 @@ class TrustSection:
 
 
 @dataclass(frozen=True, slots=True)
+class RoleSpec:
+    """One role of the ``identity:`` section: its name and the condition that grants it."""
+
+    name: str
+    when: str
+    span: Span
+    """Where the role's name is written."""
+    locate: Locator
+    """Offsets in ``when`` -> spans in the file."""
+
+
+@dataclass(frozen=True, slots=True)
+class IdentitySection:
+    """The ``identity:`` section (or its defaults): attribute names, each with its place."""
+
+    principal: tuple[tuple[str, Span], ...] | None
+    """None: the default (``DEFAULT_PRINCIPAL`` of the vocabulary)."""
+    groups: tuple[tuple[str, Span], ...]
+    roles: tuple[RoleSpec, ...]
+    span: Span
+    """The ``identity:`` key, or the ``policy:`` key when the section is left out."""
+    declared: bool
+    """Whether the policy has an ``identity:`` section."""
+
+
+@dataclass(frozen=True, slots=True)
 class Document:
     source: Source
     name: str
@@ -137,6 +165,8 @@ class Document:
     """The ``policy:`` key: where warnings about the whole policy point."""
     sets: dict[str, SetSpec]
     rules: tuple[RuleSpec, ...]
+    identity: IdentitySection
+    """Who the certificate names (the ``identity:`` section, or its defaults)."""
 
 
 def load_document(
@@ -230,6 +260,7 @@ def _document(
         policy_span=positions.key_span(("policy",)),
         sets=sets,
         rules=rules,
+        identity=_identity_section(data.get("identity"), positions),
     )
 
 
@@ -365,6 +396,30 @@ def _rules(
             )
         )
     return tuple(rules)
+
+
+def _identity_section(section: dict[str, Any] | None, positions: Positions) -> IdentitySection:
+    if section is None:
+        return IdentitySection(None, (), (), positions.key_span(("policy",)), declared=False)
+    span = positions.key_span(("identity",))
+
+    def names(field: str) -> tuple[tuple[str, Span], ...]:
+        written = section.get(field, [])
+        return tuple(
+            (name, positions.value_span(("identity", field, i))) for i, name in enumerate(written)
+        )
+
+    roles = tuple(
+        RoleSpec(
+            name=name,
+            when=when,
+            span=positions.key_span(("identity", "roles", name)),
+            locate=positions.locator(("identity", "roles", name), when),
+        )
+        for name, when in section.get("roles", {}).items()
+    )
+    principal = names("principal") if "principal" in section else None
+    return IdentitySection(principal, names("groups"), roles, span, declared=True)
 
 
 def _silenced(

@@ -33,12 +33,15 @@ from policyengine.errors import (
 )
 from policyengine.evaluation.compiler import compile_condition
 from policyengine.evaluation.engine import Policy, Rule, SpeedLayers
+from policyengine.evaluation.identity import IdentitySpec, Role
 from policyengine.language import ast
-from policyengine.language.checker import check
+from policyengine.language.checker import CheckResult, check
 from policyengine.language.parser import parse
+from policyengine.language.vocabulary import DEFAULT_PRINCIPAL
 from policyengine.load.document import (
     CertificateSection,
     Document,
+    IdentitySection,
     TrustSection,
     load_document,
     parse_document,
@@ -90,16 +93,13 @@ def compile_document(
     """Parse, check and compile a document's rules into a :class:`Policy`; ``index`` to
     ``der_names`` turn a speed layer off (:class:`~policyengine.evaluation.engine.SpeedLayers`)."""
     config = _source_config_at(document.certificate)
-    syntax_errors: list[Diagnostic] = []
-    parsed: list[ast.Expr] = []
-    for spec in document.rules:
-        try:
-            parsed.append(parse(spec.when, spec.locate))
-        except PolicySyntaxError as exc:
-            syntax_errors.extend(exc.diagnostics)
-    if syntax_errors:
-        raise PolicySyntaxError(syntax_errors)
-    result = check(parsed, named_sets(document), has_trust=document.trust is not None)
+    parsed, roles = _parsed(document)
+    result = check(
+        parsed,
+        named_sets(document),
+        has_trust=document.trust is not None,
+        identity=identity_decl(document.identity, roles),
+    )
     if any(d.severity == "error" for d in result.diagnostics):
         ordered = sorted(result.diagnostics, key=lambda d: (d.span.line, d.span.column))
         raise PolicyCheckError(ordered)
@@ -135,7 +135,46 @@ def compile_document(
         trust_store=trust_store,
         facts_cache_size=facts_cache_size,
         layers=SpeedLayers(index, memo, recall, second_sighting, der_names),
+        identity=_identity_spec(document.identity, result),
     )
+
+
+def _parsed(
+    document: Document,
+) -> tuple[list[ast.Expr], tuple[tuple[str, Span, ast.Expr], ...]]:
+    """Each rule's condition and each role's, parsed; every syntax error at once."""
+    syntax_errors: list[Diagnostic] = []
+    parsed: list[ast.Expr] = []
+    roles: list[tuple[str, Span, ast.Expr]] = []
+    for role in document.identity.roles:
+        try:
+            roles.append((role.name, role.span, parse(role.when, role.locate)))
+        except PolicySyntaxError as exc:
+            syntax_errors.extend(exc.diagnostics)
+    for spec in document.rules:
+        try:
+            parsed.append(parse(spec.when, spec.locate))
+        except PolicySyntaxError as exc:
+            syntax_errors.extend(exc.diagnostics)
+    if syntax_errors:
+        raise PolicySyntaxError(syntax_errors)
+    return parsed, tuple(roles)
+
+
+def identity_decl(
+    section: IdentitySection, roles: tuple[tuple[str, Span, ast.Expr], ...] = ()
+) -> ast.IdentityDecl:
+    """The ``identity:`` section as the checker takes it (``roles``: parsed conditions)."""
+    principal = section.principal
+    if principal is None:
+        principal = tuple((name, section.span) for name in DEFAULT_PRINCIPAL)
+    return ast.IdentityDecl(principal, section.groups, roles)
+
+
+def _identity_spec(section: IdentitySection, result: CheckResult) -> IdentitySpec:
+    texts = {role.name: role.when for role in section.roles}
+    roles = [Role(name, texts[name], expr, compile_condition(expr)) for name, expr in result.roles]
+    return IdentitySpec(result.principal, result.groups, roles, declared=section.declared)
 
 
 def source_config(section: CertificateSection) -> SourceConfig:

@@ -132,6 +132,19 @@ class SourceConfig:
             return tuple(self.trusted_proxies)
         return self.record.trusted_proxies
 
+    def read_as(self, source: str) -> SourceConfig:
+        """These settings, read as another source would send them (``explain --source``):
+        the trusted proxies (this list, or its source's default) and the limits stay, so
+        reading as another source never widens trust."""
+        if source == self.source:
+            return self
+        return SourceConfig(
+            source=source,
+            trusted_proxies=self.effective_trusted_proxies,
+            max_header_bytes=self.max_header_bytes,
+            max_chain_length=self.max_chain_length,
+        )
+
 
 def _networks(entries: tuple[str, ...] | list[str]) -> tuple[tuple[_Network, ...], bool]:
     """The networks of a ``trusted_proxies`` list, and whether it holds ``"unix"``."""
