@@ -39,6 +39,7 @@ from policyengine.errors import (
 if TYPE_CHECKING:
     from policyengine.evaluation.decision import REASONS, Decision
     from policyengine.evaluation.engine import Policy
+    from policyengine.evaluation.identity import Identity
     from policyengine.evaluation.trace import Trace
     from policyengine.load.loader import load_policy, policy_from_text
     from policyengine.request.certificate import CertificateFacts, read_certificate
@@ -48,6 +49,7 @@ _LAZY = {
     "REASONS": "policyengine.evaluation.decision",
     "Decision": "policyengine.evaluation.decision",
     "Policy": "policyengine.evaluation.engine",
+    "Identity": "policyengine.evaluation.identity",
     "Trace": "policyengine.evaluation.trace",
     "load_policy": "policyengine.load.loader",
     "policy_from_text": "policyengine.load.loader",
@@ -80,6 +82,7 @@ __all__ = [
     "CertificateFacts",
     "Decision",
     "Diagnostic",
+    "Identity",
     "Policy",
     "PolicyCheckError",
     "PolicyEngineError",

@@ -368,7 +368,7 @@ def _next(request: HttpRequest) -> HttpResponse:
         ({"POLICY": PARTNER_API, "EXPOSE_TRACES": True}, "did you mean 'EXPOSE_TRACE'"),
         ({"POLICY": PARTNER_API, "EXPOSE_TRACE": "yes"}, '"EXPOSE_TRACE" must be True or False'),
         ({"POLICY": PARTNER_API, "LOG_FIELDS": "subject"}, '"LOG_FIELDS" must be a list'),
-        ({"POLICY": PARTNER_API, "LOG_FIELDS": ["subjet"]}, "unknown certificate log fields"),
+        ({"POLICY": PARTNER_API, "LOG_FIELDS": ["subjet"]}, "unknown log fields"),
         ({"POLICY": PARTNER_API, "LOG_TRACE": 1}, '"LOG_TRACE" must be True or False'),
         ({"POLICY": PARTNER_API, "ON_DENY": "no.such.hook"}, "\"ON_DENY\" 'no.such.hook'"),
         ({"POLICY": PARTNER_API, "ON_DENY": 42}, '"ON_DENY" must be a dotted path'),

@@ -301,7 +301,7 @@ def test_decision_log_fields_are_chosen_and_the_log_can_be_off(
     (record,) = [r for r in caplog.records if r.name == DECISION_LOGGER]
     assert set(record.policyengine) >= {"serial", "issuer"}
     assert "subject" not in record.policyengine
-    with pytest.raises(ValueError, match="unknown certificate log fields"):
+    with pytest.raises(ValueError, match="unknown log fields"):
         DecisionLog(fields=("subjet",))
 
 

@@ -29,6 +29,7 @@ __all__ = [
     "DECISION_LOGGER",
     "DEFAULT_LOG",
     "DEFAULT_LOG_FIELDS",
+    "LOG_FIELDS",
     "DecisionLog",
     "LogOption",
     "ReloadingPolicy",
@@ -40,6 +41,10 @@ DECISION_LOGGER = "policyengine.decisions"
 DEFAULT_LOG_FIELDS = ("fingerprint_sha256", "subject")
 """Certificate fields a decision record carries unless told otherwise."""
 _CERTIFICATE_FIELDS = ("fingerprint_sha256", "fingerprint_sha1", "subject", "issuer", "serial")
+_IDENTITY_FIELDS = ("principal", "groups", "roles")
+"""Log fields from the decision's identity (``groups`` and ``roles`` as lists)."""
+LOG_FIELDS = (*_CERTIFICATE_FIELDS, *_IDENTITY_FIELDS)
+"""Every field a DecisionLog can add to its records (``fields=``, Django's LOG_FIELDS)."""
 
 _log = logging.getLogger("policyengine")
 
@@ -214,10 +219,11 @@ class DecisionLog:
     The record's message is a one-line summary; its ``extra`` fields (``decision``,
     ``reason``, ``rule``, ``policy``, ``explanation`` (the decision's own message, which a
     refusal does not tell the client), ``method``, ``path``, ``peer``, ``elapsed_us``, the
-    certificate ``fields``, by default its SHA-256 fingerprint and subject, and ``trace``
-    when the decision was explained) are attributes of the LogRecord, ready for a JSON log
-    handler. ``trace=True`` has the integrations explain every decision, so that every
-    record carries its trace: it costs time on every request.
+    ``fields`` (by default the certificate's SHA-256 fingerprint and subject; any of
+    :data:`LOG_FIELDS`, the identity's ``principal``, ``groups`` and ``roles`` among them),
+    and ``trace`` when the decision was explained) are attributes of the LogRecord, ready
+    for a JSON log handler. ``trace=True`` has the integrations explain every decision, so
+    that every record carries its trace: it costs time on every request.
     """
 
     fields: tuple[str, ...] = DEFAULT_LOG_FIELDS
@@ -225,11 +231,10 @@ class DecisionLog:
     trace: bool = False
 
     def __post_init__(self) -> None:
-        unknown = set(self.fields) - set(_CERTIFICATE_FIELDS)
+        unknown = set(self.fields) - set(LOG_FIELDS)
         if unknown:
             raise ValueError(
-                f"unknown certificate log fields {sorted(unknown)}; "
-                f"choose from {', '.join(_CERTIFICATE_FIELDS)}"
+                f"unknown log fields {sorted(unknown)}; choose from {', '.join(LOG_FIELDS)}"
             )
 
     def record(
@@ -280,8 +285,14 @@ def _certificate_fields(decision: Decision, fields: Iterable[str]) -> Mapping[st
         "issuer": "issuer",
         "serial": "serial",
     }
+    identity = decision.identity
     for name in fields:
-        out[name] = summary.get(names[name])
+        if name == "principal":
+            out[name] = identity.principal if identity is not None else None
+        elif name in _IDENTITY_FIELDS:
+            out[name] = list(getattr(identity, name)) if identity is not None else None
+        else:
+            out[name] = summary.get(names[name])
     return out
 
 
