@@ -146,6 +146,27 @@ SAME_CN = 'valid and subject.CN == "a" and subject.CN == "b"'
 TRIGGERS = [
     # -- about the policy
     Trigger(
+        "identity-unverified",
+        policy_text(
+            'valid and principal == "client-1"',
+            head=HEAD + "identity:\n  principal: [subject.CN]\n",
+        ),
+        (3, 1),  # the identity: key
+        ("the principal and groups come from the certificate", "allow rule `r1`", "any issuer"),
+        ("give `r1` `trusted`", "`fingerprint in` pin", "`proxy.verified`"),
+    ),
+    Trigger(
+        "identity-unverified",
+        policy_text(
+            f"'\"partner\" in roles and fingerprint.sha256 == \"{SHA256}\"'",
+            'valid and subject.O == "Contoso"',
+            head=HEAD + 'identity:\n  roles:\n    partner: subject.O == "Contoso"\n',
+        ),
+        (5, 5),  # the role's name
+        ("role `partner` is granted by what the certificate says", "allow rule `r2`"),
+        ("add `and trusted`", "to role `partner`"),
+    ),
+    Trigger(
         "renegotiation",
         policy_text(GOOD, head=HEAD + "exclusion_paths: /public;/health\n"),
         (3, 18),  # the exclusion paths

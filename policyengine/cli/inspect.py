@@ -1,5 +1,6 @@
 """``policyengine inspect CERT`` (or ``--header VALUE --source S``): every fact a policy can
-use about one certificate. Exit 0, or 1 when what was given is not a certificate.
+use about one certificate, and who it names (``--policy``: as that policy's ``identity:``
+section says). Exit 0, or 1 when what was given is not a certificate.
 
 It imports the library and :mod:`policyengine.cli.common`, no other command module.
 """
@@ -12,9 +13,10 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
-from policyengine.cli.common import InputError, header_value, read_input, timestamp
+from policyengine.cli.common import InputError, header_value, load, read_input, timestamp
 from policyengine.errors import CertificateError, SourceError
-from policyengine.evaluation.explain import describe_certificate
+from policyengine.evaluation.explain import describe_certificate, describe_identity
+from policyengine.evaluation.identity import IdentitySpec
 from policyengine.request.certificate import read_certificate
 from policyengine.request.sources import SOURCES, decode_header_value
 
@@ -43,6 +45,12 @@ def add_parser(commands: Commands) -> None:
     )
     inspect.add_argument(
         "--at", type=timestamp, metavar="TIME", help="the moment for valid/expired (default now)"
+    )
+    inspect.add_argument(
+        "--policy",
+        metavar="POLICY",
+        help="show the principal, groups and roles as this policy's identity: section "
+        "makes them (default: the default principal)",
     )
     inspect.add_argument("--format", choices=("text", "json"), default="text")
 
@@ -73,7 +81,12 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     except CertificateError as exc:
         out.write(f"malformed_certificate: {exc}\n")
         return 1
+    policy = load(args.policy) if args.policy else None
     rows = describe_certificate(facts, args.at)
+    if policy is not None:
+        rows += describe_identity(policy.identity, facts, args.at, policy.trust)
+    else:
+        rows += describe_identity(IdentitySpec.default(), facts, args.at)
     if args.format == "json":
         payload: dict[str, Any] = {name: value for name, value, _ in rows}
         if chain:

@@ -23,8 +23,10 @@ from policyengine.values import Missing, as_utc
 
 if TYPE_CHECKING:
     from policyengine.evaluation.engine import Rule
+    from policyengine.evaluation.identity import IdentitySpec
     from policyengine.evaluation.index import RuleIndex
     from policyengine.request.sources import Forwarded
+    from policyengine.request.trust import TrustStore
 
 __all__ = [
     "FAILED_HOW",
@@ -97,6 +99,29 @@ def describe_certificate(
         else:
             shown = format_value(value, attribute.type)
         rows.append((attribute.name, plain_fact(value, attribute.type), shown))
+    return rows
+
+
+def describe_identity(
+    spec: IdentitySpec,
+    facts: CertificateFacts,
+    now: datetime | None = None,
+    trust: TrustStore | None = None,
+) -> list[tuple[str, object, str]]:
+    """Who the certificate names under ``spec`` (a policy's, or the default): the rows
+    ``principal`` (with where it came from), ``groups``, and ``roles`` when there are any
+    (decided for a request with no path, method or host)."""
+    at = datetime.now(UTC) if now is None else as_utc(now)
+    identity = spec.identify(Context(facts, at, trust_store=trust))
+    how = identity.describe_principal().removeprefix("principal ")
+    rows: list[tuple[str, object, str]] = [("principal", identity.principal, how)]
+    if spec.groups:
+        shown = format_value(identity.groups) + f" from {', '.join(spec.group_names)}"
+        rows.append(("groups", list(identity.groups), shown))
+    if spec.roles:
+        rest = [r.name for r in spec.roles if r.name not in identity.roles]
+        shown = format_value(identity.roles) + (f" ({', '.join(rest)} not held)" if rest else "")
+        rows.append(("roles", list(identity.roles), shown))
     return rows
 
 

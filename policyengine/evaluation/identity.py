@@ -278,9 +278,9 @@ class Identity:
 
     # -- shown ------------------------------------------------------------------------------
 
-    def describe(self) -> str:
-        """How the identity was worked out, for the explain trace: ``principal
-        "svc.contoso.com" from san.dns (san.uri absent); groups: ...; roles: ...``."""
+    def describe_principal(self) -> str:
+        """``principal "svc.contoso.com" from san.dns (san.uri absent)``: the principal and
+        how it was found."""
         self._resolve()
         if self._principal is not None:
             part = f'principal "{self._principal}" from {self._principal_from}'
@@ -288,9 +288,12 @@ class Identity:
             part = "no principal: no certificate was presented"
         else:
             part = "no principal"
-        if self._steps:
-            part += f" ({'; '.join(self._steps)})"
-        parts = [part]
+        return part + (f" ({'; '.join(self._steps)})" if self._steps else "")
+
+    def describe(self) -> str:
+        """How the identity was worked out, for the explain trace: the principal (see
+        :meth:`describe_principal`); the groups and where from; the roles held."""
+        parts = [self.describe_principal()]
         if self._spec.groups:
             shown = ", ".join(f'"{g}"' for g in self._groups) or "none"
             parts.append(f"groups {shown} from {', '.join(self._spec.group_names)}")

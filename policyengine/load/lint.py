@@ -20,7 +20,13 @@ code                     scope  when
                                 ``contains``, ``startswith``, ``endswith`` or ``matches``
 ``never-holds``          rule   a rule that can never hold
 ``shadowed``             rule   an allow rule that can never be the first allow rule to hold
+``identity-unverified``  policy the identity, or a role, comes from the certificate, and an
+                                allow rule admits a certificate from any issuer
 =======================  =====  =================================================================
+
+A rule's ``"ops" in roles`` is judged as role ``ops``'s condition written in its place: a
+role that requires ``trusted`` guards the rules that require the role. A role's own
+condition is linted for ``sha1-pin`` and ``dn-substring`` (warnings about the policy).
 
 A branch of a rule is one way it can hold: one conjunction of the rule's disjunctive normal
 form (``a or b and c`` has the branches ``a`` and ``b and c``). ``any-certificate`` judges
@@ -34,8 +40,8 @@ evaluation/, yaml or jsonschema, the rest of load/, integrations/, tooling/, cli
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
 from policyengine.errors import Diagnostic
 from policyengine.language import ast
@@ -43,9 +49,9 @@ from policyengine.language.vocabulary import Type, depends_of
 from policyengine.request.sources import source_named
 from policyengine.span import Span
 
-__all__ = ["POLICY_CODES", "RULE_CODES", "LintRule", "lint"]
+__all__ = ["POLICY_CODES", "RULE_CODES", "LintIdentity", "LintRule", "lint"]
 
-POLICY_CODES = ("renegotiation", "optional-no-present")
+POLICY_CODES = ("renegotiation", "optional-no-present", "identity-unverified")
 RULE_CODES = (
     "sha1-pin",
     "no-validity",
@@ -80,6 +86,17 @@ class LintRule:
     condition: ast.Expr
 
 
+@dataclass(frozen=True, slots=True)
+class LintIdentity:
+    """What lint needs to know of the ``identity:`` section."""
+
+    span: Span
+    declared: bool
+    """Whether the section names the principal's or the groups' attributes."""
+    roles: Mapping[str, tuple[Span, ast.Expr]] = field(default_factory=dict)
+    """Each role's checked condition, and where its name is written."""
+
+
 def lint(
     rules: Sequence[LintRule],
     *,
@@ -88,6 +105,7 @@ def lint(
     exclusion_paths: Sequence[str],
     exclusion_span: Span | None,
     policy_span: Span,
+    identity: LintIdentity | None = None,
 ) -> list[tuple[str | None, Diagnostic]]:
     """Every warning, each with the id of the rule it is about (None: the policy)."""
     found: list[tuple[str | None, Diagnostic]] = []
@@ -95,13 +113,80 @@ def lint(
         (None, d)
         for d in _policy_warnings(rules, mode, source, exclusion_paths, exclusion_span, policy_span)
     )
+    roles = {name: expr for name, (_, expr) in identity.roles.items()} if identity else {}
     earlier = _Earlier([r for r in rules if r.effect == "allow"])
     for rule in rules:
         shadowing = earlier.implied_by(rule) if rule.effect == "allow" else []
-        found.extend((rule.id, d) for d in _rule_warnings(rule, shadowing))
+        found.extend((rule.id, d) for d in _rule_warnings(rule, shadowing, roles))
         if rule.effect == "allow":
             earlier.add(rule)
+    if identity is not None:
+        found.extend((None, d) for d in _identity_warnings(rules, identity))
     return found
+
+
+def _with_roles(expr: ast.Expr, roles: Mapping[str, ast.Expr]) -> ast.Expr:
+    """``expr`` with each ``"r" in roles`` replaced by role r's condition (``not in``: its
+    negation), as lint judges it."""
+    if not roles:
+        return expr
+    if isinstance(expr, (ast.And, ast.Or)):
+        return replace(expr, operands=tuple(_with_roles(e, roles) for e in expr.operands))
+    if isinstance(expr, ast.Not):
+        return replace(expr, operand=_with_roles(expr.operand, roles))
+    if (
+        isinstance(expr, ast.Compare)
+        and expr.op in ("in", "not in")
+        and isinstance(expr.right, ast.AttributeRef)
+        and expr.right.name == "roles"
+        and isinstance(expr.left, ast.Literal)
+        and expr.left.value in roles
+    ):
+        condition = roles[str(expr.left.value)]
+        return (
+            condition
+            if expr.op == "in"
+            else ast.Not(operand=condition, span=expr.span, text=expr.text)
+        )
+    return expr
+
+
+def _identity_warnings(rules: Sequence[LintRule], identity: LintIdentity) -> Iterator[Diagnostic]:
+    roles = {name: expr for name, (_, expr) in identity.roles.items()}
+    for _, expr in identity.roles.values():
+        yield from _pin_and_substring_warnings(expr)
+    unguarded = [
+        r
+        for r in rules
+        if r.effect == "allow"
+        and not _without_certificate(r.condition)
+        and _open_branch(_with_roles(r.condition, roles), True) is not None
+    ]
+    if not unguarded:
+        return
+    first = unguarded[0].id
+    used = any(_names(r.condition) & {"principal", "groups"} for r in rules)
+    if identity.declared or used:
+        yield _warning(
+            identity.span,
+            "identity-unverified",
+            f"the principal and groups come from the certificate, and allow rule `{first}` "
+            "admits a certificate from any issuer: anyone can make one that names any "
+            "principal",
+            f"give `{first}` `trusted` (with a trust: section), a `fingerprint in` pin, or "
+            "`proxy.verified` behind a proxy that verifies client certificates",
+        )
+    for name, (span, expr) in identity.roles.items():
+        from_certificate = any(not n.startswith("request.") for n in _names(expr))
+        if from_certificate and _open_branch(expr, True) is not None:
+            yield _warning(
+                span,
+                "identity-unverified",
+                f"role `{name}` is granted by what the certificate says, without `trusted`, "
+                f"a fingerprint pin or `proxy.verified`, and allow rule `{first}` admits a "
+                "certificate from any issuer",
+                f"add `and trusted` (or a pin, or `proxy.verified`) to role `{name}`",
+            )
 
 
 class _Earlier:
@@ -177,9 +262,7 @@ def _policy_warnings(
             )
 
 
-def _rule_warnings(rule: LintRule, shadowing: Sequence[LintRule]) -> Iterator[Diagnostic]:
-    condition = rule.condition
-    names = _names(condition)
+def _pin_and_substring_warnings(condition: ast.Expr) -> Iterator[Diagnostic]:
     for literal in _sha1_pins(condition):
         yield _warning(
             literal.span,
@@ -187,17 +270,6 @@ def _rule_warnings(rule: LintRule, shadowing: Sequence[LintRule]) -> Iterator[Di
             "a SHA-1 fingerprint pin",
             "pin the SHA-256 fingerprint instead (`policyengine inspect CERT` prints it)",
         )
-    if rule.effect == "allow" and not _without_certificate(condition):
-        if not names & _VALIDITY:
-            yield _warning(
-                rule.span,
-                "no-validity",
-                f"allow rule `{rule.id}` does not check that the certificate is valid",
-                "add `valid` (or `trusted`, which checks validity along the whole chain)",
-            )
-        branch = _open_branch(condition, True)
-        if branch is not None:
-            yield _any_certificate(rule, branch)
     for node, name in _dn_substrings(condition):
         yield _warning(
             node.span,
@@ -207,7 +279,27 @@ def _rule_warnings(rule: LintRule, shadowing: Sequence[LintRule]) -> Iterator[Di
             'compare the attribute itself, e.g. `"Payments" in subject.OU` or '
             '`subject.O == "Contoso Ltd"`',
         )
-    why = _never_holds(condition)
+
+
+def _rule_warnings(
+    rule: LintRule, shadowing: Sequence[LintRule], roles: Mapping[str, ast.Expr]
+) -> Iterator[Diagnostic]:
+    written = rule.condition
+    condition = _with_roles(written, roles)  # a role's condition judged in its place
+    names = _names(condition)
+    yield from _pin_and_substring_warnings(written)
+    if rule.effect == "allow" and not _without_certificate(written):
+        if not names & _VALIDITY:
+            yield _warning(
+                rule.span,
+                "no-validity",
+                f"allow rule `{rule.id}` does not check that the certificate is valid",
+                "add `valid` (or `trusted`, which checks validity along the whole chain)",
+            )
+        branch = _open_branch(condition, True)
+        if branch is not None:
+            yield _any_certificate(replace(rule, condition=condition), branch)
+    why = _never_holds(written)
     if why:
         yield _warning(
             rule.span,

@@ -46,7 +46,7 @@ from policyengine.load.document import (
     load_document,
     parse_document,
 )
-from policyengine.load.lint import POLICY_CODES, RULE_CODES, LintRule, lint
+from policyengine.load.lint import POLICY_CODES, RULE_CODES, LintIdentity, LintRule, lint
 from policyengine.request.sources import SourceConfig, trusted_from_anywhere
 from policyengine.request.trust import TrustSettings, TrustStore
 from policyengine.span import Span
@@ -105,7 +105,7 @@ def compile_document(
         raise PolicyCheckError(ordered)
     warnings = tuple(d for d in result.diagnostics if d.severity == "warning")
     trust_store, trust_warnings = _load_trust(document)
-    lint_warnings = _lint(document, result.expressions)
+    lint_warnings = _lint(document, result)
     warnings = (
         _unsilenced(warnings + _source_warnings(document, config) + trust_warnings, document)
         + lint_warnings
@@ -257,12 +257,17 @@ def _load_trust(document: Document) -> tuple[TrustStore | None, tuple[Diagnostic
     return store, warnings
 
 
-def _lint(document: Document, expressions: tuple[ast.Expr, ...]) -> tuple[Diagnostic, ...]:
+def _lint(document: Document, result: CheckResult) -> tuple[Diagnostic, ...]:
     """Lint warnings, less those silenced by their rule or by the policy."""
     rules = [
         LintRule(spec.id, spec.effect, spec.span, expr)
-        for spec, expr in zip(document.rules, expressions, strict=True)
+        for spec, expr in zip(document.rules, result.expressions, strict=True)
     ]
+    section = document.identity
+    spans = {role.name: role.span for role in section.roles}
+    roles = {name: (spans[name], expr) for name, expr in result.roles}
+    names = section.principal is not None or bool(section.groups)
+    identity = LintIdentity(section.span, names, roles)
     found = lint(
         rules,
         mode=document.mode,
@@ -270,6 +275,7 @@ def _lint(document: Document, expressions: tuple[ast.Expr, ...]) -> tuple[Diagno
         exclusion_paths=document.exclusion_paths,
         exclusion_span=document.exclusion_span,
         policy_span=document.policy_span,
+        identity=identity,
     )
     _check_codes([pair for spec in document.rules for pair in spec.silenced])
     by_rule = {spec.id: {code for code, _ in spec.silenced} for spec in document.rules}

@@ -224,9 +224,26 @@ def _compare(expect: dict[str, Any], decision: Decision) -> str:
         wrong.append(f"reason {expect['reason']}, got {decision.reason}")
     if "rule" in expect and expect["rule"] != decision.rule:
         wrong.append(f"rule {expect['rule']}, got {decision.rule}")
+    wrong.extend(_identity_differences(expect, decision))
     if not wrong:
         return ""
     return "expected " + "; ".join(wrong) + f" ({decision.message})"
+
+
+def _identity_differences(expect: dict[str, Any], decision: Decision) -> list[str]:
+    """What the decision's identity has other than the case expects (``principal``,
+    ``groups``, ``roles``); a decision without one has no principal, groups or roles."""
+    identity = decision.identity
+    got: dict[str, Any] = {
+        "principal": identity.principal if identity is not None else None,
+        "groups": list(identity.groups) if identity is not None else [],
+        "roles": list(identity.roles) if identity is not None else [],
+    }
+    wrong = []
+    for key, value in got.items():
+        if key in expect and expect[key] != value:
+            wrong.append(f"{key} {json.dumps(expect[key])}, got {json.dumps(value)}")
+    return wrong
 
 
 # -- reports ----------------------------------------------------------------------------------
