@@ -158,7 +158,7 @@ TRIGGERS = [
     Trigger(
         "identity-unverified",
         policy_text(
-            f"'\"partner\" in roles and fingerprint.sha256 == \"{SHA256}\"'",
+            f'\'"partner" in roles and fingerprint.sha256 == "{SHA256}"\'',
             'valid and subject.O == "Contoso"',
             head=HEAD + 'identity:\n  roles:\n    partner: subject.O == "Contoso"\n',
         ),

@@ -94,9 +94,14 @@ class IdentitySpec:
         return tuple(name for name, _ in self.groups)
 
     def identify(self, ctx: Context) -> Identity:
-        """The identity of the request ``ctx`` sees: its roles decided now. Never raises."""
+        """The identity of the request ``ctx`` sees, its roles decided now (``ctx.identity``
+        is set to it while they are). Never raises."""
+        identity = Identity(self, ctx.facts, (), ())
         if not self.roles:
-            return Identity(self, ctx.facts, (), ())
+            return identity
+        # a role may read the principal and the groups (never the roles): the identity is
+        # on the context while the roles are decided, and gets them before anyone sees it
+        ctx.identity = identity
         held: list[str] = []
         errors: list[str] = []
         for role in self.roles:
@@ -107,7 +112,8 @@ class IdentitySpec:
                 continue
             if holds is True:
                 held.append(role.name)
-        return Identity(self, ctx.facts, tuple(held), tuple(errors))
+        identity._roles, identity._role_errors = tuple(held), tuple(errors)
+        return identity
 
 
 def _values_reader(attribute: Attribute) -> _ReadAll:

@@ -174,8 +174,13 @@ class Tracer(Plain):
         a policy with an ``identity:`` section)."""
         self._rules = []
         self._steps.append(self._policy._mode_steps[ctx.facts is None])
-        if self._policy.identity.declared:
-            self._steps.append(_new(Step, ("identity", "pass", identity.describe())))
+        spec = self._policy.identity
+        if spec.declared:
+            lines = [identity.describe()]
+            for role in spec.roles:
+                if role.name not in identity.roles:
+                    lines.append(f"role {role.name}: {_why_not(role.condition.trace(ctx))}")
+            self._steps.append(_new(Step, ("identity", "pass", "\n".join(lines))))
 
     remembers = False
 
@@ -241,6 +246,14 @@ def _path_step(policy: Policy, path: str | None) -> Step:
 def _skipped(rule: Rule) -> RuleTrace:
     node = TraceNode("test", rule.when.strip(), "skipped", "", (), rule.span)
     return RuleTrace(rule.id, rule.effect, "skipped", node)
+
+
+def _why_not(node: TraceNode) -> str:
+    """Why a condition did not hold: its first part that did not, and what that saw."""
+    for child in node.children:
+        if child.outcome in ("false", "undefined", "error"):
+            return _why_not(child)
+    return f"`{' '.join(node.text.split())}` is {node.outcome}: {node.detail}"
 
 
 def _first_error(node: TraceNode) -> str:
