@@ -80,3 +80,5 @@ _.reloads
 _.watched
 # IssuedCertificate.key_pem: the private key for a test server (docs/testing.md).
 _.key_pem
+# Identity.has_role: what an application asks of a decision's identity (docs/identity.md).
+_.has_role

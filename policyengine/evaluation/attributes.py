@@ -22,12 +22,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from operator import attrgetter
+from typing import TYPE_CHECKING
 
 from policyengine.errors import FactError
 from policyengine.evaluation.context import Context
 from policyengine.language.vocabulary import VOCABULARY, Attribute
 from policyengine.oids import NAME_ATTRIBUTES
 from policyengine.values import ABSENT, Missing, format_time
+
+if TYPE_CHECKING:
+    from policyengine.evaluation.identity import Identity
 
 __all__ = ["READERS", "Readers", "read_fact", "readers_for"]
 
@@ -300,13 +304,12 @@ def _principal(ctx: Context) -> object:
     return _NO_IDENTITY if identity is None else identity.principal_value()
 
 
-def _identity_values(part: str, what: str) -> Readers:
+def _identity_values(value_of: Callable[[Identity], tuple[str, ...]], what: str) -> Readers:
     """Readers of a multi-valued part of the identity (groups, roles)."""
-    value_of = attrgetter(f"{part}_value")
 
     def read_all(ctx: Context) -> tuple[object, ...] | Missing:
         identity = ctx.identity
-        return _NO_IDENTITY if identity is None else value_of(identity)()
+        return _NO_IDENTITY if identity is None else value_of(identity)
 
     def read(ctx: Context) -> object:
         values = read_all(ctx)
@@ -318,8 +321,8 @@ def _identity_values(part: str, what: str) -> Readers:
 
 
 READERS["principal"] = Readers(_principal)
-READERS["groups"] = _identity_values("groups", "groups")
-READERS["roles"] = _identity_values("roles", "roles hold")
+READERS["groups"] = _identity_values(lambda identity: identity.groups_value(), "groups")
+READERS["roles"] = _identity_values(lambda identity: identity.roles_value(), "roles hold")
 
 # -- the request ----------------------------------------------------------------------------
 

@@ -86,10 +86,6 @@ class IdentitySpec:
         return cls([a for a in attributes if a is not None])
 
     @property
-    def principal_names(self) -> tuple[str, ...]:
-        return tuple(name for name, _ in self.principal)
-
-    @property
     def group_names(self) -> tuple[str, ...]:
         return tuple(name for name, _ in self.groups)
 
@@ -254,6 +250,7 @@ class Identity:
         return found + self.role_errors
 
     def has_role(self, role: str) -> bool:
+        """Whether ``role`` holds (``role in identity.roles``)."""
         return role in self.roles
 
     # -- what the rules read ----------------------------------------------------------------

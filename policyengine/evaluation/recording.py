@@ -253,7 +253,8 @@ def _why_not(node: TraceNode) -> str:
     for child in node.children:
         if child.outcome in ("false", "undefined", "error"):
             return _why_not(child)
-    return f"`{' '.join(node.text.split())}` is {node.outcome}: {node.detail}"
+    detail = node.detail.removeprefix(f"{node.outcome}: ")
+    return f"`{' '.join(node.text.split())}` is {node.outcome}: {detail}"
 
 
 def _first_error(node: TraceNode) -> str:
