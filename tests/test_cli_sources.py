@@ -332,7 +332,9 @@ def test_inspect_json_has_every_attribute(rich_pem: Path) -> None:
     result = cli("inspect", str(rich_pem), "--at", AT, "--format", "json")
     assert (result.returncode, result.stderr) == (0, "")
     payload = json.loads(result.stdout)
-    assert list(payload) == [a.name for a in certificate_attributes()]
+    # the facts, then who the certificate names (the default principal)
+    assert list(payload) == [a.name for a in certificate_attributes()] + ["principal"]
+    assert payload["principal"] == "spiffe://contoso.example/ns/payments/sa/api"
     for name, value in RICH_FACTS.items():
         assert payload[name] == value, name
 
@@ -348,7 +350,7 @@ def test_inspect_text(rich_pem: Path) -> None:
         a.name
         for a in certificate_attributes()
         if not (a.name.startswith(("subject.", "issuer.")) and RICH_FACTS.get(a.name, []) == [])
-    ]
+    ] + ["principal"]
     width = max(len(name) for name in rows) + 2
     assert all(line[width - 2 : width] == "  " for line in lines)
     assert rows["subject.OU"] == '["Payments", "Platform"]'
