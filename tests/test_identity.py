@@ -579,3 +579,11 @@ def test_identities_are_equal_by_value() -> None:
     assert a == b and hash(a) == hash(b) and a is not b
     assert repr(a) == "Identity(principal='same', groups=(), roles=())"
     assert a.to_dict()["principal"] == "same"
+
+
+def test_an_empty_name_is_no_principal() -> None:
+    policy = policy_from_text(_with_identity("  principal: [subject.CN, subject]\n"))
+    empty = identity_of(policy, make_certificate([], **VALID_AT_NOW))
+    assert empty.principal is None
+    assert empty.describe_principal() == "no principal (subject.CN absent; subject is empty)"
+    assert identity_headers(empty) == ()

@@ -7,7 +7,8 @@ rules are about to run (:meth:`IdentitySpec.identify`), so the rules can read
 ``principal``, ``groups`` and ``roles`` and the decision carries the identity.
 
 - **The principal** is the first attribute of ``identity.principal`` that has exactly one
-  value. One with none or several is skipped, and said so; values are never joined. None
+  value, not empty. One with none or several (or an empty one) is skipped, and said so;
+  values are never joined. None
   left: the principal is absent. A part of the certificate that cannot be read stops the
   search (the principal is then absent and the reason is an error): a broken SAN must not
   let a later attribute speak for the certificate.
@@ -192,10 +193,13 @@ class Identity:
                     steps.append(f"{name} absent")
                     continue
                 assert isinstance(values, tuple)
-                if len(values) == 1 and isinstance(values[0], str):
+                if len(values) == 1 and isinstance(values[0], str) and values[0]:
                     principal, principal_from = values[0], name
                     break
-                steps.append(f"{name} absent" if not values else f"{name} has {len(values)} values")
+                if len(values) == 1:
+                    steps.append(f"{name} is empty")  # an empty name names no one
+                else:
+                    steps.append(f"{name} has {len(values)} values" if values else f"{name} absent")
             for name, read in self._spec.groups:
                 try:
                     values = read(ctx)  # type: ignore[arg-type]
@@ -206,7 +210,7 @@ class Identity:
                     continue
                 assert isinstance(values, tuple)
                 for value in values:
-                    if isinstance(value, str) and value not in groups:
+                    if isinstance(value, str) and value and value not in groups:
                         groups.append(value)
                         groups_from.append(name)
         self._principal = principal
