@@ -17,6 +17,8 @@ the ratios of the repeats taken side by side). ``--peers`` adds the other policy
                     decision memo answers
    facts, rules     the same with the memo off: the compiled rules run every time
    explain          the same with explain=True (the rules and the trace)
+   facts, roles     "facts, rules" with an identity: section of two roles (issue 16) whose
+                    conditions run before the rules: what roles cost
    header           Policy.evaluate_request with App Service's header (base64 DER), the
                     certificate seen before
    header, cold     certificates never seen before: a pool of distinct ones (2,000) taken
@@ -94,10 +96,20 @@ class Bench:
         }
 
 
+_ROLES = """identity:
+  groups: [subject.O]
+  roles:
+    reader: valid
+    partner: fingerprint in partners
+rules:"""
+"""Two roles for the four-predicate policy: a predicate each, as a short policy's are."""
+
+
 def per_decision(bench: Bench) -> dict[str, Callable[[], object]]:
     text = four_predicates(bench.pins)
     policy = compiled(text)
     rules_run = compiled(text, memo=False)
+    with_roles = compiled(text.replace("rules:", _ROLES, 1), memo=False)
     # never seen before: a pool of distinct certificates larger than the caches, in turn
     cold_text = four_predicates(bench.pins + bench.pool_pins)
     cold = compile_document(
@@ -131,6 +143,7 @@ def per_decision(bench: Bench) -> dict[str, Callable[[], object]]:
         "facts": lambda: policy.evaluate(facts, path="/", now=NOW),
         "facts, rules": lambda: rules_run.evaluate(facts, path="/", now=NOW),
         "explain": lambda: rules_run.evaluate(facts, path="/", now=NOW, explain=True),
+        "facts, roles": lambda: with_roles.evaluate(facts, path="/", now=NOW),
         "header": request(policy),
         "header, cold": lambda: cold.evaluate_request(
             headers=pool_headers[next(cold_turn)], remote_addr=PEER, path="/", now=NOW
@@ -219,6 +232,7 @@ def main() -> None:
     explain = paired("explain", "facts, rules")
     header = paired("handwritten", "header")
     cold = paired("header, cold", "handwritten")
+    roles = paired("facts, roles", "facts, rules")
 
     def verdict(met: bool) -> str:
         # a quick run is a smoke test: too short to judge a target by
@@ -237,6 +251,7 @@ def main() -> None:
             [(t, f"{r:.2f}", verdict(ok)) for t, r, ok in targets],
         )
     )
+    print(f"two roles cost {roles:.2f}x the rules alone (facts, roles over facts, rules)")
     peer_rows = []
     if args.peers:
         import peers

@@ -505,7 +505,8 @@ class Policy:
         """
         facts = ctx.facts
         ctx.identity = identity = self.identity.identify(ctx)
-        record.identified(identity, ctx)
+        if record is not PLAIN:  # the plain record notes nothing: spare it the call
+            record.identified(identity, ctx)
         for rule, test, message in record.plan(self._deny_plan, self._deny_index, ctx):
             try:
                 holds = record.test(test, rule, ctx)

@@ -60,7 +60,7 @@ class Role:
 class IdentitySpec:
     """The policy's ``identity:`` section, compiled: how each part of an identity is read."""
 
-    __slots__ = ("declared", "groups", "principal", "roles")
+    __slots__ = ("_last", "declared", "groups", "principal", "roles")
 
     def __init__(
         self,
@@ -79,6 +79,9 @@ class IdentitySpec:
         self.roles = tuple(roles)
         self.declared = declared
         """Whether the policy has an ``identity:`` section (else these are the defaults)."""
+        self._last: tuple[object, Identity | None] = (None, None)
+        """The facts and the identity last made of them: without roles an identity depends
+        on the facts alone, so a client seen again (the memo off) gets the same one."""
 
     @classmethod
     def default(cls) -> IdentitySpec:
@@ -93,9 +96,16 @@ class IdentitySpec:
     def identify(self, ctx: Context) -> Identity:
         """The identity of the request ``ctx`` sees, its roles decided now (``ctx.identity``
         is set to it while they are). Never raises."""
-        identity = Identity(self, ctx.facts, (), ())
+        facts = ctx.facts
         if not self.roles:
+            last = self._last
+            if last[0] is facts and last[1] is not None:
+                return last[1]
+            identity = Identity(self, facts, (), ())
+            if facts is not None:
+                self._last = (facts, identity)
             return identity
+        identity = Identity(self, facts, (), ())
         # a role may read the principal and the groups (never the roles): the identity is
         # on the context while the roles are decided, and gets them before anyone sees it
         ctx.identity = identity
@@ -138,7 +148,6 @@ class Identity:
         "_principal",
         "_principal_error",
         "_principal_from",
-        "_resolved",
         "_role_errors",
         "_roles",
         "_spec",
@@ -156,7 +165,8 @@ class Identity:
         self._facts = facts
         self._roles = roles
         self._role_errors = role_errors
-        self._resolved = False
+        # the principal and groups slots stay unset until _resolve fills them: one store
+        # fewer per decision than a flag
 
     @property
     def roles(self) -> tuple[str, ...]:
@@ -171,8 +181,11 @@ class Identity:
     # -- the principal and the groups, worked out on first read ---------------------------
 
     def _resolve(self) -> None:
-        if self._resolved:
+        try:
+            self._steps  # noqa: B018 (set by the first _resolve)
             return
+        except AttributeError:
+            pass
         facts = self._facts
         principal: str | None = None
         principal_from: str | None = None
@@ -216,10 +229,9 @@ class Identity:
         self._principal = principal
         self._principal_from = principal_from
         self._principal_error = error
-        self._steps = tuple(steps)
         self._groups = tuple(groups)
         self._groups_from = tuple(groups_from)
-        self._resolved = True
+        self._steps = tuple(steps)  # last: another thread sees it only once all are set
 
     @property
     def principal(self) -> str | None:
