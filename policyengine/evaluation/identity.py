@@ -60,7 +60,7 @@ class Role:
 class IdentitySpec:
     """The policy's ``identity:`` section, compiled: how each part of an identity is read."""
 
-    __slots__ = ("_last", "declared", "groups", "principal", "roles")
+    __slots__ = ("declared", "groups", "principal", "roles")
 
     def __init__(
         self,
@@ -79,9 +79,6 @@ class IdentitySpec:
         self.roles = tuple(roles)
         self.declared = declared
         """Whether the policy has an ``identity:`` section (else these are the defaults)."""
-        self._last: tuple[object, Identity | None] = (None, None)
-        """The facts and the identity last made of them: without roles an identity depends
-        on the facts alone, so a client seen again (the memo off) gets the same one."""
 
     @classmethod
     def default(cls) -> IdentitySpec:
@@ -96,16 +93,9 @@ class IdentitySpec:
     def identify(self, ctx: Context) -> Identity:
         """The identity of the request ``ctx`` sees, its roles decided now (``ctx.identity``
         is set to it while they are). Never raises."""
-        facts = ctx.facts
+        identity = Identity(self, ctx.facts, (), ())
         if not self.roles:
-            last = self._last
-            if last[0] is facts and last[1] is not None:
-                return last[1]
-            identity = Identity(self, facts, (), ())
-            if facts is not None:
-                self._last = (facts, identity)
             return identity
-        identity = Identity(self, facts, (), ())
         # a role may read the principal and the groups (never the roles): the identity is
         # on the context while the roles are decided, and gets them before anyone sees it
         ctx.identity = identity
@@ -153,6 +143,8 @@ class Identity:
         "_spec",
         "_steps",
     )
+    _steps: tuple[str, ...]
+    """How the principal was looked for; set (last) by the first :meth:`_resolve`."""
 
     def __init__(
         self,
