@@ -19,7 +19,7 @@ from typing import Any
 import flask
 import httpx
 import pytest
-from integration_support import PARTNER_PEM, azure_header, nginx_header
+from integration_support import PARTNER_PEM, nginx_header
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -51,7 +51,9 @@ FLASK_LOG = "policyengine.integrations.flask"
 
 @dataclass(frozen=True)
 class Staff:
-    """A staff CA, the policy trusting it, and certificates: issued ones and a forgery."""
+    """A staff CA, the policy trusting it, and certificates: issued ones and a forgery. The
+    policy lints clean: every rule that admits a certificate verifies it, so the principal
+    is never what an unverified certificate says."""
 
     policy: Path
     alice: IssuedCertificate  # CN=alice, OU=Operations: roles ops and reader
@@ -65,7 +67,9 @@ STAFF_POLICY = """\
 policy: staff
 mode: optional
 exclusion_paths: /health
-silence: [trusted-anywhere]
+certificate:
+  source: nginx
+  trusted_proxies: [127.0.0.1]
 trust:
   anchors: [ca.pem]
 identity:
@@ -80,7 +84,7 @@ rules:
     when: trusted
   - id: public
     effect: allow
-    when: request.path startswith "/public"
+    when: request.path startswith "/public" and not present
 """
 
 
@@ -101,8 +105,8 @@ def staff(tmp_path_factory: pytest.TempPathFactory) -> Staff:
 
 
 def cert(certificate: IssuedCertificate) -> dict[str, str]:
-    """The certificate as App Service forwards it (the policy's default source)."""
-    return {"X-ARR-ClientCert": azure_header(certificate.pem)}
+    """The certificate as nginx forwards it (from 127.0.0.1, the policy's trusted proxy)."""
+    return {"X-SSL-Client-Cert": nginx_header(certificate.pem)}
 
 
 # -- WSGI ---------------------------------------------------------------------------------
@@ -314,7 +318,7 @@ def test_asgi_refusal_leaves_no_identity_in_the_scope(staff: Staff) -> None:
 
 
 def test_asgi_identity_on_a_websocket(staff: Staff) -> None:
-    client = TestClient(starlette(staff))
+    client = TestClient(starlette(staff), client=("127.0.0.1", 50000))
     with client, client.websocket_connect("/ws", headers=cert(staff.service)) as ws:
         assert ws.receive_text() == "svc.contoso.com"
 
@@ -547,7 +551,9 @@ def test_require_role_under_a_decorator_reads_the_decorators_decision(
             """\
             policy: plain
             mode: required
-            silence: [trusted-anywhere]
+            certificate:
+              source: nginx
+              trusted_proxies: [127.0.0.1]
             rules:
               - id: anyone
                 effect: allow
@@ -665,3 +671,12 @@ def test_the_example_greets_the_principal_and_guards_by_role(example: Any) -> No
     refused = default.get("/reports", headers=partner_header)
     assert refused.status_code == 403
     assert refused.json is not None and refused.json["reason"] == "missing_role"
+
+
+def test_a_forged_certificate_names_nobody_even_on_a_public_path(staff: Staff) -> None:
+    # the public rule admits requests without a certificate only: a self-signed one naming
+    # alice is refused there too, so nothing can make REMOTE_USER "alice" but the CA
+    assert load_policy(staff.policy).warnings == ()
+    client, outer = wsgi(staff, remote_user=True)
+    assert client.get("/public/docs", headers=cert(staff.mallory)).status_code == 403
+    assert "REMOTE_USER" not in outer.environ
