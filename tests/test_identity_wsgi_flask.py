@@ -242,6 +242,34 @@ def test_stacked_middleware_decide_once_and_the_inner_owns_remote_user(
     assert len([r for r in caplog.records if r.name == DECISION_LOGGER]) == 1
 
 
+def test_remote_user_under_a_real_server_is_valid_wsgi(staff: Staff) -> None:
+    """wsgiref's server on a loopback port, with its PEP 3333 validator between the
+    middleware and the application: REMOTE_USER is a native string, the environ valid."""
+    import threading
+    import urllib.request
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+    from wsgiref.validate import validator
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    app = wsgi_integration.PolicyMiddleware(validator(wsgi_app), staff.policy, remote_user=True)
+    with make_server("127.0.0.1", 0, validator(app), handler_class=Quiet) as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            url = f"http://127.0.0.1:{server.server_port}/orders"
+            request = urllib.request.Request(url, headers=cert(staff.alice))
+            with urllib.request.urlopen(request, timeout=10) as response:
+                seen = json.loads(response.read())
+        finally:
+            server.shutdown()
+            thread.join(timeout=10)
+    assert seen["remote_user"] == "alice"
+    assert seen["identity"]["roles"] == ["ops", "reader"]
+
+
 # -- ASGI ---------------------------------------------------------------------------------
 
 
