@@ -40,6 +40,11 @@ certificate:
   trusted_proxies: [127.0.0.1, "::1"]
 trust:
   anchors: [ca.pem]
+identity:                 # who the certificate names (docs/identity.md)
+  principal: [subject.CN]
+  groups: [subject.O]
+  roles:
+    reports: trusted and "Example Partner Ltd" in subject.O   # the /reports view's role
 sets:
   partners:
     - {sha256}   # client.pem

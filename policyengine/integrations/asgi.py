@@ -11,7 +11,17 @@ refused HTTP request gets a ready 403 without the application being called (its 
 read), and a refused websocket is closed with code 1008 (policy violation) before it is
 accepted. ``lifespan`` and any other scope type pass through untouched. An allowed
 connection reaches the application with the decision in ``scope["policyengine.decision"]``
-and, for Starlette and FastAPI, in ``request.state.policyengine_decision``.
+and, for Starlette and FastAPI, in ``request.state.policyengine_decision``; its
+:class:`~policyengine.Identity` likewise in ``scope["policyengine.identity"]`` and
+``request.state.policyengine_identity`` (None when the decision has none, or refuses). The
+identity is stored as the decision made it: its principal and groups are worked out only
+when the application reads them.
+
+There is no ``remote_user`` here: ASGI has no ``REMOTE_USER``. The key frameworks read the
+authenticated user from, ``scope["user"]``, holds an object of their own (Starlette's
+``BaseUser``, Channels' Django user), never a string, and belongs to their authentication
+middleware: for Starlette and FastAPI, ``request.user`` comes from policyengine's
+authentication backend (docs/identity.md).
 
 Plain ASGI: it imports no web framework (not Starlette either), only what the integrations
 share.
@@ -33,10 +43,21 @@ from policyengine.integrations import (
 )
 from policyengine.integrations.runtime import DecisionLog, ReloadingPolicy
 
-__all__ = ["SCOPE_KEY", "PolicyMiddleware", "decide_scope", "scope_request"]
+__all__ = [
+    "IDENTITY_KEY",
+    "IDENTITY_STATE_KEY",
+    "SCOPE_KEY",
+    "PolicyMiddleware",
+    "decide_scope",
+    "scope_request",
+]
 
 SCOPE_KEY = "policyengine.decision"
 STATE_KEY = "policyengine_decision"
+IDENTITY_KEY = "policyengine.identity"
+"""Where the scope keeps the identity of an allowed decision (None otherwise)."""
+IDENTITY_STATE_KEY = "policyengine_identity"
+"""The same in ``scope["state"]``: Starlette's ``request.state.policyengine_identity``."""
 POLICY_VIOLATION = 1008
 
 Scope = MutableMapping[str, Any]
@@ -74,19 +95,23 @@ def decide_scope(
     explain: bool = False,
 ) -> Decision:
     """Decide the connection an ASGI scope describes, log it, and store it in the scope
-    (with the policy that made it, under ``DECIDED_KEY``, for a later guard to reuse). A
-    decision an outer guard made with the very same policy object is reused."""
+    (with the policy that made it, under ``DECIDED_KEY``, for a later guard to reuse), and
+    its identity under ``IDENTITY_KEY`` when it allows (None when it refuses). A decision
+    an outer guard made with the very same policy object is reused."""
     decided = reusable_decision(scope.get(DECIDED_KEY), provider)
     if decided is None:
         decided = decide_request(provider, scope_request(scope), log, explain=explain)
     decision = decided.decision
+    identity = decision.identity if decision.allowed else None
     scope[SCOPE_KEY] = decision
     scope[DECIDED_KEY] = decided
+    scope[IDENTITY_KEY] = identity
     # Starlette's request.state is scope["state"]; servers without lifespan state (and
     # httpx's ASGITransport) send no "state", and Starlette would then start an empty one.
     state = scope.setdefault("state", {})
     if isinstance(state, MutableMapping):
         state[STATE_KEY] = decision
+        state[IDENTITY_STATE_KEY] = identity
     return decision
 
 

@@ -15,6 +15,18 @@ The decision is in ``flask.g.policyengine_decision``. A refused request gets a 4
 otherwise) and its view is not called. Deciding reads the WSGI environ only, never the body,
 so a refused upload is never read.
 
+Who the certificate names::
+
+    from policyengine.integrations.flask import current_identity, require_role
+
+    @app.get("/ops")
+    @require_role("ops")            # 403 missing_role unless the policy's role "ops" holds
+    def ops(): return f"hello {current_identity.principal}"
+
+``current_identity`` is the :class:`~policyengine.Identity` of the request's allowed
+decision, or None (no decision, a refusal, an excluded path); it is a proxy, so test it
+with ``if current_identity:`` (``get_identity()`` returns the object itself).
+
 The only module that imports Flask; no other integration's framework.
 """
 
@@ -22,17 +34,22 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Awaitable, Callable
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar, cast
 
 import flask
+from werkzeug.local import LocalProxy
 
 from policyengine.evaluation.decision import Decision
 from policyengine.evaluation.engine import Policy
+from policyengine.evaluation.identity import Identity
 from policyengine.integrations import (
     DECIDED_KEY,
+    Decided,
     DenyHook,
     decide_request,
     environ_request,
@@ -48,7 +65,16 @@ from policyengine.integrations.runtime import (
     decision_log,
 )
 
-__all__ = ["CONFIG_KEY", "EXTENSION_KEY", "PolicyEngine", "require_certificate"]
+__all__ = [
+    "CONFIG_KEY",
+    "EXTENSION_KEY",
+    "ROLE_REFUSALS",
+    "PolicyEngine",
+    "current_identity",
+    "get_identity",
+    "require_certificate",
+    "require_role",
+]
 
 CONFIG_KEY = "POLICYENGINE_POLICY"
 """``app.config`` key read by :meth:`PolicyEngine.init_app` when no policy is given."""
@@ -204,6 +230,15 @@ def require_certificate(
         provider, settings = settings_for_request()
         return _decide_or_refuse(provider, settings, on_deny or settings.on_deny)
 
+    return _guarded_by(guard)
+
+
+def _guarded_by(
+    guard: Callable[[], flask.Response | None],
+) -> Callable[[Callable[P, R]], Callable[P, R | flask.Response]]:
+    """A decorator running ``guard`` before the view (sync or async): a response it returns
+    is the answer, and the view is not called."""
+
     def decorate(view: Callable[P, R]) -> Callable[P, R | flask.Response]:
         if inspect.iscoroutinefunction(view):
             async_view = cast(Callable[P, Awaitable[Any]], view)
@@ -227,3 +262,122 @@ def require_certificate(
         return guarded
 
     return decorate
+
+
+# -- who the certificate names ------------------------------------------------------------
+
+MISSING_IDENTITY = "missing_identity"
+MISSING_ROLE = "missing_role"
+ROLE_REFUSALS: Mapping[str, str] = {
+    MISSING_IDENTITY: "A client certificate naming the caller is required.",
+    MISSING_ROLE: "The client certificate does not hold the role this request needs.",
+}
+"""The reason codes of a :func:`require_role` refusal, and the one sentence each tells the
+client (never the role's name or condition)."""
+_ROLE_LOG = logging.getLogger(__name__)
+
+
+def _request_decided() -> Decided | None:
+    """What the last guard of this request decided: this module's hook or decorator (kept
+    in the request's environ), else the WSGI middleware in front of the app. Never read
+    from ``flask.g``, which can outlive the request (see :func:`_decide_or_refuse`)."""
+    environ = flask.request.environ
+    for key in (DECIDED_FLASK_KEY, DECIDED_KEY):
+        decided = environ.get(key)
+        if isinstance(decided, Decided):
+            return decided
+    return None
+
+
+def get_identity() -> Identity | None:
+    """The :class:`~policyengine.Identity` of this request's decision when it allowed;
+    None when nothing decided this request, when the decision refused, or when it has no
+    identity (an excluded path). Needs a request context."""
+    decided = _request_decided()
+    if decided is None or not decided.decision.allowed:
+        return None
+    return decided.decision.identity
+
+
+current_identity = cast(Identity | None, LocalProxy(get_identity))
+"""The request's identity, a proxy like ``flask.g`` (see :func:`get_identity`). It is
+never ``None`` itself: test it with ``if current_identity:``."""
+
+
+def require_role(role: str) -> Callable[[Callable[P, R]], Callable[P, R | flask.Response]]:
+    """Guard one view by a role of the policy's ``identity:`` section: the view runs only
+    when the request's decision allowed and its identity holds ``role``.
+
+    Refused otherwise, with a 403 in the format of the extension's refusals: reason
+    ``missing_role`` (an identity without the role) or ``missing_identity`` (none: an
+    excluded path, a request no guard decided). The decision is the one the app's
+    :class:`PolicyEngine` hook, a :func:`require_certificate` above this decorator, or the
+    WSGI middleware made; when none did (an extension with ``guard_all=False``), the
+    request is decided here with the extension's policy. With no extension and no
+    middleware the request fails with RuntimeError (a 500). A role the deciding policy
+    does not define is held by nobody: ``missing_role``, and a warning on the
+    ``policyengine.integrations.flask`` logger naming the policy's roles. Every refusal
+    is logged there (INFO); the extension's ``on_deny`` hook is not asked.
+    """
+    if not isinstance(role, str) or not role:
+        raise TypeError(f"require_role takes the name of a role, not {role!r}")
+
+    def guard() -> flask.Response | None:
+        decided = _request_decided()
+        if decided is None:
+            settings = cast(_AppSettings | None, flask.current_app.extensions.get(EXTENSION_KEY))
+            if settings is None:
+                raise RuntimeError(
+                    f"require_role({role!r}) found no decision for this request: guard the "
+                    "app with PolicyEngine(app, policy) or the WSGI PolicyMiddleware"
+                )
+            refused = _decide_or_refuse(settings.provider, settings, settings.on_deny)
+            if refused is not None:
+                return refused
+            decided = cast(Decided, _request_decided())
+        return _role_refusal(decided, role)
+
+    return _guarded_by(guard)
+
+
+def _role_refusal(decided: Decided, role: str) -> flask.Response | None:
+    """None when ``role`` holds for the decision, else the refusal saying why not."""
+    decision = decided.decision
+    if not decision.allowed:  # a refused request never reaches a view; if one did: refuse
+        return _refusal_response(decision, None, False)
+    identity = decision.identity
+    if identity is not None and identity.has_role(role):
+        return None
+    reason = MISSING_ROLE if identity is not None else MISSING_IDENTITY
+    policy = decided.policy
+    defined = [r.name for r in policy.identity.roles]
+    level, note = logging.INFO, ""
+    if role not in defined:  # a typo, or a role taken out of the policy: nobody holds it
+        level = logging.WARNING
+        note = f"; policy {policy.name} defines no role {role!r} (its roles: {defined or 'none'})"
+    _ROLE_LOG.log(
+        level,
+        "refused %s %s: %s (require_role %r, policy %s)%s",
+        flask.request.method,
+        flask.request.path,
+        reason,
+        role,
+        policy.name,
+        note,
+        extra={"reason": reason, "role": role, "policy": policy.name},
+    )
+    return _role_response(reason)
+
+
+def _role_response(reason: str) -> flask.Response:
+    """A role refusal, as the extension's refusals are: the reason code and its sentence,
+    JSON when the client accepts JSON, text otherwise, never stored by a cache."""
+    sentence = ROLE_REFUSALS[reason]
+    if "application/json" in flask.request.headers.get("Accept", "").lower():
+        payload = {"error": "forbidden", "reason": reason, "message": sentence}
+        body, content_type = json.dumps(payload).encode(), "application/json"
+    else:
+        body = f"403 Forbidden: {reason}: {sentence}\n".encode()
+        content_type = "text/plain; charset=utf-8"
+    headers = [("Content-Type", content_type), ("Cache-Control", "no-store")]
+    return flask.Response(body, status=403, headers=headers)

@@ -9,7 +9,17 @@
 A refused request gets a ready 403 (JSON when the client accepts JSON, text otherwise) and
 the application is not called; nothing of the request body is read before the decision.
 An allowed request reaches the application with the :class:`~policyengine.Decision` in
-``environ["policyengine.decision"]`` (its certificate facts in ``decision.certificate``).
+``environ["policyengine.decision"]`` (its certificate facts in ``decision.certificate``) and
+its :class:`~policyengine.Identity` in ``environ["policyengine.identity"]`` (None when the
+decision has none: an excluded path).
+
+``remote_user=True`` makes ``REMOTE_USER`` the principal, as a web server that authenticated
+the client would (Django's ``RemoteUserMiddleware``, Trac, Pyramid's
+``RemoteUserAuthenticationPolicy`` read it). The middleware then owns the key: a
+``REMOTE_USER`` already in the environ (set by the server or an outer middleware) is removed
+first, on every request, so that it means the certificate's principal or nothing; it is set
+only for an allowed decision whose identity has a principal. With the default
+``remote_user=False`` the key is left alone.
 
 Plain WSGI: it imports no web framework, only what the integrations share.
 """
@@ -18,23 +28,28 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
+from pathlib import Path
 from typing import Any
 
 from policyengine.evaluation.decision import Decision
 from policyengine.evaluation.engine import Policy
 from policyengine.integrations import (
     DECIDED_KEY,
+    DenyHook,
     Middleware,
     decide_request,
     environ_request,
     refusal,
     reusable_decision,
 )
-from policyengine.integrations.runtime import DecisionLog, ReloadingPolicy
+from policyengine.integrations.runtime import DEFAULT_LOG, DecisionLog, LogOption, ReloadingPolicy
 
-__all__ = ["ENVIRON_KEY", "PolicyMiddleware", "decide_environ"]
+__all__ = ["ENVIRON_KEY", "IDENTITY_KEY", "REMOTE_USER", "PolicyMiddleware", "decide_environ"]
 
 ENVIRON_KEY = "policyengine.decision"
+IDENTITY_KEY = "policyengine.identity"
+"""Where the environ keeps the identity of an allowed decision (None otherwise)."""
+REMOTE_USER = "REMOTE_USER"
 
 StartResponse = Callable[..., Any]
 
@@ -47,14 +62,18 @@ def decide_environ(
     explain: bool = False,
 ) -> Decision:
     """Decide the request a WSGI environ describes, log it, and store it in the environ
-    (with the policy that made it, under ``DECIDED_KEY``, for a later guard to reuse). A
-    decision an outer guard made with the very same policy object is reused."""
+    (with the policy that made it, under ``DECIDED_KEY``, for a later guard to reuse), and
+    its identity under ``IDENTITY_KEY`` when it allows (None when it refuses: a refused
+    request names nobody). A decision an outer guard made with the very same policy
+    object is reused."""
     decided = reusable_decision(environ.get(DECIDED_KEY), provider)
     if decided is None:
         decided = decide_request(provider, environ_request(environ), log, explain=explain)
-    environ[ENVIRON_KEY] = decided.decision
+    decision = decided.decision
+    environ[ENVIRON_KEY] = decision
     environ[DECIDED_KEY] = decided
-    return decided.decision
+    environ[IDENTITY_KEY] = decision.identity if decision.allowed else None
+    return decision
 
 
 class PolicyMiddleware(Middleware):
@@ -65,14 +84,38 @@ class PolicyMiddleware(Middleware):
     file changes). ``on_deny``: a hook returning the application's own
     :class:`~policyengine.integrations.DenyResponse` (or None for the default).
     ``expose_trace``: put the explain trace in refusals (for development only).
-    ``log``: the decision log (``None`` turns it off).
+    ``log``: the decision log (``None`` turns it off). ``remote_user``: set
+    ``REMOTE_USER`` to the principal of an allowed decision, and never pass on one that
+    came from elsewhere (see the module's docstring).
     """
 
     protocol = "WSGI"
 
+    def __init__(
+        self,
+        app: Callable[..., Any],
+        policy: Policy | ReloadingPolicy | str | Path,
+        *,
+        remote_user: bool = False,
+        on_deny: DenyHook | None = None,
+        expose_trace: bool = False,
+        log: LogOption = DEFAULT_LOG,
+    ) -> None:
+        super().__init__(app, policy, on_deny=on_deny, expose_trace=expose_trace, log=log)
+        if not isinstance(remote_user, bool):
+            raise TypeError(f"remote_user must be True or False, not {remote_user!r}")
+        self.remote_user = remote_user
+
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        if self.remote_user:
+            environ.pop(REMOTE_USER, None)  # ours alone: the principal, or nothing
         decision = decide_environ(self.policy, environ, self.log, explain=self.expose_trace)
         if decision.allowed:
+            if self.remote_user:
+                identity = decision.identity
+                principal = identity.principal if identity is not None else None
+                if principal:  # None or an empty name: nobody
+                    environ[REMOTE_USER] = principal
             result: Iterable[bytes] = self.app(environ, start_response)
             return result
         accept = environ.get("HTTP_ACCEPT", "")
