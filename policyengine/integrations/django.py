@@ -31,7 +31,7 @@ Settings, all checked when the middleware is created (``ImproperlyConfigured`` o
         # with CertificateBackend in AUTHENTICATION_BACKENDS (request.user from the principal):
         "CREATE_UNKNOWN_USER": False,      # create the principal's user when none exists
         "USERNAME_FIELD": "username",      # the user field holding it; default USERNAME_FIELD
-        "SYNC_GROUPS": ["groups", "roles"],  # the user's groups follow the identity's
+        "SYNC_GROUPS": ["roles"],          # the user's groups follow "groups" and/or "roles"
     }
 
 With :class:`CertificateBackend` (``policyengine.integrations.django_auth``, re-exported
@@ -41,7 +41,8 @@ middleware then goes after ``AuthenticationMiddleware`` (checked).
 ``EXEMPT_VIEWS`` applies to the view Django dispatches, resolved with the URLconf it really
 uses (``request.urlconf`` set by a later middleware included): see :class:`PolicyMiddleware`.
 
-The only module that imports Django (and asgiref); no other integration's framework.
+With ``django_auth.py`` (the backend, imported on first use), the only modules that import
+Django (and asgiref); no other integration's framework.
 """
 
 from __future__ import annotations

@@ -299,7 +299,7 @@ class CertificateBackend(ModelBackend):
         manager = user_model._default_manager
         lookup = {options.username_field: name}
         try:
-            return manager.get(**lookup), False
+            return _exactly(manager.get(**lookup), options.username_field, name), False
         except user_model.DoesNotExist:
             if not options.create_unknown_user:
                 return None, False
@@ -308,10 +308,19 @@ class CertificateBackend(ModelBackend):
         try:
             with transaction.atomic(using=manager.db):
                 user.save(using=manager.db)
-        except IntegrityError:  # another request created it meanwhile
-            return manager.get(**lookup), False
+        except IntegrityError:  # another request created it meanwhile (or a case-blind twin)
+            return _exactly(manager.get(**lookup), options.username_field, name), False
         LOGGER.info("created user %r for a certificate principal", name)
         return user, True
+
+
+def _exactly(user: User, field: str, name: str) -> User | None:
+    """``user`` if its ``field`` is ``name`` to the character: a database whose collation
+    ignores case (MySQL's default) would find ``admin`` for a certificate's ``ADMIN``."""
+    if getattr(user, field) == name:
+        return user
+    LOGGER.warning("principal %r found user %r only ignoring case; no user", name, user)
+    return None
 
 
 def sync_groups(user: User, identity: Identity, sources: Iterable[str]) -> None:
