@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, JsonResponse
 
 from policyengine.evaluation.decision import Decision
@@ -12,6 +13,19 @@ def orders(request: HttpRequest) -> JsonResponse:
     certificate = decision.certificate
     return JsonResponse(
         {"rule": decision.rule, "subject": certificate.subject if certificate else None}
+    )
+
+
+@login_required
+def me(request: HttpRequest) -> JsonResponse:
+    """The certificate's principal as a Django user (CertificateBackend)."""
+    user = request.user
+    return JsonResponse(
+        {
+            "username": user.get_username(),
+            "staff": user.is_staff,
+            "groups": sorted(user.groups.values_list("name", flat=True)),
+        }
     )
 
 

@@ -28,12 +28,21 @@ Settings, all checked when the middleware is created (``ImproperlyConfigured`` o
         "LOG_TRACE": False,                # explain every decision, its trace in the log
         "ON_DENY": "myapp.security.refusal",  # dotted path to a DenyHook, or None
         "EXEMPT_VIEWS": ["myapp.views.health", "health"],  # dotted view paths or URL names
+        # with CertificateBackend in AUTHENTICATION_BACKENDS (request.user from the principal):
+        "CREATE_UNKNOWN_USER": False,      # create the principal's user when none exists
+        "USERNAME_FIELD": "username",      # the user field holding it; default USERNAME_FIELD
+        "SYNC_GROUPS": ["roles"],          # the user's groups follow "groups" and/or "roles"
     }
+
+With :class:`CertificateBackend` (``policyengine.integrations.django_auth``, re-exported
+here) in ``AUTHENTICATION_BACKENDS``, ``request.user`` is the principal's Django user; the
+middleware then goes after ``AuthenticationMiddleware`` (checked).
 
 ``EXEMPT_VIEWS`` applies to the view Django dispatches, resolved with the URLconf it really
 uses (``request.urlconf`` set by a later middleware included): see :class:`PolicyMiddleware`.
 
-The only module that imports Django (and asgiref); no other integration's framework.
+With ``django_auth.py`` (the backend, imported on first use), the only modules that import
+Django (and asgiref); no other integration's framework.
 """
 
 from __future__ import annotations
@@ -43,9 +52,10 @@ import functools
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.apps import apps
 from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse
@@ -73,13 +83,24 @@ from policyengine.integrations.runtime import (
     as_policy_provider,
 )
 
-__all__ = ["SETTINGS_NAME", "PolicyMiddleware", "request_view", "require_certificate"]
+if TYPE_CHECKING:
+    from policyengine.integrations.django_auth import CertificateBackend, UserOptions
+
+__all__ = [
+    "SETTINGS_NAME",
+    "CertificateBackend",
+    "PolicyMiddleware",
+    "request_view",
+    "require_certificate",
+]
 
 SETTINGS_NAME = "POLICYENGINE"
 REQUEST_ATTRIBUTE = "policyengine_decision"
 DECIDED_ATTRIBUTE = "_policyengine_decided"
 PENDING_ATTRIBUTE = "_policyengine_pending"
-_KEYS = ("POLICY", "EXPOSE_TRACE", "LOG_FIELDS", "LOG_TRACE", "ON_DENY", "EXEMPT_VIEWS")
+USER_KEYS = ("CREATE_UNKNOWN_USER", "USERNAME_FIELD", "SYNC_GROUPS")
+"""Read by CertificateBackend (``integrations/django_auth.py``)."""
+_KEYS = ("POLICY", "EXPOSE_TRACE", "LOG_FIELDS", "LOG_TRACE", "ON_DENY", "EXEMPT_VIEWS", *USER_KEYS)
 
 PolicyLike = Policy | ReloadingPolicy | str | Path
 SyncView = Callable[..., HttpResponseBase]
@@ -97,6 +118,7 @@ class _Options:
     log: DecisionLog
     on_deny: DenyHook | None
     exempt_views: frozenset[str]
+    users: UserOptions | None
 
 
 def _improperly(message: str) -> ImproperlyConfigured:
@@ -111,7 +133,39 @@ def _read_options(*, need_policy: bool) -> _Options:
     expose_trace = raw.get("EXPOSE_TRACE", False)
     if not isinstance(expose_trace, bool):
         raise _improperly(f'"EXPOSE_TRACE" must be True or False, not {expose_trace!r}')
-    return _Options(provider, expose_trace, _log(raw), _on_deny(raw), _exempt_views(raw))
+    users = _users(raw)
+    return _Options(provider, expose_trace, _log(raw), _on_deny(raw), _exempt_views(raw), users)
+
+
+def _users(raw: Mapping[str, Any]) -> UserOptions | None:
+    """The user settings, when CertificateBackend is in AUTHENTICATION_BACKENDS (or set
+    while it is not: a mistake). Imported now, not with this module: Django's auth models
+    need the app registry, which an import of this module from settings precedes."""
+    if not apps.is_installed("django.contrib.auth"):
+        named = f"{__name__}.CertificateBackend" in django_settings.AUTHENTICATION_BACKENDS
+        given = [key for key in USER_KEYS if key in raw]
+        if named or given:
+            what = "CertificateBackend" if named else repr(given[0])
+            raise _improperly(f'{what} needs "django.contrib.auth" in INSTALLED_APPS')
+        return None
+    from policyengine.integrations.django_auth import read_user_options
+
+    return read_user_options(raw, _improperly)
+
+
+def _bind_user(request: HttpRequest, decision: Decision | None, users: UserOptions) -> None:
+    from policyengine.integrations.django_auth import bind_user
+
+    bind_user(request, decision, users)
+
+
+def __getattr__(name: str) -> Any:
+    """``CertificateBackend``, imported on first use (see :func:`_users`)."""
+    if name == "CertificateBackend":
+        from policyengine.integrations.django_auth import CertificateBackend
+
+        return CertificateBackend
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _raw_settings(*, need_policy: bool) -> Mapping[str, Any]:
@@ -270,6 +324,11 @@ class PolicyMiddleware:
         self.options = _read_options(need_policy=True)
         assert self.options.provider is not None
         self.provider: Policy | ReloadingPolicy = self.options.provider
+        self.users = self.options.users
+        if self.users is not None:
+            from policyengine.integrations import django_auth
+
+            django_auth.check_middleware_order(type(self))
         self._async = iscoroutinefunction(get_response)
         if self._async:
             # Django then calls us from its event loop instead of a worker thread
@@ -281,7 +340,7 @@ class PolicyMiddleware:
         if self._async:
             return self.__acall__(request)
         if not self.options.exempt_views:
-            refused = _decide(request, self.provider, self.options, self.options.on_deny)
+            refused = self._decide(request)
             return refused if refused is not None else self.get_response(request)
         self._decide_pending(request)
         response = cast(HttpResponseBase, self.get_response(request))
@@ -291,13 +350,19 @@ class PolicyMiddleware:
         # Deciding is pure CPU work on data already in memory (at most a stat() of the
         # policy file), so it runs on the loop: a thread hop would cost more than it saves.
         if not self.options.exempt_views:
-            refused = _decide(request, self.provider, self.options, self.options.on_deny)
+            refused = self._decide(request)
             if refused is not None:
                 return refused
             return await cast(Awaitable[HttpResponseBase], self.get_response(request))
         self._decide_pending(request)
         response = await cast(Awaitable[HttpResponseBase], self.get_response(request))
         return self._settle_undispatched(request, response)
+
+    def _decide(self, request: HttpRequest) -> HttpResponse | None:
+        refused = _decide(request, self.provider, self.options, self.options.on_deny)
+        if refused is None and self.users is not None:
+            _bind_user(request, getattr(request, REQUEST_ATTRIBUTE), self.users)
+        return refused
 
     def process_view(
         self,
@@ -321,12 +386,18 @@ class PolicyMiddleware:
     def _settle_view(
         self, request: HttpRequest, view_func: Callable[..., Any]
     ) -> HttpResponse | None:
+        if self.users is not None:
+            from policyengine.integrations.django_auth import check_bound
+
+            check_bound(request)
         pending = cast(_Pending | None, request.__dict__.pop(PENDING_ATTRIBUTE, None))
         if pending is None:
             return None
         if self._exempt(request, view_func):
             setattr(request, REQUEST_ATTRIBUTE, None)
             setattr(request, DECIDED_ATTRIBUTE, None)
+            if self.users is not None:
+                _bind_user(request, None, self.users)
             return None  # an exempt view is not decided, nor logged
         return self._settle(request, pending)
 
@@ -337,6 +408,8 @@ class PolicyMiddleware:
         decided = decide_request(self.provider, view, None, explain=self.options.expose_trace)
         _keep(request, decided)
         setattr(request, PENDING_ATTRIBUTE, _Pending(decided, view))
+        if self.users is not None:
+            _bind_user(request, decided.decision, self.users)
 
     def _settle(self, request: HttpRequest, pending: _Pending) -> HttpResponse | None:
         if self.options.log is not None:
