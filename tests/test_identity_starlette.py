@@ -287,7 +287,7 @@ def test_without_a_decision_every_request_is_unauthenticated_and_a_warning_says_
             assert web.get("/ops", headers=cert_header(pki.ops)).status_code == 403
         warned = [r.getMessage() for r in caplog.records if r.name == "policyengine"]
         assert len(warned) == 1  # once per backend, not once per request
-        assert "outside (listed before) Starlette's AuthenticationMiddleware" in warned[0]
+        assert "must be outside (listed before) Starlette's AuthenticationMiddleware" in warned[0]
 
 
 def test_connection_identity_says_why_there_is_none(pki: Pki) -> None:
@@ -429,7 +429,7 @@ def test_without_a_decision_the_dependency_refuses(
             assert (seen.status_code, seen.json()) == (403, refusal("not_decided"))
     warned = [r.getMessage() for r in caplog.records if r.name == "policyengine"]
     assert len(warned) == 1  # once per process, not once per request
-    assert "the request is unauthenticated" in warned[0]
+    assert "add the policyengine ASGI middleware" in warned[0]
     assert refusal("not_decided")["detail"]["message"] == "The request could not be authorized."
 
 

@@ -59,7 +59,6 @@ from policyengine.integrations.runtime import (
 from policyengine.integrations.starlette import (
     MISSING_ROLE,
     NOT_DECIDED,
-    NOT_DECIDED_WARNING,
     connection_identity,
     identity_refusal_message,
     missing_roles,
@@ -69,6 +68,12 @@ __all__ = ["CertificatePolicy", "PolicyMiddleware", "certificate_identity"]
 
 _log = logging.getLogger("policyengine")
 _warned: set[str] = set()
+NOT_DECIDED_WARNING = (
+    "certificate_identity found no policyengine decision for this request: add the "
+    "policyengine ASGI middleware (app.add_middleware(PolicyMiddleware, ...)), or take the "
+    "identity from a CertificatePolicy (Depends(partner.identity)); it refuses with "
+    "not_decided until then"
+)
 
 
 class CertificatePolicy:

@@ -77,9 +77,9 @@ IDENTITY_REFUSALS: Mapping[str, str] = {
 reason codes (:data:`policyengine.integrations.REFUSALS`)."""
 
 NOT_DECIDED_WARNING = (
-    "no policyengine decision for this request: the identity needs the policyengine ASGI "
-    "middleware outside (listed before) Starlette's AuthenticationMiddleware, or a "
-    "policyengine FastAPI dependency before it; the request is unauthenticated"
+    "CertificateBackend found no policyengine decision for this request: the policyengine "
+    "ASGI middleware must be outside (listed before) Starlette's AuthenticationMiddleware; "
+    "every request is unauthenticated until it is"
 )
 
 
