@@ -84,9 +84,13 @@ rules:
   - id: trusted-clients
     effect: allow
     when: trusted
+  - id: public
+    effect: allow
+    when: request.path == "/public" and not present
 """
 """Trusted certificates are allowed; ``ops`` needs the Operations OU as well. ``anyone``
-holds on every request the rules see, with a principal or without."""
+holds on every request the rules see, with a principal or without: on ``/public`` too,
+which is open to a request without a certificate (in the optional mode)."""
 
 
 class Pki:
@@ -167,6 +171,7 @@ async def ops_socket(websocket: WebSocket) -> None:
 ROUTES = [
     Route("/whoami", whoami),
     Route("/health", whoami),
+    Route("/public", whoami),
     Route("/ops", ops),
     Route("/ops-and-reader", ops_and_reader),
     WebSocketRoute("/ops-socket", ops_socket),
@@ -243,8 +248,12 @@ def test_no_principal_is_unauthenticated_even_with_roles_that_hold(pki: Pki) -> 
 
 def test_no_certificate_and_an_excluded_path_are_unauthenticated(pki: Pki) -> None:
     optional = client(starlette_app(pki.policy("optional")))
-    # optional mode, no certificate: the rules run (the "anyone" role holds), nothing allows
-    assert optional.get("/whoami").status_code == 403
+    # optional mode, no certificate: the rules run, and the "anyone" role holds
+    public = load_policy(pki.policy("optional")).evaluate(None, path="/public")
+    assert public.allowed and public.identity is not None
+    assert public.identity.roles == ("anyone",)
+    assert optional.get("/public").json() == UNAUTHENTICATED
+    assert optional.get("/whoami").status_code == 403  # no rule allows it
     assert optional.get("/health").json() == UNAUTHENTICATED  # excluded: no rules ran
     required = client(starlette_app(pki.policy()))
     assert required.get("/health", headers=cert_header(pki.ops)).json() == UNAUTHENTICATED
@@ -359,6 +368,10 @@ def fastapi_app(policy: Path | None, partner: CertificatePolicy | None = None) -
     async def health(identity: Annotated[Identity, Depends(dependency)]) -> dict[str, Any]:
         return identity.to_dict()
 
+    @app.get("/public")
+    async def public(identity: Annotated[Identity, Depends(dependency)]) -> dict[str, Any]:
+        return identity.to_dict()
+
     readers = APIRouter(dependencies=[Security(dependency, scopes=["reader"])])
 
     @readers.get("/reports", dependencies=[Security(dependency, scopes=["ops"])])
@@ -414,6 +427,9 @@ def test_the_dependency_refuses_without_a_principal_or_a_certificate(pki: Pki) -
         assert web.get("/ops", headers=cert_header(certificate)).json() == refusal("no_principal")
     excluded = web.get("/health", headers=cert_header(pki.ops))
     assert (excluded.status_code, excluded.json()) == (403, refusal("missing_certificate"))
+    optional = client(fastapi_app(pki.policy("optional")))
+    public = optional.get("/public")  # allowed without a certificate, and "anyone" holds
+    assert (public.status_code, public.json()) == (403, refusal("missing_certificate"))
     refused = web.get("/me", headers={"Accept": "application/json"})  # the middleware's own
     assert refused.json()["reason"] == "missing_certificate"
 
@@ -461,7 +477,7 @@ def test_certificate_policy_identity_reuses_the_middlewares_decision(
 
 def test_the_openapi_schema_still_builds(pki: Pki) -> None:
     schema = fastapi_app(pki.policy()).openapi()
-    assert set(schema["paths"]) == {"/me", "/ops", "/health", "/reports", "/catalog"}
+    assert set(schema["paths"]) == {"/me", "/ops", "/health", "/public", "/reports", "/catalog"}
     assert "security_scopes" not in json.dumps(schema)
 
 
