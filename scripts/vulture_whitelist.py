@@ -21,6 +21,12 @@ _.process_view
 view_args
 view_kwargs
 
+# Starlette's authentication (integrations/starlette.py): AuthenticationMiddleware calls a
+# backend's authenticate, and request.user is read through BaseUser's properties.
+_.authenticate
+_.is_authenticated
+_.display_name
+
 # lark calls a Transformer's methods by the name of the grammar rule they build
 # (language/parser.py and language/grammar.lark).
 _.or_expr
