@@ -40,16 +40,14 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from policyengine import Identity, load_policy
-from policyengine.integrations import REFUSALS, Decided
+from policyengine.integrations import REFUSALS, Decided, refusal_message
 from policyengine.integrations import fastapi as fastapi_integration
 from policyengine.integrations.asgi import PolicyMiddleware
 from policyengine.integrations.fastapi import CertificatePolicy, certificate_identity
 from policyengine.integrations.starlette import (
-    IDENTITY_REFUSALS,
     CertificateBackend,
     CertificateUser,
     connection_identity,
-    identity_refusal_message,
     missing_roles,
 )
 from policyengine.testing import IssuedCertificate, make_certificate
@@ -314,8 +312,8 @@ def test_connection_identity_says_why_there_is_none(pki: Pki) -> None:
     found = connection_identity({key: Decided(allowed, policy)})
     assert isinstance(found, Identity) and found is allowed.identity
     assert missing_roles(found, ["reader", "root", "ops", "admin"]) == ("root", "admin")
-    assert identity_refusal_message("no_principal") == IDENTITY_REFUSALS["no_principal"]
-    assert identity_refusal_message("denied_by_rule") == REFUSALS["denied_by_rule"]
+    assert refusal_message("no_principal") == REFUSALS["no_principal"]
+    assert refusal_message("denied_by_rule") == REFUSALS["denied_by_rule"]
     with pytest.raises(ValueError, match="principal"):
         assert nameless.identity is not None
         CertificateUser(nameless.identity)
@@ -389,7 +387,7 @@ def fastapi_app(policy: Path | None, partner: CertificatePolicy | None = None) -
 
 
 def refusal(reason: str) -> dict[str, Any]:
-    return {"detail": {"reason": reason, "message": identity_refusal_message(reason)}}
+    return {"detail": {"reason": reason, "message": refusal_message(reason)}}
 
 
 def test_the_dependency_returns_the_identity_of_the_middlewares_decision(pki: Pki) -> None:

@@ -28,10 +28,10 @@ from starlette.websockets import WebSocket
 from werkzeug.test import Client
 
 from policyengine import Identity, load_policy
+from policyengine.integrations import REFUSALS
 from policyengine.integrations import asgi as asgi_integration
 from policyengine.integrations import wsgi as wsgi_integration
 from policyengine.integrations.flask import (
-    ROLE_REFUSALS,
     PolicyEngine,
     current_identity,
     get_identity,
@@ -437,13 +437,13 @@ def test_require_role_lets_the_role_in_and_refuses_the_rest(staff: Staff) -> Non
     assert bob.json == {
         "error": "forbidden",
         "reason": "missing_role",
-        "message": ROLE_REFUSALS["missing_role"],
+        "message": REFUSALS["missing_role"],
     }
     assert bob.headers["Cache-Control"] == "no-store"
     text = client.get("/ops", headers=cert(staff.two_cns))
     assert text.status_code == 403
     assert text.headers["Content-Type"] == "text/plain; charset=utf-8"
-    assert text.text == f"403 Forbidden: missing_role: {ROLE_REFUSALS['missing_role']}\n"
+    assert text.text == f"403 Forbidden: missing_role: {REFUSALS['missing_role']}\n"
     assert "ops" not in text.text and "Operations" not in text.text  # the role stays unsaid
 
 
@@ -463,11 +463,11 @@ def test_role_refusals_have_the_format_of_the_extensions_refusals(staff: Staff) 
             assert role.text.startswith("403 Forbidden: missing_role: ")
 
 
-def test_require_role_on_an_excluded_path_is_missing_identity(staff: Staff) -> None:
+def test_require_role_on_an_excluded_path_is_missing_certificate(staff: Staff) -> None:
     client = flask_app(staff).test_client()
     health = client.get("/health", headers={**cert(staff.alice), **JSON})
     assert health.status_code == 403
-    assert health.json is not None and health.json["reason"] == "missing_identity"
+    assert health.json is not None and health.json["reason"] == "missing_certificate"
 
 
 def test_require_role_checks_the_role_not_the_certificate(staff: Staff) -> None:

@@ -4,6 +4,9 @@
 - :mod:`policyengine.integrations.asgi`: ASGI middleware (Starlette, FastAPI, Django under ASGI)
 - :mod:`policyengine.integrations.flask`: a Flask extension and a view decorator
 - :mod:`policyengine.integrations.django`: a Django middleware and a view decorator
+  (:mod:`~policyengine.integrations.django_auth`: ``request.user`` from the certificate)
+- :mod:`policyengine.integrations.starlette`: ``request.user`` and ``request.auth`` from
+  the certificate, through Starlette's authentication middleware
 - :mod:`policyengine.integrations.fastapi`: a FastAPI dependency
 
 Each imports its framework only when it is imported itself; install the framework with the
@@ -42,6 +45,9 @@ from policyengine.request.incoming import request_from_keywords
 
 __all__ = [
     "DECIDED_KEY",
+    "MISSING_ROLE",
+    "NOT_DECIDED",
+    "NO_PRINCIPAL",
     "REFUSALS",
     "Decided",
     "DenyResponse",
@@ -70,6 +76,14 @@ DenyHook = Callable[[Decision], DenyResponse | None]
 """An application's own refusal: return a DenyResponse, or None for the default one."""
 
 
+MISSING_ROLE = "missing_role"
+"""An identity check refused: a role the route requires does not hold (which one is not
+told to the client)."""
+NO_PRINCIPAL = "no_principal"
+"""An identity check refused: the policy allowed, but the certificate names no principal."""
+NOT_DECIDED = "not_decided"
+"""An identity check refused: no policyengine guard decided the request before it."""
+
 REFUSALS: Mapping[str, str] = {
     "missing_certificate": "A client certificate is required.",
     "malformed_certificate": "The client certificate could not be read.",
@@ -81,8 +95,13 @@ REFUSALS: Mapping[str, str] = {
     "no_matching_rule": "The client certificate is not allowed to make this request.",
     "rule_error": "The request could not be authorized.",
     "evaluation_error": "The request could not be authorized.",
+    MISSING_ROLE: "The client certificate does not hold a role this request requires.",
+    NO_PRINCIPAL: "The client certificate does not name a principal.",
+    NOT_DECIDED: "The request could not be authorized.",
 }
-"""The one sentence a refusal tells the client, per reason code. It never depends on the
+"""The one sentence a refusal tells the client, per reason code: a decision's, and the
+three an identity check adds (Flask's ``require_role``, Starlette's and FastAPI's identity
+guards). It never depends on the
 policy or the certificate: the decision's own message names the closest rule and the
 condition that failed (a CN, an issuer, a pin to forge), so it goes to the decision log,
 and to the client only with ``expose_trace``."""

@@ -44,8 +44,11 @@ from policyengine.evaluation.engine import Policy
 from policyengine.evaluation.identity import Identity
 from policyengine.integrations import (
     DECIDED_KEY,
+    MISSING_ROLE,
+    NOT_DECIDED,
     decide_request,
     refusal_detail,
+    refusal_message,
     reusable_decision,
 )
 from policyengine.integrations.asgi import SCOPE_KEY, STATE_KEY, PolicyMiddleware, scope_request
@@ -56,13 +59,7 @@ from policyengine.integrations.runtime import (
     as_policy_provider,
     decision_log,
 )
-from policyengine.integrations.starlette import (
-    MISSING_ROLE,
-    NOT_DECIDED,
-    connection_identity,
-    identity_refusal_message,
-    missing_roles,
-)
+from policyengine.integrations.starlette import connection_identity, missing_roles
 
 __all__ = ["CertificatePolicy", "PolicyMiddleware", "certificate_identity"]
 
@@ -134,7 +131,7 @@ class CertificatePolicy:
 def _refused(reason: str) -> HTTPException:
     """The 403 of an identity check: the reason code and its generic sentence, as the
     decision's own refusals (:func:`policyengine.integrations.refusal_detail`)."""
-    detail = {"reason": reason, "message": identity_refusal_message(reason)}
+    detail = {"reason": reason, "message": refusal_message(reason)}
     return HTTPException(status_code=403, detail=detail)
 
 

@@ -36,7 +36,7 @@ import functools
 import inspect
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar, cast
@@ -44,16 +44,19 @@ from typing import Any, ParamSpec, TypeVar, cast
 import flask
 from werkzeug.local import LocalProxy
 
+from policyengine.errors import MISSING_CERTIFICATE
 from policyengine.evaluation.decision import Decision
 from policyengine.evaluation.engine import Policy
 from policyengine.evaluation.identity import Identity
 from policyengine.integrations import (
     DECIDED_KEY,
+    MISSING_ROLE,
     Decided,
     DenyHook,
     decide_request,
     environ_request,
     refusal,
+    refusal_message,
     reusable_decision,
 )
 from policyengine.integrations.runtime import (
@@ -68,7 +71,6 @@ from policyengine.integrations.runtime import (
 __all__ = [
     "CONFIG_KEY",
     "EXTENSION_KEY",
-    "ROLE_REFUSALS",
     "PolicyEngine",
     "current_identity",
     "get_identity",
@@ -266,14 +268,6 @@ def _guarded_by(
 
 # -- who the certificate names ------------------------------------------------------------
 
-MISSING_IDENTITY = "missing_identity"
-MISSING_ROLE = "missing_role"
-ROLE_REFUSALS: Mapping[str, str] = {
-    MISSING_IDENTITY: "A client certificate naming the caller is required.",
-    MISSING_ROLE: "The client certificate does not hold the role this request needs.",
-}
-"""The reason codes of a :func:`require_role` refusal, and the one sentence each tells the
-client (never the role's name or condition)."""
 _ROLE_LOG = logging.getLogger(__name__)
 
 
@@ -309,8 +303,8 @@ def require_role(role: str) -> Callable[[Callable[P, R]], Callable[P, R | flask.
     when the request's decision allowed and its identity holds ``role``.
 
     Refused otherwise, with a 403 in the format of the extension's refusals: reason
-    ``missing_role`` (an identity without the role) or ``missing_identity`` (none: an
-    excluded path, a request no guard decided). The decision is the one the app's
+    ``missing_role`` (an identity without the role) or ``missing_certificate`` (no
+    identity: an excluded path, where no rule ran). The decision is the one the app's
     :class:`PolicyEngine` hook, a :func:`require_certificate` above this decorator, or the
     WSGI middleware made; when none did (an extension with ``guard_all=False``), the
     request is decided here with the extension's policy. With no extension and no
@@ -348,7 +342,7 @@ def _role_refusal(decided: Decided, role: str) -> flask.Response | None:
     identity = decision.identity
     if identity is not None and identity.has_role(role):
         return None
-    reason = MISSING_ROLE if identity is not None else MISSING_IDENTITY
+    reason = MISSING_ROLE if identity is not None else MISSING_CERTIFICATE
     policy = decided.policy
     defined = [r.name for r in policy.identity.roles]
     level, note = logging.INFO, ""
@@ -372,7 +366,7 @@ def _role_refusal(decided: Decided, role: str) -> flask.Response | None:
 def _role_response(reason: str) -> flask.Response:
     """A role refusal, as the extension's refusals are: the reason code and its sentence,
     JSON when the client accepts JSON, text otherwise, never stored by a cache."""
-    sentence = ROLE_REFUSALS[reason]
+    sentence = refusal_message(reason)
     if "application/json" in flask.request.headers.get("Accept", "").lower():
         payload = {"error": "forbidden", "reason": reason, "message": sentence}
         body, content_type = json.dumps(payload).encode(), "application/json"

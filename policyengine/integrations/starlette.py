@@ -26,10 +26,11 @@ missing, or inside the authentication middleware instead of outside it; a warnin
 logged once), a decision that refused, an excluded path, no certificate, or a certificate
 that names no principal. Roles without a principal give no scopes either.
 
-What :func:`connection_identity` and the refusal codes here say is shared with the FastAPI
-integration, which refuses with them.
+What :func:`connection_identity` says is shared with the FastAPI integration, which refuses
+with its reason codes.
 
-Owns: CertificateBackend, CertificateUser, connection_identity, the identity refusal codes.
+Owns: CertificateBackend, CertificateUser, connection_identity. The identity refusal codes
+are shared: :data:`policyengine.integrations.REFUSALS`.
 Imports Starlette (and nothing else of a web framework); must not import FastAPI, so that a
 Starlette-only application needs no FastAPI installed.
 """
@@ -45,48 +46,27 @@ from starlette.requests import HTTPConnection
 
 from policyengine.errors import MISSING_CERTIFICATE
 from policyengine.evaluation.identity import Identity
-from policyengine.integrations import DECIDED_KEY, Decided, refusal_message
+from policyengine.integrations import (
+    DECIDED_KEY,
+    NO_PRINCIPAL,
+    NOT_DECIDED,
+    Decided,
+)
 
 __all__ = [
-    "IDENTITY_REFUSALS",
-    "MISSING_ROLE",
-    "NOT_DECIDED",
-    "NO_PRINCIPAL",
     "CertificateBackend",
     "CertificateUser",
     "connection_identity",
-    "identity_refusal_message",
     "missing_roles",
 ]
 
 _log = logging.getLogger("policyengine")
-
-NOT_DECIDED = "not_decided"
-"""No policyengine guard decided this request before the identity was asked for."""
-NO_PRINCIPAL = "no_principal"
-"""The policy allowed the request, but the certificate names no principal."""
-MISSING_ROLE = "missing_role"
-"""A role the route requires does not hold (which one is not told to the client)."""
-
-IDENTITY_REFUSALS: Mapping[str, str] = {
-    NOT_DECIDED: "The request could not be authorized.",
-    NO_PRINCIPAL: "The client certificate does not name a principal.",
-    MISSING_ROLE: "The client certificate does not hold a role this request requires.",
-}
-"""The generic sentence of each refusal an identity check adds to the decision's own
-reason codes (:data:`policyengine.integrations.REFUSALS`)."""
 
 NOT_DECIDED_WARNING = (
     "CertificateBackend found no policyengine decision for this request: the policyengine "
     "ASGI middleware must be outside (listed before) Starlette's AuthenticationMiddleware; "
     "every request is unauthenticated until it is"
 )
-
-
-def identity_refusal_message(reason: str) -> str:
-    """The generic sentence of a refusal with this reason code (a decision's reason code,
-    or one of :data:`IDENTITY_REFUSALS`)."""
-    return IDENTITY_REFUSALS.get(reason) or refusal_message(reason)
 
 
 def connection_identity(scope: Mapping[str, Any]) -> Identity | str:
