@@ -335,6 +335,35 @@ def test_the_schema_refuses_a_malformed_identity_section() -> None:
 # -- where the identity is shown ----------------------------------------------------------------
 
 
+OLD_SETS = """\
+policy: p
+silence: [trusted-anywhere, any-certificate]
+sets:
+  roles: [admin, ops]
+  groups: [Contoso]
+rules:
+  - id: r
+    effect: allow
+    when: valid and subject.CN in roles and subject.O in groups
+"""
+
+
+def test_a_policy_from_before_the_identity_keeps_its_sets_named_roles_and_groups() -> None:
+    old = policy_from_text(OLD_SETS, "p.yaml")
+    admin = cert([("CN", "admin"), ("O", "Contoso")])
+    other = cert([("CN", "admin"), ("O", "Fabrikam")])
+    assert old.evaluate(admin.pem, now=NOW).allowed
+    assert old.evaluate(other.pem, now=NOW).reason == "no_matching_rule"
+    warned = {(w.code, w.span.line) for w in old.warnings}
+    assert {("set-name", 4), ("set-name", 5)} <= warned
+    assert "the rules read the set" in str(old.warnings[0])
+    # with an identity section, `roles` is the attribute: the set must be renamed
+    declared = OLD_SETS.replace("rules:", "identity:\n  principal: [subject.CN]\nrules:")
+    message = _fails(declared)
+    assert "p.yaml:4:3: error: set `roles` has the name of an attribute" in message
+    assert "rename the set, e.g. `roles_set`" in message
+
+
 def test_the_trace_has_an_identity_step_saying_why_a_role_does_not_hold(people: Policy) -> None:
     decision = people.evaluate(cert(dns=("svc.contoso.com",)).pem, path="/", now=NOW, explain=True)
     steps = {s.name: s.detail for s in decision.trace.steps}

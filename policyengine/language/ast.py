@@ -97,11 +97,13 @@ class NamedSet:
 @dataclass(frozen=True, slots=True)
 class IdentityDecl:
     """The policy's ``identity:`` section as the checker takes it: the attribute names of
-    the principal and the groups, and each role's parsed condition, with their places."""
+    the principal and the groups, and each role's parsed condition, with their places.
+    ``declared``: whether the policy has the section (without it, the defaults)."""
 
     principal: tuple[tuple[str, Span], ...]
     groups: tuple[tuple[str, Span], ...] = ()
     roles: tuple[tuple[str, Span, Expr], ...] = ()
+    declared: bool = True
 
 
 Operand = Literal | ListLiteral | Name | AttributeRef | SetRef

@@ -67,7 +67,7 @@ def check(
     are, and may not read ``roles``; ``roles`` in the rules then depends on what they read.
     """
     checker = _Checker(sets, has_trust)
-    checker.check_set_names()
+    checker.check_set_names(declares_identity=identity is not None and identity.declared)
     principal: tuple[Attribute, ...] = ()
     groups: tuple[Attribute, ...] = ()
     roles: tuple[tuple[str, ast.Expr], ...] = ()
@@ -100,6 +100,8 @@ class _Checker:
         """Attributes whose meaning the policy gives (``roles``: what its conditions read)."""
         self.in_role: str | None = None
         """The role whose condition is being checked, if one is."""
+        self.shadowing: set[str] = set()
+        """Sets that keep the name of an identity attribute (see check_set_names)."""
 
     def error(self, span: Span, message: str, hint: str = "", code: str = "type") -> None:
         self.diagnostics.append(Diagnostic(span, message, hint, code=code))
@@ -107,9 +109,23 @@ class _Checker:
     def warn(self, span: Span, message: str, hint: str = "", code: str = "") -> None:
         self.diagnostics.append(Diagnostic(span, message, hint, severity="warning", code=code))
 
-    def check_set_names(self) -> None:
+    def check_set_names(self, declares_identity: bool) -> None:
+        """A set may not take an attribute's name or a keyword's. One exception keeps
+        policies written before the identity attributes loading: without an ``identity:``
+        section, a set named ``principal``, ``groups`` or ``roles`` is the set, with a
+        warning."""
         for name, named in self.sets.items():
-            if name in VOCABULARY or name in KEYWORDS:
+            if name in IDENTITY_NAMES and not declares_identity:
+                self.shadowing.add(name)
+                self.warn(
+                    named.span,
+                    f"set `{name}` has the name of the identity attribute `{name}`: the "
+                    "rules read the set",
+                    f"rename the set (e.g. `{name}_set`) to read the attribute, and before "
+                    "adding an `identity:` section, where the name is the attribute's",
+                    code="set-name",
+                )
+            elif name in VOCABULARY or name in KEYWORDS:
                 what = "an attribute" if name in VOCABULARY else "a keyword"
                 self.error(
                     named.span,
@@ -183,6 +199,9 @@ class _Checker:
         if not isinstance(operand, ast.Name):
             return operand
         name = operand.name
+        if name in self.shadowing:
+            self.used.add(name)
+            return ast.SetRef(name=name, span=operand.span, text=operand.text)
         attribute = self.overrides.get(name) or lookup(name)
         if name == "roles" and self.in_role is not None:
             self.error(

@@ -168,7 +168,7 @@ def identity_decl(
     principal = section.principal
     if principal is None:
         principal = tuple((name, section.span) for name in DEFAULT_PRINCIPAL)
-    return ast.IdentityDecl(principal, section.groups, roles)
+    return ast.IdentityDecl(principal, section.groups, roles, declared=section.declared)
 
 
 def _identity_spec(section: IdentitySection, result: CheckResult) -> IdentitySpec:
