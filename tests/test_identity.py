@@ -325,6 +325,27 @@ def test_a_role_named_in_a_rule_must_be_defined() -> None:
     assert "define it under identity.roles" in none
 
 
+def _nested(depth: int, leaf: str) -> str:
+    for level in range(depth):
+        leaf = f"(valid {'and' if level % 2 else 'or'} {leaf})"
+    return leaf
+
+
+def test_a_deep_role_in_a_deep_rule_loads_and_lint_still_sees_shallow_ones() -> None:
+    # each nested as deeply as the parser admits: lint inlined one in the other and
+    # exhausted the stack (RecursionError) before the depth bound
+    deep = _with_identity(
+        f"  roles:\n    r: '{_nested(300, 'valid')}'\n", _nested(300, '"r" in roles')
+    )
+    assert len(policy_from_text(deep, "p.yaml").rules) == 1
+    # a shallow role is still inlined: a rule granting by an unverified role is warned
+    shallow = _with_identity("  roles:\n    r: valid\n", '"r" in roles').replace(
+        "silence: [trusted-anywhere, any-certificate, identity-unverified]\n", ""
+    )
+    codes = [w.code for w in policy_from_text(shallow, "p.yaml").warnings]
+    assert "identity-unverified" in codes and "any-certificate" in codes
+
+
 def test_the_schema_refuses_a_malformed_identity_section() -> None:
     message = _fails(_with_identity("  principals: [subject.CN]\n"), PolicySchemaError)
     assert "unknown key `principals`" in message and "did you mean" in message

@@ -430,11 +430,15 @@ def test_docs_list_every_code() -> None:
 
 
 def test_a_rule_gets_its_warnings_in_order() -> None:
-    when = f'subject.CN == "a" and fingerprint.sha1 == "{SHA1}" and subject.CN == "b"'
+    when = (
+        f'subject.CN == "a" and fingerprint.sha1 == "{SHA1}" and subject.CN == "b" '
+        'and subject contains "OU=Ops"'
+    )
     text = policy_text(GOOD, when)
     assert places(text) == [
         ("sha1-pin", *in_when(2, when, f'"{SHA1}"')),
         ("no-validity", *rule_id(2)),
+        ("dn-substring", *in_when(2, when, "subject contains")),
         ("never-holds", *rule_id(2)),
     ]  # pinned: no any-certificate
 

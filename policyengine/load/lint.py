@@ -125,15 +125,39 @@ def lint(
     return found
 
 
+_INLINE_DEPTH = 160
+"""Roles are inlined into a rule only while the result nests at most this deep. Lint's
+walkers recurse: a rule and a role each nested as deeply as the parser admits would, one
+inside the other, exhaust the stack (and take time in proportion to their product)."""
+
+
 def _with_roles(expr: ast.Expr, roles: Mapping[str, ast.Expr]) -> ast.Expr:
     """``expr`` with each ``"r" in roles`` replaced by role r's condition (``not in``: its
-    negation), as lint judges it."""
-    if not roles:
+    negation), as lint judges it; ``expr`` itself, the roles left opaque, when that would
+    nest deeper than :data:`_INLINE_DEPTH`."""
+    if not roles or _depth(expr) + max(map(_depth, roles.values())) > _INLINE_DEPTH:
         return expr
+    return _inlined(expr, roles)
+
+
+def _depth(expr: ast.Expr) -> int:
+    """How deeply ``and``, ``or`` and ``not`` nest in ``expr`` (without recursing)."""
+    deepest, stack = 0, [(expr, 1)]
+    while stack:
+        node, level = stack.pop()
+        deepest = max(deepest, level)
+        if isinstance(node, (ast.And, ast.Or)):
+            stack.extend((operand, level + 1) for operand in node.operands)
+        elif isinstance(node, ast.Not):
+            stack.append((node.operand, level + 1))
+    return deepest
+
+
+def _inlined(expr: ast.Expr, roles: Mapping[str, ast.Expr]) -> ast.Expr:
     if isinstance(expr, (ast.And, ast.Or)):
-        return replace(expr, operands=tuple(_with_roles(e, roles) for e in expr.operands))
+        return replace(expr, operands=tuple(_inlined(e, roles) for e in expr.operands))
     if isinstance(expr, ast.Not):
-        return replace(expr, operand=_with_roles(expr.operand, roles))
+        return replace(expr, operand=_inlined(expr.operand, roles))
     if (
         isinstance(expr, ast.Compare)
         and expr.op in ("in", "not in")
@@ -263,6 +287,11 @@ def _policy_warnings(
 
 
 def _pin_and_substring_warnings(condition: ast.Expr) -> Iterator[Diagnostic]:
+    yield from _pin_warnings(condition)
+    yield from _substring_warnings(condition)
+
+
+def _pin_warnings(condition: ast.Expr) -> Iterator[Diagnostic]:
     for literal in _sha1_pins(condition):
         yield _warning(
             literal.span,
@@ -270,6 +299,9 @@ def _pin_and_substring_warnings(condition: ast.Expr) -> Iterator[Diagnostic]:
             "a SHA-1 fingerprint pin",
             "pin the SHA-256 fingerprint instead (`policyengine inspect CERT` prints it)",
         )
+
+
+def _substring_warnings(condition: ast.Expr) -> Iterator[Diagnostic]:
     for node, name in _dn_substrings(condition):
         yield _warning(
             node.span,
@@ -287,7 +319,7 @@ def _rule_warnings(
     written = rule.condition
     condition = _with_roles(written, roles)  # a role's condition judged in its place
     names = _names(condition)
-    yield from _pin_and_substring_warnings(written)
+    yield from _pin_warnings(written)
     if rule.effect == "allow" and not _without_certificate(written):
         if not names & _VALIDITY:
             yield _warning(
@@ -299,6 +331,7 @@ def _rule_warnings(
         branch = _open_branch(condition, True)
         if branch is not None:
             yield _any_certificate(replace(rule, condition=condition), branch)
+    yield from _substring_warnings(written)
     why = _never_holds(written)
     if why:
         yield _warning(
