@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import hostile
 import pytest
@@ -261,6 +262,30 @@ def test_an_unreadable_san_stops_the_principal_instead_of_falling_through() -> N
     assert not decision.allowed
 
 
+def test_an_unreadable_group_fails_the_rules_reading_groups_not_the_principal() -> None:
+    (member,) = [m for m in hostile.corpus() if m.name == "malformed SAN bytes"]
+    text = (
+        "policy: p\nsilence: [trusted-anywhere, any-certificate, identity-unverified]\n"
+        "identity:\n  principal: [subject.CN]\n  groups: [subject.O, san.dns]\n"
+        "rules:\n"
+        "  - id: grouped\n    effect: deny\n    when: '\"Banned\" in groups'\n"
+        "  - id: named\n    effect: allow\n    when: 'valid and principal == \"hostile\"'\n"
+    )
+    policy = policy_from_text(text)
+    identity = policy.evaluate(member.der, now=NOW).identity
+    assert identity is not None
+    assert identity.principal == "hostile"  # read from the subject, which is fine
+    assert identity.groups == ("Contoso, Ltd",)  # none from the SAN
+    assert [e.split(":")[0] for e in identity.errors] == ["san.dns could not be read"]
+    # the deny rule cannot tell whether the SAN names "Banned": rule_error, not allow
+    decision = policy.evaluate(member.der, now=NOW)
+    assert (decision.allowed, decision.reason, decision.rule) == (False, "rule_error", "grouped")
+    # a policy whose rules do not read the groups decides on the principal
+    principal_only = policy_from_text(text.replace("'\"Banned\" in groups'", "'false'"))
+    decided = principal_only.evaluate(member.der, now=NOW)
+    assert (decided.allowed, decided.rule) == (True, "named")
+
+
 # -- checked like rules ----------------------------------------------------------------------
 
 
@@ -351,6 +376,12 @@ def test_the_schema_refuses_a_malformed_identity_section() -> None:
     assert "unknown key `principals`" in message and "did you mean" in message
     empty = _fails(_with_identity("  principal: []\n"), PolicySchemaError)
     assert "p.yaml:4:14" in empty
+    role = _fails(_with_identity("  roles:\n    'bad role': valid\n"), PolicySchemaError)
+    assert 'p.yaml:5:5: error: role name "bad role" is not a valid name' in role
+    assert "`:` and `-`" in role
+    dashed = _fails(_with_identity("  principal: [san-dns]\n"), PolicySchemaError)
+    assert 'p.yaml:4:15: error: identity.principal[0]: "san-dns" is not an attribute name' in dashed
+    assert "e.g. `[san.uri, san.dns, subject.CN]`" in dashed
 
 
 # -- where the identity is shown ----------------------------------------------------------------
@@ -424,6 +455,9 @@ def test_explain_json_and_the_decision_log_carry_the_identity(
         "groups_from": ["subject.O", "subject.OU"],
         "roles": ["ops", "reader"],
     }
+    # the rules read roles and principal: the identity has them, the facts do not (null)
+    assert payload["certificate"]["subject"] == "OU=Operations,O=Contoso,CN=c"
+    assert not {"principal", "groups", "roles"} & payload["certificate"].keys()
     decision = policy_from_text(IDENTITY).evaluate(certificate.pem, path="/admin", now=NOW)
     log = DecisionLog(fields=("principal", "groups", "roles"))
     with caplog.at_level(logging.INFO, logger="policyengine.decisions"):
@@ -493,6 +527,34 @@ def test_an_index_on_the_principal_decides_as_the_plain_scan() -> None:
         b = plain.evaluate(certificate.pem, now=NOW)
         assert a == b and a.identity == b.identity
         assert a.allowed == (n < 300) and (a.rule == f"r{n}" or n == 300)
+
+
+def test_an_index_over_rules_reading_a_timed_role_decides_as_the_plain_scan() -> None:
+    # the role reads the time, so `roles` in a rule is not the certificate's alone: the
+    # index took it for one, kept the first answer and allowed where the scan says
+    # rule_error (the role cannot be judged at the end of time)
+    denies = "".join(
+        f'  - id: d{n}\n    effect: deny\n    when: \'"late" in roles and subject.CN == "x{n}"\'\n'
+        for n in range(8)
+    )
+    text = (
+        "policy: p\nsilence: [trusted-anywhere, any-certificate, no-validity]\n"
+        "identity:\n  roles:\n    late: expires within 30d\n"
+        f"rules:\n{denies}  - id: ok\n    effect: allow\n    when: 'true'\n"
+    )
+    document = parse_document(text, "p.yaml")
+    indexed, plain = compile_document(document), compile_document(document, index=False)
+    forever = make_certificate(
+        {"CN": "client"},
+        not_before=NOW - timedelta(days=1),
+        not_after=datetime.max.replace(tzinfo=UTC),
+    )
+    end_of_time = datetime.max.replace(tzinfo=UTC) - timedelta(days=1)
+    for n, at in enumerate((NOW, NOW, end_of_time)):
+        a = indexed.evaluate(forever.pem, now=at, path=f"/{n}")
+        b = plain.evaluate(forever.pem, now=at, path=f"/{n}")
+        assert (a.allowed, a.reason, a.rule) == (b.allowed, b.reason, b.rule)
+    assert (a.reason, a.rule) == ("rule_error", "d0")
 
 
 # -- golden cases: Envoy RBAC and Kubernetes ---------------------------------------------------
@@ -619,6 +681,16 @@ def test_identity_headers_are_absent_without_a_value_and_renamable() -> None:
         IdentityHeaders(principal="X User")
     with pytest.raises(ValueError, match="a name of its own"):
         IdentityHeaders(principal="X-A", groups="x-a")
+
+
+def test_a_value_that_is_no_text_is_left_out_of_the_headers_not_sent_changed() -> None:
+    # no certificate yields one (its strings are decoded strictly); an identity from
+    # elsewhere might, and raised UnicodeEncodeError
+    odd = SimpleNamespace(principal="x\udc80y", groups=("ok", "g\ud800"), roles=("ops",))
+    assert identity_headers(odd) == (  # type: ignore[arg-type]
+        ("X-Client-Groups", "ok"),
+        ("X-Client-Roles", "ops"),
+    )
 
 
 def test_identities_are_equal_by_value() -> None:

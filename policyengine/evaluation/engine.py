@@ -59,7 +59,7 @@ from policyengine.evaluation.memo import DecisionMemo, SpeedLayers, memo_windows
 from policyengine.evaluation.recording import PLAIN, Plain, RulePlan, Tracer
 from policyengine.evaluation.trace import Step
 from policyengine.language import ast
-from policyengine.language.vocabulary import lookup
+from policyengine.language.vocabulary import IDENTITY_NAMES, lookup
 from policyengine.request.certificate import CertificateFacts, FactsCache
 from policyengine.request.incoming import Request
 from policyengine.request.sources import (
@@ -218,7 +218,8 @@ class Policy:
     def certificate_facts(
         self, facts: CertificateFacts | None, now: datetime | None = None
     ) -> dict[str, object] | None:
-        """The facts this policy reads from a certificate, as JSON-ready values."""
+        """The facts this policy reads from a certificate, as JSON-ready values (not the
+        principal, groups and roles: a decision's ``identity`` has them)."""
         if facts is None:
             return None
         out: dict[str, object] = dict(facts.summary())
@@ -226,8 +227,12 @@ class Policy:
         ctx = Context(facts, at)
         for name in sorted(self.attributes):
             attribute = lookup(name)
-            skip = name == "fingerprint" or (
-                attribute is not None and not attribute.depends.isdisjoint(("request", "proxy"))
+            skip = (
+                name == "fingerprint"
+                or name in IDENTITY_NAMES
+                or (
+                    attribute is not None and not attribute.depends.isdisjoint(("request", "proxy"))
+                )
             )
             if name in out or attribute is None or skip:
                 continue

@@ -134,6 +134,7 @@ class Identity:
     __slots__ = (
         "_facts",
         "_groups",
+        "_groups_error",
         "_groups_from",
         "_principal",
         "_principal_error",
@@ -182,6 +183,7 @@ class Identity:
         principal: str | None = None
         principal_from: str | None = None
         error: str | None = None
+        groups_error: str | None = None
         steps: list[str] = []
         groups: list[str] = []
         groups_from: list[str] = []
@@ -209,7 +211,7 @@ class Identity:
                 try:
                     values = read(ctx)  # type: ignore[arg-type]
                 except FactError as exc:
-                    error = error or f"{name} could not be read: {exc}"
+                    groups_error = groups_error or f"{name} could not be read: {exc}"
                     continue
                 if isinstance(values, Missing):
                     continue
@@ -221,6 +223,7 @@ class Identity:
         self._principal = principal
         self._principal_from = principal_from
         self._principal_error = error
+        self._groups_error = groups_error
         self._groups = tuple(groups)
         self._groups_from = tuple(groups_from)
         self._steps = tuple(steps)  # last: another thread sees it only once all are set
@@ -240,7 +243,8 @@ class Identity:
 
     @property
     def groups(self) -> tuple[str, ...]:
-        """Every value of the ``identity.groups`` attributes, in order, without repeats."""
+        """Every value of the ``identity.groups`` attributes, in order, without repeats
+        (none from an attribute that could not be read: :attr:`errors` says which)."""
         self._resolve()
         return self._groups
 
@@ -254,7 +258,7 @@ class Identity:
     def errors(self) -> tuple[str, ...]:
         """What could not be read while working the identity out: such a part is absent."""
         self._resolve()
-        found = (self._principal_error,) if self._principal_error else ()
+        found = tuple(e for e in (self._principal_error, self._groups_error) if e)
         return found + self.role_errors
 
     def has_role(self, role: str) -> bool:
@@ -277,9 +281,11 @@ class Identity:
         return Missing(f"no principal: {tried}")
 
     def groups_value(self) -> tuple[str, ...]:
+        """``groups`` as a rule reads it; FactError when an attribute of
+        ``identity.groups`` could not be read, so that no rule decides on part of them."""
         self._resolve()
-        if self._principal_error is not None and self._spec.groups:
-            raise FactError(self._principal_error)
+        if self._groups_error is not None:
+            raise FactError(self._groups_error)
         return self._groups
 
     def roles_value(self) -> tuple[str, ...]:

@@ -95,10 +95,7 @@ class RuleIndex:
                     filed = table.setdefault(value, [])
                     if not filed or filed[-1] != position:
                         filed.append(position)
-            for name in attributes_read(expr):
-                attribute = lookup(name)
-                if attribute is not None:
-                    reads[name] = attribute
+            reads.update(_read_by(expr))
             prefixes.setdefault(tuple(p.text for p in parts[:at]), []).append(position)
         self.keyed = self.size - len(always)
         self._always = tuple(always)
@@ -243,6 +240,18 @@ def _fingerprint_keys(attribute: Attribute, values: tuple[object, ...]) -> tuple
             assert read_token is not None
             keys.append(_Key(name, read_token, tokens))
     return tuple(keys)
+
+
+def _read_by(expr: ast.Expr) -> dict[str, Attribute]:
+    """The attributes ``expr`` reads, as the checker resolved them: ``roles`` depends on
+    what this policy's role conditions read, not on the certificate alone."""
+    resolved = {n.name: n.attribute for n in ast.walk(expr) if isinstance(n, ast.AttributeRef)}
+    found: dict[str, Attribute] = {}
+    for name in attributes_read(expr):
+        attribute = resolved.get(name) or lookup(name)
+        if attribute is not None:
+            found[name] = attribute
+    return found
 
 
 def _of_certificate(attribute: Attribute) -> bool:

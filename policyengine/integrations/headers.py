@@ -73,7 +73,16 @@ DEFAULT_HEADERS = IdentityHeaders()
 
 
 def _encoded(values: Iterable[str]) -> str:
-    return ",".join(quote(v, safe=_SAFE) for v in values)
+    """The values percent-encoded and joined; "" when none is left. A value that is no
+    Unicode text (a lone surrogate, which a certificate never yields) is left out rather
+    than sent changed."""
+    out = []
+    for value in values:
+        try:
+            out.append(quote(value, safe=_SAFE, errors="strict"))
+        except UnicodeEncodeError:
+            continue
+    return ",".join(out)
 
 
 def identity_headers(
@@ -85,12 +94,14 @@ def identity_headers(
         return ()
     out: list[tuple[str, str]] = []
     principal = identity.principal
-    if names.principal is not None and principal:
-        out.append((names.principal, _encoded([principal])))
-    if names.groups is not None and identity.groups:
-        out.append((names.groups, _encoded(identity.groups)))
-    if names.roles is not None and identity.roles:
-        out.append((names.roles, _encoded(identity.roles)))
+    for name, values in (
+        (names.principal, (principal,) if principal else ()),
+        (names.groups, identity.groups),
+        (names.roles, identity.roles),
+    ):
+        encoded = _encoded(values) if name is not None else ""
+        if name is not None and encoded:
+            out.append((name, encoded))
     return tuple(out)
 
 

@@ -130,12 +130,21 @@ def _by_place(
         hint = "use letters, digits and `-`, e.g. X-SSL-Client-Cert"
         message = f"{where} {_shown(error.instance)} is not an HTTP header name"
         return Diagnostic(span, message, hint, code="schema")
+    if pattern and path[:2] in (("identity", "principal"), ("identity", "groups")):
+        hint = "name attributes of the certificate, e.g. `[san.uri, san.dns, subject.CN]`"
+        message = f"{where}: {_shown(error.instance)} is not an attribute name"
+        return Diagnostic(span, message, hint, code="schema")
     if "propertyNames" in error.schema_path:
         # jsonschema reports a bad key as a `pattern` error on the mapping holding it
+        if tuple(path) == ("identity", "roles"):
+            what = "role name"
+            hint = "use letters, digits, `_`, `.`, `:` and `-`, starting with a letter or digit"
+        else:
+            what, hint = "set name", "use letters, digits and `_`, not starting with a digit"
         return Diagnostic(
             positions.key_span((*path, error.instance)),
-            f"set name {_shown(error.instance)} is not a valid name",
-            "use letters, digits and `_`, not starting with a digit",
+            f"{what} {_shown(error.instance)} is not a valid name",
+            hint,
             code="schema",
         )
     return None
