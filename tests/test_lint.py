@@ -167,6 +167,13 @@ TRIGGERS = [
         ("add `and trusted`", "to role `partner`"),
     ),
     Trigger(
+        "set-name",
+        policy_text(GOOD + " and subject.CN in roles", head=HEAD + "sets:\n  roles: [admin]\n"),
+        (4, 3),  # the set's name
+        ("set `roles` has the name of the identity attribute `roles`", "the rules read the set"),
+        ("rename the set (e.g. `roles_set`)", "`identity:` section"),
+    ),
+    Trigger(
         "renegotiation",
         policy_text(GOOD, head=HEAD + "exclusion_paths: /public;/health\n"),
         (3, 18),  # the exclusion paths

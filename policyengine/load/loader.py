@@ -227,6 +227,7 @@ def named_sets(document: Document) -> dict[str, ast.NamedSet]:
 WARNING_CODES = (
     "trusted-anywhere",
     "unused-set",
+    "set-name",
     "trust-anchor",
     "trust-crl",
     *POLICY_CODES,
