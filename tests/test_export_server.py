@@ -172,6 +172,7 @@ def test_caddy_passes_caddy_validate(
     # the client's copies go before the server is asked, inside route (which keeps order)
     for name in IDENTITY:
         assert route < lines.index(f"request_header -{name}") < auth
+        assert route < lines.index(f"request_header -{name.replace('-', '_')}") < auth
     assert lines.index("reverse_proxy 127.0.0.1:8080") > auth
     header = next(line for line in lines if line.startswith("header_up "))
     assert header.endswith("{http.request.tls.client.certificate_der_base64}")
@@ -181,6 +182,10 @@ def test_caddy_passes_caddy_validate(
 def test_caddy_client_auth_follows_mode_and_trust(options: ProxyOptions, tmp_path: Path) -> None:
     with_trust = _export(load_policy(WITH_TRUST), "caddy", options, tmp_path)
     assert "mode require_and_verify" in with_trust
+    # partner-pki believes the azure default, any peer: the comments say to narrow it
+    assert "Warning: that is any peer, so whoever reaches the server without Caddy" in (
+        _prose(with_trust)
+    )
     assert "trusted_ca_cert_file " in with_trust
     optional = _export(load_policy(OPTIONAL), "caddy", options, tmp_path)
     assert "mode request" in optional and "trusted_ca_cert_file" not in optional
@@ -240,6 +245,8 @@ def test_envoy_passes_envoy_validate(
     per_route = host["typed_per_filter_config"]["envoy.filters.http.ext_authz"]
     assert per_route["check_settings"]["context_extensions"] == {"policy": policy.name}
     assert "request_headers_to_remove" not in str(manager["route_config"])
+    underscores = manager["common_http_protocol_options"]["headers_with_underscores_action"]
+    assert underscores == "DROP_HEADER"
     clusters = {c["name"]: c for c in bootstrap["static_resources"]["clusters"]}
     authorizer = clusters["policyengine_authorizer"]
     options_key = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
@@ -297,7 +304,8 @@ def test_traefik_dynamic_configuration(
     assert auth["authResponseHeaders"] == list(IDENTITY)
     assert middlewares["policyengine-client-cert"]["passTLSClientCert"] == {"pem": True}
     stripped = middlewares["policyengine-strip"]["headers"]["customRequestHeaders"]
-    assert {name: stripped[name] for name in IDENTITY} == dict.fromkeys(IDENTITY, "")
+    spellings = [*IDENTITY, *(name.replace("-", "_") for name in IDENTITY)]
+    assert {name: stripped[name] for name in spellings} == dict.fromkeys(spellings, "")
     assert stripped["X-Forwarded-Tls-Client-Cert"] == ""
     servers = http["services"]["policyengine-app"]["loadBalancer"]["servers"]
     assert servers == [{"url": "http://127.0.0.1:8080"}]

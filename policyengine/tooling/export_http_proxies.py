@@ -24,6 +24,7 @@ from policyengine.tooling.export_proxies import (
     comments,
     header_lines,
     trusted_proxies_note,
+    with_underscores,
     yaml_string,
 )
 
@@ -95,6 +96,9 @@ def nginx_certificate_headers(
 def nginx_auth_request(policy: Policy, plan: Plan, options: ProxyOptions) -> str:
     lines = header_lines(policy, plan, "#", what="nginx.conf")
     lines += [
+        "# nginx drops a header with an underscore in its name (ignore_invalid_headers, on by",
+        "# default: keep it on), so a client's X_Client_Principal never becomes the app's",
+        "# HTTP_X_CLIENT_PRINCIPAL.",
         "# nginx answers a refusal with its own 403 page (the server's JSON reason stays in",
         "# the server's log), and any other answer or no answer with 500.",
         "# Check it with: nginx -t -c FILE -p DIR (DIR: where relative paths are read from)",
@@ -190,7 +194,7 @@ def _caddy_quote(text: str) -> str:
 def caddy(policy: Policy, plan: Plan, options: ProxyOptions) -> str:
     native, _, _ = default_header_names("caddy")
     header, feed_notes = certificate_feed(policy, "caddy", native or "X-Client-Cert")
-    stripped = _unique([*plan.identity_headers, header, *believed_headers(policy)])
+    stripped = with_underscores([*plan.identity_headers, header, *believed_headers(policy)])
     lines = header_lines(policy, plan, "#", what="Caddyfile")
     lines += comments([*feed_notes, *trusted_proxies_note(policy, "Caddy")])
     lines += [
@@ -204,7 +208,8 @@ def caddy(policy: Policy, plan: Plan, options: ProxyOptions) -> str:
         *(f"\t\t\t{line}" for line in _caddy_client_auth(plan)),
         "\t\t}",
         "\t}",
-        "\t# route keeps this order: remove the client's copies, ask the server, proxy.",
+        "\t# route keeps this order: remove the client's copies (the underscore spellings too,",
+        "\t# which CGI and WSGI servers read as the same header), ask the server, proxy.",
         "\troute {",
         *(f"\t\trequest_header -{name}" for name in stripped),
         f"\t\tforward_auth {plan.authorizer.netloc} {{",
@@ -228,23 +233,13 @@ def _caddy_client_auth(plan: Plan) -> list[str]:
     ]
 
 
-def _unique(names: list[str]) -> list[str]:
-    seen: set[str] = set()
-    kept = []
-    for name in names:
-        if name.lower() not in seen:
-            seen.add(name.lower())
-            kept.append(name)
-    return kept
-
-
 # -- Traefik ---------------------------------------------------------------------------
 
 
 def traefik(policy: Policy, plan: Plan, options: ProxyOptions) -> str:
     native, _, _ = default_header_names("traefik")
     header, feed_notes = certificate_feed(policy, "traefik", native or "")
-    stripped = _unique([*plan.identity_headers, header, *believed_headers(policy)])
+    stripped = with_underscores([*plan.identity_headers, header, *believed_headers(policy)])
     name = yaml_string(policy.name)
     lines = header_lines(policy, plan, "#", what="Traefik dynamic configuration")
     lines += comments([*feed_notes, *trusted_proxies_note(policy, "Traefik")])
@@ -257,7 +252,8 @@ def traefik(policy: Policy, plan: Plan, options: ProxyOptions) -> str:
         "#     file:",
         "#       filename: /etc/traefik/policyengine.yaml",
         "# The middlewares run in order: remove the client's copies of the identity and",
-        "# certificate headers, put the certificate in the header, ask the server.",
+        "# certificate headers (the underscore spellings too, which CGI and WSGI servers read",
+        "# as the same header), put the certificate in the header, ask the server.",
         "http:",
         "  routers:",
         f"    {name}:",

@@ -33,7 +33,7 @@ from urllib.parse import quote
 
 from policyengine.evaluation.engine import Policy
 from policyengine.request.der import PEM_BEGIN
-from policyengine.request.sources import default_header_names
+from policyengine.request.sources import default_header_names, trusted_from_anywhere
 
 __all__ = ["PROXY_TARGETS", "Address", "ProxyOptions", "parse_address", "plan"]
 
@@ -242,12 +242,31 @@ def believed_headers(policy: Policy) -> list[str]:
     return [name for name in names if name]
 
 
+def with_underscores(names: list[str]) -> list[str]:
+    """The names and their underscore spellings, each once: CGI and WSGI servers map
+    ``X_Client_Principal`` and ``X-Client-Principal`` to the same ``HTTP_X_CLIENT_PRINCIPAL``,
+    so a proxy that removes only the first lets a client's copy through under the second."""
+    seen: set[str] = set()
+    kept = []
+    for name in [*names, *(n.replace("-", "_") for n in names)]:
+        if name.lower() not in seen:
+            seen.add(name.lower())
+            kept.append(name)
+    return kept
+
+
 def trusted_proxies_note(policy: Policy, proxy: str) -> list[str]:
     proxies = ", ".join(policy.source.effective_trusted_proxies) or "none"
-    return [
+    notes = [
         f"The server believes the certificate header only from {proxy}'s address, which"
         f" must be in the policy's certificate.trusted_proxies: {proxies}."
     ]
+    if trusted_from_anywhere(policy.source):
+        notes.append(
+            f"Warning: that is any peer, so whoever reaches the server without {proxy} can"
+            f" set it: list {proxy}'s addresses in certificate.trusted_proxies."
+        )
+    return notes
 
 
 def yaml_string(text: str) -> str:
