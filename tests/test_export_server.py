@@ -8,11 +8,18 @@ package here, so its output is parsed as YAML and its forwardAuth keys are check
 
 from __future__ import annotations
 
+import http.server
 import shutil
+import socket
+import ssl
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 
@@ -377,3 +384,127 @@ def test_command_refuses_a_bad_address(bad: str, capsys: pytest.CaptureFixture[s
 def test_library_call_needs_the_identity_header_names() -> None:
     with pytest.raises(ValueError, match="ProxyOptions"):
         export(load_policy(WITH_TRUST), "envoy")
+
+
+# -- nginx running the exported configuration ----------------------------------------------
+
+
+class _Recorder(http.server.ThreadingHTTPServer):
+    """An HTTP server on a free port that records each request's headers and answers with
+    ``answer`` (status, headers): a stand-in for the decision server's conventions, so the
+    real nginx in front of it is what is tested."""
+
+    def __init__(self, answer: tuple[int, dict[str, str]]) -> None:
+        self.answer = answer
+        self.seen: list[tuple[str, dict[str, str]]] = []
+        recorder = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                recorder.seen.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
+                status, headers = recorder.answer
+                body = b'{"reason":"no_rule_matched","message":"denied"}' if status >= 400 else b""
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_POST = do_GET  # the app; nginx asks the server with GET
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def port(self) -> int:
+        return int(self.server_address[1])
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def running_nginx(
+    options: ProxyOptions, tmp_path: Path
+) -> Iterator[tuple[_Recorder, _Recorder, int]]:
+    nginx = _tool("nginx")
+    if nginx is None:
+        pytest.skip("nginx is not installed (scripts/test installs it with apt-get)")
+    server = _Recorder((200, {"X-Client-Principal": "alice", "X-Client-Groups": "ops"}))
+    app = _Recorder((200, {}))
+    listen = _free_port()
+    wired = ProxyOptions(
+        identity_headers=IDENTITY,
+        authorizer=Address("127.0.0.1", server.port),
+        upstream=Address("127.0.0.1", app.port),
+        listen=listen,
+        server_cert=options.server_cert,
+        server_key=options.server_key,
+    )
+    (tmp_path / "nginx.conf").write_text(
+        _export(load_policy(WITHOUT_TRUST), "nginx-auth-request", wired, tmp_path)
+    )
+    globals_ = f"daemon off; pid {tmp_path}/nginx.pid; error_log stderr;"
+    command = [nginx, "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"), "-g", globals_]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        for _ in range(100):
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", listen)) == 0:
+                    break
+            time.sleep(0.05)
+        yield server, app, listen
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        server.shutdown()
+        app.shutdown()
+
+
+def _client(tmp_path: Path) -> httpx.Client:
+    client = make_certificate({"CN": "partner"})
+    (tmp_path / "client.pem").write_bytes(client.pem)
+    (tmp_path / "client.key").write_bytes(client.key_pem)
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # the proxy's certificate is not what is tested
+    context.load_cert_chain(tmp_path / "client.pem", tmp_path / "client.key")
+    return httpx.Client(verify=context, timeout=10)
+
+
+def test_nginx_auth_request_runs_as_the_server_expects(
+    running_nginx: tuple[_Recorder, _Recorder, int], tmp_path: Path
+) -> None:
+    server, app, listen = running_nginx
+    forged = {"X-Client-Principal": "admin", "X-Client-Roles": "admin", "X_Client_Roles": "x"}
+    with _client(tmp_path) as client:
+        response = client.post(f"https://127.0.0.1:{listen}/orders?id=7", headers=forged)
+        assert response.status_code == 200, response.text
+        (path, asked), (_, reached) = server.seen[-1], app.seen[-1]
+        assert path == "/authorize/nginx-partner"
+        assert asked["x-original-uri"] == "/orders?id=7"
+        assert asked["x-original-method"] == "POST"
+        assert asked["x-forwarded-host"] == "127.0.0.1"
+        assert asked["x-ssl-client-cert"].startswith("-----BEGIN%20CERTIFICATE-----")
+        # optional_no_ca: nginx takes the self-signed certificate and says it did not verify
+        assert asked["x-ssl-client-verify"] == "FAILED:self-signed certificate"
+        for name in ("x-client-principal", "x-client-roles", "x_client_roles"):
+            assert name not in asked
+        assert reached["x-client-principal"] == "alice"
+        assert reached["x-client-groups"] == "ops"
+        assert "x-client-roles" not in reached and "x_client_roles" not in reached
+        assert "x-ssl-client-cert" not in reached
+        server.answer = (403, {})
+        denied = client.get(f"https://127.0.0.1:{listen}/orders")
+        assert denied.status_code == 403
+        assert app.seen[-1][0] == "/orders?id=7"  # the app saw nothing new
+        server.shutdown()
+        server.server_close()  # the server is gone: nginx fails closed
+        assert client.get(f"https://127.0.0.1:{listen}/orders").status_code == 500
