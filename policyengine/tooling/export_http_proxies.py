@@ -199,7 +199,12 @@ def caddy(policy: Policy, plan: Plan, options: ProxyOptions) -> str:
     lines += comments([*feed_notes, *trusted_proxies_note(policy, "Caddy")])
     lines += [
         "# A refusal reaches the client as the server wrote it (403 and the JSON reason); no",
-        "# answer from the server is Caddy's 502.",
+        "# answer from the server is Caddy's 502. With client_auth, Caddy answers 421 to a",
+        "# request whose Host is not the name the client asked for in TLS (SNI): clients",
+        "# must reach it by name, not by IP address.",
+        "# For Caddy 2.8 or later (trust_pool; checked with 2.11). Caddy 2.6, Debian 12's, also",
+        "# copies an identity header the server did not send as the text",
+        "# {http.reverse_proxy.header.NAME}.",
         "# Check it with: caddy validate --adapter caddyfile --config FILE",
         "",
         f":{options.listen} {{",
@@ -229,7 +234,7 @@ def _caddy_client_auth(plan: Plan) -> list[str]:
         return [f"mode {'require' if plan.require else 'request'}"]
     return [
         f"mode {'require_and_verify' if plan.require else 'verify_if_given'}",
-        f"trusted_ca_cert_file {_caddy_quote(plan.client_ca)}",
+        f"trust_pool file {_caddy_quote(plan.client_ca)}",
     ]
 
 
