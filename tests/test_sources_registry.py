@@ -114,12 +114,21 @@ def test_what_each_record_says_for_the_rest_of_the_library() -> None:
     assert set(SOURCES) - _having("keep_whole") == {"gcp", "wsgi-environ", "asgi-tls"}
     fed = {name for name in SOURCES if "nginx" in source_named(name).fed_by}
     assert fed == {"nginx", "apache", "aws-alb", "azure", "auto"}
+    caddy_fed = {name for name in SOURCES if "caddy" in source_named(name).fed_by}
+    assert caddy_fed == {"caddy", "cloudflare", "azure", "haproxy", "auto"}
+    traefik_fed = {name for name in SOURCES if "traefik" in source_named(name).fed_by}
+    assert traefik_fed == {"traefik", "auto"}
     verify_fed = {name for name in SOURCES if "nginx" in source_named(name).verify_fed_by}
     assert verify_fed == {"nginx", "apache"}
     native = {
         name: source_named(name).native_to for name in SOURCES if source_named(name).native_to
     }
-    assert native == {"azure": frozenset({"app-service"}), "nginx": frozenset({"nginx"})}
+    assert native == {
+        "azure": frozenset({"app-service"}),
+        "nginx": frozenset({"nginx"}),
+        "caddy": frozenset({"caddy"}),
+        "traefik": frozenset({"traefik"}),
+    }
 
 
 def test_the_record_picks_what_a_direct_source_reads() -> None:

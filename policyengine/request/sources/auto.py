@@ -64,5 +64,5 @@ AUTO = Source(
     "X-Client-Cert",
     decode_auto,
     verify_dialect=ANY,
-    fed_by=frozenset({"nginx"}),
+    fed_by=frozenset({"nginx", "caddy", "traefik"}),
 )

@@ -72,5 +72,5 @@ AZURE = Source(
     ),
     renegotiates=True,  # App Service's front end is what renegotiates
     native_to=frozenset({"app-service"}),
-    fed_by=frozenset({"nginx"}),
+    fed_by=frozenset({"nginx", "caddy"}),
 )

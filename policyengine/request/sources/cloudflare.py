@@ -19,6 +19,13 @@ CLOUDFLARE = Source(
     verify_header="Cf-Cert-Verified",
     verify_dialect=BOOLEAN,
     absent_note="Cloudflare forwards the certificate on the first request of a connection only",
+    fed_by=frozenset({"caddy"}),
 )
 
-CADDY = Source("caddy", "X-Client-Cert", decode_base64_der)
+CADDY = Source(
+    "caddy",
+    "X-Client-Cert",
+    decode_base64_der,
+    native_to=frozenset({"caddy"}),
+    fed_by=frozenset({"caddy"}),
+)

@@ -30,4 +30,5 @@ HAPROXY = Source(
     chain_header="X-SSL-Client-Chain",
     verify_header="X-SSL-Client-Verify",
     verify_dialect=INTEGER,
+    fed_by=frozenset({"caddy"}),
 )

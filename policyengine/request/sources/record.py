@@ -125,12 +125,16 @@ class Source:
     """Optional certificates or exclusion paths make the front end renegotiate TLS (lint)."""
     native_to: frozenset[str] = frozenset()
     """The ``export`` target families whose own header this is, name and encoding:
-    ``app-service`` (the azure-cli, bicep and arm targets) and ``nginx``."""
+    ``app-service`` (the azure-cli, bicep and arm targets), ``nginx``, ``caddy`` and
+    ``traefik``."""
     fed_by: frozenset[str] = frozenset()
     """The ``export`` targets whose certificate header this source reads as it is: nginx
     for the sources whose decoder reads ``$ssl_client_escaped_cert`` (percent-encoded
     PEM), so nginx can feed them without the policy changing. The others want base64 DER,
-    RFC 9440 byte sequences or an XFCC element, which plain nginx has no variable for."""
+    RFC 9440 byte sequences or an XFCC element, which plain nginx has no variable for.
+    ``caddy`` for the sources that read one base64 DER certificate (Caddy's
+    ``{http.request.tls.client.certificate_der_base64}``), ``traefik`` for those that read
+    Traefik's comma-joined base64 DER list (``passTLSClientCert`` with ``pem: true``)."""
     verify_fed_by: frozenset[str] = frozenset()
     """The ``export`` targets whose verify header this source reads as it is: nginx for
     the sources whose verify header reads ``SUCCESS`` / ``FAILED:…`` / ``NONE``, which is

@@ -39,4 +39,10 @@ def decode_traefik(value: str, limits: Limits, notes: list[str]) -> Decoded:
     return leaf_and_rest(found)
 
 
-TRAEFIK = Source("traefik", "X-Forwarded-Tls-Client-Cert", decode_traefik)
+TRAEFIK = Source(
+    "traefik",
+    "X-Forwarded-Tls-Client-Cert",
+    decode_traefik,
+    native_to=frozenset({"traefik"}),
+    fed_by=frozenset({"traefik"}),
+)
