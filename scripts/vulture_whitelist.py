@@ -88,3 +88,11 @@ _.watched
 _.key_pem
 # Identity.has_role: what an application asks of a decision's identity (docs/identity.md).
 _.has_role
+
+# -- called by the server libraries ---------------------------------------------------------
+
+# ExtAuthz.Check: grpcio calls the Authorization service's method by its name.
+_.Check
+# uvicorn.Server.capture_signals is overridden, and .should_exit set, to own the signals.
+_.capture_signals
+_.should_exit

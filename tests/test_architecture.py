@@ -45,6 +45,7 @@ FORBIDDEN = {
     "load": ("integrations", "tooling", "cli", "server"),
     "integrations": ("cli", "tooling", "server"),
     "tooling": ("cli", "integrations", "server"),
+    "server": ("cli", "tooling"),
 }
 _EVERY_FOLDER = ("language", "evaluation", "request", "load", "integrations", "tooling", "cli")
 for _leaf in ("errors.py", "span.py", "values.py", "oids.py", "caches.py", "testing.py"):
@@ -55,6 +56,11 @@ ROOMS = {
     "yaml": ("load/",),
     "jsonschema": ("load/",),
     "cryptography": ("request/", "testing.py", "cli/"),
+    "uvicorn": ("server/run.py",),
+    "grpc": ("server/grpc.py",),
+    "envoy": ("server/grpc.py",),
+    "google": ("server/grpc.py",),
+    "prometheus_client": ("server/metrics.py",),
 }
 
 

@@ -16,6 +16,8 @@ One module per command, each adding its own subcommand (``add_parser``) and runn
   included), 2 on bad input.
 - :mod:`~policyengine.cli.export`: ``policyengine export POLICY --target T``: the platform
   settings matching the policy.
+- :mod:`~policyengine.cli.serve`: ``policyengine serve POLICY... [--http HOST:PORT]
+  [--grpc HOST:PORT]``: the decision server a proxy asks (``policyengine.server``).
 
 What they share (exit codes, the input error, reading files) is in
 :mod:`~policyengine.cli.common`. Nothing below ``cli/`` imports it.
@@ -31,13 +33,13 @@ from collections.abc import Sequence
 from cryptography.utils import CryptographyDeprecationWarning
 
 from policyengine import __version__
-from policyengine.cli import check, explain, export, inspect, test
+from policyengine.cli import check, explain, export, inspect, serve, test
 from policyengine.cli import eval as audit  # as `eval` it would shadow the builtin
 from policyengine.cli.common import EXIT_INPUT, InputError
 
 __all__ = ["build_parser", "main"]
 
-_COMMANDS = (explain, inspect, test, check, audit, export)
+_COMMANDS = (explain, inspect, test, check, audit, export, serve)
 """In the order ``policyengine --help`` lists them."""
 
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, TextIO
 from policyengine.errors import PolicyError
 from policyengine.evaluation.engine import Policy
 from policyengine.load.loader import load_policy
+from policyengine.tooling.export_proxies import Address, parse_address
 from policyengine.values import parse_timestamp
 
 if TYPE_CHECKING:
@@ -42,6 +43,14 @@ def timestamp(text: str) -> datetime:
             f"{text!r} is not a timestamp; write e.g. 2026-11-28T10:00:00Z or 2026-11-28"
         )
     return value
+
+
+def address(text: str) -> Address:
+    """The argparse type of a ``HOST:PORT`` option (``[::1]:9001`` for IPv6)."""
+    try:
+        return parse_address(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def use_colour(stream: TextIO) -> bool:

@@ -13,20 +13,13 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from policyengine.cli.common import load
+from policyengine.cli.common import address, load
 from policyengine.integrations.headers import IdentityHeaders
 from policyengine.tooling.export import TARGETS, ProxyOptions, export
-from policyengine.tooling.export_proxies import Address, parse_address
+from policyengine.tooling.export_proxies import Address
 
 if TYPE_CHECKING:
     from policyengine.cli.common import Commands
-
-
-def _address(text: str) -> Address:
-    try:
-        return parse_address(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _port(text: str) -> int:
@@ -54,14 +47,14 @@ def add_parser(commands: Commands) -> None:
     proxy.add_argument(
         "--authorizer",
         metavar="HOST:PORT",
-        type=_address,
+        type=address,
         help="where policyengine serve listens (default 127.0.0.1:9000, HTTP; "
         "for envoy 127.0.0.1:9001, gRPC)",
     )
     proxy.add_argument(
         "--upstream",
         metavar="HOST:PORT",
-        type=_address,
+        type=address,
         default=Address("127.0.0.1", 8080),
         help="the app (default 127.0.0.1:8080)",
     )

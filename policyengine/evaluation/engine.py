@@ -358,12 +358,14 @@ class Policy:
         host: str | None = None,
         now: datetime | None = None,
         explain: bool = False,
+        note: str | None = None,
     ) -> Decision:
         """Decide one certificate-header value copied from a proxy's log. Never raises.
 
         ``source`` overrides the policy's source for decoding. Without ``peer`` the value
         counts as sent by a trusted proxy; with it, ``peer`` is checked against the
-        policy's ``trusted_proxies`` as a live request would be.
+        policy's ``trusted_proxies`` as a live request would be. ``note``: what the trace
+        says of where a value without ``peer`` came from (default: given offline).
         """
         try:
             config = self.source if source is None else self.source.read_as(source)
@@ -379,8 +381,8 @@ class Policy:
                 max_header_bytes=config.max_header_bytes,
                 max_chain_length=config.max_chain_length,
             )
-            note = f"{config.source} header given offline, taken as sent by a trusted proxy"
-            return Forwarded(leaf, chain, None, None, (note,))
+            offline = f"{config.source} header given offline, taken as sent by a trusted proxy"
+            return Forwarded(leaf, chain, None, None, (note or offline,))
 
         try:
             return self._evaluate(None, path, method, host, now, explain, obtain)

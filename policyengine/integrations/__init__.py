@@ -44,11 +44,13 @@ from policyengine.integrations.runtime import (
 from policyengine.request.incoming import request_from_keywords
 
 __all__ = [
+    "BAD_REQUEST",
     "DECIDED_KEY",
     "MISSING_ROLE",
     "NOT_DECIDED",
     "NO_PRINCIPAL",
     "REFUSALS",
+    "UNKNOWN_POLICY",
     "Decided",
     "DenyResponse",
     "Middleware",
@@ -56,6 +58,7 @@ __all__ = [
     "decide_request",
     "deny_response",
     "environ_request",
+    "log_decision",
     "refusal",
     "refusal_detail",
     "refusal_message",
@@ -83,6 +86,12 @@ NO_PRINCIPAL = "no_principal"
 """An identity check refused: the policy allowed, but the certificate names no principal."""
 NOT_DECIDED = "not_decided"
 """An identity check refused: no policyengine guard decided the request before it."""
+UNKNOWN_POLICY = "unknown_policy"
+"""The decision server refused: the request names no policy it decides (or names none,
+and it decides several)."""
+BAD_REQUEST = "bad_request"
+"""The decision server refused: what the proxy said of the request is ambiguous (two
+original URIs, say), so no policy was asked."""
 
 REFUSALS: Mapping[str, str] = {
     "missing_certificate": "A client certificate is required.",
@@ -98,10 +107,12 @@ REFUSALS: Mapping[str, str] = {
     MISSING_ROLE: "The client certificate does not hold a role this request requires.",
     NO_PRINCIPAL: "The client certificate does not name a principal.",
     NOT_DECIDED: "The request could not be authorized.",
+    UNKNOWN_POLICY: "The request names no policy this server decides.",
+    BAD_REQUEST: "The request could not be authorized.",
 }
 """The one sentence a refusal tells the client, per reason code: a decision's, and the
 three an identity check adds (Flask's ``require_role``, Starlette's and FastAPI's identity
-guards). It never depends on the
+guards), and the two of the decision server (``policyengine serve``). It never depends on the
 policy or the certificate: the decision's own message names the closest rule and the
 condition that failed (a CN, an issuer, a pin to forge), so it goes to the decision log,
 and to the client only with ``expose_trace``."""

@@ -144,6 +144,16 @@ class ReloadingPolicy:
             self._lock.release()
         return self._policy
 
+    def reload(self) -> bool:
+        """Load the files now, changed or not, without waiting for them to settle (what
+        ``policyengine serve`` does on SIGHUP: the operator says they are written). A file
+        that fails to load leaves the previous policy in force, as a timed check does.
+        True when the files loaded."""
+        with self._lock:
+            self._checked = time.monotonic()
+            self._reload(_snapshot(self._watch))
+        return self.last_error is None
+
     def _check(self) -> None:
         seen = _snapshot(self._watch)
         if seen == self._loaded or seen[0][1] is None:  # unchanged, or no policy file

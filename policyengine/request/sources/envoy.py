@@ -146,4 +146,4 @@ def looks_like_xfcc(text: str) -> bool:
     return equals > 0 and text[:equals].strip(HEADER_SPACE).lower() in _XFCC_KEYS
 
 
-ENVOY = Source("envoy", "X-Forwarded-Client-Cert", decode_envoy)
+ENVOY = Source("envoy", "X-Forwarded-Client-Cert", decode_envoy, native_to=frozenset({"envoy"}))

@@ -125,8 +125,9 @@ class Source:
     """Optional certificates or exclusion paths make the front end renegotiate TLS (lint)."""
     native_to: frozenset[str] = frozenset()
     """The ``export`` target families whose own header this is, name and encoding:
-    ``app-service`` (the azure-cli, bicep and arm targets), ``nginx``, ``caddy`` and
-    ``traefik``."""
+    ``app-service`` (the azure-cli, bicep and arm targets), ``nginx``, ``caddy``,
+    ``traefik`` and ``envoy`` (whose ext_authz check request the decision server then
+    reads the XFCC header of, instead of the peer certificate)."""
     fed_by: frozenset[str] = frozenset()
     """The ``export`` targets whose certificate header this source reads as it is: nginx
     for the sources whose decoder reads ``$ssl_client_escaped_cert`` (percent-encoded

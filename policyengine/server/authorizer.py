@@ -1,0 +1,217 @@
+"""The decisions of ``policyengine serve``, with no web or gRPC library: a verdict per request.
+
+An :class:`Authorizer` holds the policies the server was started with, each a
+:class:`~policyengine.integrations.runtime.ReloadingPolicy` known by its name, and answers one
+question: may this request, described as the proxy described it, pass? The answer is a
+:class:`Verdict`: the status for the proxy (200 or 403), the identity headers to set on the
+request it forwards and the ones to remove (a client's copies), and for a refusal the JSON
+body with the reason code and its generic sentence, never what the policy expected.
+
+The HTTP authorizer (``server/http.py``) and Envoy's ext_authz over gRPC (``server/grpc.py``)
+turn the wire request into a request view and the verdict into their response; nothing of
+the decision lives there. Every failure is a refusal: an unknown policy name, a request the
+server cannot read, anything that raises.
+
+Owns: Authorizer, Verdict, the server's reason codes (UNKNOWN_POLICY, BAD_REQUEST).
+May import: ``integrations/`` (the decision log, reloading, refusals, identity headers) and
+everything below. Must not import: ``cli/``, ``tooling/``, any web or gRPC library.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from policyengine.evaluation.decision import Decision
+from policyengine.integrations import (
+    BAD_REQUEST,
+    UNKNOWN_POLICY,
+    Decided,
+    decide_request,
+    log_decision,
+    refusal_detail,
+)
+from policyengine.integrations.headers import DEFAULT_HEADERS, IdentityHeaders, identity_headers
+from policyengine.integrations.runtime import DecisionLog, ReloadingPolicy
+
+__all__ = ["BAD_REQUEST", "UNKNOWN_POLICY", "Authorizer", "Verdict"]
+
+_log = logging.getLogger("policyengine.server")
+
+Observer = Callable[[str, Decision, float], None]
+"""Told of every verdict: the policy's name ("" when the request named none this server
+has), the decision, and the seconds it took."""
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What the server answers the proxy for one request."""
+
+    decision: Decision
+    set_headers: tuple[tuple[str, str], ...]
+    """On an allow: the identity headers the proxy sets on the forwarded request,
+    replacing any copy the client sent."""
+    remove_headers: tuple[str, ...]
+    """On an allow: the identity headers this answer has no value for, to remove."""
+    body: bytes
+    """On a refusal: ``{"reason": ..., "message": ...}`` as JSON; empty on an allow."""
+
+    @property
+    def allowed(self) -> bool:
+        return self.decision.allowed
+
+    @property
+    def status(self) -> int:
+        return 200 if self.decision.allowed else 403
+
+    @property
+    def reason(self) -> str:
+        return self.decision.reason
+
+
+class Authorizer:
+    """The policies of one server, by name, and the verdicts they give.
+
+    ``paths``: the policy files, each loaded now (a :class:`~policyengine.errors.PolicyError`
+    with file, line and column when one does not load) and reloaded when it changes
+    (``interval`` seconds between checks), keeping the last good policy. Each is known by
+    its ``name:``; two policies of one name are refused. ``log``: the decision log (None:
+    off). ``headers``: the identity headers' names. ``observe``: told of every verdict
+    (the server's metrics).
+    """
+
+    def __init__(
+        self,
+        paths: Sequence[str | Path],
+        *,
+        interval: float = 1.0,
+        log: DecisionLog | None = None,
+        headers: IdentityHeaders = DEFAULT_HEADERS,
+        observe: Observer | None = None,
+    ) -> None:
+        if not paths:
+            raise ValueError("the server needs at least one policy file")
+        self.providers: dict[str, ReloadingPolicy] = {}
+        for path in paths:
+            provider = ReloadingPolicy(path, interval=interval)
+            name = provider.current().name
+            if name in self.providers:
+                first = self.providers[name].path
+                raise ValueError(f"{path} and {first} are both policy {name!r}: rename one")
+            self.providers[name] = provider
+        self.log = log
+        self.headers = headers
+        self.observe = observe
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self.providers)
+
+    def provider(self, name: str | None) -> ReloadingPolicy | None:
+        """The policy a request names; with no name, the only one (None when there are
+        several: the request must say which)."""
+        if name is None:
+            if len(self.providers) == 1:
+                return next(iter(self.providers.values()))
+            return None
+        return self.providers.get(name)
+
+    def reload(self) -> bool:
+        """Load every policy file now (SIGHUP); True when all of them loaded."""
+        results = [provider.reload() for provider in self.providers.values()]
+        return all(results)
+
+    def authorize(self, name: str | None, view: Mapping[str, Any]) -> Verdict:
+        """Decide a request view (``evaluate_request``'s keywords as a mapping) with the
+        policy ``name``; the policy's ``certificate:`` source reads the headers."""
+        provider = self.provider(name)
+        if provider is None:
+            return self._unknown(name, view)
+        try:
+            decided = decide_request(provider, view, self.log)
+        except Exception as exc:  # fail closed
+            return self._failed(name, view, exc)
+        return self._verdict(name, decided.decision, decided.elapsed_us)
+
+    def authorize_certificate(
+        self, name: str | None, certificate: str, view: Mapping[str, Any], *, given_by: str
+    ) -> Verdict:
+        """Decide a request whose client certificate the proxy handed over itself: URL-encoded
+        PEM (Envoy's ``attributes.source.certificate``, nginx's ``$ssl_client_escaped_cert``),
+        or "" for none. It comes from the proxy's own TLS connection, not from a header a
+        client could write, so no trusted-proxy check applies; ``given_by`` says where for
+        the trace."""
+        provider = self.provider(name)
+        if provider is None:
+            return self._unknown(name, view)
+        started = time.perf_counter()
+        try:
+            policy = provider.current()
+            explain = self.log is not None and self.log.trace
+            decision = policy.evaluate_header(
+                certificate,
+                source="nginx",
+                path=view.get("path"),
+                method=view.get("method"),
+                host=view.get("host"),
+                explain=explain,
+                note=given_by,
+            )
+            decided = Decided(decision, policy, (time.perf_counter() - started) * 1e6)
+            if self.log is not None:
+                log_decision(self.log, decided, view)
+        except Exception as exc:  # fail closed
+            return self._failed(name, view, exc)
+        return self._verdict(name, decided.decision, decided.elapsed_us)
+
+    def refuse(
+        self, name: str | None, reason: str, message: str, view: Mapping[str, Any]
+    ) -> Verdict:
+        """A refusal the server makes before any policy decides (a request it cannot read)."""
+        decision = Decision(allowed=False, reason=reason, message=message, policy=name or "")
+        if self.log is not None:
+            self.log.record(
+                decision,
+                method=view.get("method"),
+                path=view.get("path"),
+                peer=view.get("remote_addr"),
+                elapsed_us=0.0,
+            )
+        return self._verdict(name, decision, 0.0)
+
+    def _unknown(self, name: str | None, view: Mapping[str, Any]) -> Verdict:
+        if name is None:
+            message = (
+                f"The request names no policy, and this server decides {len(self.providers)}:"
+                f" {', '.join(self.providers)}; ask /authorize/<policy> (gRPC: the"
+                " context extension 'policy')."
+            )
+        else:
+            message = f"This server decides no policy named {name!r}: {', '.join(self.providers)}."
+        return self.refuse(name, UNKNOWN_POLICY, message, view)
+
+    def _failed(self, name: str | None, view: Mapping[str, Any], exc: Exception) -> Verdict:
+        _log.exception("policy %s: the request could not be decided", name)
+        message = f"The request could not be decided, so it is refused: {exc}"
+        return self.refuse(name, "evaluation_error", message, view)
+
+    def _verdict(self, name: str | None, decision: Decision, elapsed_us: float) -> Verdict:
+        if self.observe is not None:
+            # a name no policy has is not a label: clients would choose the metrics' size
+            label = decision.policy if decision.policy in self.providers else ""
+            self.observe(label, decision, elapsed_us / 1e6)
+        if not decision.allowed:
+            body = json.dumps(refusal_detail(decision)).encode()
+            return Verdict(decision, (), (), body)
+        given = identity_headers(decision.identity, self.headers)
+        return Verdict(decision, given, _unset(self.headers.names, given), b"")
+
+
+def _unset(names: Iterable[str], given: tuple[tuple[str, str], ...]) -> tuple[str, ...]:
+    have = {name.lower() for name, _ in given}
+    return tuple(name for name in names if name.lower() not in have)

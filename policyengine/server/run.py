@@ -1,0 +1,253 @@
+"""Running the server: uvicorn for HTTP and grpcio's asyncio server for gRPC, in one event
+loop per worker process, with the signals an operator sends.
+
+* ``SIGHUP``: every policy file is loaded again now (a file that fails keeps the last good
+  policy and logs the error with its file:line:col); requests in flight finish with the
+  policy they started with.
+* ``SIGTERM`` or ``SIGINT``: drain: ``/readyz`` answers 503, no new connection is accepted,
+  requests in flight are answered (up to ``drain`` seconds), then the process exits 0.
+* ``workers`` > 1: that many processes, each with its own policies, listening on the same
+  addresses (``SO_REUSEPORT``: the kernel spreads connections); the parent forwards the
+  signals and restarts a worker that dies. Every worker loads the policies before it
+  listens, and the parent loads them first, so a policy that does not load stops
+  ``serve`` before anything listens.
+
+Decision logs are JSON lines on stdout (one object per decision, the ``DecisionLog``
+fields); the server's own messages go to stderr.
+
+Owns: ServeOptions, serve, JsonLines. uvicorn is imported here alone (the ``server``
+extra); grpcio in ``server/grpc.py``, prometheus-client in ``server/metrics.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+
+from policyengine.integrations.runtime import DECISION_LOGGER, DecisionLog
+
+__all__ = ["JsonLines", "ServeOptions", "serve"]
+
+_log = logging.getLogger("policyengine.server")
+
+
+@dataclass(frozen=True, slots=True)
+class ServeOptions:
+    """What ``policyengine serve`` was asked for. An address is ``(host, port)``."""
+
+    policies: tuple[str, ...]
+    http: tuple[str, int] | None = ("127.0.0.1", 9000)
+    grpc: tuple[str, int] | None = None
+    workers: int = 1
+    interval: float = 1.0
+    """Seconds between two looks at the policy files."""
+    drain: float = 10.0
+    """Seconds a draining server waits for requests in flight."""
+    metrics: bool = True
+    log_fields: tuple[str, ...] = field(default_factory=tuple)
+    """The decision log's certificate fields (empty: DecisionLog's default)."""
+    log_trace: bool = False
+
+
+class JsonLines(logging.Formatter):
+    """A decision record as one JSON object: the time, the summary, and the fields the
+    :class:`~policyengine.integrations.runtime.DecisionLog` put on the record."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields = getattr(record, "policyengine", None)
+        out: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "message": record.getMessage(),
+        }
+        if isinstance(fields, dict):
+            out.update(fields)
+        return json.dumps(out, default=str, ensure_ascii=False)
+
+
+def _configure_logging() -> None:
+    decisions = logging.getLogger(DECISION_LOGGER)
+    if not any(getattr(h, "_policyengine_serve", False) for h in decisions.handlers):
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(JsonLines())
+        handler._policyengine_serve = True  # type: ignore[attr-defined]
+        decisions.addHandler(handler)
+    decisions.setLevel(logging.INFO)
+    decisions.propagate = False
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s"
+    )
+
+
+def _listening(address: tuple[str, int]) -> socket.socket:
+    """A TCP socket bound to ``address`` that other workers may bind too."""
+    family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(address)
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _netloc(address: tuple[str, int]) -> str:
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _authorizer(options: ServeOptions, metrics: Any) -> Any:
+    from policyengine.server.authorizer import Authorizer
+
+    fields = {"fields": options.log_fields} if options.log_fields else {}
+    log = DecisionLog(trace=options.log_trace, **fields)  # type: ignore[arg-type]
+    return Authorizer(
+        options.policies,
+        interval=options.interval,
+        log=log,
+        observe=metrics.observe if metrics is not None else None,
+    )
+
+
+def _http_server(
+    options: ServeOptions, authorizer: Any, metrics: Any, draining: asyncio.Event
+) -> uvicorn.Server:
+    from policyengine.server.http import AuthorizerApp
+
+    app = AuthorizerApp(
+        authorizer,
+        ready=lambda: not draining.is_set(),
+        metrics=(lambda: metrics.render(authorizer)) if metrics is not None else None,
+    )
+    config = uvicorn.Config(
+        app,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        lifespan="off",
+        timeout_graceful_shutdown=max(1, int(options.drain)),
+    )
+    return _QuietServer(config)
+
+
+async def _serve_worker(options: ServeOptions) -> None:
+    metrics = None
+    if options.metrics:
+        from policyengine.server.metrics import Metrics
+
+        metrics = Metrics()
+    authorizer = _authorizer(options, metrics)
+    draining = asyncio.Event()
+    http_server = None
+    serving: list[asyncio.Future[None]] = []
+    if options.http is not None:
+        http_server = _http_server(options, authorizer, metrics, draining)
+        sockets = [_listening(options.http)]
+        serving.append(asyncio.ensure_future(http_server.serve(sockets=sockets)))
+    grpc_server = None
+    if options.grpc is not None:
+        from policyengine.server.grpc import grpc_server as make_grpc
+
+        grpc_server = make_grpc(authorizer, _netloc(options.grpc))
+        await grpc_server.start()
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGHUP, lambda: _reload(authorizer))
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    shown = [
+        f"HTTP {_netloc(options.http)}" if options.http else "",
+        f"gRPC {_netloc(options.grpc)}" if options.grpc else "",
+    ]
+    _log.info(
+        "worker %d serving %s on %s",
+        os.getpid(),
+        ", ".join(authorizer.names),
+        " and ".join(part for part in shown if part),
+    )
+    await stop.wait()
+    draining.set()
+    _log.info("worker %d draining", os.getpid())
+    if grpc_server is not None:
+        await grpc_server.stop(options.drain)
+    if http_server is not None:
+        http_server.should_exit = True
+        await asyncio.gather(*serving)
+
+
+def _reload(authorizer: Any) -> None:
+    loaded = authorizer.reload()
+    _log.info("SIGHUP: policies reloaded%s", "" if loaded else " (some failed; see above)")
+
+
+class _QuietServer(uvicorn.Server):
+    """uvicorn's Server without its own signal handlers: the worker owns the signals."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _worker_main(options: ServeOptions) -> None:
+    _configure_logging()
+    asyncio.run(_serve_worker(options))
+
+
+def serve(options: ServeOptions) -> int:
+    """Run the server until SIGTERM; the exit status. A policy that does not load raises
+    :class:`~policyengine.errors.PolicyError` before anything listens."""
+    from policyengine.server.authorizer import Authorizer
+
+    Authorizer(options.policies)  # every policy loads, or this raises before listening
+    if options.workers <= 1:
+        _worker_main(options)
+        return 0
+    with tempfile.TemporaryDirectory(prefix="policyengine-metrics-") as directory:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+        return _supervise(options)
+
+
+def _supervise(options: ServeOptions) -> int:
+    context = multiprocessing.get_context("spawn")
+    workers = [_start(context, options) for _ in range(options.workers)]
+    stopping = False
+
+    def forward(sig: int, _frame: object) -> None:
+        nonlocal stopping
+        if sig in (signal.SIGTERM, signal.SIGINT):
+            stopping = True
+        for worker in workers:
+            if worker.pid is not None and worker.is_alive():
+                os.kill(worker.pid, sig)
+
+    for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, forward)
+    while True:
+        for index, worker in enumerate(workers):
+            worker.join(timeout=0.2)
+            if worker.is_alive() or stopping:
+                continue
+            _log.error("worker %s exited (%s); starting another", worker.pid, worker.exitcode)
+            workers[index] = _start(context, options)
+        if stopping and not any(worker.is_alive() for worker in workers):
+            return 0
+
+
+def _start(context: Any, options: ServeOptions) -> Any:
+    process = context.Process(target=_worker_main, args=(options,), daemon=False)
+    process.start()
+    return process
