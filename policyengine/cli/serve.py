@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import logging
+import sys
 from typing import TYPE_CHECKING, TextIO
 
 from policyengine.cli.common import InputError, address
 from policyengine.errors import PolicyError
-from policyengine.integrations.runtime import LOG_FIELDS
+from policyengine.integrations.runtime import DECISION_LOGGER, LOG_FIELDS
 
 if TYPE_CHECKING:
     from policyengine.cli.common import Commands
@@ -104,6 +106,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         metrics=not args.no_metrics,
         log_fields=tuple(args.log_fields or ()),
         log_trace=args.log_trace,
+        setup=configure_logging,
     )
     try:
         return serve(options)
@@ -118,3 +121,18 @@ def _importable(name: str) -> bool:
         return importlib.util.find_spec(name) is not None
     except ModuleNotFoundError:
         return False
+
+
+def configure_logging() -> None:
+    """In each worker: decision records to stdout as JSON lines, the rest to stderr."""
+    from policyengine.server.run import JsonLines
+
+    decisions = logging.getLogger(DECISION_LOGGER)
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(JsonLines())
+    decisions.handlers[:] = [handler]
+    decisions.setLevel(logging.INFO)
+    decisions.propagate = False
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s"
+    )

@@ -13,8 +13,9 @@ Routes (every other path is 404):
 =============================  ====================================================
 
 What the proxy says of the request it asks about: the original path from
-``X-Original-URI`` (nginx ``auth_request``) or ``X-Forwarded-Uri`` (Caddy, Traefik), else
-the path after the policy's name, the query never; the method from ``X-Original-Method``
+``X-Original-URI`` (nginx ``auth_request``), ``X-Forwarded-Uri`` (Caddy, Traefik) or
+``X-Original-URL`` (ingress-nginx's ``auth-url``: the whole URL), else the path after the
+policy's name, the query never; the method from ``X-Original-Method``
 or ``X-Forwarded-Method``, else the authorizer request's own; the host from
 ``X-Forwarded-Host``, else ``Host``. These are believed as sent, because the verdict goes
 back only to whoever asked: a client that reaches the server itself learns a verdict and
@@ -31,7 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 from policyengine.server.authorizer import BAD_REQUEST, Authorizer, Verdict
 
@@ -41,7 +42,7 @@ Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
-_PATHS = (b"x-original-uri", b"x-forwarded-uri")
+_PATHS = (b"x-original-uri", b"x-forwarded-uri", b"x-original-url")
 _METHODS = (b"x-original-method", b"x-forwarded-method")
 _ONE_OF = frozenset((*_PATHS, *_METHODS, b"x-forwarded-host", b"host"))
 _JSON = (b"content-type", b"application/json")
@@ -64,6 +65,8 @@ def http_view(scope: Scope, rest: str | None) -> dict[str, Any]:
                 raise Ambiguous(f"two {key.decode()} headers")
             seen[key] = bytes(value).decode("latin-1")
     original = next((seen[key] for key in _PATHS if key in seen), None)
+    if original is not None and not original.startswith("/"):
+        original = urlsplit(original).path  # ingress-nginx: the whole URL
     path = original.partition("?")[0] if original is not None else rest
     method = next((seen[key] for key in _METHODS if key in seen), None)
     client = scope.get("client")

@@ -12,8 +12,9 @@ loop per worker process, with the signals an operator sends.
   listens, and the parent loads them first, so a policy that does not load stops
   ``serve`` before anything listens.
 
-Decision logs are JSON lines on stdout (one object per decision, the ``DecisionLog``
-fields); the server's own messages go to stderr.
+Decision logs go to the ``policyengine.decisions`` logger; ``policyengine serve`` writes
+them to stdout as JSON lines (:class:`JsonLines`: one object per decision, the
+``DecisionLog`` fields) and the server's own messages to stderr.
 
 Owns: ServeOptions, serve, JsonLines. uvicorn is imported here alone (the ``server``
 extra); grpcio in ``server/grpc.py``, prometheus-client in ``server/metrics.py``.
@@ -29,16 +30,15 @@ import multiprocessing
 import os
 import signal
 import socket
-import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import uvicorn
 
-from policyengine.integrations.runtime import DECISION_LOGGER, DecisionLog
+from policyengine.integrations.runtime import DecisionLog
 
 __all__ = ["JsonLines", "ServeOptions", "serve"]
 
@@ -61,6 +61,9 @@ class ServeOptions:
     log_fields: tuple[str, ...] = field(default_factory=tuple)
     """The decision log's certificate fields (empty: DecisionLog's default)."""
     log_trace: bool = False
+    setup: Callable[[], None] | None = None
+    """Run first in every worker process: the CLI sends the decision log to stdout there
+    (a module-level function, so that a spawned worker can be handed it)."""
 
 
 class JsonLines(logging.Formatter):
@@ -77,20 +80,6 @@ class JsonLines(logging.Formatter):
         if isinstance(fields, dict):
             out.update(fields)
         return json.dumps(out, default=str, ensure_ascii=False)
-
-
-def _configure_logging() -> None:
-    decisions = logging.getLogger(DECISION_LOGGER)
-    if not any(getattr(h, "_policyengine_serve", False) for h in decisions.handlers):
-        handler = logging.StreamHandler(sys.stdout)
-        handler.setFormatter(JsonLines())
-        handler._policyengine_serve = True  # type: ignore[attr-defined]
-        decisions.addHandler(handler)
-    decisions.setLevel(logging.INFO)
-    decisions.propagate = False
-    logging.basicConfig(
-        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s"
-    )
 
 
 def _listening(address: tuple[str, int]) -> socket.socket:
@@ -203,7 +192,8 @@ class _QuietServer(uvicorn.Server):
 
 
 def _worker_main(options: ServeOptions) -> None:
-    _configure_logging()
+    if options.setup is not None:
+        options.setup()
     asyncio.run(_serve_worker(options))
 
 
