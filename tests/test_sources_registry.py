@@ -128,6 +128,7 @@ def test_what_each_record_says_for_the_rest_of_the_library() -> None:
         "nginx": frozenset({"nginx"}),
         "caddy": frozenset({"caddy"}),
         "traefik": frozenset({"traefik"}),
+        "envoy": frozenset({"envoy"}),  # the server reads XFCC from Envoy's check request
     }
 
 
