@@ -57,6 +57,7 @@ ROOMS = {
     "jsonschema": ("load/",),
     "cryptography": ("request/", "testing.py", "cli/"),
     "uvicorn": ("server/run.py",),
+    "uvloop": ("server/run.py",),
     "grpc": ("server/grpc.py",),
     "envoy": ("server/grpc.py",),
     "google": ("server/grpc.py",),

@@ -79,6 +79,11 @@ def add_parser(commands: Commands) -> None:
     serve.add_argument(
         "--log-trace", action="store_true", help="every decision log record carries its trace"
     )
+    serve.add_argument(
+        "--no-decision-log",
+        action="store_true",
+        help="write no decision records (the metrics still count every verdict)",
+    )
 
 
 def _positive(text: str) -> int:
@@ -106,6 +111,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         metrics=not args.no_metrics,
         log_fields=tuple(args.log_fields or ()),
         log_trace=args.log_trace,
+        decision_log=not args.no_decision_log,
         setup=configure_logging,
     )
     try:

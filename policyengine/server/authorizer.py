@@ -27,7 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from policyengine.caches import BoundedCache
+from policyengine.errors import SourceError
 from policyengine.evaluation.decision import Decision
+from policyengine.evaluation.engine import Policy
 from policyengine.integrations import (
     BAD_REQUEST,
     UNKNOWN_POLICY,
@@ -38,6 +41,11 @@ from policyengine.integrations import (
 )
 from policyengine.integrations.headers import DEFAULT_HEADERS, IdentityHeaders, identity_headers
 from policyengine.integrations.runtime import DecisionLog, ReloadingPolicy
+from policyengine.request.sources import decode_header_value
+
+PEER_SOURCE = "nginx"
+"""How a certificate the proxy hands over itself is encoded: URL-encoded PEM, as nginx's
+``$ssl_client_escaped_cert`` and Envoy's ``attributes.source.certificate`` are."""
 
 __all__ = ["BAD_REQUEST", "UNKNOWN_POLICY", "Authorizer", "Verdict"]
 
@@ -104,6 +112,19 @@ class Authorizer:
                 first = self.providers[name].path
                 raise ValueError(f"{path} and {first} are both policy {name!r}: rename one")
             self.providers[name] = provider
+            source = provider.current().source
+            if source.record.read_direct is not None:
+                _log.warning(
+                    "policy %s reads source %s, the server's own TLS, which the HTTP"
+                    " authorizer never has: over HTTP every request comes without a"
+                    " certificate (gRPC reads Envoy's peer certificate); name the proxy's"
+                    " source in its certificate: section",
+                    name,
+                    source.source,
+                )
+        self._peer_leaves: BoundedCache[tuple[int, int, str], bytes] = BoundedCache(
+            4096, second_sighting=True
+        )
         self.log = log
         self.headers = headers
         self.observe = observe
@@ -153,15 +174,21 @@ class Authorizer:
         try:
             policy = provider.current()
             explain = self.log is not None and self.log.trace
-            decision = policy.evaluate_header(
-                certificate,
-                source="nginx",
-                path=view.get("path"),
-                method=view.get("method"),
-                host=view.get("host"),
-                explain=explain,
-                note=given_by,
-            )
+            leaf = None if explain or not certificate else self._peer_leaf(policy, certificate)
+            if leaf is not None:  # the returning client: decoded before, decided from DER
+                decision = policy.evaluate(
+                    leaf, path=view.get("path"), method=view.get("method"), host=view.get("host")
+                )
+            else:  # first sight, no certificate, or one that does not decode: it says why
+                decision = policy.evaluate_header(
+                    certificate,
+                    source=PEER_SOURCE,
+                    path=view.get("path"),
+                    method=view.get("method"),
+                    host=view.get("host"),
+                    explain=explain,
+                    note=given_by,
+                )
             decided = Decided(decision, policy, (time.perf_counter() - started) * 1e6)
             if self.log is not None:
                 log_decision(self.log, decided, view)
@@ -169,19 +196,45 @@ class Authorizer:
             return self._failed(name, view, exc)
         return self._verdict(name, decided.decision, decided.elapsed_us)
 
+    def _peer_leaf(self, policy: Policy, certificate: str) -> bytes | None:
+        """The DER of a peer certificate decoded before under the same limits, else None;
+        a value seen the second time is kept. Decoding a PEM costs more than deciding a
+        returning client, and Envoy sends the same value on every request of a client."""
+        source = policy.source
+        key = (source.max_header_bytes, source.max_chain_length, certificate)
+        leaf = self._peer_leaves.get(key)
+        if leaf is None:
+            try:
+                found, chain = decode_header_value(
+                    PEER_SOURCE,
+                    certificate,
+                    max_header_bytes=source.max_header_bytes,
+                    max_chain_length=source.max_chain_length,
+                )
+            except SourceError:
+                return None
+            if found is None or chain:
+                return None
+            self._peer_leaves.put(key, found)
+            leaf = found
+        return leaf
+
     def refuse(
         self, name: str | None, reason: str, message: str, view: Mapping[str, Any]
     ) -> Verdict:
         """A refusal the server makes before any policy decides (a request it cannot read)."""
         decision = Decision(allowed=False, reason=reason, message=message, policy=name or "")
         if self.log is not None:
-            self.log.record(
-                decision,
-                method=view.get("method"),
-                path=view.get("path"),
-                peer=view.get("remote_addr"),
-                elapsed_us=0.0,
-            )
+            try:
+                self.log.record(
+                    decision,
+                    method=view.get("method"),
+                    path=view.get("path"),
+                    peer=view.get("remote_addr"),
+                    elapsed_us=0.0,
+                )
+            except Exception:  # the refusal stands; a log that fails must not crash it
+                _log.exception("policy %s: a refusal could not be logged", name)
         return self._verdict(name, decision, 0.0)
 
     def _unknown(self, name: str | None, view: Mapping[str, Any]) -> Verdict:
@@ -196,6 +249,8 @@ class Authorizer:
         return self.refuse(name, UNKNOWN_POLICY, message, view)
 
     def _failed(self, name: str | None, view: Mapping[str, Any], exc: Exception) -> Verdict:
+        if name is None and len(self.providers) == 1:
+            name = self.names[0]  # the one policy it was decided with, for the log and label
         _log.exception("policy %s: the request could not be decided", name)
         message = f"The request could not be decided, so it is refused: {exc}"
         return self.refuse(name, "evaluation_error", message, view)
@@ -204,7 +259,18 @@ class Authorizer:
         if self.observe is not None:
             # a name no policy has is not a label: clients would choose the metrics' size
             label = decision.policy if decision.policy in self.providers else ""
-            self.observe(label, decision, elapsed_us / 1e6)
+            try:
+                self.observe(label, decision, elapsed_us / 1e6)
+            except Exception as exc:  # fail closed: a verdict not counted is not an allow
+                _log.exception("policy %s: the verdict could not be counted", name)
+                if decision.allowed:
+                    message = f"The verdict could not be counted, so it is refused: {exc}"
+                    decision = Decision(
+                        allowed=False,
+                        reason="evaluation_error",
+                        message=message,
+                        policy=decision.policy,
+                    )
         if not decision.allowed:
             body = json.dumps(refusal_detail(decision)).encode()
             return Verdict(decision, (), (), body)

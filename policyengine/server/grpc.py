@@ -134,6 +134,10 @@ def grpc_server(authorizer: Authorizer, address: str) -> Any:
     (``SO_REUSEPORT``, grpcio's default on Linux)."""
     server = grpc.aio.server(options=[("grpc.so_reuseport", 1)])
     external_auth_pb2_grpc.add_AuthorizationServicer_to_server(ExtAuthz(authorizer), server)
-    if server.add_insecure_port(address) == 0:
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError as exc:  # grpcio raises (older releases returned 0)
+        raise OSError(f"cannot listen on {address} for gRPC: {exc}") from None
+    if port == 0:
         raise OSError(f"cannot listen on {address} for gRPC")
     return server

@@ -19,7 +19,10 @@ policy's name, the query never; the method from ``X-Original-Method``
 or ``X-Forwarded-Method``, else the authorizer request's own; the host from
 ``X-Forwarded-Host``, else ``Host``. These are believed as sent, because the verdict goes
 back only to whoever asked: a client that reaches the server itself learns a verdict and
-passes nothing. The certificate is another matter: the policy's source reads it from the
+passes nothing. But a proxy passes the client's own headers on too, so one header twice,
+or two paths (or methods) that disagree, are refused (``bad_request``): else a client's
+``X-Original-URI: /health`` behind Caddy would be decided instead of the ``X-Forwarded-Uri``
+Caddy set. The certificate is another matter: the policy's source reads it from the
 headers only when the connection's peer (the proxy) is among its trusted proxies.
 
 Allow: 200 with the identity headers. Refusal: 403 with ``{"reason", "message"}``; the
@@ -64,11 +67,19 @@ def http_view(scope: Scope, rest: str | None) -> dict[str, Any]:
             if key in seen:
                 raise Ambiguous(f"two {key.decode()} headers")
             seen[key] = bytes(value).decode("latin-1")
-    original = next((seen[key] for key in _PATHS if key in seen), None)
-    if original is not None and not original.startswith("/"):
-        original = urlsplit(original).path  # ingress-nginx: the whole URL
-    path = original.partition("?")[0] if original is not None else rest
-    method = next((seen[key] for key in _METHODS if key in seen), None)
+    # A proxy passes a client's own headers on to the authorizer (Caddy and Traefik all of
+    # them, nginx those it does not set): two descriptions that disagree are refused, or a
+    # client's X-Original-URI would be decided instead of the X-Forwarded-Uri Caddy set.
+    paths = {_path(seen[key]) for key in _PATHS if key in seen}
+    if paths and rest is not None:
+        paths.add(rest)  # Envoy's HTTP ext_authz: the path after /authorize/<policy>
+    if len(paths) > 1:
+        raise Ambiguous(f"the original path given differently: {', '.join(sorted(paths))}")
+    path = next(iter(paths)) if paths else rest
+    methods = {seen[key] for key in _METHODS if key in seen}
+    if len(methods) > 1:
+        raise Ambiguous(f"the original method given differently: {', '.join(sorted(methods))}")
+    method = next(iter(methods)) if methods else None
     client = scope.get("client")
     return {
         "headers": headers,
@@ -77,6 +88,14 @@ def http_view(scope: Scope, rest: str | None) -> dict[str, Any]:
         "method": method or scope.get("method", "GET"),
         "host": seen.get(b"x-forwarded-host") or seen.get(b"host"),
     }
+
+
+def _path(original: str) -> str:
+    """The path of an original URI as a proxy sent it, without the query; ingress-nginx's
+    ``X-Original-URL`` is the whole URL."""
+    if not original.startswith("/"):
+        return urlsplit(original).path
+    return original.partition("?")[0]
 
 
 def route(raw_path: str) -> tuple[str | None, str | None] | None:
@@ -132,7 +151,7 @@ class AuthorizerApp:
     def _verdict(self, scope: Scope, name: str | None, rest: str | None) -> Verdict:
         try:
             view = http_view(scope, rest)
-        except Ambiguous as exc:
+        except ValueError as exc:  # Ambiguous, or an X-Original-URL urlsplit cannot read
             client = scope.get("client")
             view = {"remote_addr": client[0] if client else None, "path": rest}
             message = f"The proxy described the request ambiguously ({exc}), so it is refused."

@@ -10,7 +10,8 @@ loop per worker process, with the signals an operator sends.
   addresses (``SO_REUSEPORT``: the kernel spreads connections); the parent forwards the
   signals and restarts a worker that dies. Every worker loads the policies before it
   listens, and the parent loads them first, so a policy that does not load stops
-  ``serve`` before anything listens.
+  ``serve`` before anything listens; the parent binds each address once too, so that a
+  taken one stops it rather than workers that die at start and are started again.
 
 Decision logs go to the ``policyengine.decisions`` logger; ``policyengine serve`` writes
 them to stdout as JSON lines (:class:`JsonLines`: one object per decision, the
@@ -61,6 +62,8 @@ class ServeOptions:
     log_fields: tuple[str, ...] = field(default_factory=tuple)
     """The decision log's certificate fields (empty: DecisionLog's default)."""
     log_trace: bool = False
+    decision_log: bool = True
+    """One record per decision on the ``policyengine.decisions`` logger."""
     setup: Callable[[], None] | None = None
     """Run first in every worker process: the CLI sends the decision log to stdout there
     (a module-level function, so that a spawned worker can be handed it)."""
@@ -82,13 +85,24 @@ class JsonLines(logging.Formatter):
         return json.dumps(out, default=str, ensure_ascii=False)
 
 
-def _listening(address: tuple[str, int]) -> socket.socket:
-    """A TCP socket bound to ``address`` that other workers may bind too."""
+def _bound(address: tuple[str, int]) -> socket.socket:
+    """A TCP socket bound to ``address`` that other workers may bind too; an OSError that
+    names the address when it cannot be."""
     family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind(address)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise OSError(f"cannot listen on {_netloc(address)}: {exc.strerror or exc}") from None
+    return sock
+
+
+def _listening(address: tuple[str, int]) -> socket.socket:
+    """A TCP socket listening on ``address`` that other workers may listen on too."""
+    sock = _bound(address)
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock
@@ -103,7 +117,7 @@ def _authorizer(options: ServeOptions, metrics: Any) -> Any:
     from policyengine.server.authorizer import Authorizer
 
     fields = {"fields": options.log_fields} if options.log_fields else {}
-    log = DecisionLog(trace=options.log_trace, **fields)  # type: ignore[arg-type]
+    log = DecisionLog(trace=options.log_trace, **fields) if options.decision_log else None  # type: ignore[arg-type]
     return Authorizer(
         options.policies,
         interval=options.interval,
@@ -194,7 +208,12 @@ class _QuietServer(uvicorn.Server):
 def _worker_main(options: ServeOptions) -> None:
     if options.setup is not None:
         options.setup()
-    asyncio.run(_serve_worker(options))
+    try:  # uvloop (the server extra, on Linux and macOS) runs both servers' loop faster
+        import uvloop
+    except ImportError:
+        asyncio.run(_serve_worker(options))
+    else:
+        uvloop.run(_serve_worker(options))
 
 
 def serve(options: ServeOptions) -> int:
@@ -203,6 +222,9 @@ def serve(options: ServeOptions) -> int:
     from policyengine.server.authorizer import Authorizer
 
     Authorizer(options.policies)  # every policy loads, or this raises before listening
+    for address in (options.http, options.grpc):
+        if address is not None:  # taken: said here, not by workers dying in a loop
+            _bound(address).close()
     if options.workers <= 1:
         _worker_main(options)
         return 0

@@ -6,7 +6,9 @@ mode says, verified against the trust anchors), sends every request to the serve
 (``include_peer_certificate``) and the policy's name in the context extensions, and fails
 closed (``failure_mode_allow: false``). A ``header_mutation`` filter ahead of
 ``ext_authz`` removes a client's identity headers: a route's ``request_headers_to_remove``
-would run after ``ext_authz`` and remove the server's too.
+would run after ``ext_authz`` and remove the server's too. For a policy whose source is
+``envoy`` the server reads a front Envoy's XFCC instead of the peer certificate, which this
+Envoy removes: the opening comment warns that such a policy refuses everyone here.
 
 Owns the Envoy writer. Must not import ``integrations/`` or ``cli/``.
 """
@@ -18,6 +20,7 @@ from policyengine.tooling.export_proxies import (
     Address,
     Plan,
     ProxyOptions,
+    comments,
     header_lines,
     yaml_string,
 )
@@ -25,13 +28,28 @@ from policyengine.tooling.export_proxies import (
 __all__ = ["envoy"]
 
 _TYPES = "type.googleapis.com/envoy.extensions"
+_XFCC_WARNING = (
+    "Warning: the policy reads source {source}, so the server decides on the"
+    " X-Forwarded-Client-Cert header of the check request (a front Envoy's, believed from"
+    " certificate.trusted_proxies), not on the peer certificate; this Envoy terminates TLS"
+    " itself and removes that header (forward_client_cert_details: SANITIZE), so the server"
+    " finds no certificate and refuses every request that needs one. Give the policy the"
+    " source of another proxy (nginx, say) for this configuration: the server then reads"
+    " the peer certificate Envoy sends (include_peer_certificate)."
+)
 
 
 def envoy(policy: Policy, plan: Plan, options: ProxyOptions) -> str:
     lines = header_lines(policy, plan, "#", what="Envoy bootstrap")
+    if "envoy" in policy.source.record.native_to:
+        # the server reads a front Envoy's XFCC for such a policy, not the peer certificate
+        lines += comments([_XFCC_WARNING.format(source=policy.source.source)])
+    else:
+        lines += [
+            "# The server reads the certificate from the check request (include_peer_certificate),",
+            "# never from a header, so certificate.trusted_proxies plays no part here.",
+        ]
     lines += [
-        "# The server reads the certificate from the check request (include_peer_certificate),",
-        "# never from a header, so certificate.trusted_proxies plays no part here.",
         "# Identity headers: the header_mutation filter removes a client's copies before",
         "# ext_authz runs; on an allow the server sets each header it has a value for",
         "# (overwriting) and names the others in headers_to_remove. Envoy applies a route's",
