@@ -74,3 +74,34 @@ def test_a_kept_value_is_decoded_again_under_smaller_limits(tmp_path: Path) -> N
         assert authorizer.authorize_certificate("nginx-partner", value, view, given_by="t").allowed
         refused = authorizer.authorize_certificate("small", value, view, given_by="t")
         assert refused.reason == "header_too_large"
+
+
+def test_raw_headers_are_read_when_envoy_sends_them_so() -> None:
+    """Envoy with ``encode_raw_headers: true`` sends ``header_map`` and no ``headers``."""
+    from envoy.config.core.v3 import base_pb2
+    from envoy.service.auth.v3 import attribute_context_pb2 as attributes
+    from envoy.service.auth.v3 import external_auth_pb2
+
+    from policyengine.server.grpc import check_view
+
+    http = attributes.AttributeContext.HttpRequest(
+        method="GET",
+        path="/x?y",
+        header_map=base_pb2.HeaderMap(
+            headers=[
+                base_pb2.HeaderValue(key="x-forwarded-client-cert", raw_value=b"Hash=ab"),
+                base_pb2.HeaderValue(key="x-forwarded-client-cert", raw_value=b"Hash=cd"),
+            ]
+        ),
+    )
+    request = external_auth_pb2.CheckRequest(
+        attributes=attributes.AttributeContext(
+            request=attributes.AttributeContext.Request(http=http)
+        )
+    )
+    view = check_view(request)
+    assert view["headers"] == [
+        ("x-forwarded-client-cert", "Hash=ab"),
+        ("x-forwarded-client-cert", "Hash=cd"),
+    ]
+    assert view["path"] == "/x"

@@ -153,16 +153,23 @@ class Server:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
         status = self.process.wait(timeout=20)
-        self.fresh.close()
-        for reader in self.readers:
-            reader.join(timeout=5)
+        self.close()
         return status
 
     def kill(self) -> None:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait(timeout=10)
+        self.close()
+
+    def close(self) -> None:
+        """Once the process has exited: the readers end at the pipes' end; close them."""
         self.fresh.close()
+        for reader in self.readers:
+            reader.join(timeout=5)
+        for stream in (self.process.stdout, self.process.stderr):
+            if stream is not None:
+                stream.close()
 
 
 def _collect(stream: IO[str], into: list[str]) -> None:
@@ -543,3 +550,16 @@ def test_a_taken_port_stops_serve_with_an_error(
     assert f"the server did not start: cannot listen on 127.0.0.1:{port}" in result.stderr
     assert "Traceback" not in result.stderr and "Started server" not in result.stderr
     assert "exited" not in result.stderr
+
+
+def test_a_port_another_serve_shares_stops_serve(policy: Path, tmp_path: Path) -> None:
+    """A running ``serve`` listens with SO_REUSEPORT (for its workers): a second one on the
+    same port must not join it and take a share of the proxy's connections unseen."""
+    with socket.socket() as running:
+        running.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        running.bind(("127.0.0.1", 0))
+        running.listen()
+        port = running.getsockname()[1]
+        result = run_serve(str(policy), f"--http=127.0.0.1:{port}", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr

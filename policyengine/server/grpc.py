@@ -57,11 +57,22 @@ def source_address(attributes: Any) -> str | None:
     return None
 
 
+def _headers(http: Any) -> list[tuple[str, str]]:
+    """The request's headers: ``headers``, or ``header_map`` when Envoy sends raw headers
+    (``encode_raw_headers: true``), each field line on its own."""
+    if http.headers or not http.HasField("header_map"):
+        return list(http.headers.items())
+    return [
+        (item.key, item.raw_value.decode("latin-1") if item.raw_value else item.value)
+        for item in http.header_map.headers
+    ]
+
+
 def check_view(request: Any) -> dict[str, Any]:
     """A ``CheckRequest`` as ``evaluate_request`` keywords."""
     http = request.attributes.request.http
     return {
-        "headers": list(http.headers.items()),
+        "headers": _headers(http),
         "remote_addr": source_address(request.attributes),
         "path": http.path.partition("?")[0] or "/",
         "method": http.method or None,

@@ -85,13 +85,15 @@ class JsonLines(logging.Formatter):
         return json.dumps(out, default=str, ensure_ascii=False)
 
 
-def _bound(address: tuple[str, int]) -> socket.socket:
-    """A TCP socket bound to ``address`` that other workers may bind too; an OSError that
-    names the address when it cannot be."""
+def _bound(address: tuple[str, int], *, shared: bool = True) -> socket.socket:
+    """A TCP socket bound to ``address`` that other workers may bind too (``shared``); an
+    OSError that names the address when it cannot be. Unshared, the bind fails while any
+    process listens there, another ``serve`` sharing its port among its workers too."""
     family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    if shared:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind(address)
     except OSError as exc:
@@ -224,7 +226,7 @@ def serve(options: ServeOptions) -> int:
     Authorizer(options.policies)  # every policy loads, or this raises before listening
     for address in (options.http, options.grpc):
         if address is not None:  # taken: said here, not by workers dying in a loop
-            _bound(address).close()
+            _bound(address, shared=False).close()
     if options.workers <= 1:
         _worker_main(options)
         return 0
