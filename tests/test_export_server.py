@@ -247,10 +247,13 @@ def test_envoy_passes_envoy_validate(
     assert authz["failure_mode_allow"] is False
     assert authz["include_peer_certificate"] is True
     assert authz["grpc_service"]["envoy_grpc"]["cluster_name"] == "policyengine_authorizer"
-    # the client's identity headers are removed before ext_authz runs
+    # the client's identity headers, and its copies of the certificate headers the policy's
+    # source reads (the app behind may read them too), are removed before ext_authz runs
     strip = filters["policyengine.strip_identity_headers"]
     removed = [m["remove"] for m in strip["mutations"]["request_mutations"]]
-    assert removed == list(IDENTITY)
+    source = policy.source
+    believed = [source.header_name, source.chain_header_name, source.verify_header_name]
+    assert removed == [*IDENTITY, *(name for name in believed if name)]
     assert names.index("policyengine.strip_identity_headers") < names.index(
         "envoy.filters.http.ext_authz"
     )

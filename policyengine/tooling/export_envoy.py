@@ -20,6 +20,7 @@ from policyengine.tooling.export_proxies import (
     Address,
     Plan,
     ProxyOptions,
+    believed_headers,
     comments,
     header_lines,
     yaml_string,
@@ -50,7 +51,8 @@ def envoy(policy: Policy, plan: Plan, options: ProxyOptions) -> str:
             "# never from a header, so certificate.trusted_proxies plays no part here.",
         ]
     lines += [
-        "# Identity headers: the header_mutation filter removes a client's copies before",
+        "# Identity headers: the header_mutation filter removes a client's copies (and of the",
+        "# certificate headers the policy reads, which the app may read too) before",
         "# ext_authz runs; on an allow the server sets each header it has a value for",
         "# (overwriting) and names the others in headers_to_remove. Envoy applies a route's",
         "# request_headers_to_remove after ext_authz, so it must not list these names.",
@@ -77,6 +79,19 @@ def envoy(policy: Policy, plan: Plan, options: ProxyOptions) -> str:
         *(f"    {line}" for line in _cluster("policyengine_app", options.upstream, http2=False)),
     ]
     return "\n".join(lines) + "\n"
+
+
+def _stripped(policy: Policy, plan: Plan) -> list[str]:
+    """What a client sent that must reach neither the server nor the app: its identity
+    headers, and its copies of the certificate headers the policy's source reads (the
+    server reads the peer certificate here, but the app behind may read them too)."""
+    believed = [] if "envoy" in policy.source.record.native_to else believed_headers(policy)
+    names = [*plan.identity_headers, *believed]
+    return [
+        name
+        for index, name in enumerate(names)
+        if name.lower() not in {n.lower() for n in names[:index]}
+    ]
 
 
 def _tls(plan: Plan) -> list[str]:
@@ -128,7 +143,7 @@ def _connection_manager(policy: Policy, plan: Plan) -> list[str]:
         f'      "@type": {_TYPES}.filters.http.header_mutation.v3.HeaderMutation',
         "      mutations:",
         "        request_mutations:",
-        *(f"          - remove: {yaml_string(name)}" for name in plan.identity_headers),
+        *(f"          - remove: {yaml_string(name)}" for name in _stripped(policy, plan)),
         "  - name: envoy.filters.http.ext_authz",
         "    typed_config:",
         f'      "@type": {_TYPES}.filters.http.ext_authz.v3.ExtAuthz',

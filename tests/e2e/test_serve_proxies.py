@@ -620,15 +620,10 @@ def _identity_copies() -> list[tuple[str, str]]:
 
 
 def _certificate_headers_at_app(deployment: Deployment, seen: dict[str, Any]) -> dict[str, Any]:
-    """The certificate headers that reached the app, but one that Envoy is known to pass
-    on: its exported configuration removes the identity headers and (with
-    forward_client_cert_details: SANITIZE) XFCC, not the header the policy's source reads
-    (tests/test_export_server.py pins that list to the identity headers). The server never
-    reads that header under Envoy: it reads the check request's peer certificate."""
-    passed = dict(seen["certificate"])
-    if deployment.proxy == "envoy":
-        passed.pop("x-ssl-client-cert", None)
-    return passed
+    """The certificate headers that reached the app: a client's copies must not, behind
+    any proxy (Envoy's exported configuration removes them with the identity headers, and
+    XFCC with forward_client_cert_details: SANITIZE)."""
+    return dict(seen["certificate"])
 
 
 def test_client_identity_and_certificate_headers_never_count(deployment: Deployment) -> None:
