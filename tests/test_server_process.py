@@ -208,6 +208,35 @@ def error_line(path: Path, line: int) -> re.Pattern[str]:
     return re.compile(rf"{re.escape(str(path))}:{line}:\d+: error")
 
 
+# -- the peer ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "claim",
+    [
+        {"X-Forwarded-For": "10.9.9.9"},
+        {"X-Forwarded-For": "10.9.9.9", "X-Forwarded-Proto": "https"},
+        {"Forwarded": "for=10.9.9.9"},
+        {"X-Real-IP": "10.9.9.9"},
+    ],
+)
+def test_the_peer_is_the_connection_whatever_a_client_claims(
+    serve: Callable[..., Server], tmp_path: Path, alice: IssuedCertificate, claim: dict[str, str]
+) -> None:
+    """Only 10.9.9.9 is trusted to forward a certificate; a client on loopback that says it is
+    10.9.9.9 (uvicorn rewrites the peer from X-Forwarded-For unless told not to) is not."""
+    trusting = tmp_path / "edge.yaml"
+    trusting.write_text(EDGE.replace("trusted_proxies: [127.0.0.1]", "trusted_proxies: [10.9.9.9]"))
+    server = serve([trusting])
+    server.wait_ready()
+    headers = {"X-Original-URI": "/orders", "X-Original-Method": "GET", **claim}
+    headers["X-SSL-Client-Cert"] = escaped(alice)
+    refused = server.fresh.get(f"{server.base}/authorize/edge", headers=headers)
+    assert refused.status_code == 403, refused.headers
+    assert refused.json() == generic("missing_certificate")
+    assert server.log_lines(1)[0]["peer"] == "127.0.0.1"
+
+
 # -- the decision log -------------------------------------------------------------------
 
 

@@ -144,6 +144,11 @@ def _http_server(
         access_log=False,
         server_header=False,
         lifespan="off",
+        # The peer is the connection's: uvicorn would otherwise take it from a client's
+        # X-Forwarded-For when the connection comes from loopback, and the policy's
+        # trusted_proxies would trust whoever said so.
+        proxy_headers=False,
+        forwarded_allow_ips="",
         timeout_graceful_shutdown=max(1, int(options.drain)),
     )
     return _QuietServer(config)
