@@ -699,7 +699,8 @@ def test_envoy_http_mode_appends_the_original_path(
     # the path after /authorize/<policy> decides an exclusion path too
     assert ask(app, "/authorize/edge/health/live").status_code == 200
     assert ask(app, "/authorize/edge/orders").json() == generic("missing_certificate")
-    assert ask(app, "/authorize/edge").json() == generic("missing_certificate")  # path "/"
+    # no path at all is not "/": refused, as nothing says what the client asked for
+    assert ask(app, "/authorize/edge").json() == generic("bad_request")
 
 
 def test_the_query_string_is_never_part_of_the_path(
@@ -711,6 +712,7 @@ def test_the_query_string_is_never_part_of_the_path(
     assert logged()["path"] == "/orders"
     # ingress-nginx: the whole URL, query and all
     url = [("X-Original-URL", "https://api.contoso.com/health/live?x=/orders")]
+    url.append(("X-Original-Method", "GET"))
     assert ask(app, "/authorize/edge", url).status_code == 200
     assert logged()["path"] == "/health/live"
     assert ask(app, "/authorize/edge/health?x=1").status_code == 200  # Envoy's appended path
@@ -780,16 +782,31 @@ def test_descriptions_that_agree_are_one(app: AuthorizerApp) -> None:
     assert ask(app, "/authorize/edge/orders", agree).json()["reason"] == "bad_request"
 
 
-def test_the_method_comes_from_the_proxy_or_the_request_itself(
-    app: AuthorizerApp, certs: Certs
+def test_the_method_comes_from_the_proxy_or_from_envoy_s_request_itself(
+    app: AuthorizerApp, certs: Certs, logged: Callable[[], dict[str, Any]]
 ) -> None:
-    deletes = [("X-Original-URI", "/orders"), ("X-SSL-Client-Cert", escaped(certs.alice))]
-    assert ask(app, "/authorize/edge", deletes, method="DELETE").json() == generic("denied_by_rule")
-    said = [*deletes, ("X-Original-Method", "DELETE")]
-    assert ask(app, "/authorize/edge", said).json()["reason"] == "denied_by_rule"
-    forwarded = [*deletes, ("X-Forwarded-Method", "DELETE")]
+    cert = ("X-SSL-Client-Cert", escaped(certs.alice))
+    said = [("X-Original-URI", "/orders"), cert, ("X-Original-Method", "DELETE")]
+    assert ask(app, "/authorize/edge", said).json() == generic("denied_by_rule")
+    forwarded = [("X-Forwarded-Uri", "/orders"), cert, ("X-Forwarded-Method", "DELETE")]
     assert ask(app, "/authorize/edge", forwarded).json()["reason"] == "denied_by_rule"
-    assert ask(app, "/authorize/edge", deletes, method="POST").status_code == 200
+    # Envoy's HTTP ext_authz asks with the original method and appends the original path
+    assert ask(app, "/authorize/edge/orders", [cert], method="DELETE").json()["reason"] == (
+        "denied_by_rule"
+    )
+    assert ask(app, "/authorize/edge/orders", [cert], method="POST").status_code == 200
+
+
+@pytest.mark.parametrize("method", ["GET", "DELETE"])
+def test_no_method_from_the_proxy_is_bad_request_not_the_subrequest_s(
+    app: AuthorizerApp, certs: Certs, logged: Callable[[], dict[str, Any]], method: str
+) -> None:
+    """nginx asks its auth_request with GET whatever the client sent: without
+    X-Original-Method, a DELETE would be decided as a GET and pass the no-deletes rule."""
+    unsaid = [("X-Original-URI", "/orders"), ("X-SSL-Client-Cert", escaped(certs.alice))]
+    response = ask(app, "/authorize/edge", unsaid, method=method)
+    assert (response.status_code, response.json()) == (403, generic("bad_request"))
+    assert "X-Original-Method" in logged()["explanation"]
 
 
 def test_policy_names_are_percent_decoded_and_never_split(app: AuthorizerApp, certs: Certs) -> None:

@@ -16,14 +16,19 @@ What the proxy says of the request it asks about: the original path from
 ``X-Original-URI`` (nginx ``auth_request``), ``X-Forwarded-Uri`` (Caddy, Traefik) or
 ``X-Original-URL`` (ingress-nginx's ``auth-url``: the whole URL), else the path after the
 policy's name, the query never; the method from ``X-Original-Method``
-or ``X-Forwarded-Method``, else the authorizer request's own; the host from
-``X-Forwarded-Host``, else ``Host``. These are believed as sent, because the verdict goes
-back only to whoever asked: a client that reaches the server itself learns a verdict and
-passes nothing. But a proxy passes the client's own headers on too, so one header twice,
-or two paths (or methods) that disagree, are refused (``bad_request``): else a client's
-``X-Original-URI: /health`` behind Caddy would be decided instead of the ``X-Forwarded-Uri``
-Caddy set. The certificate is another matter: the policy's source reads it from the
-headers only when the connection's peer (the proxy) is among its trusted proxies.
+or ``X-Forwarded-Method``, else, for Envoy's HTTP ext_authz (which asks with the original
+method and path), the authorizer request's own; the host from ``X-Forwarded-Host``, else
+``Host``. A request that gives no path, or no method, is refused (``bad_request``) rather
+than decided as ``GET /``: nginx asks its ``auth_request`` with GET whatever the client
+sent, so a missing ``X-Original-Method`` would let a DELETE pass as a GET.
+
+These are believed as sent, because the verdict goes back only to whoever asked: a client
+that reaches the server itself learns a verdict and passes nothing. But a proxy passes the
+client's own headers on too, so one header twice, or two paths (or methods) that disagree,
+are refused (``bad_request``): else a client's ``X-Original-URI: /health`` behind Caddy
+would be decided instead of the ``X-Forwarded-Uri`` Caddy set. The certificate is another
+matter: the policy's source reads it from the headers only when the connection's peer (the
+proxy) is among its trusted proxies.
 
 Allow: 200 with the identity headers. Refusal: 403 with ``{"reason", "message"}``; the
 reason code and its generic sentence only.
@@ -53,7 +58,7 @@ _NO_STORE = (b"cache-control", b"no-store")
 
 
 class Ambiguous(ValueError):
-    """The proxy sent one of the request's description headers twice."""
+    """The proxy described the request twice, differently, or not at all."""
 
 
 def http_view(scope: Scope, rest: str | None) -> dict[str, Any]:
@@ -79,13 +84,20 @@ def http_view(scope: Scope, rest: str | None) -> dict[str, Any]:
     methods = {seen[key] for key in _METHODS if key in seen}
     if len(methods) > 1:
         raise Ambiguous(f"the original method given differently: {', '.join(sorted(methods))}")
-    method = next(iter(methods)) if methods else None
+    if path is None:
+        raise Ambiguous("no original path: set X-Original-URI or X-Forwarded-Uri")
+    if methods:
+        method = next(iter(methods))
+    elif rest is not None:  # Envoy's HTTP ext_authz asks with the original method
+        method = str(scope.get("method") or "")
+    else:
+        raise Ambiguous("no original method: set X-Original-Method or X-Forwarded-Method")
     client = scope.get("client")
     return {
         "headers": headers,
         "remote_addr": client[0] if client else None,
-        "path": path or "/",
-        "method": method or scope.get("method", "GET"),
+        "path": path,
+        "method": method,
         "host": seen.get(b"x-forwarded-host") or seen.get(b"host"),
     }
 
@@ -154,7 +166,7 @@ class AuthorizerApp:
         except ValueError as exc:  # Ambiguous, or an X-Original-URL urlsplit cannot read
             client = scope.get("client")
             view = {"remote_addr": client[0] if client else None, "path": rest}
-            message = f"The proxy described the request ambiguously ({exc}), so it is refused."
+            message = f"The proxy's description of the request cannot be used ({exc})."
             return self.authorizer.refuse(name, BAD_REQUEST, message, view)
         return self.authorizer.authorize(name, view)
 
