@@ -33,7 +33,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from policyengine import PolicyError
 from policyengine.integrations import REFUSALS
 from policyengine.integrations.headers import IdentityHeaders
-from policyengine.integrations.runtime import DecisionLog
+from policyengine.integrations.runtime import DecisionLog, ReloadingPolicy
+from policyengine.load.loader import load_policy
 from policyengine.server.authorizer import Authorizer, Verdict
 from policyengine.server.grpc import ExtAuthz, grpc_server
 from policyengine.server.http import AuthorizerApp
@@ -1072,6 +1073,46 @@ def test_grpc_envoy_source_reads_xfcc_from_a_trusted_source_address_only(
         check_request(policy="mesh", path="/refund", headers=headers, address="10.1.2.3")
     )
     _denied(wrong_path, "no_matching_rule")
+
+
+class ReloadedBetweenReads(ReloadingPolicy):
+    """A policy file rewritten right after each read: the first read gives the policy at
+    ``first``, every later one the policy at ``then`` (a reload that lands mid-request)."""
+
+    def __init__(self, first: Path, then: Path) -> None:
+        super().__init__(first)
+        self.then = load_policy(then)
+        self.reads = 0
+
+    def current(self) -> Any:
+        self.reads += 1
+        return super().current() if self.reads == 1 else self.then
+
+
+@pytest.mark.parametrize("first", ["peer", "xfcc"])
+def test_grpc_decides_with_the_one_policy_it_read(tmp_path: Path, certs: Certs, first: str) -> None:
+    """Which certificate a check reads (Envoy's peer, or XFCC) and the rules that decide it
+    come from one read of the policy, even when a reload lands between them."""
+    rule = '  - id: {id}\n    effect: allow\n    when: valid and subject.O == "Contoso"\n'
+    peer = "policy: swap\nmode: required\nrules:\n" + rule.format(id="peer-rule")
+    xfcc_policy = (
+        "policy: swap\nmode: required\ncertificate:\n  source: envoy\n"
+        "  trusted_proxies: [10.1.2.3]\nrules:\n" + rule.format(id="xfcc-rule")
+    )
+    texts = {"peer": peer, "xfcc": xfcc_policy}
+    for name, text in texts.items():
+        (tmp_path / f"{name}.yaml").write_text(text)
+    then = "xfcc" if first == "peer" else "peer"
+    authorizer = Authorizer([tmp_path / f"{first}.yaml"])
+    flipping = ReloadedBetweenReads(tmp_path / f"{first}.yaml", tmp_path / f"{then}.yaml")
+    authorizer.providers["swap"] = flipping
+    headers = {"x-forwarded-client-cert": xfcc(certs.alice, "spiffe://contoso.com/alice")}
+    request = check_request(
+        policy="swap", certificate=escaped(certs.alice), headers=headers, address="10.1.2.3"
+    )
+    verdict = ExtAuthz(authorizer).decide(request)
+    assert (verdict.allowed, verdict.decision.rule) == (True, f"{first}-rule")
+    assert flipping.reads == 1
 
 
 def test_grpc_server_on_a_taken_address_raises_oserror(files: dict[str, Path]) -> None:

@@ -9,6 +9,8 @@ Every wait has a deadline; a server still running when its test ends is killed.
 from __future__ import annotations
 
 import json
+import logging
+import multiprocessing
 import os
 import re
 import signal
@@ -454,6 +456,27 @@ def test_sigterm_drains_and_exits_0(
             probe.connect(("127.0.0.1", port))
 
 
+def test_drain_delay_keeps_answering_with_readyz_503_until_a_second_signal(
+    serve: Callable[..., Server], policy: Path, alice: IssuedCertificate
+) -> None:
+    server = serve([policy], "--drain-delay=30")
+    server.wait_ready()
+    server.signal(signal.SIGTERM)
+    not_ready = lambda: server.fresh.get(f"{server.base}/readyz").status_code == 503  # noqa: E731
+    wait_until(not_ready, "/readyz to go 503")
+    began = time.monotonic()
+    while time.monotonic() - began < 1.0:  # a load balancer still sending meanwhile
+        assert server.ask(alice).status_code == 200
+        response = grpc_check(server.grpc_port, check_request(certificate=escaped(alice)))
+        assert response.status.code == code_pb2.OK
+    assert server.process.poll() is None
+    server.signal(signal.SIGTERM)  # the operator will not wait: stop now
+    assert server.process.wait(timeout=10) == 0
+    for port in (server.http_port, server.grpc_port):
+        with socket.socket() as probe, pytest.raises(ConnectionRefusedError):
+            probe.connect(("127.0.0.1", port))
+
+
 def test_workers_share_the_addresses_the_metrics_and_the_signals(
     serve: Callable[..., Server],
     policy: Path,
@@ -468,11 +491,7 @@ def test_workers_share_the_addresses_the_metrics_and_the_signals(
     server = serve([policy], "--workers=2", env={"TMPDIR": str(scratch)}, command=command)
 
     def workers(count: int) -> list[int]:
-        """The workers that said they serve, once ``count`` of them have."""
-        server.alive()
-        found = [re.search(r"worker (\d+) serving", line) for line in server.stderr]
-        pids = [int(match.group(1)) for match in found if match]
-        return pids if len(pids) >= count else []
+        return server.alive() and serving(server, count)
 
     pids = wait_until(lambda: workers(2), "two workers", 30)
     assert len(pids) == 2
@@ -504,8 +523,16 @@ def test_workers_share_the_addresses_the_metrics_and_the_signals(
     reaped = f"worker {pids[0]} exited (-9); starting another"
     wait_until(lambda: any(reaped in line for line in server.stderr), "the supervisor to see it")
     assert all(server.ask(mallory).status_code == 200 for _ in range(10))
-    new = wait_until(lambda: [pid for pid in workers(3) if pid not in pids], "a new worker", 30)
+
+    def hup_until_the_new_worker_serves() -> list[int]:  # an operator's reload meanwhile
+        server.signal(signal.SIGHUP)
+        time.sleep(0.02)
+        return [pid for pid in workers(3) if pid not in pids]
+
+    new = wait_until(hup_until_the_new_worker_serves, "a new worker through SIGHUPs", 30)
     assert all(server.ask(mallory).status_code == 200 for _ in range(20))
+    exits = [line for line in server.stderr if re.search(r"worker \d+ exited", line)]
+    assert len(exits) == 1, exits  # SIGHUP killed no worker while it started
 
     assert server.stop() == 0
     pids += new
@@ -513,6 +540,93 @@ def test_workers_share_the_addresses_the_metrics_and_the_signals(
         lambda: not any(Path(f"/proc/{pid}").exists() for pid in pids), "the workers to end", 10
     )
     assert list(scratch.iterdir()) == []  # the metrics directory is gone too
+
+
+def serving(server: Server, count: int) -> list[int]:
+    """The workers that said they serve, once ``count`` of them have."""
+    found = [re.search(r"worker (\d+) serving", line) for line in server.stderr]
+    pids = [int(match.group(1)) for match in found if match]
+    return pids if len(pids) >= count else []
+
+
+def test_workers_stop_when_their_supervisor_is_killed(
+    serve: Callable[..., Server], policy: Path
+) -> None:
+    server = serve([policy], "--workers=2")
+    pids = wait_until(lambda: server.alive() and serving(server, 2), "two workers", 30)
+    server.process.kill()  # SIGKILL: the parent forwards nothing
+    server.process.wait(timeout=10)
+    wait_until(
+        lambda: not any(Path(f"/proc/{pid}").exists() for pid in pids),
+        "the orphaned workers to stop",
+        15,
+    )
+    assert any("supervising process" in line and "gone" in line for line in server.stderr)
+
+
+def test_a_worker_that_keeps_dying_is_started_again_later_each_time(
+    serve: Callable[..., Server], policy: Path, alice: IssuedCertificate
+) -> None:
+    server = serve([policy], "--workers=2")
+    pid = wait_until(lambda: server.alive() and serving(server, 2), "two workers", 30)[0]
+    policy.rename(policy.with_suffix(".gone"))  # the workers keep theirs; a new one fails
+    os.kill(pid, signal.SIGKILL)
+    waits = re.compile(r"exited \(1\); starting another in ([\d.]+) s")
+
+    def three_waits() -> list[float]:
+        found = [float(m.group(1)) for m in map(waits.search, server.stderr) if m]
+        return found[:3] if len(found) >= 3 else []
+
+    # killed soon after it started: 0.5 s; then each new one fails to load: twice as long
+    assert wait_until(three_waits, "three restarts", 20) == [1.0, 2.0, 4.0]
+    assert server.ask(alice).status_code == 200  # the other worker answers meanwhile
+    policy.with_suffix(".gone").rename(policy)
+    wait_until(lambda: serving(server, 3), "a worker that starts", 20)
+    assert server.stop() == 0
+
+
+def _write_lines(lock: Any, go: Any, fifo: str, mark: str, count: int) -> None:
+    """A worker's decision lines, longer than a pipe holds, to a pipe others write to."""
+    from policyengine.server import run
+
+    run._lines_lock = lock
+    with open(fifo, "w") as stream:
+        handler = run.Lines(stream)
+        go.wait(timeout=20)  # all at once
+        record = logging.LogRecord("x", logging.INFO, __file__, 1, mark * 100_000, None, None)
+        for _ in range(count):
+            handler.emit(record)
+
+
+def _read_all(path: Path, into: list[str]) -> None:
+    with open(path) as stream:
+        _collect(stream, into)
+
+
+def test_long_lines_from_several_workers_are_never_cut(tmp_path: Path) -> None:
+    context = multiprocessing.get_context("spawn")
+    lock = context.Lock()
+    fifo = tmp_path / "stdout"
+    os.mkfifo(fifo)
+    go = context.Event()
+    writers = [
+        context.Process(target=_write_lines, args=(lock, go, str(fifo), mark, 10)) for mark in "ab"
+    ]
+    seen: list[str] = []
+    reading = threading.Thread(target=_read_all, args=(fifo, seen), daemon=True)
+    with os.fdopen(os.open(fifo, os.O_RDWR), "w"):  # the pipe ends when every writer is done
+        for process in writers:
+            process.start()
+        time.sleep(0.5)  # both have opened the pipe
+        go.set()
+        time.sleep(0.3)  # both are stuck mid-line on the full pipe
+        reading.start()
+        for process in writers:
+            process.join(timeout=20)
+    reading.join(timeout=20)
+    assert [process.exitcode for process in writers] == [0, 0]
+    assert len(seen) == 20
+    assert sorted(seen) == ["a" * 100_000] * 10 + ["b" * 100_000] * 10
 
 
 # -- failing to start -------------------------------------------------------------------

@@ -67,6 +67,14 @@ def add_parser(commands: Commands) -> None:
         metavar="SECONDS",
         help="on SIGTERM, how long requests in flight may take (default 10)",
     )
+    serve.add_argument(
+        "--drain-delay",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="on SIGTERM, how long to keep answering with /readyz at 503 before the listeners"
+        " close, so that a load balancer stops sending first (default 0)",
+    )
     serve.add_argument("--no-metrics", action="store_true", help="no /metrics endpoint")
     serve.add_argument(
         "--log-field",
@@ -108,6 +116,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         workers=args.workers,
         interval=args.reload_interval,
         drain=args.drain,
+        drain_delay=args.drain_delay,
         metrics=not args.no_metrics,
         log_fields=tuple(args.log_fields or ()),
         log_trace=args.log_trace,
@@ -131,14 +140,16 @@ def _importable(name: str) -> bool:
 
 def configure_logging() -> None:
     """In each worker: decision records to stdout as JSON lines, the rest to stderr."""
-    from policyengine.server.run import JsonLines
+    from policyengine.server.run import JsonLines, Lines
 
     decisions = logging.getLogger(DECISION_LOGGER)
-    handler = logging.StreamHandler(sys.stdout)
+    handler = Lines(sys.stdout)
     handler.setFormatter(JsonLines())
     decisions.handlers[:] = [handler]
     decisions.setLevel(logging.INFO)
     decisions.propagate = False
     logging.basicConfig(
-        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s"
+        level=logging.INFO,
+        handlers=[Lines(sys.stderr)],
+        format="%(asctime)s %(name)s: %(message)s",
     )

@@ -40,7 +40,7 @@ from policyengine.integrations import (
     refusal_detail,
 )
 from policyengine.integrations.headers import DEFAULT_HEADERS, IdentityHeaders, identity_headers
-from policyengine.integrations.runtime import DecisionLog, ReloadingPolicy
+from policyengine.integrations.runtime import DecisionLog, ReloadingPolicy, current_policy
 from policyengine.request.sources import decode_header_value
 
 PEER_SOURCE = "nginx"
@@ -147,10 +147,14 @@ class Authorizer:
         results = [provider.reload() for provider in self.providers.values()]
         return all(results)
 
-    def authorize(self, name: str | None, view: Mapping[str, Any]) -> Verdict:
+    def authorize(
+        self, name: str | None, view: Mapping[str, Any], *, policy: Policy | None = None
+    ) -> Verdict:
         """Decide a request view (``evaluate_request``'s keywords as a mapping) with the
-        policy ``name``; the policy's ``certificate:`` source reads the headers."""
-        provider = self.provider(name)
+        policy ``name``; the policy's ``certificate:`` source reads the headers. ``policy``:
+        the one the caller already read for this request (``name``'s, read once, so that a
+        reload between two reads cannot decide with a policy the caller did not look at)."""
+        provider = self.provider(name) if policy is None else policy
         if provider is None:
             return self._unknown(name, view)
         try:
@@ -160,19 +164,25 @@ class Authorizer:
         return self._verdict(name, decided.decision, decided.elapsed_us)
 
     def authorize_certificate(
-        self, name: str | None, certificate: str, view: Mapping[str, Any], *, given_by: str
+        self,
+        name: str | None,
+        certificate: str,
+        view: Mapping[str, Any],
+        *,
+        given_by: str,
+        policy: Policy | None = None,
     ) -> Verdict:
         """Decide a request whose client certificate the proxy handed over itself: URL-encoded
         PEM (Envoy's ``attributes.source.certificate``, nginx's ``$ssl_client_escaped_cert``),
         or "" for none. It comes from the proxy's own TLS connection, not from a header a
         client could write, so no trusted-proxy check applies; ``given_by`` says where for
-        the trace."""
-        provider = self.provider(name)
+        the trace; ``policy`` as for :meth:`authorize`."""
+        provider = self.provider(name) if policy is None else policy
         if provider is None:
             return self._unknown(name, view)
         started = time.perf_counter()
         try:
-            policy = provider.current()
+            policy = current_policy(provider)
             explain = self.log is not None and self.log.trace
             leaf = None if explain or not certificate else self._peer_leaf(policy, certificate)
             if leaf is not None:  # the returning client: decoded before, decided from DER

@@ -130,10 +130,15 @@ class ExtAuthz(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignore[mi
             message = f"The check request could not be read, so it is refused: {exc}"
             return self.authorizer.refuse(name, BAD_REQUEST, message, {})
         provider = self.authorizer.provider(name)
-        if provider is not None and "envoy" in provider.current().source.record.native_to:
-            return self.authorizer.authorize(name, view)
+        if provider is None:
+            return self.authorizer.authorize(name, view)  # unknown_policy
+        policy = provider.current()  # once: a reload now must not split the source from it
+        if "envoy" in policy.source.record.native_to:
+            return self.authorizer.authorize(name, view, policy=policy)
         certificate = request.attributes.source.certificate
-        return self.authorizer.authorize_certificate(name, certificate, view, given_by=GIVEN_BY)
+        return self.authorizer.authorize_certificate(
+            name, certificate, view, given_by=GIVEN_BY, policy=policy
+        )
 
     async def Check(self, request: Any, context: Any) -> Any:
         return check_response(self.decide(request))

@@ -4,11 +4,18 @@ loop per worker process, with the signals an operator sends.
 * ``SIGHUP``: every policy file is loaded again now (a file that fails keeps the last good
   policy and logs the error with its file:line:col); requests in flight finish with the
   policy they started with.
-* ``SIGTERM`` or ``SIGINT``: drain: ``/readyz`` answers 503, no new connection is accepted,
-  requests in flight are answered (up to ``drain`` seconds), then the process exits 0.
+* ``SIGTERM`` or ``SIGINT``: drain: ``/readyz`` answers 503 at once, and requests are still
+  answered for ``drain_delay`` seconds (the time a load balancer takes to see the 503 and
+  send no more; a second signal ends the wait); then both listeners stop accepting together,
+  requests in flight are answered (up to ``drain`` seconds), and the process exits 0.
+  A SIGHUP while a process starts is ignored (its policies are being loaded anyway), never
+  fatal.
 * ``workers`` > 1: that many processes, each with its own policies, listening on the same
   addresses (``SO_REUSEPORT``: the kernel spreads connections); the parent forwards the
-  signals and restarts a worker that dies. Every worker loads the policies before it
+  signals and restarts a worker that dies (waiting longer each time one dies soon after it
+  started, up to 30 seconds); a worker whose parent is gone drains and exits. Their
+  decision lines share stdout under one lock, so a long line (``--log-trace``) is never
+  cut by another worker's. Every worker loads the policies before it
   listens, and the parent loads them first, so a policy that does not load stops
   ``serve`` before anything listens; the parent binds each address once too, so that a
   taken one stops it rather than workers that die at start and are started again.
@@ -17,7 +24,7 @@ Decision logs go to the ``policyengine.decisions`` logger; ``policyengine serve`
 them to stdout as JSON lines (:class:`JsonLines`: one object per decision, the
 ``DecisionLog`` fields) and the server's own messages to stderr.
 
-Owns: ServeOptions, serve, JsonLines. uvicorn is imported here alone (the ``server``
+Owns: ServeOptions, serve, JsonLines, Lines. uvicorn is imported here alone (the ``server``
 extra); grpcio in ``server/grpc.py``, prometheus-client in ``server/metrics.py``.
 """
 
@@ -41,7 +48,7 @@ import uvicorn
 
 from policyengine.integrations.runtime import DecisionLog
 
-__all__ = ["JsonLines", "ServeOptions", "serve"]
+__all__ = ["JsonLines", "Lines", "ServeOptions", "serve"]
 
 _log = logging.getLogger("policyengine.server")
 
@@ -58,6 +65,8 @@ class ServeOptions:
     """Seconds between two looks at the policy files."""
     drain: float = 10.0
     """Seconds a draining server waits for requests in flight."""
+    drain_delay: float = 0.0
+    """Seconds a draining server keeps answering, ``/readyz`` 503, before it stops accepting."""
     metrics: bool = True
     log_fields: tuple[str, ...] = field(default_factory=tuple)
     """The decision log's certificate fields (empty: DecisionLog's default)."""
@@ -67,6 +76,22 @@ class ServeOptions:
     setup: Callable[[], None] | None = None
     """Run first in every worker process: the CLI sends the decision log to stdout there
     (a module-level function, so that a spawned worker can be handed it)."""
+
+
+_lines_lock: Any = None
+"""The lock the workers of one ``serve`` share to write whole lines (None: one process)."""
+
+
+class Lines(logging.StreamHandler):  # type: ignore[type-arg]
+    """A stream handler whose line, however long, is written whole while several worker
+    processes share the stream (a pipe takes at most 4 KiB in one piece)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if _lines_lock is None:
+            super().emit(record)
+            return
+        with _lines_lock:
+            super().emit(record)
 
 
 class JsonLines(logging.Formatter):
@@ -154,7 +179,7 @@ def _http_server(
     return _QuietServer(config)
 
 
-async def _serve_worker(options: ServeOptions) -> None:
+async def _serve_worker(options: ServeOptions, parent: int | None) -> None:
     metrics = None
     if options.metrics:
         from policyengine.server.metrics import Metrics
@@ -175,10 +200,13 @@ async def _serve_worker(options: ServeOptions) -> None:
         grpc_server = make_grpc(authorizer, _netloc(options.grpc))
         await grpc_server.start()
     loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
+    stop, hurry = asyncio.Event(), asyncio.Event()
     loop.add_signal_handler(signal.SIGHUP, lambda: _reload(authorizer))
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, lambda: (hurry if stop.is_set() else stop).set())
+    orphaned = None
+    if parent is not None:
+        orphaned = asyncio.ensure_future(_watch_parent(parent, stop))
     shown = [
         f"HTTP {_netloc(options.http)}" if options.http else "",
         f"gRPC {_netloc(options.grpc)}" if options.grpc else "",
@@ -192,11 +220,27 @@ async def _serve_worker(options: ServeOptions) -> None:
     await stop.wait()
     draining.set()
     _log.info("worker %d draining", os.getpid())
+    if orphaned is not None:
+        orphaned.cancel()
+    if options.drain_delay > 0:  # /readyz says 503 while the proxies stop sending
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(hurry.wait(), options.drain_delay)
+    stopping = []
     if grpc_server is not None:
-        await grpc_server.stop(options.drain)
+        stopping.append(grpc_server.stop(options.drain))
     if http_server is not None:
         http_server.should_exit = True
-        await asyncio.gather(*serving)
+        stopping.extend(serving)
+    await asyncio.gather(*stopping)
+
+
+async def _watch_parent(parent: int, stop: asyncio.Event) -> None:
+    """Drain once the supervising process is gone (killed with SIGKILL: it forwarded no
+    SIGTERM), rather than serve on, unsupervised, with nobody to stop it."""
+    while os.getppid() == parent:
+        await asyncio.sleep(1.0)
+    _log.error("worker %d: the supervising process %d is gone; stopping", os.getpid(), parent)
+    stop.set()
 
 
 def _reload(authorizer: Any) -> None:
@@ -212,15 +256,18 @@ class _QuietServer(uvicorn.Server):
         yield
 
 
-def _worker_main(options: ServeOptions) -> None:
+def _worker_main(options: ServeOptions, parent: int | None = None, lock: Any = None) -> None:
+    global _lines_lock
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the loop handles it: never fatal
+    _lines_lock = lock
     if options.setup is not None:
         options.setup()
     try:  # uvloop (the server extra, on Linux and macOS) runs both servers' loop faster
         import uvloop
     except ImportError:
-        asyncio.run(_serve_worker(options))
+        asyncio.run(_serve_worker(options, parent))
     else:
-        uvloop.run(_serve_worker(options))
+        uvloop.run(_serve_worker(options, parent))
 
 
 def serve(options: ServeOptions) -> int:
@@ -228,6 +275,7 @@ def serve(options: ServeOptions) -> int:
     :class:`~policyengine.errors.PolicyError` before anything listens."""
     from policyengine.server.authorizer import Authorizer
 
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a reload while starting is not fatal
     Authorizer(options.policies)  # every policy loads, or this raises before listening
     for address in (options.http, options.grpc):
         if address is not None:  # taken: said here, not by workers dying in a loop
@@ -240,9 +288,24 @@ def serve(options: ServeOptions) -> int:
         return _supervise(options)
 
 
+_BACKOFF = (0.5, 30.0)
+"""Seconds before a worker that died soon after it started is started again: the first,
+doubled each time, at most the second."""
+_STEADY = 10.0
+"""A worker that ran this long before it died is started again at once."""
+
+
 def _supervise(options: ServeOptions) -> int:
     context = multiprocessing.get_context("spawn")
-    workers = [_start(context, options) for _ in range(options.workers)]
+    lock = context.Lock()
+
+    def start() -> Any:
+        return _start(context, options, lock)
+
+    workers = [start() for _ in range(options.workers)]
+    started = [time.monotonic()] * len(workers)
+    failures = [0] * len(workers)
+    due: list[float | None] = [None] * len(workers)
     stopping = False
 
     def forward(sig: int, _frame: object) -> None:
@@ -260,13 +323,29 @@ def _supervise(options: ServeOptions) -> int:
             worker.join(timeout=0.2)
             if worker.is_alive() or stopping:
                 continue
-            _log.error("worker %s exited (%s); starting another", worker.pid, worker.exitcode)
-            workers[index] = _start(context, options)
+            now = time.monotonic()
+            if due[index] is None:
+                soon = now - started[index] < _STEADY
+                failures[index] = failures[index] + 1 if soon else 0
+                wait = min(_BACKOFF[1], _BACKOFF[0] * 2 ** (failures[index] - 1)) if soon else 0
+                _log.error(
+                    "worker %s exited (%s); starting another%s",
+                    worker.pid,
+                    worker.exitcode,
+                    f" in {wait:g} s" if wait else "",
+                )
+                due[index] = now + wait
+            if now >= (due[index] or 0):
+                workers[index], started[index], due[index] = start(), now, None
         if stopping and not any(worker.is_alive() for worker in workers):
             return 0
 
 
-def _start(context: Any, options: ServeOptions) -> Any:
-    process = context.Process(target=_worker_main, args=(options,), daemon=False)
-    process.start()
+def _start(context: Any, options: ServeOptions, lock: Any) -> Any:
+    process = context.Process(target=_worker_main, args=(options, os.getpid(), lock), daemon=False)
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)  # inherited: the new process
+    try:  # ignores SIGHUP from its first instruction until its loop handles it
+        process.start()
+    finally:
+        signal.signal(signal.SIGHUP, previous)
     return process
