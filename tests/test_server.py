@@ -504,6 +504,29 @@ def test_reload_switches_policies_and_keeps_the_last_good_one(
     assert error is not None and str(error).startswith(f"{path}:")
 
 
+def test_a_policy_renamed_in_its_file_is_not_reloaded(certs: Certs, tmp_path: Path) -> None:
+    """Requests for "edge" must not be decided by a policy now called "edge-v2", nor
+    "edge-v2" be unknown while it decides them: a rename waits for a restart."""
+    path = tmp_path / "edge.yaml"
+    path.write_text(EDGE)
+    authorizer = Authorizer([path], interval=3600)
+    renamed = EDGE.replace("policy: edge\n", "policy: edge-v2\n").replace(
+        'subject.O == "Contoso"', 'subject.O == "Fabrikam"'
+    )
+    path.write_text(renamed)
+    assert authorizer.reload() is False
+    assert authorizer.names == ("edge",)
+    assert authorizer.authorize("edge", nginx_view(certs.alice)).allowed  # the one in force
+    assert authorizer.authorize("edge-v2", nginx_view(certs.mallory)).reason == "unknown_policy"
+    error = str(authorizer.providers["edge"].last_error)
+    assert error.startswith(f"{path}:1:1: error: the policy is served as 'edge';")
+    assert "    1 | policy: edge-v2\n      | ^^^^^^" in error
+    assert "hint: restart policyengine serve" in error
+    path.write_text(EDGE)  # named back: reloaded as any change is
+    assert authorizer.reload() is True
+    assert authorizer.providers["edge"].last_error is None
+
+
 # -- the HTTP authorizer through ASGI ---------------------------------------------------------
 
 

@@ -517,12 +517,21 @@ def test_workers_share_the_addresses_the_metrics_and_the_signals(
     server.signal(signal.SIGHUP)
     switched = lambda: all(server.ask(alice).status_code == 403 for _ in range(20))  # noqa: E731
     wait_until(switched, "both workers to reload", 10)
+    # a failed reload shows in /metrics whichever worker answers, and so does its repair
+    failures = {"policy": "edge"}
+    replace(policy, BROKEN)
+    server.signal(signal.SIGHUP)
+    failed = lambda: all(  # noqa: E731
+        server.metric("policyengine_policy_reload_failures", **failures) == 1 for _ in range(6)
+    )
+    wait_until(failed, "the failed reload in every worker's /metrics", 10)
     # a worker that dies is replaced, and the other answers meanwhile (once the dead one's
     # socket is gone: what was queued on it when it died is lost, as SO_REUSEPORT goes)
     os.kill(pids[0], signal.SIGKILL)
     reaped = f"worker {pids[0]} exited (-9); starting another"
     wait_until(lambda: any(reaped in line for line in server.stderr), "the supervisor to see it")
     assert all(server.ask(mallory).status_code == 200 for _ in range(10))
+    replace(policy, FABRIKAM)  # repaired, for the new worker and, on SIGHUP, the other
 
     def hup_until_the_new_worker_serves() -> list[int]:  # an operator's reload meanwhile
         server.signal(signal.SIGHUP)
@@ -533,6 +542,11 @@ def test_workers_share_the_addresses_the_metrics_and_the_signals(
     assert all(server.ask(mallory).status_code == 200 for _ in range(20))
     exits = [line for line in server.stderr if re.search(r"worker \d+ exited", line)]
     assert len(exits) == 1, exits  # SIGHUP killed no worker while it started
+    # the repair shows whichever worker answers; the dead worker's failure is not counted
+    repaired = lambda: all(  # noqa: E731
+        server.metric("policyengine_policy_reload_failures", **failures) == 0 for _ in range(6)
+    )
+    wait_until(repaired, "the repair in every live worker's /metrics", 10)
 
     assert server.stop() == 0
     pids += new

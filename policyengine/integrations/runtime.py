@@ -15,7 +15,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal, TypeAlias
@@ -102,11 +102,22 @@ class ReloadingPolicy:
     not retried until they change again. A missing policy file is waited for, the
     previous policy staying in force. The first load must succeed:
     :class:`~policyengine.errors.PolicyError` is raised from the constructor.
+
+    ``accept``: asked of every policy a reload loads, before it replaces the one in force;
+    the PolicyError it returns makes the reload fail as a file that does not load would
+    (``policyengine serve`` refuses a policy renamed under its route this way).
     """
 
-    def __init__(self, path: str | Path, *, interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        interval: float = 1.0,
+        accept: Callable[[Policy], PolicyError | None] | None = None,
+    ) -> None:
         self.path = Path(path)
         self.interval = interval
+        self.accept = accept
         before = _snapshot((self.path,))
         self._policy = load_policy(self.path)
         self._watch = _watched(self.path, self._policy)
@@ -169,6 +180,9 @@ class ReloadingPolicy:
         self._pending = None
         try:
             policy = load_policy(self.path)
+            refused = self.accept(policy) if self.accept is not None else None
+            if refused is not None:
+                raise refused
         except PolicyError as exc:
             self._loaded = seen  # do not retry the same broken files on every request
             self.last_error = exc

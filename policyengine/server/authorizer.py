@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from policyengine.caches import BoundedCache
-from policyengine.errors import SourceError
+from policyengine.errors import Diagnostic, PolicyError, SourceError
 from policyengine.evaluation.decision import Decision
 from policyengine.evaluation.engine import Policy
 from policyengine.integrations import (
@@ -42,6 +43,7 @@ from policyengine.integrations import (
 from policyengine.integrations.headers import DEFAULT_HEADERS, IdentityHeaders, identity_headers
 from policyengine.integrations.runtime import DecisionLog, ReloadingPolicy, current_policy
 from policyengine.request.sources import decode_header_value
+from policyengine.span import Source
 
 PEER_SOURCE = "nginx"
 """How a certificate the proxy hands over itself is encoded: URL-encoded PEM, as nginx's
@@ -108,6 +110,7 @@ class Authorizer:
         for path in paths:
             provider = ReloadingPolicy(path, interval=interval)
             name = provider.current().name
+            provider.accept = _same_name(path, name)
             if name in self.providers:
                 first = self.providers[name].path
                 raise ValueError(f"{path} and {first} are both policy {name!r}: rename one")
@@ -291,3 +294,22 @@ class Authorizer:
 def _unset(names: Iterable[str], given: tuple[tuple[str, str], ...]) -> tuple[str, ...]:
     have = {name.lower() for name, _ in given}
     return tuple(name for name in names if name.lower() not in have)
+
+
+def _same_name(path: str | Path, served: str) -> Callable[[Policy], PolicyError | None]:
+    """A reload's check that the policy keeps the name it is served under: a policy renamed
+    in its file would otherwise go on deciding the requests for the old name, and the new
+    name would be unknown. Renaming is a change of routes: restart the server for it."""
+
+    def accept(policy: Policy) -> PolicyError | None:
+        if policy.name == served:
+            return None
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+        source = Source(str(path), text)
+        found = re.search(r"^policy\s*:", text, re.M)
+        span = source.span_at(found.start(), 6) if found else source.file_span()
+        message = f"the policy is served as {served!r}; it cannot become {policy.name!r}"
+        hint = "restart policyengine serve to serve it under the new name"
+        return PolicyError([Diagnostic(span, message, hint=hint)])
+
+    return accept

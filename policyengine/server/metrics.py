@@ -4,7 +4,8 @@
 * ``policyengine_decision_seconds{policy}``: a histogram of the time to decide, from
   5 µs to 50 ms (the server's own time, not the network's);
 * ``policyengine_policy_reload_failures{policy}``: 1 while a policy's last reload failed
-  (the previous one is in force), else 0.
+  (the previous one is in force), else 0; each worker sets its own after every reload and
+  every ``--reload-interval``, and ``/metrics`` shows the most of the live workers'.
 
 With ``--workers N`` every worker counts its own; prometheus-client's multiprocess mode
 (``PROMETHEUS_MULTIPROC_DIR``, set by ``policyengine serve`` before the workers start)
@@ -61,16 +62,26 @@ class Metrics:
             "1 while the policy's last reload failed (the previous policy is in force).",
             ("policy",),
             registry=None if self.multiprocess else self.registry,
-            multiprocess_mode="max",
+            multiprocess_mode="livemax",
         )
         if self.multiprocess:
             multiprocess.MultiProcessCollector(self.registry)  # type: ignore[no-untyped-call]
+
+    @staticmethod
+    def forget(pid: int) -> None:
+        """A worker is gone: its gauges no longer count (its counters still do)."""
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
 
     def observe(self, policy: str, decision: Decision, seconds: float) -> None:
         self.decisions.labels(policy, decision.effect, decision.reason).inc()
         self.latency.labels(policy).observe(seconds)
 
-    def render(self, authorizer: Authorizer) -> tuple[bytes, str]:
+    def track(self, authorizer: Authorizer) -> None:
+        """Set this process's reload-failure gauges from its policies' state."""
         for name, provider in authorizer.providers.items():
             self.reload_failures.labels(name).set(1 if provider.last_error is not None else 0)
+
+    def render(self, authorizer: Authorizer) -> tuple[bytes, str]:
+        self.track(authorizer)
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -186,6 +186,8 @@ async def _serve_worker(options: ServeOptions, parent: int | None) -> None:
 
         metrics = Metrics()
     authorizer = _authorizer(options, metrics)
+    if metrics is not None:
+        metrics.track(authorizer)
     draining = asyncio.Event()
     http_server = None
     serving: list[asyncio.Future[None]] = []
@@ -201,7 +203,8 @@ async def _serve_worker(options: ServeOptions, parent: int | None) -> None:
         await grpc_server.start()
     loop = asyncio.get_running_loop()
     stop, hurry = asyncio.Event(), asyncio.Event()
-    loop.add_signal_handler(signal.SIGHUP, lambda: _reload(authorizer))
+    loop.add_signal_handler(signal.SIGHUP, lambda: _reload(authorizer, metrics))
+    watching = asyncio.ensure_future(_watch_policies(authorizer, metrics, options.interval))
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda: (hurry if stop.is_set() else stop).set())
     orphaned = None
@@ -220,6 +223,7 @@ async def _serve_worker(options: ServeOptions, parent: int | None) -> None:
     await stop.wait()
     draining.set()
     _log.info("worker %d draining", os.getpid())
+    watching.cancel()
     if orphaned is not None:
         orphaned.cancel()
     if options.drain_delay > 0:  # /readyz says 503 while the proxies stop sending
@@ -243,9 +247,26 @@ async def _watch_parent(parent: int, stop: asyncio.Event) -> None:
     stop.set()
 
 
-def _reload(authorizer: Any) -> None:
+def _reload(authorizer: Any, metrics: Any) -> None:
     loaded = authorizer.reload()
+    if metrics is not None:
+        metrics.track(authorizer)
     _log.info("SIGHUP: policies reloaded%s", "" if loaded else " (some failed; see above)")
+
+
+async def _watch_policies(authorizer: Any, metrics: Any, interval: float) -> None:
+    """Look at the policy files every ``interval`` seconds, requests or none, and set the
+    worker's reload-failure gauges: a worker that gets no requests is as current as one
+    that does, and its gauges say so in ``/metrics``."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            for provider in authorizer.providers.values():
+                provider.current()
+            if metrics is not None:
+                metrics.track(authorizer)
+        except Exception:  # a look that fails is logged; the next one comes
+            _log.exception("the policy files could not be looked at")
 
 
 class _QuietServer(uvicorn.Server):
@@ -325,6 +346,10 @@ def _supervise(options: ServeOptions) -> int:
                 continue
             now = time.monotonic()
             if due[index] is None:
+                if options.metrics and worker.pid is not None:
+                    from policyengine.server.metrics import Metrics
+
+                    Metrics.forget(worker.pid)
                 soon = now - started[index] < _STEADY
                 failures[index] = failures[index] + 1 if soon else 0
                 wait = min(_BACKOFF[1], _BACKOFF[0] * 2 ** (failures[index] - 1)) if soon else 0
