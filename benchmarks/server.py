@@ -634,14 +634,15 @@ def part1_cases(
     if wrk is None:
         skipped["HTTP"] = "wrk is not installed (Debian/Ubuntu: apt-get install wrk)"
         return cases
-    url = f"http://{LOCAL}:{server.http_port}/authorize/{SERVER_POLICY}"
-    status, body = get(
-        server.http_port, f"/authorize/{SERVER_POLICY}", {HEADER: workspace.header_value}
-    )
+    # the original path "/" after the policy's name, and the method of wrk's own request,
+    # as Envoy's HTTP ext_authz sends them (the in-process row decides GET / too)
+    target = f"/authorize/{SERVER_POLICY}/"
+    url = f"http://{LOCAL}:{server.http_port}{target}"
+    status, body = get(server.http_port, target, {HEADER: workspace.header_value})
     if status != 200:
         raise BenchmarkError(f"HTTP authorizer: expected 200, got {status} {body[:200]!r}")
-    status, body = get(server.http_port, f"/authorize/{SERVER_POLICY}")
-    if status != 403:
+    status, body = get(server.http_port, target)
+    if status != 403 or b"missing_certificate" not in body:
         raise BenchmarkError(f"HTTP authorizer without the certificate: {status}, not 403")
 
     def http_case(duration: float) -> Run:

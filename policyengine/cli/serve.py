@@ -52,6 +52,11 @@ def add_parser(commands: Commands) -> None:
         metavar="HOST:PORT",
         help="where Envoy's ext_authz gRPC service listens (default: off)",
     )
+    _add_running_options(serve)
+
+
+def _add_running_options(serve: argparse.ArgumentParser) -> None:
+    """How the server runs: workers, reloads, draining, metrics and the decision log."""
     serve.add_argument("--workers", type=_positive, default=1, help="worker processes (default 1)")
     serve.add_argument(
         "--reload-interval",
