@@ -9,6 +9,7 @@ package here, so its output is parsed as YAML and its forwardAuth keys are check
 from __future__ import annotations
 
 import base64
+import dataclasses
 import http.server
 import os
 import shutil
@@ -274,6 +275,78 @@ def test_envoy_passes_envoy_validate(
     )
     endpoint = authorizer["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
     assert endpoint["address"]["socket_address"] == {"address": "127.0.0.1", "port_value": 9001}
+
+
+@pytest.mark.parametrize("policy_file", SHIPPED, ids=[p.name for p in SHIPPED])
+def test_envoy_http_ext_authz_passes_envoy_validate(
+    policy_file: Path, options: ProxyOptions, tmp_path: Path
+) -> None:
+    _check_http_ext_authz(load_policy(policy_file), options, tmp_path)
+
+
+@pytest.mark.parametrize("source", ["envoy", "traefik", "apache"])
+def test_envoy_http_ext_authz_feeds_the_source_its_format(
+    source: str, options: ProxyOptions, tmp_path: Path
+) -> None:
+    """XFCC for an envoy policy; the PEM for a source that reads it (apache); for one that
+    reads another format (traefik's base64 DER list), a warning."""
+    path = tmp_path / "policy.yaml"
+    path.write_text(
+        f"policy: p-{source}\nmode: optional\ncertificate:\n  source: {source}\n"
+        "  trusted_proxies: [127.0.0.1]\nrules:\n  - id: any\n    effect: allow\n"
+        "    when: valid\n"
+    )
+    _check_http_ext_authz(load_policy(path), options, tmp_path)
+
+
+def _check_http_ext_authz(policy: Policy, options: ProxyOptions, tmp_path: Path) -> None:
+    http = dataclasses.replace(_with_ca(options, tmp_path), ext_authz="http")
+    config = _export(policy, "envoy", http, tmp_path)
+    _envoy_validate(config, tmp_path)
+    manager = yaml.safe_load(config)["static_resources"]["listeners"][0]["filter_chains"][0]
+    manager = manager["filters"][0]["typed_config"]
+    filters = {f["name"]: f["typed_config"] for f in manager["http_filters"]}
+    authz = filters["envoy.filters.http.ext_authz"]
+    assert "grpc_service" not in authz and "include_peer_certificate" not in authz
+    assert authz["failure_mode_allow"] is False
+    service = authz["http_service"]
+    assert service["path_prefix"] == f"/authorize/{policy.name}"
+    assert service["server_uri"]["uri"] == "http://127.0.0.1:9000"
+    upstream = service["authorization_response"]["allowed_upstream_headers"]["patterns"]
+    assert [p["exact"] for p in upstream] == [name.lower() for name in IDENTITY]
+    # only the certificate header reaches the server of what the client sent (and Host,
+    # method and path, which Envoy always sends): no X-Original-URI a client could write
+    sent = [p["exact"] for p in authz["allowed_headers"]["patterns"]]
+    mutations = filters["policyengine.strip_identity_headers"]["mutations"]["request_mutations"]
+    appended = [m["append"]["header"] for m in mutations if "append" in m]
+    host = manager["route_config"]["virtual_hosts"][0]
+    assert "typed_per_filter_config" not in host  # the path prefix names the policy
+    if "envoy" in policy.source.record.native_to:  # Envoy's own XFCC, replacing a client's
+        assert sent == ["x-forwarded-client-cert"] and appended == []
+        assert manager["forward_client_cert_details"] == "SANITIZE_SET"
+        assert manager["set_current_client_cert_details"] == {"cert": True}
+    else:  # the source's header, set from the peer certificate after a client's is removed
+        header = (policy.source.header_name or "").lower()
+        assert sent == [header]
+        assert appended == [{"key": header, "value": "%DOWNSTREAM_PEER_CERT%"}]
+        removed = [m["remove"].lower() for m in mutations if "remove" in m]
+        assert header in removed
+    assert "trusted_proxies" in _prose(config)
+    warned = "Warning: the policy reads source" in _prose(config)
+    record = policy.source.record
+    assert warned is ("nginx" not in record.fed_by and "envoy" not in record.native_to)
+    # after the check, the certificate header is removed: the app gets none
+    names = [f["name"] for f in manager["http_filters"]]
+    after = names.index("policyengine.strip_certificate_header")
+    assert (
+        names.index("envoy.filters.http.ext_authz")
+        < after
+        < names.index("envoy.filters.http.router")
+    )
+    stripped = filters["policyengine.strip_certificate_header"]["mutations"]["request_mutations"]
+    assert stripped == [{"remove": sent[0]}]
+    clusters = {c["name"]: c for c in yaml.safe_load(config)["static_resources"]["clusters"]}
+    assert "typed_extension_protocol_options" not in clusters["policyengine_authorizer"]
 
 
 def test_envoy_without_trust_names_a_placeholder_ca(options: ProxyOptions, tmp_path: Path) -> None:

@@ -61,6 +61,13 @@ def add_parser(commands: Commands) -> None:
     proxy.add_argument(
         "--listen", metavar="PORT", type=_port, default=8443, help="the TLS port (8443)"
     )
+    proxy.add_argument(
+        "--ext-authz",
+        choices=("grpc", "http"),
+        default="grpc",
+        help="envoy: ask the server over gRPC (default: the peer certificate in the check) or"
+        " HTTP (a header Envoy sets; the HTTP authorizer, default 127.0.0.1:9000)",
+    )
     proxy.add_argument("--server-cert", metavar="FILE", help="the proxy's TLS certificate")
     proxy.add_argument("--server-key", metavar="FILE", help="its private key")
     proxy.add_argument(
@@ -80,6 +87,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         server_cert=args.server_cert,
         server_key=args.server_key,
         client_ca=args.client_ca,
+        ext_authz=args.ext_authz,
     )
     out.write(
         export(

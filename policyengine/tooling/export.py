@@ -89,7 +89,11 @@ def export(
         raise ValueError(f"the {target} target needs ProxyOptions (proxy=)")
     options = proxy or ProxyOptions(identity_headers=())
     if target == "envoy":
-        return export_envoy.envoy(policy, plan(policy, options, base, grpc=True), options)
+        if options.ext_authz not in ("grpc", "http"):
+            raise ValueError(f"ext_authz is grpc or http, not {options.ext_authz!r}")
+        grpc = options.ext_authz == "grpc"
+        planned = plan(policy, options, base, grpc=grpc, placeholder=True)
+        return export_envoy.envoy(policy, planned, options)
     http_writers = {
         "nginx-auth-request": export_http_proxies.nginx_auth_request,
         "caddy": export_http_proxies.caddy,

@@ -100,6 +100,10 @@ class ProxyOptions:
     server_cert: str | None = None
     server_key: str | None = None
     client_ca: str | None = None
+    ext_authz: str = "grpc"
+    """The envoy target's ext_authz transport: ``grpc`` (the server reads the peer
+    certificate Envoy sends in the check) or ``http`` (Envoy's HTTP ext_authz: the server
+    reads a header Envoy sets, and the authorizer is the HTTP one)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,14 +119,25 @@ class Plan:
     identity_headers: tuple[str, ...]
 
 
-def plan(policy: Policy, options: ProxyOptions, base: Path | None, *, grpc: bool) -> Plan:
+def plan(
+    policy: Policy,
+    options: ProxyOptions,
+    base: Path | None,
+    *,
+    grpc: bool,
+    placeholder: bool | None = None,
+) -> Plan:
+    """``grpc``: the authorizer's default is the gRPC one; ``placeholder`` (default: as
+    ``grpc``): a client CA file is written as a placeholder when none is known (Envoy
+    cannot ask for a certificate without one)."""
     authorizer = options.authorizer or parse_address(GRPC_AUTHORIZER if grpc else HTTP_AUTHORIZER)
     notes: list[str] = []
     if options.server_cert is None or options.server_key is None:
         notes.append(
             "The server certificate and key paths are placeholders (--server-cert, --server-key)."
         )
-    client_ca, ca_notes = _client_ca(policy, options, base, placeholder=grpc)
+    placeholder = grpc if placeholder is None else placeholder
+    client_ca, ca_notes = _client_ca(policy, options, base, placeholder=placeholder)
     notes += ca_notes
     require = policy.mode == "required" and not policy.exclusion_paths and client_ca is not None
     if policy.mode == "required" and not require:

@@ -1,5 +1,6 @@
-"""`policyengine serve` deciding for real proxies: Envoy (ext_authz over gRPC), nginx
-(auth_request) and Caddy (forward_auth), end to end.
+"""`policyengine serve` deciding for real proxies: Envoy (ext_authz over gRPC, and over
+HTTP: ``envoy-http``, exported with ``--ext-authz http``), nginx (auth_request) and Caddy
+(forward_auth), end to end.
 
 For each proxy, the fixtures start three real processes on free loopback ports:
 
@@ -62,19 +63,33 @@ from policyengine.testing import make_certificate
 
 from .conftest import APPS_DIR, PARTNER_SUBJECT, STARTUP_TIMEOUT, Pki, Process, free_port
 
-PROXIES = ("envoy", "nginx", "caddy")
-TARGETS = {"envoy": "envoy", "nginx": "nginx-auth-request", "caddy": "caddy"}
-SOURCES = {"envoy": "nginx", "nginx": "nginx", "caddy": "caddy"}
+PROXIES = ("envoy", "envoy-http", "nginx", "caddy")
+"""``envoy-http`` is Envoy with ``export --ext-authz http``: HTTP ext_authz to the HTTP
+authorizer, the certificate in X-SSL-Client-Cert set from ``%DOWNSTREAM_PEER_CERT%``."""
+TARGETS = {"envoy": "envoy", "envoy-http": "envoy", "nginx": "nginx-auth-request", "caddy": "caddy"}
+EXPORT_OPTIONS = {"envoy-http": ("--ext-authz", "http")}
+BINARIES = {"envoy-http": "envoy"}
+SOURCES = {"envoy": "nginx", "envoy-http": "nginx", "nginx": "nginx", "caddy": "caddy"}
 """The policy's ``certificate: source:`` per proxy: what nginx (percent-encoded PEM) and
 Caddy (base64 DER) send the server. Envoy hands the server the peer certificate in the
 check request (``include_peer_certificate``), which the server reads whatever the source
 (but ``envoy``, which reads a front Envoy's XFCC header instead)."""
 WIRING = {
     "envoy": ("envoy.filters.http.ext_authz", "envoy_grpc:", "include_peer_certificate: true"),
+    "envoy-http": (
+        "http_service:",
+        '"%DOWNSTREAM_PEER_CERT%"',
+        'path_prefix: "/authorize/e2e-serve"',
+    ),
     "nginx": ("auth_request /.policyengine/authorize;",),
     "caddy": ("forward_auth 127.0.0.1:",),
 }
-VERSION_ARGUMENT = {"envoy": "--version", "nginx": "-v", "caddy": "version"}
+VERSION_ARGUMENT = {
+    "envoy": "--version",
+    "envoy-http": "--version",
+    "nginx": "-v",
+    "caddy": "version",
+}
 POLICY_NAME = "e2e-serve"
 REQUEST_TIMEOUT = 5.0
 RELOAD_INTERVAL = 0.2
@@ -340,7 +355,7 @@ class Deployment:
 
 def _start_proxy(proxy: str, binary: str, directory: Path, config: str, port: int) -> Process:
     env = dict(os.environ)
-    if proxy == "envoy":
+    if proxy.startswith("envoy"):
         path = directory / "envoy.yaml"
         path.write_text(config)
         argv = [binary, "-c", str(path), "--disable-hot-restart", "--concurrency", "1"]
@@ -367,7 +382,13 @@ def _start_proxy(proxy: str, binary: str, directory: Path, config: str, port: in
 
 
 def _export(
-    policy: Path, target: str, authorizer: str, upstream: int, listen: int, pki: Pki
+    policy: Path,
+    target: str,
+    authorizer: str,
+    upstream: int,
+    listen: int,
+    pki: Pki,
+    *options: str,
 ) -> str:
     """What ``policyengine export`` prints, the files and ports given as its options."""
     argv = [
@@ -376,6 +397,7 @@ def _export(
         *("--listen", str(listen)),
         *("--server-cert", str(pki.cert("server")), "--server-key", str(pki.key("server"))),
         *("--client-ca", str(policy.parent / "ca.pem")),
+        *options,
     ]
     result = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
@@ -387,7 +409,7 @@ def deployment(
     request: pytest.FixtureRequest, pki: Pki, echo: Echo, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Deployment]:
     proxy: str = request.param
-    binary = _binary(proxy)
+    binary = _binary(BINARIES.get(proxy, proxy))
     version = _version(binary, VERSION_ARGUMENT[proxy])
     directory = tmp_path_factory.mktemp(f"serve-{proxy}")
     (directory / "ca.pem").write_bytes(pki.pem("ca"))
@@ -406,7 +428,15 @@ def deployment(
         server.start()
         listen = free_port()
         authorizer = server.grpc if proxy == "envoy" else server.http
-        config = _export(policy, TARGETS[proxy], authorizer, echo.port, listen, pki)
+        config = _export(
+            policy,
+            TARGETS[proxy],
+            authorizer,
+            echo.port,
+            listen,
+            pki,
+            *EXPORT_OPTIONS.get(proxy, ()),
+        )
         for wired in WIRING[proxy]:  # what this file tests is what the export wrote
             assert wired in config, f"{wired!r} not in the exported {proxy} configuration"
         process = _start_proxy(proxy, binary, directory, config, listen)
@@ -682,7 +712,7 @@ def test_client_cannot_describe_the_request_to_the_server(deployment: Deployment
         assert _from_app(response) is None
         (record,) = deployment.decisions_since(mark, f"the decision on {path}")
         assert record["decision"] == "deny"
-        if record["reason"] != "bad_request" or deployment.proxy == "envoy":
+        if record["reason"] != "bad_request" or deployment.proxy.startswith("envoy"):
             # decided as the request it is, the client's description ignored
             assert (record["reason"], record["path"], record["method"]) == (reason, path, method)
         else:
@@ -747,7 +777,7 @@ def test_proxy_fails_closed_while_the_server_is_stopped(deployment: Deployment) 
     """No answer from the server is a refusal: nginx 500, Caddy 502, Envoy 403 (ext_authz
     with failure_mode_allow: false); not even the excluded path passes. Once the server is
     back on its ports, requests pass again."""
-    expected = {"envoy": 403, "nginx": 500, "caddy": 502}[deployment.proxy]
+    expected = {"envoy": 403, "envoy-http": 403, "nginx": 500, "caddy": 502}[deployment.proxy]
     before = len(deployment.echo.requests())
     deployment.server.stop()
     try:
