@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
 __all__ = ["IssuedCertificate", "make_certificate", "make_name", "make_server_certificate"]
 
@@ -100,11 +100,13 @@ def make_certificate(
     dns: Sequence[str] = (),
     uris: Sequence[str] = (),
     emails: Sequence[str] = (),
+    ocsp: str | None = None,
 ) -> IssuedCertificate:
     """A certificate for ``subject``, self-signed unless ``issuer`` is given.
 
     ``dns``, ``uris`` and ``emails`` go into a subject alternative name (none without them):
-    ``make_certificate({"CN": "svc"}, uris=["spiffe://contoso.com/payments"])``.
+    ``make_certificate({"CN": "svc"}, uris=["spiffe://contoso.com/payments"])``. ``ocsp``:
+    the URL of its OCSP responder, in an authority information access extension.
 
     Valid from a day ago for a year unless ``not_before``/``not_after`` say otherwise. Has
     basic constraints, subject and authority key identifiers (unless ``key_identifiers`` is
@@ -129,21 +131,42 @@ def make_certificate(
             x509.BasicConstraints(ca=ca, path_length=path_length if ca else None), critical=True
         )
     )
-    if extended_key_usage is None and client_auth and not ca:
-        extended_key_usage = [ExtendedKeyUsageOID.CLIENT_AUTH]
-    if extended_key_usage is not None:
-        usages = x509.ExtendedKeyUsage(list(extended_key_usage))
-        builder = builder.add_extension(usages, critical=False)
+    builder = _with_usages(builder, ca=ca, client_auth=client_auth, usages=extended_key_usage)
     if dns or uris or emails:
         names = _alternative_names(dns, (), uris, emails)
         builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
     if key_identifiers:
         builder = _with_key_identifiers(builder, key, signing_key)
+    if ocsp is not None:
+        builder = _with_responder(builder, ocsp)
     if ca:
         builder = builder.add_extension(_key_usage(signs_certificates=True), critical=True)
     algorithm = None if isinstance(signing_key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
     certificate = builder.sign(signing_key, algorithm)
     return IssuedCertificate(certificate, key)
+
+
+def _with_usages(
+    builder: x509.CertificateBuilder,
+    *,
+    ca: bool,
+    client_auth: bool,
+    usages: Sequence[x509.ObjectIdentifier] | None,
+) -> x509.CertificateBuilder:
+    """The extended key usages given; else clientAuth for a leaf (unless not wanted)."""
+    if usages is None and client_auth and not ca:
+        usages = [ExtendedKeyUsageOID.CLIENT_AUTH]
+    if usages is None:
+        return builder
+    return builder.add_extension(x509.ExtendedKeyUsage(list(usages)), critical=False)
+
+
+def _with_responder(builder: x509.CertificateBuilder, url: str) -> x509.CertificateBuilder:
+    """An authority information access naming ``url`` as the OCSP responder."""
+    where = x509.AccessDescription(
+        AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(url)
+    )
+    return builder.add_extension(x509.AuthorityInformationAccess([where]), critical=False)
 
 
 def _alternative_names(

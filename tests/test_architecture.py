@@ -62,6 +62,7 @@ ROOMS = {
     "envoy": ("server/grpc.py",),
     "google": ("server/grpc.py",),
     "prometheus_client": ("server/metrics.py",),
+    "urllib3": ("request/fetch.py",),
 }
 
 

@@ -28,6 +28,7 @@ from policyengine.errors import Diagnostic, PolicyFileError, PolicySchemaError
 from policyengine.load.schema import policy_schema, schema_errors
 from policyengine.load.yaml_reader import Locator, Positions, read_yaml, too_deep
 from policyengine.span import Source, Span
+from policyengine.values import parse_duration
 
 __all__ = [
     "MODES",
@@ -114,6 +115,11 @@ class TrustSection:
     crls: tuple[Path, ...]
     revocation: str
     revocation_check: str
+    revocation_sources: tuple[str, ...]
+    """``ocsp``, ``crls``: the kinds of evidence in the order asked."""
+    online: dict[str, Any]
+    """``ocsp:`` and ``fetch:`` read: ``responder``, ``timeout`` and ``max_age`` (seconds),
+    ``allow_hosts``, ``max_bytes``; those left out are absent."""
     span: Span
     spans: dict[tuple[str, int], Span]
     """``(field, index)`` of an anchors / intermediates / crls entry -> where it is written."""
@@ -428,6 +434,34 @@ def _silenced(
     return tuple((code, positions.value_span((*path, i))) for i, code in enumerate(codes))
 
 
+def _online(revocation: dict[str, Any]) -> dict[str, Any]:
+    """``ocsp:`` and ``fetch:`` as values (the schema checked their forms)."""
+    ocsp = revocation.get("ocsp") or {}
+    fetch = revocation.get("fetch") or {}
+    out: dict[str, Any] = {}
+    if ocsp.get("responder") is not None:
+        out["responder"] = ocsp["responder"]
+    for key in ("timeout", "max_age"):
+        if key in ocsp:
+            out[key] = _seconds(ocsp[key])
+    if "allow_hosts" in fetch:
+        out["allow_hosts"] = tuple(fetch["allow_hosts"])
+    size = fetch.get("max_bytes")
+    if isinstance(size, str):
+        size = int(size[:-3]) * (1024 if size.endswith("KiB") else 1 << 20)
+    if size is not None:
+        out["max_bytes"] = size
+    return out
+
+
+def _seconds(text: str) -> float:
+    """``200ms``, ``2s``, ``1d``: seconds (the schema's patterns)."""
+    if text.endswith("ms"):
+        return int(text[:-2]) / 1000
+    duration = parse_duration(text)
+    return duration.total_seconds() if duration is not None else 0.0
+
+
 def _trust_section(section: dict[str, Any] | None, positions: Positions) -> TrustSection | None:
     if section is None:
         return None
@@ -455,6 +489,8 @@ def _trust_section(section: dict[str, Any] | None, positions: Positions) -> Trus
         crls=files("crls", ("trust", "revocation", "crls")),
         revocation="off" if mode is False else mode,
         revocation_check=revocation.get("check", "chain"),
+        revocation_sources=tuple(revocation.get("sources", ("crls",))),
+        online=_online(revocation),
         span=positions.key_span(("trust",)),
         spans=spans,
     )

@@ -48,7 +48,7 @@ from policyengine.load.document import (
 )
 from policyengine.load.lint import POLICY_CODES, RULE_CODES, LintIdentity, LintRule, lint
 from policyengine.request.sources import SourceConfig, trusted_from_anywhere
-from policyengine.request.trust import TrustSettings, TrustStore
+from policyengine.request.trust import OnlineRevocation, TrustSettings, TrustStore
 from policyengine.span import Span
 
 __all__ = [
@@ -211,6 +211,7 @@ def trust_settings(section: TrustSection) -> TrustSettings:
         crls=section.crls,
         revocation=section.revocation,
         revocation_check=section.revocation_check,
+        online=OnlineRevocation(sources=section.revocation_sources, **section.online),
     )
 
 

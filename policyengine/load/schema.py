@@ -105,6 +105,16 @@ def _unknown_keys(
     return out
 
 
+_PATTERNS = {
+    "timeout": ("a time to wait", "write milliseconds, seconds or minutes, e.g. 200ms or 2s"),
+    "max_age": ("a duration", "write seconds, minutes, hours, days or weeks, e.g. 12h or 1d"),
+    "responder": ("an http(s) URL", "e.g. http://ocsp.contoso.com, or null for each one's own"),
+    "max_bytes": ("a size", "write bytes, or KiB or MiB, e.g. 1048576 or 1MiB"),
+    "allow_hosts": ("a host name", "e.g. ocsp.contoso.com or *.contoso.com"),
+}
+"""What the value of a key with a pattern must be (``revocation.ocsp``, ``.fetch``)."""
+
+
 def _by_place(
     error: jsonschema.ValidationError, path: Path_, where: str, span: Span, positions: Positions
 ) -> Diagnostic | None:
@@ -134,6 +144,10 @@ def _by_place(
         hint = "name attributes of the certificate, e.g. `[san.uri, san.dns, subject.CN]`"
         message = f"{where}: {_shown(error.instance)} is not an attribute name"
         return Diagnostic(span, message, hint, code="schema")
+    known = _PATTERNS.get(str(path[-2]) if path and isinstance(last, int) else str(last))
+    if pattern and known is not None:
+        message = f"{where} {_shown(error.instance)} is not {known[0]}"
+        return Diagnostic(span, message, known[1], code="schema")
     if "propertyNames" in error.schema_path:
         # jsonschema reports a bad key as a `pattern` error on the mapping holding it
         if tuple(path) == ("identity", "roles"):

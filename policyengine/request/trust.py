@@ -39,6 +39,7 @@ Like all of ``request/``, it imports nothing of ``language/`` or ``evaluation/``
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -65,6 +66,7 @@ from policyengine.request.revocation import (
     REVOCATION_MODES,
     Crl,
     CrlEvidence,
+    Evidence,
     Revocation,
 )
 from policyengine.values import format_time
@@ -72,6 +74,7 @@ from policyengine.values import format_time
 __all__ = [
     "REVOCATION_CHECKS",
     "REVOCATION_MODES",
+    "OnlineRevocation",
     "TrustError",
     "TrustResult",
     "TrustSettings",
@@ -83,6 +86,22 @@ MAX_FORWARDED_CANDIDATES = 8
 _FAILURE_TTL = timedelta(seconds=60)
 _SECOND = timedelta(seconds=1)
 """Validity is compared to the second, as the verifier does (X.509 times are whole seconds)."""
+
+
+@dataclass(frozen=True, slots=True)
+class OnlineRevocation:
+    """``trust.revocation``'s sources and how to ask online ones (``ocsp:``, ``fetch:``)."""
+
+    sources: tuple[str, ...] = ("crls",)
+    """The kinds of evidence, in the order they are asked: ``ocsp``, ``crls``."""
+    responder: str | None = None
+    """One OCSP responder for every certificate (None: each one's AIA URL)."""
+    timeout: float = 0.2
+    """Seconds one fetch may take, all told."""
+    max_age: float = 86400.0
+    """Seconds an OCSP response is used after its thisUpdate, at most."""
+    allow_hosts: tuple[str, ...] = ("*",)
+    max_bytes: int = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +117,7 @@ class TrustSettings:
     revocation: str = "off"
     revocation_check: str = "chain"
     """``chain``: every certificate below the anchor; ``leaf``: the leaf only."""
+    online: OnlineRevocation = OnlineRevocation()
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +176,10 @@ class TrustStore:
 
     def __post_init__(self) -> None:
         settings = self.settings
-        evidence = (CrlEvidence(self.crls),)
+        kinds = settings.online.sources if settings.revocation != "off" else ("crls",)
+        evidence = tuple(
+            _ocsp(settings.online) if kind == "ocsp" else CrlEvidence(self.crls) for kind in kinds
+        )
         self._revocation = Revocation(settings.revocation, settings.revocation_check, evidence)
         self._store = verification.Store(list(self.anchors))
         self._known = self.anchors + self.intermediates
@@ -168,6 +191,14 @@ class TrustStore:
     @classmethod
     def load(cls, settings: TrustSettings) -> TrustStore:
         """Read every anchor, intermediate and CRL; raises TrustError naming the entry."""
+        online = "ocsp" in settings.online.sources and settings.revocation != "off"
+        if online and importlib.util.find_spec("urllib3") is None:  # the revocation extra
+            raise TrustError(
+                "revocation",
+                0,
+                "revocation source ocsp needs an HTTP client: pip install"
+                " 'policyengine[revocation]'",
+            )
         anchors = tuple(_read_certificates(settings.anchors, "anchors"))
         intermediates = tuple(_read_certificates(settings.intermediates, "intermediates"))
         crls = []
@@ -498,3 +529,16 @@ def _plain_verifier_message(message: str) -> str:
     if text.startswith("candidates exhausted"):
         return "no chain to an anchor could be built (" + text + ")"
     return text
+
+
+def _ocsp(online: OnlineRevocation) -> Evidence:
+    """The OCSP evidence (imported only when a policy asks for it: the revocation extra)."""
+    from policyengine.request.fetch import Fetcher
+    from policyengine.request.ocsp import OcspEvidence
+
+    fetcher = Fetcher(
+        timeout=online.timeout, max_bytes=online.max_bytes, allow_hosts=online.allow_hosts
+    )
+    return OcspEvidence(
+        fetcher, responder=online.responder, max_age=timedelta(seconds=online.max_age)
+    )

@@ -1,0 +1,459 @@
+"""OCSP against a real responder: ``openssl ocsp`` on loopback (``-index``, ``-port``,
+``-rsigner``), started by the fixtures, and, for what openssl cannot be made to answer
+(tryLater, garbage, a hang, a redirect, an oversized body), a local HTTP server.
+
+Each case is decided through a whole policy (``trusted`` and ``revoked``) in ``hard`` and
+in ``soft`` mode, the trace checked; time moves by the evaluation's ``now``, never by
+sleeping. Every wait has a deadline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import os
+import re
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509 import ocsp
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from policyengine import Decision, Policy, PolicyError, load_policy
+from policyengine.evaluation.trace import TraceNode
+from policyengine.testing import IssuedCertificate, make_certificate
+
+pytest.importorskip("urllib3", reason="OCSP needs the revocation extra (urllib3)")
+OPENSSL = shutil.which("openssl")
+pytestmark = pytest.mark.skipif(OPENSSL is None, reason="openssl is not installed")
+
+MINUTES = 60
+"""The responder's answers are fresh this long (``-nmin``)."""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Responder:
+    """One ``openssl ocsp`` process; it logs a line per request received."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def requests(self) -> int:
+        return self.log.read_text(errors="replace").count("Received request")
+
+    def nudge(self, pki: Pki) -> None:
+        """One request aside: openssl looks at its index file again after answering one,
+        so the request after this one sees the file as it is now."""
+        request = ocsp.OCSPRequestBuilder().add_certificate(
+            pki.unlisted.certificate, pki.ca.certificate, hashes.SHA1()
+        )
+        body = request.build().public_bytes(serialization.Encoding.DER)
+        head = "POST / HTTP/1.0\r\nContent-Type: application/ocsp-request\r\n"
+        head += f"Content-Length: {len(body)}\r\n\r\n"
+        port = int(self.url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as connection:
+            connection.sendall(head.encode() + body)
+            while connection.recv(4096):
+                pass
+
+
+@dataclass
+class Pki:
+    folder: Path
+    ca: IssuedCertificate
+    good: IssuedCertificate
+    revoked: IssuedCertificate
+    unlisted: IssuedCertificate
+    """Issued by the CA but not in the responder's index: unknown."""
+    index: Path
+
+    def write_index(self, revoked: list[IssuedCertificate]) -> None:
+        lines = []
+        for cert in (self.good, self.revoked):
+            after = cert.certificate.not_valid_after_utc.strftime("%y%m%d%H%M%SZ")
+            serial = f"{cert.certificate.serial_number:X}"
+            if cert in revoked:
+                lines.append(f"R\t{after}\t261201000000Z,keyCompromise\t{serial}\tunknown\t/CN=x")
+            else:
+                lines.append(f"V\t{after}\t\t{serial}\tunknown\t/CN=x")
+        staged = self.index.with_suffix(".new")
+        staged.write_text("\n".join(lines) + "\n")
+        # openssl reloads the index when its modification time changes, in whole seconds:
+        # a time it cannot have seen yet
+        later = time.time() + 2
+        os.utime(staged, (later, later))
+        staged.replace(self.index)
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    folder = tmp_path_factory.mktemp("ocsp")
+    ca = make_certificate({"CN": "OCSP Test CA", "O": "Contoso"}, ca=True)
+
+    def leaf(cn: str) -> IssuedCertificate:
+        return make_certificate({"CN": cn, "O": "Contoso"}, issuer=ca)
+
+    pki = Pki(folder, ca, leaf("good"), leaf("revoked"), leaf("unlisted"), folder / "index.txt")
+    (folder / "ca.pem").write_bytes(ca.pem)
+    pki.write_index([pki.revoked])
+    signers = {
+        "ca": ca,
+        "delegated": make_certificate(
+            {"CN": "OCSP Responder"},
+            issuer=ca,
+            extended_key_usage=[ExtendedKeyUsageOID.OCSP_SIGNING],
+        ),
+        "no-ocsp-signing": make_certificate(
+            {"CN": "OCSP Responder"},
+            issuer=ca,
+            extended_key_usage=[ExtendedKeyUsageOID.CLIENT_AUTH],
+        ),
+        # the CA's name on another key: what a forger has
+        "wrong-key": make_certificate({"CN": "OCSP Test CA", "O": "Contoso"}, ca=True),
+    }
+    for name, signer in signers.items():
+        (folder / f"{name}.pem").write_bytes(signer.pem)
+        (folder / f"{name}.key").write_bytes(signer.key_pem)
+    return pki
+
+
+@pytest.fixture(scope="module")
+def responders(pki: Pki) -> Iterator[dict[str, Responder]]:
+    started: dict[str, Responder] = {}
+    try:
+        for name in ("ca", "delegated", "no-ocsp-signing", "wrong-key"):
+            started[name] = _openssl_responder(pki, name)
+        yield started
+    finally:
+        for responder in started.values():
+            responder.process.terminate()
+            responder.process.wait(timeout=10)
+
+
+def _openssl_responder(pki: Pki, signer: str) -> Responder:
+    assert OPENSSL is not None
+    port = free_port()
+    log = pki.folder / f"{signer}.log"
+    argv = [OPENSSL, "ocsp", "-index", str(pki.index), "-port", str(port)]
+    argv += ["-rsigner", str(pki.folder / f"{signer}.pem")]
+    argv += ["-rkey", str(pki.folder / f"{signer}.key"), "-CA", str(pki.folder / "ca.pem")]
+    argv += ["-nmin", str(MINUTES)]
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log.open("wb"))
+    # not probed with a connection: openssl serves one at a time, and would wait on it
+    deadline = time.monotonic() + 10
+    while "waiting for OCSP client connections" not in log.read_text(errors="replace"):
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"openssl ocsp did not start:\n{log.read_text()}")
+        time.sleep(0.05)
+    return Responder(f"http://127.0.0.1:{port}", process, log)
+
+
+class _Misbehaving(http.server.BaseHTTPRequestHandler):
+    """What openssl cannot be made to answer, by path."""
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length", "0"))
+        self.rfile.read(length)
+        if self.path == "/try-later":
+            body = ocsp.OCSPResponseBuilder.build_unsuccessful(
+                ocsp.OCSPResponseStatus.TRY_LATER
+            ).public_bytes(serialization.Encoding.DER)
+            self._answer(200, body)
+        elif self.path == "/garbage":
+            self._answer(200, b"\x30\x03garbage")
+        elif self.path == "/hang":
+            time.sleep(2)
+            self._answer(200, b"")
+        elif self.path == "/redirect":
+            self.send_response(302)
+            self.send_header("Location", "http://203.0.113.9/ocsp")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        elif self.path == "/huge":
+            self._answer(200, b"\x30" * (2 << 20))
+        else:
+            self._answer(404, b"")
+
+    def _answer(self, status: int, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "application/ocsp-response")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        with contextlib.suppress(OSError):  # the client gave up (the size cap, the timeout)
+            self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def misbehaving() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Misbehaving)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def policy_for(pki: Pki, responder: str, mode: str, name: str = "ocsp", more: str = "") -> Policy:
+    """``more``: lines of ``trust.revocation`` after ``ocsp.timeout``."""
+    path = pki.folder / f"{name}-{mode}-{free_port()}.yaml"
+    path.write_text(policy_for_text(responder, mode, name, more))
+    return load_policy(path)
+
+
+def policy_for_text(responder: str, mode: str, name: str, more: str = "") -> str:
+    return (
+        f"policy: {name}\n"
+        "mode: required\n"
+        "trust:\n"
+        "  anchors: [ca.pem]\n"
+        "  revocation:\n"
+        f"    mode: {mode}\n"
+        "    sources: [ocsp]\n"
+        "    ocsp:\n"
+        f"      responder: {responder}\n"
+        "      timeout: 500ms\n"
+        f"{more}"
+        "rules:\n"
+        "  - id: revoked\n"
+        "    effect: deny\n"
+        "    when: revoked\n"
+        "  - id: partner\n"
+        "    effect: allow\n"
+        "    when: trusted\n"
+    )
+
+
+def revoked_said(decision: Decision) -> str:
+    """The trace's line for ``revoked``: its outcome and detail."""
+    assert decision.trace is not None
+    found: list[str] = []
+
+    def walk(node: TraceNode) -> None:
+        if node.text == "revoked" and node.outcome != "skipped":
+            found.append(f"{node.outcome} {node.detail}")
+        for child in node.children:
+            walk(child)
+
+    for rule in decision.trace.rules:
+        walk(rule.node)
+    assert found, "revoked was not evaluated"
+    return found[0]
+
+
+def decide(policy: Policy, cert: IssuedCertificate, now: datetime | None = None) -> Decision:
+    return policy.evaluate(cert.pem, now=now or datetime.now(UTC), explain=True)
+
+
+# -- the answers -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["hard", "soft"])
+@pytest.mark.parametrize("signer", ["ca", "delegated"])
+def test_good_revoked_and_unknown(
+    pki: Pki, responders: dict[str, Responder], mode: str, signer: str
+) -> None:
+    policy = policy_for(pki, responders[signer].url, mode)
+    good = decide(policy, pki.good)
+    assert (good.allowed, good.rule) == (True, "partner"), revoked_said(good)
+    assert f"good per OCSP {responders[signer].url} (produced " in revoked_said(good)
+    revoked = decide(policy, pki.revoked)
+    assert (revoked.allowed, revoked.rule) == (False, "revoked")
+    assert "revoked at 2026-12-01T00:00:00Z, reason key_compromise" in revoked_said(revoked)
+    unknown = decide(policy, pki.unlisted)
+    assert (unknown.allowed, unknown.rule) == (
+        (False, "revoked") if mode == "hard" else (True, "partner")
+    )
+    assert f"unknown to OCSP {responders[signer].url}" in revoked_said(unknown)
+
+
+@pytest.mark.parametrize("mode", ["hard", "soft"])
+@pytest.mark.parametrize(
+    ("where", "said"),
+    [
+        ("wrong-key", "whose signature does not verify"),
+        ("no-ocsp-signing", "the responder certificate lacks id-kp-OCSPSigning"),
+        ("/try-later", "answered try_later"),
+        ("/garbage", "sent what is not an OCSP response"),
+        ("/hang", "could not be reached"),
+        ("/redirect", "redirected to http://203.0.113.9/ocsp; redirects are not followed"),
+        ("/huge", "over fetch.max_bytes"),
+        ("down", "could not be reached"),
+    ],
+)
+def test_an_answer_that_cannot_be_believed_is_unknown(
+    pki: Pki,
+    responders: dict[str, Responder],
+    misbehaving: str,
+    mode: str,
+    where: str,
+    said: str,
+) -> None:
+    if where in responders:
+        url = responders[where].url
+    elif where == "down":
+        url = f"http://127.0.0.1:{free_port()}"
+    else:
+        url = misbehaving + where
+    policy = policy_for(pki, url, mode)
+    started = time.monotonic()
+    decision = decide(policy, pki.revoked if where == "wrong-key" else pki.good)
+    assert time.monotonic() - started < 1.5  # the timeout (500ms) bounds the wait
+    expected = (False, "revoked") if mode == "hard" else (True, "partner")
+    assert (decision.allowed, decision.rule) == expected
+    line = revoked_said(decision)
+    assert said in line, line
+    assert url.split("/")[2] in line  # the responder that failed is named
+
+
+def test_nothing_is_asked_for_a_chain_that_did_not_verify(
+    pki: Pki, responders: dict[str, Responder]
+) -> None:
+    responder = responders["ca"]
+    policy = policy_for(pki, responder.url, "hard")
+    stranger_ca = make_certificate({"CN": "Another CA"}, ca=True)
+    stranger = make_certificate({"CN": "mallory"}, issuer=stranger_ca, ocsp=responder.url)
+    before = responder.requests()
+    decision = decide(policy, stranger)
+    assert not decision.allowed
+    time.sleep(0.2)  # a request would be logged by now
+    assert responder.requests() == before
+
+
+def test_the_certificate_s_own_responder_is_asked(
+    pki: Pki, responders: dict[str, Responder]
+) -> None:
+    """No ``responder:``: the URL in the certificate's authority information access."""
+    url = responders["ca"].url
+    path = pki.folder / "aia.yaml"
+    path.write_text(
+        "policy: aia\nmode: required\ntrust:\n  anchors: [ca.pem]\n  revocation:\n"
+        "    mode: hard\n    sources: [ocsp]\nrules:\n  - id: any\n    effect: allow\n"
+        "    when: trusted and not revoked\n"
+    )
+    policy = load_policy(path)
+    with_aia = make_certificate(
+        {"CN": "good"}, issuer=pki.ca, serial=pki.good.certificate.serial_number, ocsp=url
+    )
+    assert decide(policy, with_aia).allowed
+    without = decide(policy, pki.unlisted)
+    assert not without.allowed
+    assert "the certificate names no OCSP responder" in revoked_said(without)
+
+
+# -- caching ---------------------------------------------------------------------------
+
+
+def test_concurrent_first_sightings_make_one_request(
+    pki: Pki, responders: dict[str, Responder]
+) -> None:
+    responder = responders["delegated"]
+    policy = policy_for(pki, responder.url, "hard", name="crowd")
+    before = responder.requests()
+    barrier = threading.Barrier(200)
+    results: list[bool] = []
+
+    def ask() -> None:
+        barrier.wait(timeout=20)
+        results.append(decide(policy, pki.good).allowed)
+
+    threads = [threading.Thread(target=ask) for _ in range(200)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert results == [True] * 200
+    time.sleep(0.2)
+    assert responder.requests() - before == 1
+
+
+def test_a_revocation_is_seen_once_the_cached_answer_expires(
+    pki: Pki, responders: dict[str, Responder]
+) -> None:
+    """``max_age: 1m`` caps the cached answer's life; the test's clock passes it."""
+    responder = responders["ca"]
+    policy = policy_for(pki, responder.url, "hard", "later", "      max_age: 1m\n")
+    first = decide(policy, pki.good)
+    assert first.allowed
+    produced = re.search(r"produced (\S+),", revoked_said(first))
+    assert produced is not None
+    since = datetime.fromisoformat(produced.group(1).replace("Z", "+00:00"))
+    pki.write_index([pki.revoked, pki.good])
+    responder.nudge(pki)
+    before = responder.requests()
+    try:
+        time.sleep(1.1)  # the next answer is produced a second after the first, at least
+        # the cached answer still holds: no request, allowed
+        assert decide(policy, pki.good, since + timedelta(seconds=59)).allowed
+        assert responder.requests() == before
+        # past it (the new answer, produced a second later at least, is fresh): revoked
+        later = decide(policy, pki.good, since + timedelta(seconds=60.5))
+        assert (later.allowed, later.rule) == (False, "revoked"), revoked_said(later)
+        assert "revoked at 2026-12-01T00:00:00Z" in revoked_said(later)
+        time.sleep(0.2)
+        assert responder.requests() == before + 1
+    finally:
+        pki.write_index([pki.revoked])
+        responder.nudge(pki)
+
+
+# -- the policy file -------------------------------------------------------------------
+
+
+def test_a_host_outside_allow_hosts_is_not_asked(
+    pki: Pki, responders: dict[str, Responder]
+) -> None:
+    responder = responders["ca"]
+    fetch = "    fetch:\n      allow_hosts: ['*.contoso.com']\n      max_bytes: 64KiB\n"
+    policy = policy_for(pki, responder.url, "hard", "hosts", fetch)
+    before = responder.requests()
+    decision = decide(policy, pki.good)
+    assert (decision.allowed, decision.rule) == (False, "revoked")
+    assert "the host 127.0.0.1 is not in fetch.allow_hosts (*.contoso.com)" in revoked_said(
+        decision
+    )
+    time.sleep(0.2)
+    assert responder.requests() == before
+
+
+@pytest.mark.parametrize(
+    ("line", "said"),
+    [
+        ("      timeout: fast", '"fast" is not a time to wait'),
+        ("      responder: ldap://ocsp.contoso.com", "is not an http(s) URL"),
+        ("    sources: [ocsp, ldap]", 'is "ldap"; it must be `ocsp` or `crls`'),
+    ],
+)
+def test_a_malformed_online_setting_names_its_line(
+    pki: Pki, tmp_path: Path, line: str, said: str
+) -> None:
+    text = policy_for_text("http://127.0.0.1:9", "hard", "bad")
+    key = line.split(":")[0] + ":"
+    lines = [line if row.startswith(key) else row for row in text.splitlines()]
+    (tmp_path / "ca.pem").write_bytes(pki.ca.pem)
+    path = tmp_path / "bad.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(PolicyError) as caught:
+        load_policy(path)
+    number = lines.index(line) + 1
+    assert str(caught.value).startswith(f"{path}:{number}:"), str(caught.value)
+    assert said in str(caught.value)
