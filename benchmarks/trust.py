@@ -20,6 +20,18 @@ CA, in hard mode: the whole chain is checked):
 - hostile 100 direct 100 shared-key look-alikes handed to TrustStore.verify directly, before
                      any source cap, cold.
 
+With ``openssl`` on PATH (``openssl ocsp`` as the responder, on loopback, signing as the
+issuing CA), the same decision with ``sources: [ocsp]`` (``check: leaf``):
+
+- OCSP first sight   trust cache and OCSP answers emptied each time: one request to the
+                     responder per call, over a kept-alive connection;
+- OCSP returning     the answer and the chain result kept: what a returning client pays;
+- revocation off     the same certificate and rule with ``mode: off``, cached: the
+                     reference the returning client is compared with (the issue's goal:
+                     within 10 %);
+- OCSP down, soft    ``soft`` mode, the responder's port closed, a returning client: the
+                     failure is kept (10 s), so no request waits.
+
 Each case is warmed up, then timed over ``--repeats`` repeats of as many calls as fill
 0.3 s (``--quick``: 3 repeats of 0.05 s); the table shows the median time per call over
 the repeats and the spread (min..max of the repeats).
@@ -164,6 +176,8 @@ def build() -> dict[str, Callable[[], object]]:
             lambda: policy.evaluate_request(headers=headers, remote_addr=PEER, path="/", now=NOW)
         )
 
+    ocsp, stop = ocsp_cases(folder, issuing, client)
+    STOPS.append(stop)
     return {
         "verify cold": cold(lambda: store.verify(facts, (), NOW)),
         "verify cached": lambda: store.verify(facts, (), NOW),
@@ -172,7 +186,101 @@ def build() -> dict[str, Callable[[], object]]:
         "hostile 8 shared": decide_hostile(shared_headers),
         "hostile 8 distinct": decide_hostile(distinct_headers),
         "hostile 100 direct": cold(lambda: store.verify(shared_facts, shared_ders, NOW)),
+        **ocsp,
     }
+
+
+STOPS: list[Callable[[], None]] = []
+"""What to stop when the run ends (the OCSP responder)."""
+
+
+OCSP_POLICY = """
+policy: bench-ocsp-{mode}
+trust:
+  anchors: [root.pem]
+  intermediates: [issuing.pem]
+  revocation:
+    mode: {mode}
+    check: leaf
+    sources: [ocsp]
+    ocsp:
+      responder: {url}
+      timeout: 2s
+rules:
+  - id: partner
+    effect: allow
+    when: trusted and not revoked
+"""
+
+
+def ocsp_cases(
+    folder: Path, issuing: IssuedCertificate, client: IssuedCertificate
+) -> tuple[dict[str, Callable[[], object]], Callable[[], None]]:
+    """The OCSP rows, and what stops the responder; none without openssl."""
+    import datetime as dt
+    import shutil
+    import socket
+    import subprocess
+
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        print("OCSP rows skipped: openssl is not installed")
+        return {}, lambda: None
+    (folder / "issuing.key").write_bytes(issuing.key_pem)
+    after = client.certificate.not_valid_after_utc.strftime("%y%m%d%H%M%SZ")
+    serial = f"{client.certificate.serial_number:X}"
+    (folder / "index.txt").write_text(f"V\t{after}\t\t{serial}\tunknown\t/CN=x\n")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port, down = probe.getsockname()[1], _closed_port()
+    log = folder / "ocsp.log"
+    argv = [openssl, "ocsp", "-index", str(folder / "index.txt"), "-port", str(port)]
+    argv += ["-rsigner", str(folder / "issuing.pem"), "-rkey", str(folder / "issuing.key")]
+    argv += ["-CA", str(folder / "issuing.pem"), "-nmin", "60"]
+    responder = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log.open("wb"))
+    deadline = time.monotonic() + 10
+    while "waiting for OCSP" not in log.read_text(errors="replace"):
+        if responder.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"openssl ocsp did not start: {log.read_text()}")
+        time.sleep(0.05)
+
+    def written(mode: str, url: str) -> Policy:
+        path = folder / f"ocsp-{mode}-{url.rsplit(':', 1)[1]}.yaml"
+        path.write_text(OCSP_POLICY.format(mode=mode, url=url))
+        return load_policy(path)
+
+    hard = written("hard", f"http://127.0.0.1:{port}")
+    off = written("off", f"http://127.0.0.1:{port}")
+    soft_down = written("soft", f"http://127.0.0.1:{down}")
+    now = dt.datetime.now(dt.UTC)
+    for policy in (hard, off, soft_down):
+        decision = policy.evaluate(client.der, path="/", now=now, explain=True)
+        assert decision.allowed, decision.trace
+    store = hard.trust
+    assert store is not None
+    evidence = store._revocation.evidence[0]
+
+    def first_sight() -> object:
+        store._cache = BoundedCache(store.cache_size)
+        evidence._answers.clear()  # type: ignore[attr-defined]
+        return hard.evaluate(client.der, path="/", now=dt.datetime.now(dt.UTC))
+
+    cases: dict[str, Callable[[], object]] = {
+        "OCSP first sight": first_sight,
+        "OCSP returning": lambda: hard.evaluate(client.der, path="/", now=now),
+        "revocation off": lambda: off.evaluate(client.der, path="/", now=now),
+        "OCSP down, soft": lambda: soft_down.evaluate(client.der, path="/", now=now),
+    }
+    return cases, responder.terminate
+
+
+def _closed_port() -> int:
+    """A loopback port nothing listens on (bound, then closed)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def main() -> None:
@@ -183,8 +291,12 @@ def main() -> None:
     repeats = 3 if args.quick else args.repeats
     seconds = 0.05 if args.quick else 0.3
     started = time.perf_counter()
-    cases = build()
-    results = {name: measure(case, repeats, seconds) for name, case in cases.items()}
+    try:
+        cases = build()
+        results = {name: measure(case, repeats, seconds) for name, case in cases.items()}
+    finally:
+        for stop in STOPS:
+            stop()
     rows = [(name, micros(median(s)), spread(s)) for name, s in results.items()]
     print(format_table(("case", "median", "spread (min..max)"), rows))
     print(f"({repeats} repeats; {time.perf_counter() - started:.1f} s in all)")
