@@ -18,18 +18,22 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from policyengine import Decision, Policy, PolicyError, load_policy
 from policyengine.evaluation.trace import TraceNode
+from policyengine.request.fetch import Fetcher
+from policyengine.request.ocsp import OcspEvidence
 from policyengine.testing import IssuedCertificate, make_certificate
 
 pytest.importorskip("urllib3", reason="OCSP needs the revocation extra (urllib3)")
@@ -180,6 +184,11 @@ class _Misbehaving(http.server.BaseHTTPRequestHandler):
         elif self.path == "/hang":
             time.sleep(2)
             self._answer(200, b"")
+        elif self.path == "/drip":  # the status line and headers, a byte at a time
+            for byte in b"HTTP/1.1 200 OK\r\nContent-Type: application/ocsp-response\r\n":
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                time.sleep(0.05)
         elif self.path == "/redirect":
             self.send_response(302)
             self.send_header("Location", "http://203.0.113.9/ocsp")
@@ -294,7 +303,8 @@ def test_good_revoked_and_unknown(
         ("no-ocsp-signing", "the responder certificate lacks id-kp-OCSPSigning"),
         ("/try-later", "answered try_later"),
         ("/garbage", "sent what is not an OCSP response"),
-        ("/hang", "could not be reached"),
+        ("/hang", "took longer than 0.5 s"),
+        ("/drip", "took longer than 0.5 s"),
         ("/redirect", "redirected to http://203.0.113.9/ocsp; redirects are not followed"),
         ("/huge", "over fetch.max_bytes"),
         ("down", "could not be reached"),
@@ -457,3 +467,145 @@ def test_a_malformed_online_setting_names_its_line(
     number = lines.index(line) + 1
     assert str(caught.value).startswith(f"{path}:{number}:"), str(caught.value)
     assert said in str(caught.value)
+
+
+# -- what openssl will not sign: responses built here, handed over in process ------------
+
+
+class Canned:
+    """A Fetcher that answers every OCSP request with ``answer(request)``: for responses
+    no responder here signs (another CA's, SHA-1 signed, hostile bytes)."""
+
+    timeout = 0.5
+
+    def __init__(self, answer: Callable[[ocsp.OCSPRequest], bytes]) -> None:
+        self.answer = answer
+        self.calls = 0
+
+    def fetch(self, url: str, *, body: bytes, content_type: str) -> bytes:
+        self.calls += 1
+        return self.answer(ocsp.load_der_ocsp_request(body))
+
+    def allowed(self, url: str) -> None:
+        return None
+
+
+def signed(
+    cert: IssuedCertificate,
+    issuer: IssuedCertificate,
+    status: ocsp.OCSPCertStatus,
+    algorithm: hashes.HashAlgorithm | None = None,
+) -> bytes:
+    now = datetime.now(UTC)
+    builder = ocsp.OCSPResponseBuilder().add_response(
+        cert.certificate,
+        issuer.certificate,
+        hashes.SHA1(),
+        status,
+        now - timedelta(minutes=1),
+        now + timedelta(hours=1),
+        now - timedelta(days=1) if status == ocsp.OCSPCertStatus.REVOKED else None,
+        None,
+    )
+    builder = builder.responder_id(ocsp.OCSPResponderEncoding.NAME, issuer.certificate)
+    response = builder.sign(issuer.key, algorithm or hashes.SHA256())  # type: ignore[arg-type]
+    return response.public_bytes(serialization.Encoding.DER)
+
+
+def evidence(fetcher: Canned) -> OcspEvidence:
+    return OcspEvidence(fetcher, responder="http://ocsp.test/", max_age=timedelta(days=1))  # type: ignore[arg-type]
+
+
+def test_two_issuers_of_one_key_do_not_share_answers() -> None:
+    """Two CA names on one key, one serial each: the good answer about one certificate is
+    not the revoked one's (the answers are kept by issuer name and key, and serial)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    one = make_certificate({"CN": "CA one"}, ca=True, key=key)
+    two = make_certificate({"CN": "CA two"}, ca=True, key=key)
+    x = make_certificate({"CN": "x"}, issuer=one, serial=77)
+    y = make_certificate({"CN": "y"}, issuer=two, serial=77)
+
+    def answer(request: ocsp.OCSPRequest) -> bytes:
+        if request.issuer_name_hash == hashes_of(one):
+            return signed(x, one, ocsp.OCSPCertStatus.GOOD)
+        return signed(y, two, ocsp.OCSPCertStatus.REVOKED)
+
+    fetcher = Canned(answer)
+    seen = evidence(fetcher)
+    now = datetime.now(UTC)
+    assert seen.status(x.certificate, one.certificate, now).status == "good"
+    assert seen.status(y.certificate, two.certificate, now).status == "revoked"
+    assert fetcher.calls == 2
+
+
+def hashes_of(issuer: IssuedCertificate) -> bytes:
+    digest = hashes.Hash(hashes.SHA1())
+    digest.update(issuer.certificate.subject.public_bytes())
+    return digest.finalize()
+
+
+def test_a_sha1_signed_response_is_not_believed(pki: Pki) -> None:
+    fetcher = Canned(lambda _: signed(pki.good, pki.ca, ocsp.OCSPCertStatus.GOOD, hashes.SHA1()))
+    finding = evidence(fetcher).status(pki.good.certificate, pki.ca.certificate, datetime.now(UTC))
+    assert finding.status == "unknown"
+    assert "sha1" in finding.detail.lower(), finding  # cryptography refuses it, or we do
+
+
+def test_a_response_cryptography_cannot_read_is_unknown_not_an_error(pki: Pki) -> None:
+    good = signed(pki.good, pki.ca, ocsp.OCSPCertStatus.GOOD)
+    sha1 = bytes.fromhex("06052b0e03021a")  # the CertID's hash algorithm, made unknown
+    hostile = good.replace(sha1, bytes.fromhex("06052b0e03021b"))
+    fetcher = Canned(lambda _: hostile)
+    seen = evidence(fetcher)
+    now = datetime.now(UTC)
+    finding = seen.status(pki.good.certificate, pki.ca.certificate, now)
+    assert finding.status == "unknown" and "cannot be read" in finding.detail, finding
+    seen.status(pki.good.certificate, pki.ca.certificate, now)
+    assert fetcher.calls == 1  # the failure is kept (RETRY), not asked again at once
+
+
+def test_a_crl_file_that_lists_the_certificate_outweighs_a_good_ocsp_answer(
+    pki: Pki, responders: dict[str, Responder], tmp_path: Path
+) -> None:
+    now = datetime.now(UTC)
+    crl = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(pki.ca.certificate.subject)
+        .last_update(now - timedelta(hours=1))
+        .next_update(now + timedelta(days=1))
+        .add_extension(x509.CRLNumber(1), critical=False)
+        .add_revoked_certificate(
+            x509.RevokedCertificateBuilder()
+            .serial_number(pki.good.certificate.serial_number)
+            .revocation_date(now - timedelta(hours=1))
+            .build()
+        )
+        .sign(pki.ca.key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+    (pki.folder / "listed.crl").write_bytes(crl.public_bytes(serialization.Encoding.PEM))
+    both = "    crls: [listed.crl]\n"
+    text = policy_for_text(responders["ca"].url, "hard", "both", both)
+    path = pki.folder / "both.yaml"
+    path.write_text(text.replace("sources: [ocsp]", "sources: [ocsp, crls]"))
+    decision = decide(load_policy(path), pki.good)
+    assert (decision.allowed, decision.rule) == (False, "revoked")
+    assert "listed.crl" in revoked_said(decision)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8080\\@ocsp.contoso.com/",
+        "http://1.1.1.1\\.contoso.com/",
+        "http://user@ocsp.contoso.com/",
+        "http://ocsp.contoso.com%2e/",
+        "http://ocsp.contoso.com/\x00",
+        "ftp://ocsp.contoso.com/",
+        "http://ocsp.fabrikam.com/",
+    ],
+)
+def test_allow_hosts_is_checked_on_the_host_the_connection_uses(url: str) -> None:
+    fetcher = Fetcher(timeout=0.2, max_bytes=1024, allow_hosts=["ocsp.contoso.com", "[::1]"])
+    assert fetcher.allowed(url) is not None
+    assert fetcher.allowed("http://ocsp.contoso.com/ocsp") is None
+    assert fetcher.allowed("http://[::1]:8080/") is None

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import ClassVar
 
 import pytest
 from cryptography import x509
@@ -28,6 +29,7 @@ class Said:
     finding: Finding
     changes: tuple[datetime, ...] = ()
     asked: list[str] = field(default_factory=list)
+    local: ClassVar[bool] = False
 
     def status(self, cert: x509.Certificate, issuer: x509.Certificate, now: datetime) -> Finding:
         self.asked.append(cert.subject.rfc4514_string())

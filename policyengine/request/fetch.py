@@ -19,11 +19,11 @@ Owns Fetcher and FetchError. urllib3 is imported here alone.
 
 from __future__ import annotations
 
+import concurrent.futures
 import fnmatch
 import re
 import time
 from collections.abc import Sequence
-from urllib.parse import urlsplit
 
 import urllib3
 
@@ -53,30 +53,51 @@ class Fetcher:
         self._pool = urllib3.PoolManager(
             num_pools=32, maxsize=connections, block=False, retries=False
         )
+        self._workers = concurrent.futures.ThreadPoolExecutor(
+            max_workers=connections, thread_name_prefix="policyengine-fetch"
+        )
 
     def allowed(self, url: str) -> str | None:
-        """Why ``url`` is not fetched, or None when it may be."""
+        """Why ``url`` is not fetched, or None when it may be. The URL is read as urllib3
+        reads it to connect (one parser: no host a check sees and the connection does not),
+        and one with user information, a backslash, a percent sign in the host or a control
+        character is refused outright."""
+        if any(char in url for char in "\\@") or any(ord(char) < 0x21 for char in url):
+            return f"the URL {url!r} has characters a responder URL has no need of"
         try:
-            parts = urlsplit(url)
-            host = (parts.hostname or "").lower()
-            parts.port  # noqa: B018 (a port that is not a number raises here)
+            parts = urllib3.util.parse_url(url)
         except ValueError as exc:
             return f"the URL {url} cannot be read ({exc})"
+        host = (parts.host or "").lower().strip("[]")
         if parts.scheme not in ("http", "https"):
             return f"the URL {url} is not http or https"
-        if not host:
+        if not host or "%" in host:
             return f"the URL {url} names no host"
-        if not any(fnmatch.fnmatchcase(host, pattern) for pattern in self.allow_hosts):
+        if not any(_matches(host, pattern) for pattern in self.allow_hosts):
             return f"the host {host} is not in fetch.allow_hosts ({', '.join(self.allow_hosts)})"
         return None
 
     def fetch(
         self, url: str, *, body: bytes | None = None, content_type: str | None = None
     ) -> bytes:
-        """GET ``url`` (POST ``body`` when given) and return what it answered with 200."""
+        """GET ``url`` (POST ``body`` when given) and return what it answered with 200.
+
+        The request runs in one of the fetcher's worker threads and is waited for at most
+        ``timeout``: a server that drips its status line or headers a byte at a time would
+        outlast every per-read timeout, so the wait is bounded here, whatever the socket
+        does. A worker stuck so is one of a few (``connections``): when all are, a fetch
+        waits its timeout and fails, and no request waits longer."""
         refused = self.allowed(url)
         if refused is not None:
             raise FetchError(refused)
+        future = self._workers.submit(self._fetch, url, body, content_type)
+        try:
+            return future.result(timeout=self.timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise FetchError(f"{url} took longer than {self.timeout:g} s") from None
+
+    def _fetch(self, url: str, body: bytes | None, content_type: str | None) -> bytes:
         deadline = time.monotonic() + self.timeout
         headers = {"Content-Type": content_type} if content_type else {}
         try:
@@ -85,9 +106,10 @@ class Fetcher:
                 url,
                 body=body,
                 headers=headers,
-                timeout=urllib3.Timeout(connect=self.timeout, read=self.timeout),
+                timeout=urllib3.Timeout(total=self.timeout),
                 redirect=False,
                 preload_content=False,
+                decode_content=False,
             )
         except urllib3.exceptions.HTTPError as exc:
             raise FetchError(f"{url} could not be reached: {_cause(exc)}") from None
@@ -120,6 +142,15 @@ class Fetcher:
                 chunks.append(chunk)
         except urllib3.exceptions.HTTPError as exc:
             raise FetchError(f"{url} broke off: {_cause(exc)}") from None
+
+
+def _matches(host: str, pattern: str) -> bool:
+    """``*`` matches any run of characters; nothing else is special (an IPv6 literal's
+    brackets and colons are themselves)."""
+    pattern = pattern.strip("[]")
+    if "*" not in pattern:
+        return host == pattern
+    return fnmatch.fnmatchcase(host, pattern.replace("[", "[[]"))
 
 
 def _cause(exc: BaseException) -> str:

@@ -31,6 +31,7 @@ import threading
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import ClassVar
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -71,6 +72,8 @@ class _Answer:
 class OcspEvidence:
     """OCSP answers for certificates whose chain verified."""
 
+    local: ClassVar[bool] = False
+
     def __init__(
         self, fetcher: Fetcher, *, responder: str | None = None, max_age: timedelta
     ) -> None:
@@ -82,7 +85,7 @@ class OcspEvidence:
         self._lock = threading.Lock()
 
     def status(self, cert: x509.Certificate, issuer: x509.Certificate, now: datetime) -> Finding:
-        key = (_key_hash(issuer), cert.serial_number)
+        key = (_issuer_id(issuer), cert.serial_number)
         answer = self._answers.get(key)
         if answer is not None and answer.holds(now):
             return answer.finding
@@ -143,6 +146,9 @@ class OcspEvidence:
         except (FetchError, _Refused) as exc:
             finding = Finding("unknown", f"OCSP: {exc}", now + RETRY)
             return _Answer(finding, issuer.subject, now, now + RETRY)
+        except Exception as exc:  # a hostile response cryptography cannot read: unknown
+            why = f"OCSP: {url} sent a response that cannot be read ({type(exc).__name__}: {exc})"
+            return _Answer(Finding("unknown", why, now + RETRY), issuer.subject, now, now + RETRY)
 
     def _read(
         self,
@@ -210,6 +216,20 @@ def _responder_of(cert: x509.Certificate) -> str | None:
         ):
             return location.value
     return None
+
+
+def _issuer_id(issuer: x509.Certificate) -> bytes:
+    """The issuer as the cache knows it: SHA-256 of its name and its whole public key. Two
+    CAs of one key under two names issue distinct certificates of one serial number."""
+    digest = hashes.Hash(hashes.SHA256())
+    for part in (
+        issuer.subject.public_bytes(),
+        issuer.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        ),
+    ):
+        digest.update(len(part).to_bytes(4, "big") + part)
+    return digest.finalize()
 
 
 def _key_hash(cert: x509.Certificate) -> bytes:
@@ -299,6 +319,8 @@ def _names(response: ocsp.OCSPResponse, cert: x509.Certificate) -> bool:
 def _verify(key: object, response: ocsp.OCSPResponse) -> None:
     signature, data = response.signature, response.tbs_response_bytes
     algorithm = response.signature_hash_algorithm
+    if isinstance(algorithm, hashes.MD5 | hashes.SHA1):
+        raise ValueError(f"signed with {algorithm.name.upper()}, which is not accepted")
     if isinstance(key, rsa.RSAPublicKey) and algorithm is not None:
         key.verify(signature, data, padding.PKCS1v15(), algorithm)
     elif isinstance(key, ec.EllipticCurvePublicKey) and algorithm is not None:

@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import NamedTuple, Protocol
+from typing import ClassVar, NamedTuple, Protocol
 
 from cryptography import x509
 
@@ -61,7 +61,11 @@ class Finding(NamedTuple):
 
 
 class Evidence(Protocol):
-    """One kind of evidence of revocation (CRLs; OCSP responses to come)."""
+    """One kind of evidence of revocation (CRL files, OCSP responses)."""
+
+    local: ClassVar[bool]
+    """Read from the policy's own files (CRLs), not fetched: a revocation it shows stands
+    even after another kind said good (:meth:`Revocation._status_of`)."""
 
     def status(self, cert: x509.Certificate, issuer: x509.Certificate, now: datetime) -> Finding:
         """What this kind of evidence says of ``cert``, issued by ``issuer``, at ``now``."""
@@ -129,10 +133,19 @@ class Revocation:
     def _status_of(
         self, cert: x509.Certificate, issuer: x509.Certificate, now: datetime
     ) -> Finding:
-        """One certificate's status: the first kind of evidence that knows decides."""
+        """One certificate's status: the first kind of evidence that knows decides; but a
+        good answer fetched from the network (OCSP, which has no nonce here, so an old good
+        answer may be replayed until it expires) does not outweigh the issuer's signed word
+        in a CRL file of the policy's that lists the certificate."""
         unknown: list[Finding] = []
-        for evidence in self.evidence:
+        for index, evidence in enumerate(self.evidence):
             finding = evidence.status(cert, issuer, now)
+            if finding.status == "good":
+                for later in self.evidence[index + 1 :]:
+                    if later.local and (listed := later.status(cert, issuer, now)).status == (
+                        "revoked"
+                    ):
+                        return listed
             if finding.status != "unknown":
                 return finding
             unknown.append(finding)
@@ -261,6 +274,7 @@ class CrlEvidence:
     """The CRLs a policy lists, as evidence: the newest complete CRL of an issuer decides."""
 
     crls: tuple[Crl, ...]
+    local: ClassVar[bool] = True
 
     def status(self, cert: x509.Certificate, issuer: x509.Certificate, now: datetime) -> Finding:
         """What the CRLs say of ``cert``; when the newest complete CRL cannot say, whether a
