@@ -58,7 +58,6 @@ _MEDIA = "application/ocsp-request"
 @dataclass(frozen=True, slots=True)
 class _Answer:
     finding: Finding
-    issuer: x509.Name
     since: datetime
     """From when the answer holds (the response's thisUpdate, or when a failure was seen)."""
     until: datetime
@@ -102,7 +101,8 @@ class OcspEvidence:
             answer = self._answers.get(key)
             if answer is not None and answer.holds(now):
                 return answer.finding
-            return Finding("unknown", "OCSP: another request's answer did not come in time", None)
+            why = "OCSP: another request's answer did not come in time"
+            return Finding("unknown", why, now + RETRY)
         answer = None
         try:
             answer = self._ask(cert, issuer, now)
@@ -121,10 +121,11 @@ class OcspEvidence:
             del self._answers[next(iter(self._answers))]
 
     def moments(self, issuers: Collection[x509.Name]) -> Iterator[datetime]:
-        for answer in list(self._answers.values()):
-            if answer.issuer in issuers:
-                yield answer.since
-                yield answer.until
+        # An answer is about one certificate, not about every certificate of its issuer
+        # (as a CRL is): its finding's next_update already ends the cached verification of
+        # its own chain, and walking every answer of a busy CA here would cost each new
+        # client's verification thousands of steps.
+        return iter(())
 
     def problems(self, known: Sequence[x509.Certificate], now: datetime) -> list[Problem]:
         if self.responder is not None and (refused := self.fetcher.allowed(self.responder)):
@@ -137,7 +138,7 @@ class OcspEvidence:
         url = self.responder or _responder_of(cert)
         if url is None:
             finding = Finding("unknown", "OCSP: the certificate names no OCSP responder", None)
-            return _Answer(finding, issuer.subject, now, now + RETRY)
+            return _Answer(finding, now, now + RETRY)
         try:
             request = ocsp.OCSPRequestBuilder().add_certificate(cert, issuer, hashes.SHA1())
             body = request.build().public_bytes(serialization.Encoding.DER)
@@ -145,10 +146,10 @@ class OcspEvidence:
             return self._read(data, url, cert, issuer, now)
         except (FetchError, _Refused) as exc:
             finding = Finding("unknown", f"OCSP: {exc}", now + RETRY)
-            return _Answer(finding, issuer.subject, now, now + RETRY)
+            return _Answer(finding, now, now + RETRY)
         except Exception as exc:  # a hostile response cryptography cannot read: unknown
             why = f"OCSP: {url} sent a response that cannot be read ({type(exc).__name__}: {exc})"
-            return _Answer(Finding("unknown", why, now + RETRY), issuer.subject, now, now + RETRY)
+            return _Answer(Finding("unknown", why, now + RETRY), now, now + RETRY)
 
     def _read(
         self,
@@ -197,7 +198,7 @@ class OcspEvidence:
             )
         else:
             finding = Finding("unknown", f"unknown to OCSP {url} ({when})", until)
-        return _Answer(finding, issuer.subject, this_update, until)
+        return _Answer(finding, this_update, until)
 
 
 class _Refused(Exception):
