@@ -318,6 +318,8 @@ def test_an_answer_that_cannot_be_believed_is_unknown(
     where: str,
     said: str,
 ) -> None:
+    if where in ("/hang", "/drip") and "FAKETIME" in os.environ:  # scripts/test's later run
+        pytest.skip("under libfaketime a thread's timed wait does not end on time")
     if where in responders:
         url = responders[where].url
     elif where == "down":
