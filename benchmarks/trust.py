@@ -262,7 +262,7 @@ def ocsp_cases(
 
     def first_sight() -> object:
         store._cache = BoundedCache(store.cache_size)
-        evidence._answers.clear()  # type: ignore[attr-defined]
+        evidence.answers.clear()  # type: ignore[attr-defined]
         return hard.evaluate(client.der, path="/", now=dt.datetime.now(dt.UTC))
 
     cases: dict[str, Callable[[], object]] = {

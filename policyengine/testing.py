@@ -26,7 +26,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
-__all__ = ["IssuedCertificate", "make_certificate", "make_name", "make_server_certificate"]
+__all__ = [
+    "IssuedCertificate",
+    "make_certificate",
+    "make_crl",
+    "make_name",
+    "make_server_certificate",
+]
 
 _OIDS = {
     "CN": NameOID.COMMON_NAME,
@@ -101,12 +107,13 @@ def make_certificate(
     uris: Sequence[str] = (),
     emails: Sequence[str] = (),
     ocsp: str | None = None,
+    crl_urls: Sequence[str] = (),
 ) -> IssuedCertificate:
     """A certificate for ``subject``, self-signed unless ``issuer`` is given.
 
     ``dns``, ``uris`` and ``emails`` go into a subject alternative name (none without them):
     ``make_certificate({"CN": "svc"}, uris=["spiffe://contoso.com/payments"])``. ``ocsp``:
-    the URL of its OCSP responder, in an authority information access extension.
+    its OCSP responder's URL (authority information access); ``crl_urls``: its CRL URLs.
 
     Valid from a day ago for a year unless ``not_before``/``not_after`` say otherwise. Has
     basic constraints, subject and authority key identifiers (unless ``key_identifiers`` is
@@ -137,13 +144,44 @@ def make_certificate(
         builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
     if key_identifiers:
         builder = _with_key_identifiers(builder, key, signing_key)
-    if ocsp is not None:
-        builder = _with_responder(builder, ocsp)
+    builder = _with_revocation_urls(builder, ocsp, crl_urls)
     if ca:
         builder = builder.add_extension(_key_usage(signs_certificates=True), critical=True)
     algorithm = None if isinstance(signing_key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
     certificate = builder.sign(signing_key, algorithm)
     return IssuedCertificate(certificate, key)
+
+
+def make_crl(
+    issuer: IssuedCertificate,
+    revoked: Iterable[int] = (),
+    *,
+    last_update: datetime | None = None,
+    next_update: datetime | None = None,
+    number: int = 1,
+) -> bytes:
+    """A DER CRL of ``issuer``, signed by it, listing the serial numbers ``revoked``
+    (revoked a day ago): ``make_crl(ca, [leaf.certificate.serial_number])``.
+
+    Published an hour ago and fresh for a day unless ``last_update``/``next_update`` say
+    otherwise; CRL number ``number``.
+    """
+    now = datetime.now(UTC)
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(issuer.certificate.subject)
+        .last_update(last_update or now - timedelta(hours=1))
+        .next_update(next_update or now + timedelta(days=1))
+        .add_extension(x509.CRLNumber(number), critical=False)
+    )
+    for serial in revoked:
+        entry = x509.RevokedCertificateBuilder().serial_number(serial)
+        builder = builder.add_revoked_certificate(
+            entry.revocation_date(now - timedelta(days=1)).build()
+        )
+    algorithm = None if isinstance(issuer.key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
+    crl = builder.sign(issuer.key, algorithm)
+    return crl.public_bytes(serialization.Encoding.DER)
 
 
 def _with_usages(
@@ -161,12 +199,23 @@ def _with_usages(
     return builder.add_extension(x509.ExtendedKeyUsage(list(usages)), critical=False)
 
 
-def _with_responder(builder: x509.CertificateBuilder, url: str) -> x509.CertificateBuilder:
-    """An authority information access naming ``url`` as the OCSP responder."""
-    where = x509.AccessDescription(
-        AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(url)
-    )
-    return builder.add_extension(x509.AuthorityInformationAccess([where]), critical=False)
+def _with_revocation_urls(
+    builder: x509.CertificateBuilder, ocsp: str | None, crl_urls: Sequence[str]
+) -> x509.CertificateBuilder:
+    """An authority information access naming ``ocsp`` as the OCSP responder, and CRL
+    distribution points, one per URL of ``crl_urls``."""
+    if ocsp is not None:
+        where = x509.AccessDescription(
+            AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(ocsp)
+        )
+        builder = builder.add_extension(x509.AuthorityInformationAccess([where]), critical=False)
+    if crl_urls:
+        points = [
+            x509.DistributionPoint([x509.UniformResourceIdentifier(url)], None, None, None)
+            for url in crl_urls
+        ]
+        builder = builder.add_extension(x509.CRLDistributionPoints(points), critical=False)
+    return builder
 
 
 def _alternative_names(

@@ -88,6 +88,9 @@ _.watched
 _.key_pem
 # Identity.has_role: what an application asks of a decision's identity (docs/identity.md).
 _.has_role
+# Answers.settle: a test waits for the fetches under way (a background renewal) before it
+# moves its clock on (tests/test_distribution_points.py, docs/trust.md).
+_.settle
 
 # -- called by the server libraries ---------------------------------------------------------
 

@@ -9,8 +9,6 @@ sleeping. Every wait has a deadline.
 
 from __future__ import annotations
 
-import contextlib
-import http.server
 import os
 import re
 import shutil
@@ -29,9 +27,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID
+from revocation_support import Answering, decide, free_port, revoked_said, serving
 
-from policyengine import Decision, Policy, PolicyError, load_policy
-from policyengine.evaluation.trace import TraceNode
+from policyengine import Policy, PolicyError, load_policy
 from policyengine.request.fetch import Fetcher
 from policyengine.request.ocsp import OcspEvidence
 from policyengine.testing import IssuedCertificate, make_certificate
@@ -42,12 +40,6 @@ pytestmark = pytest.mark.skipif(OPENSSL is None, reason="openssl is not installe
 
 MINUTES = 60
 """The responder's answers are fresh this long (``-nmin``)."""
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass
@@ -168,8 +160,10 @@ def _openssl_responder(pki: Pki, signer: str) -> Responder:
     return Responder(f"http://127.0.0.1:{port}", process, log)
 
 
-class _Misbehaving(http.server.BaseHTTPRequestHandler):
+class _Misbehaving(Answering):
     """What openssl cannot be made to answer, by path."""
+
+    content_type = "application/ocsp-response"
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length", "0"))
@@ -178,48 +172,29 @@ class _Misbehaving(http.server.BaseHTTPRequestHandler):
             body = ocsp.OCSPResponseBuilder.build_unsuccessful(
                 ocsp.OCSPResponseStatus.TRY_LATER
             ).public_bytes(serialization.Encoding.DER)
-            self._answer(200, body)
+            self.answer(200, body)
         elif self.path == "/garbage":
-            self._answer(200, b"\x30\x03garbage")
+            self.answer(200, b"\x30\x03garbage")
         elif self.path == "/hang":
             time.sleep(2)
-            self._answer(200, b"")
+            self.answer(200, b"")
         elif self.path == "/drip":  # the status line and headers, a byte at a time
             for byte in b"HTTP/1.1 200 OK\r\nContent-Type: application/ocsp-response\r\n":
                 self.wfile.write(bytes([byte]))
                 self.wfile.flush()
                 time.sleep(0.05)
         elif self.path == "/redirect":
-            self.send_response(302)
-            self.send_header("Location", "http://203.0.113.9/ocsp")
-            self.send_header("Content-Length", "0")
-            self.end_headers()
+            self.redirect("http://203.0.113.9/ocsp")
         elif self.path == "/huge":
-            self._answer(200, b"\x30" * (2 << 20))
+            self.answer(200, b"\x30" * (2 << 20))
         else:
-            self._answer(404, b"")
-
-    def _answer(self, status: int, body: bytes) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", "application/ocsp-response")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        with contextlib.suppress(OSError):  # the client gave up (the size cap, the timeout)
-            self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+            self.answer(404, b"")
 
 
 @pytest.fixture(scope="module")
 def misbehaving() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Misbehaving)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serving(_Misbehaving) as url:
+        yield url
 
 
 def policy_for(pki: Pki, responder: str, mode: str, name: str = "ocsp", more: str = "") -> Policy:
@@ -250,27 +225,6 @@ def policy_for_text(responder: str, mode: str, name: str, more: str = "") -> str
         "    effect: allow\n"
         "    when: trusted\n"
     )
-
-
-def revoked_said(decision: Decision) -> str:
-    """The trace's line for ``revoked``: its outcome and detail."""
-    assert decision.trace is not None
-    found: list[str] = []
-
-    def walk(node: TraceNode) -> None:
-        if node.text == "revoked" and node.outcome != "skipped":
-            found.append(f"{node.outcome} {node.detail}")
-        for child in node.children:
-            walk(child)
-
-    for rule in decision.trace.rules:
-        walk(rule.node)
-    assert found, "revoked was not evaluated"
-    return found[0]
-
-
-def decide(policy: Policy, cert: IssuedCertificate, now: datetime | None = None) -> Decision:
-    return policy.evaluate(cert.pem, now=now or datetime.now(UTC), explain=True)
 
 
 # -- the answers -----------------------------------------------------------------------
@@ -452,7 +406,7 @@ def test_a_host_outside_allow_hosts_is_not_asked(
     [
         ("      timeout: fast", '"fast" is not a time to wait'),
         ("      responder: ldap://ocsp.contoso.com", "is not an http(s) URL"),
-        ("    sources: [ocsp, ldap]", 'is "ldap"; it must be `ocsp` or `crls`'),
+        ("    sources: [ocsp, ldap]", 'is "ldap"; it must be `ocsp` or `crl_distribution_points`'),
     ],
 )
 def test_a_malformed_online_setting_names_its_line(

@@ -124,6 +124,21 @@ class Context:
         self._trust = result
         return result
 
+    def soft_pass(self) -> str:
+        """A sentence for an allow when this request's chain was verified and its revocation
+        status is unknown, which ``mode: soft`` lets pass (a responder that is down): else
+        "". The decision's message carries it, so the decision log says so."""
+        try:
+            result = self._trust
+        except AttributeError:
+            return ""
+        if getattr(result, "revocation", None) != "unknown" or self.trust_store is None:
+            return ""
+        if self.trust_store.settings.revocation != "soft":
+            return ""
+        detail = result.revocation_detail  # type: ignore[union-attr]
+        return f" Revocation status unknown, let pass in soft mode ({detail})."
+
     def with_facts(self, facts: CertificateFacts) -> Context:
         """The same request seen through another certificate (one of the chain)."""
         return Context(facts, self.now, self.raw_path, self.raw_method, self.raw_host)

@@ -543,7 +543,7 @@ class Policy:
                 return record.decide(
                     True,
                     reasons.ALLOWED_BY_RULE,
-                    message,
+                    message + ctx.soft_pass(),
                     self,
                     facts,
                     rule=rule.id,

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import TypeGuard
 
@@ -55,6 +55,7 @@ __all__ = [
     "CertificateError",
     "CertificateFacts",
     "FactsCache",
+    "first_unreadable",
     "parse_error_in_words",
     "read_certificate",
 ]
@@ -150,6 +151,22 @@ def parse_error_in_words(exc: BaseException) -> str:
     fields = re.findall(r"::(\w+)", where.group(1)) if where else []
     place = f" (in {' > '.join(fields)})" if fields else ""
     return _ASN1_PROBLEMS[kind.group(1)] + place
+
+
+def first_unreadable(fields: Iterable[tuple[str, Callable[[], object]]], kind: str) -> str:
+    """The first of ``(name, read)`` whose ``read()`` fails, in words, or "" when all can
+    be read: cryptography parses a certificate's or a CRL's fields when they are first read,
+    so a file that loads may still fail later (an invalid UTF-8 name, a string type a name
+    may not have)."""
+    for name, read in fields:
+        try:
+            read()
+        except Exception as exc:  # cryptography raises ValueError, InvalidVersion, ...
+            return (
+                f"cryptography reads {kind} only in part; its {name} cannot be read "
+                f"({parse_error_in_words(exc)})"
+            )
+    return ""
 
 
 def _read_name(certificate: x509.Certificate, which: str) -> x509.Name:

@@ -113,14 +113,19 @@ class Fetcher:
             )
         except urllib3.exceptions.HTTPError as exc:
             raise FetchError(f"{url} could not be reached: {_cause(exc)}") from None
+        whole = False
         try:
             if 300 <= response.status < 400:
                 where = response.headers.get("Location", "elsewhere")
                 raise FetchError(f"{url} redirected to {where}; redirects are not followed")
             if response.status != 200:
                 raise FetchError(f"{url} answered HTTP {response.status}")
-            return self._body(url, response, deadline)
+            body = self._body(url, response, deadline)
+            whole = True
+            return body
         finally:
+            if not whole:  # bytes left unread: the connection is not asked again
+                response.close()
             response.release_conn()
 
     def _body(self, url: str, response: urllib3.BaseHTTPResponse, deadline: float) -> bytes:

@@ -16,10 +16,11 @@ issuer, and believes the answer only when:
 fetch that fails, ``tryLater``, a bad signature, a stale answer), is unknown, with the
 reason: then the next source is asked, and ``soft`` or ``hard`` decide.
 
-Answers are cached by issuer key hash and serial number until they expire; a failure is
-remembered for :data:`RETRY` so that a responder that is down is not asked on every
-request. Concurrent first sightings of one certificate make one request (single flight):
-the others wait for it, at most the fetch timeout.
+Answers are kept per issuer (its name and key) and serial number until they expire, and
+renewed in the background before they do (:mod:`~policyengine.request.answers`); a failure
+is remembered for :data:`~policyengine.request.answers.RETRY` so that a responder that is
+down is not asked on every request. Concurrent first sightings of one certificate make one
+request (single flight): the others wait for it, at most the fetch timeout.
 
 Owns OcspEvidence. Imports cryptography and the request side's own modules (``fetch.py``
 does the HTTP), never ``language/`` or ``evaluation/``.
@@ -27,9 +28,7 @@ does the HTTP), never ``language/`` or ``evaluation/``.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Collection, Iterator, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import ClassVar
 
@@ -40,32 +39,17 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, paddin
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
 
+from policyengine.request.answers import RETRY, SKEW, Answers, Held
 from policyengine.request.der import read_tlv
 from policyengine.request.fetch import Fetcher, FetchError
 from policyengine.request.revocation import Finding, Problem
 from policyengine.values import format_serial, format_time
 
-__all__ = ["ANSWERS", "RETRY", "OcspEvidence"]
+__all__ = ["ANSWERS", "OcspEvidence"]
 
 ANSWERS = 16384
 """Answers kept at most (one per certificate asked about); the oldest go first."""
-RETRY = timedelta(seconds=10)
-"""How long a failed answer stands before the responder is asked again."""
-_SKEW = timedelta(minutes=1)
 _MEDIA = "application/ocsp-request"
-
-
-@dataclass(frozen=True, slots=True)
-class _Answer:
-    finding: Finding
-    since: datetime
-    """From when the answer holds (the response's thisUpdate, or when a failure was seen)."""
-    until: datetime
-    """Until when it holds (next update capped by max_age; a failure: RETRY later)."""
-
-    def holds(self, now: datetime) -> bool:
-        # a responder's clock a little ahead of ours (thisUpdate is whole seconds, too)
-        return self.since - _SKEW <= now < self.until
 
 
 class OcspEvidence:
@@ -79,46 +63,17 @@ class OcspEvidence:
         self.fetcher = fetcher
         self.responder = responder
         self.max_age = max_age
-        self._answers: dict[tuple[bytes, int], _Answer] = {}
-        self._flights: dict[tuple[bytes, int], threading.Event] = {}
-        self._lock = threading.Lock()
+        self.answers: Answers[tuple[bytes, int], Finding] = Answers(
+            capacity=ANSWERS, wait=fetcher.timeout + 1.0
+        )
 
     def status(self, cert: x509.Certificate, issuer: x509.Certificate, now: datetime) -> Finding:
         key = (_issuer_id(issuer), cert.serial_number)
-        answer = self._answers.get(key)
-        if answer is not None and answer.holds(now):
-            return answer.finding
-        with self._lock:
-            answer = self._answers.get(key)
-            if answer is not None and answer.holds(now):  # came in meanwhile
-                return answer.finding
-            flight = self._flights.get(key)
-            owner = flight is None
-            if flight is None:
-                flight = self._flights[key] = threading.Event()
-        if not owner:  # another request is asking right now: wait for its answer
-            flight.wait(self.fetcher.timeout + 1.0)
-            answer = self._answers.get(key)
-            if answer is not None and answer.holds(now):
-                return answer.finding
+        held = self.answers.get(key, now, lambda at: self._ask(cert, issuer, at))
+        if held is None:
             why = "OCSP: another request's answer did not come in time"
             return Finding("unknown", why, now + RETRY)
-        answer = None
-        try:
-            answer = self._ask(cert, issuer, now)
-        finally:
-            with self._lock:
-                if answer is not None:
-                    self._keep(key, answer)
-                del self._flights[key]
-            flight.set()
-        return answer.finding
-
-    def _keep(self, key: tuple[bytes, int], answer: _Answer) -> None:
-        self._answers.pop(key, None)
-        self._answers[key] = answer
-        while len(self._answers) > ANSWERS:  # the oldest answer out first
-            del self._answers[next(iter(self._answers))]
+        return held.value._replace(next_update=held.next_look(now))
 
     def moments(self, issuers: Collection[x509.Name]) -> Iterator[datetime]:
         # An answer is about one certificate, not about every certificate of its issuer
@@ -134,22 +89,22 @@ class OcspEvidence:
 
     # -- one question ------------------------------------------------------------------
 
-    def _ask(self, cert: x509.Certificate, issuer: x509.Certificate, now: datetime) -> _Answer:
+    def _ask(
+        self, cert: x509.Certificate, issuer: x509.Certificate, now: datetime
+    ) -> Held[Finding]:
         url = self.responder or _responder_of(cert)
         if url is None:
-            finding = Finding("unknown", "OCSP: the certificate names no OCSP responder", None)
-            return _Answer(finding, now, now + RETRY)
+            return _failure("OCSP: the certificate names no OCSP responder", now)
         try:
             request = ocsp.OCSPRequestBuilder().add_certificate(cert, issuer, hashes.SHA1())
             body = request.build().public_bytes(serialization.Encoding.DER)
             data = self.fetcher.fetch(url, body=body, content_type=_MEDIA)
             return self._read(data, url, cert, issuer, now)
         except (FetchError, _Refused) as exc:
-            finding = Finding("unknown", f"OCSP: {exc}", now + RETRY)
-            return _Answer(finding, now, now + RETRY)
+            return _failure(f"OCSP: {exc}", now)
         except Exception as exc:  # a hostile response cryptography cannot read: unknown
             why = f"OCSP: {url} sent a response that cannot be read ({type(exc).__name__}: {exc})"
-            return _Answer(Finding("unknown", why, now + RETRY), now, now + RETRY)
+            return _failure(why, now)
 
     def _read(
         self,
@@ -158,7 +113,7 @@ class OcspEvidence:
         cert: x509.Certificate,
         issuer: x509.Certificate,
         now: datetime,
-    ) -> _Answer:
+    ) -> Held[Finding]:
         try:
             response = ocsp.load_der_ocsp_response(data)
         except ValueError as exc:
@@ -171,7 +126,7 @@ class OcspEvidence:
         _check_signature(response, issuer, now, url)
         this_update = single.this_update_utc
         next_update = single.next_update_utc
-        if this_update > now + _SKEW:
+        if this_update > now + SKEW:
             raise _Refused(
                 f"{url} answered with a thisUpdate in the future ({format_time(this_update)})"
             )
@@ -198,7 +153,11 @@ class OcspEvidence:
             )
         else:
             finding = Finding("unknown", f"unknown to OCSP {url} ({when})", until)
-        return _Answer(finding, this_update, until)
+        return Held(finding, this_update, until)
+
+
+def _failure(why: str, now: datetime) -> Held[Finding]:
+    return Held(Finding("unknown", why, now + RETRY), now, now + RETRY, lasting=False)
 
 
 class _Refused(Exception):

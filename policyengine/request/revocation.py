@@ -22,13 +22,14 @@ Imports cryptography and the request side's own modules, never ``language/`` or
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import ClassVar, NamedTuple, Protocol
 
 from cryptography import x509
 
+from policyengine.request.certificate import first_unreadable
 from policyengine.request.extensions import is_ca
 from policyengine.values import format_serial, format_time
 
@@ -39,6 +40,7 @@ __all__ = [
     "CrlEvidence",
     "Evidence",
     "Finding",
+    "NotACrl",
     "Revocation",
 ]
 
@@ -179,6 +181,10 @@ class Revocation:
         return [problem for evidence in self.evidence for problem in evidence.problems(known, now)]
 
 
+class NotACrl(ValueError):
+    """Bytes that are no CRL at all: ``is not a CRL: why``."""
+
+
 @dataclass(frozen=True, slots=True)
 class Crl:
     """A CRL as loaded, with what can be said about it without a certificate at hand."""
@@ -193,6 +199,23 @@ class Crl:
     """Its issuing distribution point, which limits the certificates it covers."""
     problem: str = ""
     """Why it can never be evidence (empty when it can)."""
+
+    @classmethod
+    def load(cls, data: bytes, name: str) -> Crl:
+        """A CRL's bytes (DER, or PEM) read wholly: raises :class:`NotACrl` for what is no
+        CRL, ValueError saying what cannot be read of one cryptography loads only in part."""
+        try:
+            crl = (
+                x509.load_pem_x509_crl(data)
+                if b"-----BEGIN" in data
+                else x509.load_der_x509_crl(data)
+            )
+        except ValueError as exc:
+            raise NotACrl(f"is not a CRL: {exc}") from None
+        problem = _unreadable_crl(crl)
+        if problem:
+            raise ValueError(problem)
+        return cls.read(crl, name)
 
     @classmethod
     def read(cls, crl: x509.CertificateRevocationList, name: str) -> Crl:
@@ -499,6 +522,26 @@ def _entry_problem(crl: x509.CertificateRevocationList) -> str:
     except Exception as exc:  # a malformed entry is refused when read
         return f"its entries cannot be read ({exc})"
     return ""
+
+
+def _unreadable_crl(crl: x509.CertificateRevocationList) -> str:
+    """What cannot be read of a CRL cryptography loaded, or "" when all can."""
+
+    def entries() -> None:
+        for entry in crl:
+            _ = (
+                entry.serial_number,
+                entry.revocation_date_utc,
+                [e.value for e in entry.extensions],
+            )
+
+    fields: tuple[tuple[str, Callable[[], object]], ...] = (
+        ("issuer", lambda: crl.issuer.rfc4514_string()),
+        ("validity", lambda: (crl.last_update_utc, crl.next_update_utc)),
+        ("extensions", lambda: [e.value for e in crl.extensions]),
+        ("revoked certificates", entries),
+    )
+    return first_unreadable(fields, "this CRL")
 
 
 def _lacks_crl_sign(issuer: x509.Certificate) -> bool:

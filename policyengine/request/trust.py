@@ -40,7 +40,7 @@ Like all of ``request/``, it imports nothing of ``language/`` or ``evaluation/``
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -55,7 +55,7 @@ from policyengine.errors import CertificateError, TrustError
 from policyengine.oids import EKU_NAMES
 from policyengine.request.certificate import (
     CertificateFacts,
-    parse_error_in_words,
+    first_unreadable,
     read_certificate,
 )
 from policyengine.request.constraints import name_constraint_violation
@@ -67,11 +67,13 @@ from policyengine.request.revocation import (
     Crl,
     CrlEvidence,
     Evidence,
+    NotACrl,
     Revocation,
 )
 from policyengine.values import format_time
 
 __all__ = [
+    "ONLINE_SOURCES",
     "REVOCATION_CHECKS",
     "REVOCATION_MODES",
     "OnlineRevocation",
@@ -81,6 +83,8 @@ __all__ = [
     "TrustStore",
 ]
 
+ONLINE_SOURCES = ("ocsp", "crl_distribution_points")
+"""The kinds of revocation evidence fetched over the network (the revocation extra)."""
 MAX_FORWARDED_CANDIDATES = 8
 """At most this many forwarded intermediates reach the path builder."""
 _FAILURE_TTL = timedelta(seconds=60)
@@ -93,13 +97,15 @@ class OnlineRevocation:
     """``trust.revocation``'s sources and how to ask online ones (``ocsp:``, ``fetch:``)."""
 
     sources: tuple[str, ...] = ("crls",)
-    """The kinds of evidence, in the order they are asked: ``ocsp``, ``crls``."""
+    """The kinds of evidence, in the order they are asked: ``ocsp``,
+    ``crl_distribution_points``, ``crls``."""
     responder: str | None = None
     """One OCSP responder for every certificate (None: each one's AIA URL)."""
     timeout: float = 0.2
     """Seconds one fetch may take, all told."""
     max_age: float = 86400.0
-    """Seconds an OCSP response is used after its thisUpdate, at most."""
+    """Seconds an OCSP response is used after its thisUpdate, at most (and a CRL fetched
+    from a distribution point is kept before it is fetched again)."""
     allow_hosts: tuple[str, ...] = ("*",)
     max_bytes: int = 1 << 20
 
@@ -177,9 +183,7 @@ class TrustStore:
     def __post_init__(self) -> None:
         settings = self.settings
         kinds = settings.online.sources if settings.revocation != "off" else ("crls",)
-        evidence = tuple(
-            _ocsp(settings.online) if kind == "ocsp" else CrlEvidence(self.crls) for kind in kinds
-        )
+        evidence = _evidence(kinds, settings.online, self.crls)
         self._revocation = Revocation(settings.revocation, settings.revocation_check, evidence)
         self._store = verification.Store(list(self.anchors))
         self._known = self.anchors + self.intermediates
@@ -191,12 +195,12 @@ class TrustStore:
     @classmethod
     def load(cls, settings: TrustSettings) -> TrustStore:
         """Read every anchor, intermediate and CRL; raises TrustError naming the entry."""
-        online = "ocsp" in settings.online.sources and settings.revocation != "off"
-        if online and importlib.util.find_spec("urllib3") is None:  # the revocation extra
-            raise TrustError(
+        online = [kind for kind in settings.online.sources if kind in ONLINE_SOURCES]
+        if online and settings.revocation != "off" and importlib.util.find_spec("urllib3") is None:
+            raise TrustError(  # the revocation extra
                 "revocation",
                 0,
-                "revocation source ocsp needs an HTTP client: pip install"
+                f"revocation source {online[0]} needs an HTTP client: pip install"
                 " 'policyengine[revocation]'",
             )
         anchors = tuple(_read_certificates(settings.anchors, "anchors"))
@@ -208,18 +212,12 @@ class TrustStore:
             except OSError as exc:
                 raise TrustError("crls", index, f"cannot read {path}: {exc.strerror}") from None
             try:
-                crl = (
-                    x509.load_pem_x509_crl(data)
-                    if b"-----BEGIN" in data
-                    else x509.load_der_x509_crl(data)
-                )
+                crls.append(Crl.load(data, path.name))
+            except NotACrl as exc:
+                raise TrustError("crls", index, f"{path} {exc}") from None
             except ValueError as exc:
-                raise TrustError("crls", index, f"{path} is not a CRL: {exc}") from None
-            problem = _unreadable_crl(crl)
-            if problem:
                 where = f"trust.revocation.crls[{index}] {path}"
-                raise TrustError("crls", index, f"{where}: {problem}", _BROKEN_HINT) from None
-            crls.append(Crl.read(crl, path.name))
+                raise TrustError("crls", index, f"{where}: {exc}", _BROKEN_HINT) from None
         return cls(settings, anchors, intermediates, tuple(crls))
 
     def problems(self, now: datetime) -> list[tuple[str, int, str]]:
@@ -443,7 +441,7 @@ def _unreadable_certificate(cert: x509.Certificate) -> str:
     loads may still fail later (an invalid UTF-8 name, a string type a name may not have).
     Every field the verifier and the policy read is read here once, at load time.
     """
-    fields = (
+    fields: tuple[tuple[str, Callable[[], object]], ...] = (
         ("version", lambda: cert.version),
         ("serial number", lambda: cert.serial_number),
         ("validity", lambda: (cert.not_valid_before_utc, cert.not_valid_after_utc)),
@@ -452,39 +450,7 @@ def _unreadable_certificate(cert: x509.Certificate) -> str:
         ("extensions", lambda: [e.value for e in cert.extensions]),
         ("public key", cert.public_key),
     )
-    return _first_unreadable(fields, "this certificate")
-
-
-def _unreadable_crl(crl: x509.CertificateRevocationList) -> str:
-    """What cannot be read of a CRL cryptography loaded, or "" when all can."""
-
-    def entries() -> None:
-        for entry in crl:
-            _ = (
-                entry.serial_number,
-                entry.revocation_date_utc,
-                [e.value for e in entry.extensions],
-            )
-
-    fields = (
-        ("issuer", lambda: crl.issuer.rfc4514_string()),
-        ("validity", lambda: (crl.last_update_utc, crl.next_update_utc)),
-        ("extensions", lambda: [e.value for e in crl.extensions]),
-        ("revoked certificates", entries),
-    )
-    return _first_unreadable(fields, "this CRL")
-
-
-def _first_unreadable(fields: Iterable[tuple[str, object]], kind: str) -> str:
-    for name, read in fields:
-        try:
-            read()  # type: ignore[operator]
-        except Exception as exc:  # cryptography raises ValueError, InvalidVersion, ...
-            return (
-                f"cryptography reads {kind} only in part; its {name} cannot be read "
-                f"({parse_error_in_words(exc)})"
-            )
-    return ""
+    return first_unreadable(fields, "this certificate")
 
 
 def _require_client_auth(
@@ -531,14 +497,31 @@ def _plain_verifier_message(message: str) -> str:
     return text
 
 
-def _ocsp(online: OnlineRevocation) -> Evidence:
-    """The OCSP evidence (imported only when a policy asks for it: the revocation extra)."""
-    from policyengine.request.fetch import Fetcher
-    from policyengine.request.ocsp import OcspEvidence
+def _evidence(
+    kinds: Sequence[str], online: OnlineRevocation, crls: tuple[Crl, ...]
+) -> tuple[Evidence, ...]:
+    """The kinds of evidence of ``trust.revocation.sources``, in order; the online ones
+    share one fetcher (its connections and its bounds), and are imported only when a
+    policy asks for them (the revocation extra)."""
+    found: list[Evidence] = []
+    fetcher = None
+    max_age = timedelta(seconds=online.max_age)
+    for kind in kinds:
+        if kind == "crls":
+            found.append(CrlEvidence(crls))
+            continue
+        from policyengine.request.fetch import Fetcher
 
-    fetcher = Fetcher(
-        timeout=online.timeout, max_bytes=online.max_bytes, allow_hosts=online.allow_hosts
-    )
-    return OcspEvidence(
-        fetcher, responder=online.responder, max_age=timedelta(seconds=online.max_age)
-    )
+        if fetcher is None:
+            fetcher = Fetcher(
+                timeout=online.timeout, max_bytes=online.max_bytes, allow_hosts=online.allow_hosts
+            )
+        if kind == "ocsp":
+            from policyengine.request.ocsp import OcspEvidence
+
+            found.append(OcspEvidence(fetcher, responder=online.responder, max_age=max_age))
+        else:
+            from policyengine.request.distribution import DistributionPointEvidence
+
+            found.append(DistributionPointEvidence(fetcher, max_age=max_age))
+    return tuple(found)

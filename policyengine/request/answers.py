@@ -1,0 +1,189 @@
+"""Answers fetched over the network, kept until they end: the one cache OCSP responses
+(:mod:`~policyengine.request.ocsp`) and CRLs from distribution points
+(:mod:`~policyengine.request.distribution`) are kept in.
+
+:class:`Answers` maps a key (an issuer and a serial number; a URL) to what was fetched for
+it, a :class:`Held`: the value, and from when until when it holds. It
+
+* asks once per key at a time (single flight): concurrent first sightings of a key wait
+  for that one request, at most ``wait`` seconds, and then go without;
+* keeps at most ``capacity`` answers, the oldest going first;
+* renews an answer in the background once it is in the last tenth of its remaining life
+  (at least :data:`RENEW_LEAST`, at most :data:`RENEW_MOST` before it ends) and someone
+  still asks for it: the request that finds it so is answered from the cache at once, and
+  the ones after the old answer ends find the new one, so a returning client waits for no
+  fetch. A renewal that fails leaves the old answer standing; it is tried again
+  :data:`RETRY` later, if the answer is still asked for. A failure is not renewed: it
+  ends after :data:`RETRY`, and the next request asks again.
+
+An answer someone relies on (a verification cached by the trust store) should be looked at
+again at :meth:`Held.next_look`: its renewal time while that is ahead, then its end.
+
+Times are the evaluation's (``now``), never the wall clock's, so a test moves them.
+Owns Held and Answers. Imports only the standard library.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import threading
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Generic, TypeVar
+
+__all__ = ["RENEW_LEAST", "RENEW_MOST", "RETRY", "Answers", "Held"]
+
+RETRY = timedelta(seconds=10)
+"""How long a failure stands before the network is asked again."""
+RENEW_LEAST = timedelta(seconds=10)
+"""An answer is renewed at least this long before it ends (one living less than twice
+this is not renewed at all: it ends, and is fetched again)."""
+RENEW_MOST = timedelta(hours=1)
+"""An answer is renewed at most this long before it ends."""
+SKEW = timedelta(minutes=1)
+"""A server's clock may be this far ahead of ours."""
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+@dataclass(frozen=True, slots=True)
+class Held(Generic[V]):
+    """One answer as kept: the value, and the time in which it holds."""
+
+    value: V
+    since: datetime
+    """From when it holds (a response's thisUpdate; when a fetch was made, or failed)."""
+    until: datetime
+    """Until when it holds."""
+    lasting: bool = True
+    """False for a failure: it is not renewed, it ends."""
+    renew_at: datetime | None = None
+    """From when a request that finds it starts its renewal (set by :class:`Answers`)."""
+
+    def holds(self, now: datetime) -> bool:
+        # a server's clock a little ahead of ours (and thisUpdate is whole seconds)
+        return self.since - SKEW <= now < self.until
+
+    def next_look(self, now: datetime) -> datetime:
+        """When whoever relies on this answer should ask again: its renewal time while
+        that is ahead (the request then starts the renewal), else its end."""
+        if self.renew_at is not None and now < self.renew_at:
+            return self.renew_at
+        return self.until
+
+
+class Answers(Generic[K, V]):
+    """Answers per key, asked for once at a time, bounded, renewed before they end."""
+
+    def __init__(self, *, capacity: int, wait: float) -> None:
+        self.capacity = capacity
+        self.wait = wait
+        """Seconds a request waits for another's fetch of the same key."""
+        self._kept: dict[K, Held[V]] = {}
+        self._flights: dict[K, threading.Event] = {}
+        self._lock = threading.Lock()
+        self._renewals = concurrent.futures.ThreadPoolExecutor(
+            max_workers=2, thread_name_prefix="policyengine-renew"
+        )
+
+    def get(self, key: K, now: datetime, ask: Callable[[datetime], Held[V]]) -> Held[V] | None:
+        """The answer for ``key`` at ``now``: kept, or asked for with ``ask(now)`` (which
+        must not raise). None when another request was asking and its answer did not
+        come in time."""
+        held = self._kept.get(key)
+        if held is not None and held.holds(now):
+            if held.renew_at is not None and now >= held.renew_at:
+                self._renew(key, held, now, ask)
+            return held
+        with self._lock:
+            held = self._kept.get(key)
+            if held is not None and held.holds(now):  # came in meanwhile
+                return held
+            flight = self._flights.get(key)
+            if flight is None:
+                flight = self._flights[key] = threading.Event()
+                owner = True
+            else:
+                owner = False
+        if not owner:  # another request is asking right now: wait for its answer
+            flight.wait(self.wait)
+            held = self._kept.get(key)
+            return held if held is not None and held.holds(now) else None
+        fresh: Held[V] | None = None
+        try:
+            fresh = self._scheduled(ask(now), now)
+        finally:
+            with self._lock:
+                if fresh is not None:
+                    self._keep(key, fresh)
+                del self._flights[key]
+            flight.set()
+        return fresh
+
+    def settle(self, timeout: float = 10.0) -> None:
+        """Wait for the fetches under way (renewals too) to end, at most ``timeout`` each."""
+        with self._lock:
+            flights = list(self._flights.values())
+        for flight in flights:
+            flight.wait(timeout)
+
+    def clear(self) -> None:
+        """Forget every answer kept (a benchmark's first sightings)."""
+        with self._lock:
+            self._kept.clear()
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+    # -- inside ------------------------------------------------------------------------
+
+    def _renew(
+        self, key: K, held: Held[V], now: datetime, ask: Callable[[datetime], Held[V]]
+    ) -> None:
+        with self._lock:
+            if key in self._flights or self._kept.get(key) is not held:
+                return  # renewed already, or being renewed
+            flight = self._flights[key] = threading.Event()
+        try:
+            self._renewals.submit(self._renewal, key, held, now, ask, flight)
+        except RuntimeError:  # shutting down: the old answer stands, and ends
+            with self._lock:
+                del self._flights[key]
+            flight.set()
+
+    def _renewal(
+        self,
+        key: K,
+        held: Held[V],
+        now: datetime,
+        ask: Callable[[datetime], Held[V]],
+        flight: threading.Event,
+    ) -> None:
+        fresh: Held[V] | None = None
+        try:
+            fresh = ask(now)
+        finally:
+            with self._lock:
+                if fresh is not None and fresh.lasting:
+                    self._keep(key, self._scheduled(fresh, now))
+                elif self._kept.get(key) is held:  # the old answer stands; try again later
+                    self._kept[key] = replace(held, renew_at=min(held.until, now + RETRY))
+                del self._flights[key]
+            flight.set()
+
+    @staticmethod
+    def _scheduled(held: Held[V], now: datetime) -> Held[V]:
+        """``held`` with its renewal time: in the last tenth of what is left of it."""
+        left = held.until - now
+        if not held.lasting or left < 2 * RENEW_LEAST:
+            return held
+        lead = min(max(left / 10, RENEW_LEAST), RENEW_MOST)
+        return replace(held, renew_at=held.until - lead)
+
+    def _keep(self, key: K, held: Held[V]) -> None:
+        self._kept.pop(key, None)
+        self._kept[key] = held
+        while len(self._kept) > self.capacity:  # the oldest answer out first
+            del self._kept[next(iter(self._kept))]

@@ -1,0 +1,164 @@
+"""CRL distribution points (RFC 5280 4.2.1.13): the ``crl_distribution_points`` source of
+revocation evidence.
+
+For a certificate whose chain verified, :class:`DistributionPointEvidence` fetches the CRL
+at each ``http`` or ``https`` URL of its CRL distribution points extension, in order, and
+reads it exactly as a CRL file of the policy is read
+(:class:`~policyengine.request.revocation.CrlEvidence`: issued and signed by the
+certificate's issuer, which may sign CRLs; complete; covering the certificate, its issuing
+distribution point included; in effect and fresh). The first definite answer (good or
+revoked) wins. Passed over, with a word in the trace: URLs of other schemes (``ldap:``,
+``file:``), names that are no URL, and distribution points that name another CRL issuer
+(indirect CRLs, which policyengine does not use); at most :data:`MAX_POINTS` URLs of a
+certificate are asked.
+
+CRLs are kept per URL until their nextUpdate (fetched again after ``max_age`` at most, and
+after :data:`~policyengine.request.answers.RETRY` when the fetch failed, or the CRL came
+stale), at most :data:`CRLS` of them, and renewed in the background before they end
+(:mod:`~policyengine.request.answers`). Concurrent first sightings of certificates that
+name one URL make one fetch.
+
+Owns DistributionPointEvidence. Imports cryptography and the request side's own modules
+(``fetch.py`` does the HTTP), never ``language/`` or ``evaluation/``.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Collection, Iterator, Sequence
+from datetime import datetime, timedelta
+from typing import ClassVar
+
+from cryptography import x509
+
+from policyengine.request.answers import RETRY, Answers, Held
+from policyengine.request.fetch import Fetcher, FetchError
+from policyengine.request.revocation import Crl, CrlEvidence, Finding, Problem
+
+__all__ = ["CRLS", "MAX_POINTS", "DistributionPointEvidence"]
+
+CRLS = 64
+"""CRLs kept at most (one per URL; each up to ``fetch.max_bytes``); the oldest go first."""
+MAX_POINTS = 4
+"""URLs of one certificate asked at most."""
+
+_Fetched = Crl | str
+"""A CRL as fetched and read, or why there is none."""
+
+
+class DistributionPointEvidence:
+    """CRLs fetched from the distribution points of certificates whose chain verified."""
+
+    local: ClassVar[bool] = False
+
+    def __init__(self, fetcher: Fetcher, *, max_age: timedelta) -> None:
+        self.fetcher = fetcher
+        self.max_age = max_age
+        self.answers: Answers[str, _Fetched] = Answers(capacity=CRLS, wait=fetcher.timeout + 1.0)
+
+    def status(self, cert: x509.Certificate, issuer: x509.Certificate, now: datetime) -> Finding:
+        urls, notes = points_of(cert)
+        if not urls and not notes:
+            return Finding("unknown", "the certificate names no CRL distribution point", None)
+        earliest: datetime | None = None  # with no URL to ask, the answer never changes
+        for url in urls:
+            held = self.answers.get(url, now, functools.partial(self._fetch, url))
+            if held is None:
+                notes.append(f"CRL {url}: another request's fetch did not come in time")
+                look = now + RETRY
+            elif isinstance(held.value, str):
+                notes.append(held.value)
+                look = held.until
+            elif held.value.crl.issuer != cert.issuer:
+                notes.append(
+                    f"CRL {url} is issued by {held.value.crl.issuer.rfc4514_string()}, not by"
+                    f" {cert.issuer.rfc4514_string()}"
+                )
+                look = held.next_look(now)
+            else:
+                finding = CrlEvidence((held.value,)).status(cert, issuer, now)
+                look = held.next_look(now)
+                last_update = held.value.crl.last_update_utc
+                if now < last_update < look:  # not in effect yet: it will be then
+                    look = last_update
+                if finding.status != "unknown":
+                    detail = "; ".join([finding.detail, *notes])
+                    return Finding(finding.status, detail, _earliest(finding.next_update, look))
+                notes.append(finding.detail)
+            earliest = _earliest(earliest, look)
+        return Finding("unknown", "; ".join(notes), earliest)
+
+    def moments(self, issuers: Collection[x509.Name]) -> Iterator[datetime]:
+        # each finding's next_update already bounds the cached verification of its chain
+        return iter(())
+
+    def problems(self, known: Sequence[x509.Certificate], now: datetime) -> list[Problem]:
+        return []  # nothing to check before a certificate names its distribution points
+
+    def _fetch(self, url: str, now: datetime) -> Held[_Fetched]:
+        try:
+            data = self.fetcher.fetch(url)
+        except FetchError as exc:
+            return Held(f"CRL distribution point: {exc}", now, now + RETRY, lasting=False)
+        try:
+            crl = Crl.load(data, url)
+        except ValueError as exc:  # NotACrl says "is not a CRL: why"
+            said = str(exc) if str(exc).startswith("is not") else f"cannot be used: {exc}"
+            return Held(f"CRL {url} {said}", now, now + RETRY, lasting=False)
+        except Exception as exc:  # hostile bytes cryptography cannot read: no evidence
+            why = f"CRL {url} cannot be read ({type(exc).__name__}: {exc})"
+            return Held(why, now, now + RETRY, lasting=False)
+        next_update = crl.crl.next_update_utc
+        until = now + self.max_age
+        if next_update is not None:
+            until = min(until, next_update)
+        if until <= now:  # stale when fetched: it says "expired", and is fetched again soon
+            return Held(crl, now, now + RETRY, lasting=False)
+        return Held(crl, now, until)
+
+
+def points_of(cert: x509.Certificate) -> tuple[list[str], list[str]]:
+    """The URLs to fetch a certificate's CRL from (http and https, at most MAX_POINTS),
+    and a note for each distribution point passed over."""
+    try:
+        points = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+    except x509.ExtensionNotFound:
+        return [], []
+    except Exception as exc:  # a malformed extension: no URL to trust
+        return [], [f"its CRL distribution points cannot be read ({exc})"]
+    urls: list[str] = []
+    notes: list[str] = []
+    for point in points:
+        if point.crl_issuer:
+            notes.append(
+                "a CRL distribution point names another CRL issuer (an indirect CRL), which "
+                "policyengine does not use"
+            )
+            continue
+        if point.full_name is None:
+            notes.append(
+                "a CRL distribution point names its CRL relative to the issuer: not fetched"
+            )
+            continue
+        for name in point.full_name:
+            if not isinstance(name, x509.UniformResourceIdentifier):
+                notes.append(f"CRL distribution point {name.value!r} is not a URL: not fetched")
+            elif name.value.split(":", 1)[0].lower() not in ("http", "https"):
+                notes.append(
+                    f"CRL distribution point {name.value} passed over: only http and https"
+                    " are fetched"
+                )
+            elif name.value not in urls:
+                urls.append(name.value)
+    if len(urls) > MAX_POINTS:
+        notes.append(
+            f"{len(urls) - MAX_POINTS} CRL distribution points after the first {MAX_POINTS}"
+            " passed over"
+        )
+    return urls[:MAX_POINTS], notes
+
+
+def _earliest(one: datetime | None, other: datetime | None) -> datetime | None:
+    if one is None:
+        return other
+    return one if other is None else min(one, other)
