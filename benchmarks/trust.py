@@ -32,6 +32,14 @@ issuing CA), the same decision with ``sources: [ocsp]`` (``check: leaf``):
 - OCSP down, soft    ``soft`` mode, the responder's port closed, a returning client: the
                      failure is kept (10 s), so no request waits.
 
+With ``sources: [crl_distribution_points]`` (a CRL of 1,000 entries served on loopback):
+
+- CDP first sight    trust cache and kept CRLs emptied each time: one fetch of the CRL
+                     (about 40 KB), read and checked, per call;
+- CDP new client, CRL kept   a client of a CA whose CRL is kept: the chain verified and
+                     the CRL's signature checked, no fetch;
+- CDP returning      the chain result kept.
+
 Each case is warmed up, then timed over ``--repeats`` repeats of as many calls as fill
 0.3 s (``--quick``: 3 repeats of 0.05 s); the table shows the median time per call over
 the repeats and the spread (min..max of the repeats).
@@ -178,6 +186,8 @@ def build() -> dict[str, Callable[[], object]]:
 
     ocsp, stop = ocsp_cases(folder, issuing, client)
     STOPS.append(stop)
+    cdp, stop = cdp_cases(folder, issuing)
+    STOPS.append(stop)
     return {
         "verify cold": cold(lambda: store.verify(facts, (), NOW)),
         "verify cached": lambda: store.verify(facts, (), NOW),
@@ -187,6 +197,7 @@ def build() -> dict[str, Callable[[], object]]:
         "hostile 8 distinct": decide_hostile(distinct_headers),
         "hostile 100 direct": cold(lambda: store.verify(shared_facts, shared_ders, NOW)),
         **ocsp,
+        **cdp,
     }
 
 
@@ -272,6 +283,64 @@ def ocsp_cases(
         "OCSP down, soft": lambda: soft_down.evaluate(client.der, path="/", now=now),
     }
     return cases, responder.terminate
+
+
+def cdp_cases(
+    folder: Path, issuing: IssuedCertificate
+) -> tuple[dict[str, Callable[[], object]], Callable[[], None]]:
+    """The CRL distribution point rows (a CRL of 1,000 entries served on loopback by
+    ``http.server``), and what stops the server."""
+    import datetime as dt
+    import http.server
+    import threading
+
+    from policyengine.testing import make_crl
+
+    crl = make_crl(issuing, range(10_000, 11_000))
+
+    class Serve(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:  # one write: no wait on a delayed ACK between two
+            head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(crl)}\r\n\r\n".encode()
+            self.wfile.write(head + crl)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Serve)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/issuing.crl"
+    client = make_certificate({"CN": "cdp-client"}, issuer=issuing, crl_urls=[url])
+    path = folder / "cdp.yaml"
+    text = OCSP_POLICY.format(mode="hard", url=url).replace("[ocsp]", "[crl_distribution_points]")
+    path.write_text(text.replace(f"      responder: {url}\n", ""))
+    policy = load_policy(path)
+    now = dt.datetime.now(dt.UTC)
+    assert policy.evaluate(client.der, path="/", now=now).allowed
+    store = policy.trust
+    assert store is not None
+    evidence = store._revocation.evidence[0]
+
+    def new_client(fetch: bool) -> Callable[[], object]:
+        def run() -> object:
+            store._cache = BoundedCache(store.cache_size)
+            if fetch:
+                evidence.answers.clear()  # type: ignore[attr-defined]
+            return policy.evaluate(client.der, path="/", now=now)
+
+        return run
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+
+    cases: dict[str, Callable[[], object]] = {
+        "CDP first sight": new_client(fetch=True),
+        "CDP new client, CRL kept": new_client(fetch=False),
+        "CDP returning": lambda: policy.evaluate(client.der, path="/", now=now),
+    }
+    return cases, stop
 
 
 def _closed_port() -> int:

@@ -10,6 +10,7 @@ import socket
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from policyengine import Decision, Policy
 from policyengine.evaluation.trace import TraceNode
@@ -36,6 +37,18 @@ def revoked_said(decision: Decision) -> str:
     for rule in decision.trace.rules:
         walk(rule.node)
     assert found, "revoked was not evaluated"
+    return found[0]
+
+
+E = TypeVar("E")
+
+
+def evidence_of(policy: Policy, kind: type[E]) -> E:
+    """The policy's trust store's evidence of ``kind`` (OcspEvidence, ...)."""
+    store = policy.trust
+    assert store is not None
+    found = [e for e in store._revocation.evidence if isinstance(e, kind)]
+    assert found, f"the policy asks no {kind.__name__}"
     return found[0]
 
 

@@ -9,6 +9,7 @@ sleeping. Every wait has a deadline.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -27,7 +28,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID
-from revocation_support import Answering, decide, free_port, revoked_said, serving
+from revocation_support import (
+    Answering,
+    decide,
+    evidence_of,
+    free_port,
+    revoked_said,
+    serving,
+)
 
 from policyengine import Policy, PolicyError, load_policy
 from policyengine.request.fetch import Fetcher
@@ -352,24 +360,40 @@ def test_concurrent_first_sightings_make_one_request(
     assert responder.requests() - before == 1
 
 
-def test_a_revocation_is_seen_once_the_cached_answer_expires(
-    pki: Pki, responders: dict[str, Responder]
-) -> None:
-    """``max_age: 1m`` caps the cached answer's life; the test's clock passes it."""
-    responder = responders["ca"]
-    policy = policy_for(pki, responder.url, "hard", "later", "      max_age: 1m\n")
+@contextlib.contextmanager
+def good_revoked_at(pki: Pki, responder: Responder) -> Iterator[None]:
+    """``pki.good`` revoked at the responder while the block runs."""
+    pki.write_index([pki.revoked, pki.good])
+    responder.nudge(pki)
+    try:
+        yield
+    finally:
+        pki.write_index([pki.revoked])
+        responder.nudge(pki)
+
+
+def _first_answer(policy: Policy, pki: Pki) -> datetime:
+    """Decide ``pki.good`` once (allowed): when its answer was produced."""
     first = decide(policy, pki.good)
     assert first.allowed
     produced = re.search(r"produced (\S+),", revoked_said(first))
     assert produced is not None
-    since = datetime.fromisoformat(produced.group(1).replace("Z", "+00:00"))
-    pki.write_index([pki.revoked, pki.good])
-    responder.nudge(pki)
-    before = responder.requests()
-    try:
+    return datetime.fromisoformat(produced.group(1).replace("Z", "+00:00"))
+
+
+def test_a_revocation_is_seen_once_the_cached_answer_expires(
+    pki: Pki, responders: dict[str, Responder]
+) -> None:
+    """``max_age: 1m`` caps the cached answer's life; the test's clock passes it. Not asked
+    for in its last ten seconds, it is not renewed: the request after its end asks."""
+    responder = responders["ca"]
+    policy = policy_for(pki, responder.url, "hard", "later", "      max_age: 1m\n")
+    since = _first_answer(policy, pki)
+    with good_revoked_at(pki, responder):
+        before = responder.requests()
         time.sleep(1.1)  # the next answer is produced a second after the first, at least
-        # the cached answer still holds: no request, allowed
-        assert decide(policy, pki.good, since + timedelta(seconds=59)).allowed
+        # the cached answer still holds, before its renewal time: no request, allowed
+        assert decide(policy, pki.good, since + timedelta(seconds=45)).allowed
         assert responder.requests() == before
         # past it (the new answer, produced a second later at least, is fresh): revoked
         later = decide(policy, pki.good, since + timedelta(seconds=60.5))
@@ -377,9 +401,28 @@ def test_a_revocation_is_seen_once_the_cached_answer_expires(
         assert "revoked at 2026-12-01T00:00:00Z" in revoked_said(later)
         time.sleep(0.2)
         assert responder.requests() == before + 1
-    finally:
-        pki.write_index([pki.revoked])
-        responder.nudge(pki)
+
+
+def test_an_answer_asked_for_near_its_end_is_renewed_behind_the_request(
+    pki: Pki, responders: dict[str, Responder]
+) -> None:
+    """In its last ten seconds the answer is served as kept and renewed in the background;
+    past its end, the renewed answer decides with no request on the request's path."""
+    responder = responders["delegated"]
+    policy = policy_for(pki, responder.url, "hard", "renewed", "      max_age: 1m\n")
+    since = _first_answer(policy, pki)
+    with good_revoked_at(pki, responder):
+        before = responder.requests()
+        time.sleep(1.1)  # the renewed answer is produced a second after the first, at least
+        renewing = decide(policy, pki.good, since + timedelta(seconds=55))
+        assert renewing.allowed, revoked_said(renewing)  # the kept answer, at once
+        evidence_of(policy, OcspEvidence).answers.settle()
+        time.sleep(0.2)  # openssl logs the request it answered
+        assert responder.requests() == before + 1
+        later = decide(policy, pki.good, since + timedelta(seconds=60.5))
+        assert (later.allowed, later.rule) == (False, "revoked"), revoked_said(later)
+        time.sleep(0.2)
+        assert responder.requests() == before + 1
 
 
 # -- the policy file -------------------------------------------------------------------
@@ -565,3 +608,43 @@ def test_allow_hosts_is_checked_on_the_host_the_connection_uses(url: str) -> Non
     assert fetcher.allowed(url) is not None
     assert fetcher.allowed("http://ocsp.contoso.com/ocsp") is None
     assert fetcher.allowed("http://[::1]:8080/") is None
+
+
+@pytest.mark.parametrize(("signs", "status"), [(True, "good"), (False, "unknown")])
+def test_a_delegated_responder_s_key_usage_must_allow_signing(signs: bool, status: str) -> None:
+    """A responder certificate with a key usage must hold digitalSignature in it."""
+    ca = make_certificate({"CN": "CA"}, ca=True)
+    client = make_certificate({"CN": "client"}, issuer=ca)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.now(UTC)
+    usage = x509.KeyUsage(signs, False, not signs, False, False, False, False, False, False)
+    delegate = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name.from_rfc4514_string("CN=Responder"))
+        .issuer_name(ca.certificate.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=30))
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.OCSP_SIGNING]), critical=False)
+        .add_extension(usage, critical=True)
+        .sign(ca.key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+    builder = ocsp.OCSPResponseBuilder().add_response(
+        client.certificate,
+        ca.certificate,
+        hashes.SHA1(),
+        ocsp.OCSPCertStatus.GOOD,
+        now - timedelta(minutes=1),
+        now + timedelta(hours=1),
+        None,
+        None,
+    )
+    builder = builder.responder_id(ocsp.OCSPResponderEncoding.HASH, delegate).certificates(
+        [delegate]
+    )
+    body = builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+    finding = evidence(Canned(lambda _: body)).status(client.certificate, ca.certificate, now)
+    assert finding.status == status, finding.detail
+    if not signs:
+        assert "key usage does not include digitalSignature" in finding.detail

@@ -42,6 +42,7 @@ from policyengine.integrations import (
     reusable_decision,
 )
 from policyengine.integrations.runtime import DecisionLog, ReloadingPolicy
+from policyengine.request.answers import off_the_loop
 
 __all__ = [
     "IDENTITY_KEY",
@@ -129,7 +130,9 @@ class PolicyMiddleware(Middleware):
         if kind not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        decision = decide_scope(self.policy, scope, self.log, explain=self.expose_trace)
+        decision = await off_the_loop(
+            lambda: decide_scope(self.policy, scope, self.log, explain=self.expose_trace)
+        )
         if decision.allowed:
             await self.app(scope, receive, send)
             return

@@ -82,6 +82,7 @@ from policyengine.integrations.runtime import (
     ReloadingPolicy,
     as_policy_provider,
 )
+from policyengine.request.answers import off_the_loop
 
 if TYPE_CHECKING:
     from policyengine.integrations.django_auth import CertificateBackend, UserOptions
@@ -347,14 +348,15 @@ class PolicyMiddleware:
         return self._settle_undispatched(request, response)
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
-        # Deciding is pure CPU work on data already in memory (at most a stat() of the
-        # policy file), so it runs on the loop: a thread hop would cost more than it saves.
+        # Deciding is CPU work on data in memory (at most a stat() of the policy file), so
+        # it runs on the loop, where a thread hop would cost more than it saves; unless a
+        # revocation answer must be fetched first: then in a thread (off_the_loop).
         if not self.options.exempt_views:
-            refused = self._decide(request)
+            refused = await off_the_loop(lambda: self._decide(request))
             if refused is not None:
                 return refused
             return await cast(Awaitable[HttpResponseBase], self.get_response(request))
-        self._decide_pending(request)
+        await off_the_loop(lambda: self._decide_pending(request))
         response = await cast(Awaitable[HttpResponseBase], self.get_response(request))
         return self._settle_undispatched(request, response)
 
@@ -487,7 +489,7 @@ def require_certificate(
             async def guarded_async(
                 request: HttpRequest, *args: Any, **kwargs: Any
             ) -> HttpResponseBase:
-                refused = check(request)
+                refused = await off_the_loop(lambda: check(request))
                 if refused is not None:
                     return refused
                 return await async_view(request, *args, **kwargs)

@@ -60,6 +60,7 @@ from policyengine.integrations.runtime import (
     decision_log,
 )
 from policyengine.integrations.starlette import connection_identity, missing_roles
+from policyengine.request.answers import off_the_loop
 
 __all__ = ["CertificatePolicy", "PolicyMiddleware", "certificate_identity"]
 
@@ -105,8 +106,10 @@ class CertificatePolicy:
     async def __call__(self, request: Request) -> Decision:
         decided = reusable_decision(request.scope.get(DECIDED_KEY), self.policy)
         if decided is None:
-            decided = decide_request(
-                self.policy, scope_request(request.scope), self.log, explain=self.expose_trace
+            decided = await off_the_loop(
+                lambda: decide_request(
+                    self.policy, scope_request(request.scope), self.log, explain=self.expose_trace
+                )
             )
             request.scope[SCOPE_KEY] = decided.decision
             request.scope[DECIDED_KEY] = decided

@@ -19,20 +19,26 @@ it, a :class:`Held`: the value, and from when until when it holds. It
 An answer someone relies on (a verification cached by the trust store) should be looked at
 again at :meth:`Held.next_look`: its renewal time while that is ahead, then its end.
 
+A coroutine (an ASGI middleware, the decision server) decides through :func:`off_the_loop`:
+on the event loop while every answer it needs is kept, and in a worker thread when one must
+be fetched (or is being fetched), so that the loop never waits for the network.
+
 Times are the evaluation's (``now``), never the wall clock's, so a test moves them.
-Owns Held and Answers. Imports only the standard library.
+Owns Held, Answers and off_the_loop. Imports only the standard library.
 """
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import threading
 from collections.abc import Callable, Hashable
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Generic, TypeVar
 
-__all__ = ["RENEW_LEAST", "RENEW_MOST", "RETRY", "Answers", "Held"]
+__all__ = ["RENEW_LEAST", "RENEW_MOST", "RETRY", "Answers", "Held", "WouldWait", "off_the_loop"]
 
 RETRY = timedelta(seconds=10)
 """How long a failure stands before the network is asked again."""
@@ -46,6 +52,32 @@ SKEW = timedelta(minutes=1)
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
+T = TypeVar("T")
+
+_ON_THE_LOOP: ContextVar[bool] = ContextVar("policyengine_on_the_loop", default=False)
+
+
+class WouldWait(BaseException):
+    """Raised by :meth:`Answers.get` instead of waiting for the network, when the decision
+    runs on an event loop (:func:`off_the_loop`). A BaseException, so that no ``except
+    Exception`` on the way (a rule that cannot be evaluated, an authorizer that fails
+    closed) turns it into a decision: nothing was decided, and nothing kept."""
+
+
+async def off_the_loop(work: Callable[[], T]) -> T:
+    """``work()`` for a coroutine: at once, on the event loop, unless it would wait for an
+    answer from the network (one not fetched yet, or being fetched by another request);
+    then again from the start, in a worker thread (``asyncio.to_thread``), so that the
+    loop goes on serving other requests meanwhile. ``work`` must do nothing it cannot do
+    twice before it decides (the decision log and metrics come after the decision)."""
+    token = _ON_THE_LOOP.set(True)
+    try:
+        return work()
+    except WouldWait:
+        pass
+    finally:
+        _ON_THE_LOOP.reset(token)
+    return await asyncio.to_thread(work)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +129,8 @@ class Answers(Generic[K, V]):
             if held.renew_at is not None and now >= held.renew_at:
                 self._renew(key, held, now, ask)
             return held
+        if _ON_THE_LOOP.get():  # a fetch, or a wait for one: not on an event loop
+            raise WouldWait
         with self._lock:
             held = self._kept.get(key)
             if held is not None and held.holds(now):  # came in meanwhile

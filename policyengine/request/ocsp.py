@@ -7,7 +7,8 @@ issuer, and believes the answer only when:
 * the response is ``successful`` and holds a single response for this serial number and
   this issuer (the hashes of its name and key);
 * it is signed by the issuer itself, or by a responder certificate the issuer signed that
-  holds id-kp-OCSPSigning and is valid now (a delegated responder);
+  holds id-kp-OCSPSigning (and digitalSignature, when it has a key usage) and is valid now
+  (a delegated responder);
 * it is fresh: ``thisUpdate`` not in the future (a minute's skew allowed) and
   ``nextUpdate`` not past; its life is capped by ``max_age`` from ``thisUpdate`` (and a
   response without ``nextUpdate`` lives ``max_age``).
@@ -263,10 +264,25 @@ def _signer(
             usage = x509.ExtendedKeyUsage([])
         if ExtendedKeyUsageOID.OCSP_SIGNING not in usage:
             raise _Refused(f"{url}: the responder certificate lacks id-kp-OCSPSigning")
+        if not _may_sign(candidate):
+            raise _Refused(
+                f"{url}: the responder certificate's key usage does not include digitalSignature"
+            )
         if not candidate.not_valid_before_utc <= now <= candidate.not_valid_after_utc:
             raise _Refused(f"{url}: the responder certificate is not valid now")
         return candidate
     raise _Refused(f"{url} sent a response signed by neither the issuer nor a responder it named")
+
+
+def _may_sign(cert: x509.Certificate) -> bool:
+    """A key usage, when there is one, that includes digitalSignature (what signing a
+    response is); one that cannot be read does not."""
+    try:
+        return bool(cert.extensions.get_extension_for_class(x509.KeyUsage).value.digital_signature)
+    except x509.ExtensionNotFound:
+        return True
+    except Exception:
+        return False
 
 
 def _names(response: ocsp.OCSPResponse, cert: x509.Certificate) -> bool:

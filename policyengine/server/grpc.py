@@ -38,6 +38,7 @@ from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
 from envoy.type.v3 import http_status_pb2
 from google.rpc import code_pb2, status_pb2
 
+from policyengine.request.answers import off_the_loop
 from policyengine.server.authorizer import BAD_REQUEST, Authorizer, Verdict
 
 __all__ = ["ExtAuthz", "check_response", "check_view", "grpc_server"]
@@ -141,7 +142,7 @@ class ExtAuthz(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignore[mi
         )
 
     async def Check(self, request: Any, context: Any) -> Any:
-        return check_response(self.decide(request))
+        return check_response(await off_the_loop(lambda: self.decide(request)))
 
 
 def grpc_server(authorizer: Authorizer, address: str) -> Any:

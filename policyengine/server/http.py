@@ -42,6 +42,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from policyengine.request.answers import off_the_loop
 from policyengine.server.authorizer import BAD_REQUEST, Authorizer, Verdict
 
 __all__ = ["AuthorizerApp", "http_view"]
@@ -148,7 +149,7 @@ class AuthorizerApp:
         raw_path = raw_path.partition("?")[0]
         routed = route(raw_path)
         if routed is not None:
-            await _answer(send, self._verdict(scope, *routed))
+            await _answer(send, await off_the_loop(lambda: self._verdict(scope, *routed)))
         elif raw_path == "/healthz":
             await _plain(send, 200, b"ok\n")
         elif raw_path == "/readyz":
