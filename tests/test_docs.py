@@ -23,6 +23,11 @@ ROOT = Path(__file__).resolve().parent.parent
 POLICIES = ROOT / "policies"
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 BLOCK = re.compile(r"```console\n\$ (?P<command>[^\n]+)\n(?P<output>.*?)```", re.S)
+EXCERPT = re.compile(
+    r"<!-- an excerpt of `(?P<command>policyengine [^`]+)` -->\n```\w*\n(?P<output>.*?)```", re.S
+)
+"""A block of lines cut from a long output (an Envoy bootstrap): they must come in it as
+they stand, in one piece."""
 
 
 def _examples() -> list[tuple[Path, str, str]]:
@@ -59,6 +64,23 @@ def test_console_example_is_real_output(path: Path, command: str, expected: str)
         path.write_text(text.replace(f"$ {command}\n{expected}", f"$ {command}\n{actual}", 1))
         return
     assert actual == expected
+
+
+def _excerpts() -> list[tuple[Path, str, str]]:
+    return [
+        (path, match.group("command"), match.group("output"))
+        for path in DOCS
+        for match in EXCERPT.finditer(path.read_text())
+    ]
+
+
+@pytest.mark.parametrize(
+    ("path", "command", "excerpt"),
+    _excerpts(),
+    ids=[f"{p.name}:{c[:60]}" for p, c, _ in _excerpts()],
+)
+def test_an_excerpt_is_cut_from_the_real_output(path: Path, command: str, excerpt: str) -> None:
+    assert excerpt in _run(command)
 
 
 def test_docs_have_console_examples_of_every_command() -> None:

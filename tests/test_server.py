@@ -851,7 +851,7 @@ def test_probes_and_everything_else(files: dict[str, Path], certs: Certs) -> Non
     assert (health.status_code, health.text) == (200, "ok\n")
     assert (ask(app, "/readyz").status_code, ask(app, "/readyz").text) == (200, "ready\n")
     ready[0] = False
-    assert ask(app, "/readyz").status_code == 503
+    assert (ask(app, "/readyz").status_code, ask(app, "/readyz").text) == (503, "draining\n")
     assert ask(app, "/healthz").status_code == 200
     assert ask(app, "/authorize", _nginx(certs.alice)).status_code == 200  # still decides
     for target in ("/", "/metrics", "/authorizer", "/authorize-edge", "/healthz/x", "/edge"):

@@ -154,7 +154,7 @@ class AuthorizerApp:
             await _plain(send, 200, b"ok\n")
         elif raw_path == "/readyz":
             ready = self.ready()
-            await _plain(send, 200 if ready else 503, b"ready\n" if ready else b"loading\n")
+            await _plain(send, 200 if ready else 503, b"ready\n" if ready else b"draining\n")
         elif raw_path == "/metrics" and self.metrics is not None:
             body, content_type = self.metrics()
             await _plain(send, 200, body, content_type.encode())
