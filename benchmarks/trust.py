@@ -229,31 +229,16 @@ def ocsp_cases(
 ) -> tuple[dict[str, Callable[[], object]], Callable[[], None]]:
     """The OCSP rows, and what stops the responder; none without openssl."""
     import datetime as dt
-    import shutil
-    import socket
-    import subprocess
 
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        print("OCSP rows skipped: openssl is not installed")
+    from policyengine.testing import OcspResponder, write_ocsp_index
+
+    write_ocsp_index(folder / "index.txt", [client])
+    try:
+        responder = OcspResponder.start(folder, issuing, folder / "index.txt")
+    except RuntimeError as exc:  # openssl is not installed
+        print(f"OCSP rows skipped: {exc}")
         return {}, lambda: None
-    (folder / "issuing.key").write_bytes(issuing.key_pem)
-    after = client.certificate.not_valid_after_utc.strftime("%y%m%d%H%M%SZ")
-    serial = f"{client.certificate.serial_number:X}"
-    (folder / "index.txt").write_text(f"V\t{after}\t\t{serial}\tunknown\t/CN=x\n")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port, down = probe.getsockname()[1], _closed_port()
-    log = folder / "ocsp.log"
-    argv = [openssl, "ocsp", "-index", str(folder / "index.txt"), "-port", str(port)]
-    argv += ["-rsigner", str(folder / "issuing.pem"), "-rkey", str(folder / "issuing.key")]
-    argv += ["-CA", str(folder / "issuing.pem"), "-nmin", "60"]
-    responder = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log.open("wb"))
-    deadline = time.monotonic() + 10
-    while "waiting for OCSP" not in log.read_text(errors="replace"):
-        if responder.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"openssl ocsp did not start: {log.read_text()}")
-        time.sleep(0.05)
+    port, down = int(responder.url.rsplit(":", 1)[1]), _closed_port()
 
     def written(mode: str, url: str) -> Policy:
         path = folder / f"ocsp-{mode}-{url.rsplit(':', 1)[1]}.yaml"
@@ -282,7 +267,7 @@ def ocsp_cases(
         "revocation off": lambda: off.evaluate(client.der, path="/", now=now),
         "OCSP down, soft": lambda: soft_down.evaluate(client.der, path="/", now=now),
     }
-    return cases, responder.terminate
+    return cases, responder.stop
 
 
 def cdp_cases(

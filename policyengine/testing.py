@@ -10,16 +10,23 @@
 Keys are EC P-256 unless asked otherwise (fast to make). Used by policyengine's own tests,
 and by anyone testing an application that embeds policyengine.
 
-It imports cryptography only, nothing of policyengine: the certificates it makes are
-independent of the code they test.
+It imports cryptography and the standard library only, nothing of policyengine: the
+certificates it makes are independent of the code they test. :class:`OcspResponder` runs a
+real ``openssl ocsp``.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import os
+import shutil
+import socket
+import subprocess
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -28,10 +35,12 @@ from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsag
 
 __all__ = [
     "IssuedCertificate",
+    "OcspResponder",
     "make_certificate",
     "make_crl",
     "make_name",
     "make_server_certificate",
+    "write_ocsp_index",
 ]
 
 _OIDS = {
@@ -294,3 +303,109 @@ def make_server_certificate(
     )
     certificate = _with_key_identifiers(builder, key, issuer.key).sign(issuer.key, hashes.SHA256())
     return IssuedCertificate(certificate, key)
+
+
+def write_ocsp_index(
+    path: Path,
+    good: Iterable[IssuedCertificate] = (),
+    revoked: Iterable[IssuedCertificate] = (),
+    *,
+    revoked_at: datetime | None = None,
+) -> None:
+    """Write ``openssl ocsp``'s index file: ``good`` certificates valid, ``revoked`` ones
+    revoked at ``revoked_at`` (a day ago by default) for keyCompromise; any other serial
+    number is unknown to the responder. Written so that a running responder reads it again
+    (:meth:`OcspResponder.reread`)."""
+    when = (revoked_at or datetime.now(UTC) - timedelta(days=1)).strftime("%y%m%d%H%M%SZ")
+    lines = []
+    for cert, status in [*((c, "V") for c in good), *((c, "R") for c in revoked)]:
+        after = cert.certificate.not_valid_after_utc.strftime("%y%m%d%H%M%SZ")
+        gone = f"{when},keyCompromise" if status == "R" else ""
+        lines.append(
+            f"{status}\t{after}\t{gone}\t{cert.certificate.serial_number:X}\tunknown\t/CN=x"
+        )
+    staged = path.with_suffix(".new")
+    staged.write_text("".join(line + "\n" for line in lines))
+    # openssl reads the index again when its modification time changes, in whole seconds:
+    # a time it cannot have seen yet
+    later = time.time() + 2
+    os.utime(staged, (later, later))
+    staged.replace(path)
+
+
+@dataclass
+class OcspResponder:
+    """A real ``openssl ocsp`` responder on loopback, for a test of ``sources: [ocsp]``:
+    ``OcspResponder.start(folder, ca, index)``, its ``url`` in the policy's
+    ``ocsp.responder`` (or a certificate's ``ocsp=``), ``stop()`` at the end."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+    """openssl's own log: a line per request received."""
+    issuer: IssuedCertificate
+
+    @classmethod
+    def start(
+        cls,
+        folder: Path,
+        issuer: IssuedCertificate,
+        index: Path,
+        *,
+        signer: IssuedCertificate | None = None,
+        minutes: int = 60,
+    ) -> OcspResponder:
+        """Answer for the certificates ``issuer`` issued, from ``index``
+        (:func:`write_ocsp_index`), signing as ``signer`` (the issuer itself by default),
+        answers fresh for ``minutes``. Raises RuntimeError when openssl is not installed or
+        does not start within 10 seconds."""
+        openssl = shutil.which("openssl")
+        if openssl is None:
+            raise RuntimeError("openssl is not installed")
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = int(probe.getsockname()[1])
+        signer = signer or issuer
+        files = {name: folder / f"ocsp-{port}-{name}.pem" for name in ("ca", "signer", "key")}
+        files["ca"].write_bytes(issuer.pem)
+        files["signer"].write_bytes(signer.pem)
+        files["key"].write_bytes(signer.key_pem)
+        log = folder / f"ocsp-{port}.log"
+        argv = [openssl, "ocsp", "-index", str(index), "-port", str(port), "-nmin", str(minutes)]
+        argv += ["-rsigner", str(files["signer"]), "-rkey", str(files["key"])]
+        argv += ["-CA", str(files["ca"])]
+        process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log.open("wb"))
+        # not probed with a connection: openssl serves one at a time, and would wait on it
+        deadline = time.monotonic() + 10
+        while "waiting for OCSP client connections" not in log.read_text(errors="replace"):
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise RuntimeError(f"openssl ocsp did not start:\n{log.read_text()}")
+            time.sleep(0.05)
+        return cls(f"http://127.0.0.1:{port}", process, log, issuer)
+
+    def requests(self) -> int:
+        """How many requests the responder has received."""
+        return self.log.read_text(errors="replace").count("Received request")
+
+    def reread(self) -> None:
+        """One request aside: openssl looks at its index file again after it answers one,
+        so the request after this one is answered from the index as it is now."""
+        from cryptography.x509 import ocsp
+
+        aside = make_certificate({"CN": "aside"}, issuer=self.issuer)
+        request = ocsp.OCSPRequestBuilder().add_certificate(
+            aside.certificate, self.issuer.certificate, hashes.SHA1()
+        )
+        body = request.build().public_bytes(serialization.Encoding.DER)
+        head = "POST / HTTP/1.0\r\nContent-Type: application/ocsp-request\r\n"
+        head += f"Content-Length: {len(body)}\r\n\r\n"
+        port = int(self.url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as connection:
+            connection.sendall(head.encode() + body)
+            while connection.recv(4096):
+                pass
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)

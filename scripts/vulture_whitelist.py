@@ -86,6 +86,9 @@ _.reloads
 _.watched
 # IssuedCertificate.key_pem: the private key for a test server (docs/testing.md).
 _.key_pem
+# OcspResponder.requests and .reread: what a test asks of its responder (docs/testing.md).
+_.requests
+_.reread
 # Identity.has_role: what an application asks of a decision's identity (docs/identity.md).
 _.has_role
 # Answers.settle: a test waits for the fetches under way (a background renewal) before it

@@ -13,12 +13,10 @@ import contextlib
 import os
 import re
 import shutil
-import socket
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -40,41 +38,18 @@ from revocation_support import (
 from policyengine import Policy, PolicyError, load_policy
 from policyengine.request.fetch import Fetcher
 from policyengine.request.ocsp import OcspEvidence
-from policyengine.testing import IssuedCertificate, make_certificate
+from policyengine.testing import (
+    IssuedCertificate,
+    OcspResponder,
+    make_certificate,
+    write_ocsp_index,
+)
 
 pytest.importorskip("urllib3", reason="OCSP needs the revocation extra (urllib3)")
 OPENSSL = shutil.which("openssl")
 pytestmark = pytest.mark.skipif(OPENSSL is None, reason="openssl is not installed")
 
-MINUTES = 60
-"""The responder's answers are fresh this long (``-nmin``)."""
-
-
-@dataclass
-class Responder:
-    """One ``openssl ocsp`` process; it logs a line per request received."""
-
-    url: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def requests(self) -> int:
-        return self.log.read_text(errors="replace").count("Received request")
-
-    def nudge(self, pki: Pki) -> None:
-        """One request aside: openssl looks at its index file again after answering one,
-        so the request after this one sees the file as it is now."""
-        request = ocsp.OCSPRequestBuilder().add_certificate(
-            pki.unlisted.certificate, pki.ca.certificate, hashes.SHA1()
-        )
-        body = request.build().public_bytes(serialization.Encoding.DER)
-        head = "POST / HTTP/1.0\r\nContent-Type: application/ocsp-request\r\n"
-        head += f"Content-Length: {len(body)}\r\n\r\n"
-        port = int(self.url.rsplit(":", 1)[1])
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as connection:
-            connection.sendall(head.encode() + body)
-            while connection.recv(4096):
-                pass
+Responder = OcspResponder
 
 
 @dataclass
@@ -86,23 +61,15 @@ class Pki:
     unlisted: IssuedCertificate
     """Issued by the CA but not in the responder's index: unknown."""
     index: Path
+    signers: dict[str, IssuedCertificate] = field(default_factory=dict)
 
     def write_index(self, revoked: list[IssuedCertificate]) -> None:
-        lines = []
-        for cert in (self.good, self.revoked):
-            after = cert.certificate.not_valid_after_utc.strftime("%y%m%d%H%M%SZ")
-            serial = f"{cert.certificate.serial_number:X}"
-            if cert in revoked:
-                lines.append(f"R\t{after}\t261201000000Z,keyCompromise\t{serial}\tunknown\t/CN=x")
-            else:
-                lines.append(f"V\t{after}\t\t{serial}\tunknown\t/CN=x")
-        staged = self.index.with_suffix(".new")
-        staged.write_text("\n".join(lines) + "\n")
-        # openssl reloads the index when its modification time changes, in whole seconds:
-        # a time it cannot have seen yet
-        later = time.time() + 2
-        os.utime(staged, (later, later))
-        staged.replace(self.index)
+        write_ocsp_index(
+            self.index,
+            [c for c in (self.good, self.revoked) if c not in revoked],
+            revoked,
+            revoked_at=datetime(2026, 12, 1, tzinfo=UTC),
+        )
 
 
 @pytest.fixture(scope="module")
@@ -131,9 +98,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
         # the CA's name on another key: what a forger has
         "wrong-key": make_certificate({"CN": "OCSP Test CA", "O": "Contoso"}, ca=True),
     }
-    for name, signer in signers.items():
-        (folder / f"{name}.pem").write_bytes(signer.pem)
-        (folder / f"{name}.key").write_bytes(signer.key_pem)
+    pki.signers = signers
     return pki
 
 
@@ -141,31 +106,12 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 def responders(pki: Pki) -> Iterator[dict[str, Responder]]:
     started: dict[str, Responder] = {}
     try:
-        for name in ("ca", "delegated", "no-ocsp-signing", "wrong-key"):
-            started[name] = _openssl_responder(pki, name)
+        for name, signer in pki.signers.items():
+            started[name] = OcspResponder.start(pki.folder, pki.ca, pki.index, signer=signer)
         yield started
     finally:
         for responder in started.values():
-            responder.process.terminate()
-            responder.process.wait(timeout=10)
-
-
-def _openssl_responder(pki: Pki, signer: str) -> Responder:
-    assert OPENSSL is not None
-    port = free_port()
-    log = pki.folder / f"{signer}.log"
-    argv = [OPENSSL, "ocsp", "-index", str(pki.index), "-port", str(port)]
-    argv += ["-rsigner", str(pki.folder / f"{signer}.pem")]
-    argv += ["-rkey", str(pki.folder / f"{signer}.key"), "-CA", str(pki.folder / "ca.pem")]
-    argv += ["-nmin", str(MINUTES)]
-    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log.open("wb"))
-    # not probed with a connection: openssl serves one at a time, and would wait on it
-    deadline = time.monotonic() + 10
-    while "waiting for OCSP client connections" not in log.read_text(errors="replace"):
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise AssertionError(f"openssl ocsp did not start:\n{log.read_text()}")
-        time.sleep(0.05)
-    return Responder(f"http://127.0.0.1:{port}", process, log)
+            responder.stop()
 
 
 class _Misbehaving(Answering):
@@ -364,12 +310,12 @@ def test_concurrent_first_sightings_make_one_request(
 def good_revoked_at(pki: Pki, responder: Responder) -> Iterator[None]:
     """``pki.good`` revoked at the responder while the block runs."""
     pki.write_index([pki.revoked, pki.good])
-    responder.nudge(pki)
+    responder.reread()
     try:
         yield
     finally:
         pki.write_index([pki.revoked])
-        responder.nudge(pki)
+        responder.reread()
 
 
 def _first_answer(policy: Policy, pki: Pki) -> datetime:
