@@ -406,7 +406,7 @@ TRIGGERS = [
     ),
 ]
 
-TRUST_CODES = {"trust-anchor", "trust-crl"}
+TRUST_CODES = {"trust-anchor", "trust-crl", "trust-revocation"}
 """Triggered by test_trust_warnings, which needs certificate files."""
 
 

@@ -594,3 +594,39 @@ def test_a_delegated_responder_s_key_usage_must_allow_signing(signs: bool, statu
     assert finding.status == status, finding.detail
     if not signs:
         assert "key usage does not include digitalSignature" in finding.detail
+
+
+def test_a_responder_outside_allow_hosts_is_a_warning_on_its_line(pki: Pki) -> None:
+    path = pki.folder / "outside.yaml"
+    fetch = "    fetch:\n      allow_hosts: ['*.contoso.com']\n"
+    path.write_text(policy_for_text("http://127.0.0.1:9/", "hard", "outside", fetch))
+    [warning] = [w for w in load_policy(path).warnings if w.code == "trust-revocation"]
+    assert (warning.span.line, warning.span.column) == (9, 18)
+    assert warning.message == (
+        "ocsp.responder: the host 127.0.0.1 is not in fetch.allow_hosts (*.contoso.com)"
+    )
+    assert warning.hint == "add its host to fetch.allow_hosts, or name a responder there"
+
+
+def test_without_the_revocation_extra_an_online_source_is_an_error_on_its_line(
+    pki: Pki, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """urllib3 missing (as if the extra were not installed): the source that needs it is
+    named, on its line, with what to install."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "urllib3" else real(name, *a)
+    )
+    path = pki.folder / "no-extra.yaml"
+    path.write_text(policy_for_text("http://127.0.0.1:9/", "hard", "no-extra"))
+    with pytest.raises(PolicyError) as caught:
+        load_policy(path)
+    assert str(caught.value).startswith(
+        f"{path}:7:15: error: revocation source ocsp needs an HTTP client: pip install"
+        " 'policyengine[revocation]'"
+    )
+    assert str(caught.value).endswith(
+        "hint: install the extra, or remove the source from trust.revocation.sources"
+    )

@@ -480,6 +480,10 @@ def _trust_section(section: dict[str, Any] | None, positions: Positions) -> Trus
 
     revocation = section.get("revocation", {})
     mode = revocation.get("mode", "off")
+    for index in range(len(revocation.get("sources", ()))):
+        spans[("sources", index)] = positions.value_span(("trust", "revocation", "sources", index))
+    if revocation.get("ocsp", {}).get("responder") is not None:
+        spans[("responder", 0)] = positions.value_span(("trust", "revocation", "ocsp", "responder"))
     return TrustSection(
         anchors=files("anchors", ("trust", "anchors")),
         intermediates=files("intermediates", ("trust", "intermediates")),

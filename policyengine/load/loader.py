@@ -231,6 +231,7 @@ WARNING_CODES = (
     "set-name",
     "trust-anchor",
     "trust-crl",
+    "trust-revocation",
     *POLICY_CODES,
     *RULE_CODES,
 )
@@ -246,17 +247,23 @@ def _load_trust(document: Document) -> tuple[TrustStore | None, tuple[Diagnostic
     except TrustError as exc:
         span = section.spans.get((exc.field, exc.index), section.span)
         raise PolicyFileError([Diagnostic(span, str(exc), exc.hint, code="trust")]) from None
-    warnings = tuple(
-        Diagnostic(
-            section.spans.get((field, index), section.span),
-            message,
-            "replace it, or remove it from the policy",
-            severity="warning",
-            code="trust-anchor" if field == "anchors" else "trust-crl",
-        )
-        for field, index, message in store.problems(datetime.now(UTC))
-    )
-    return store, warnings
+    warnings = []
+    for field, index, message in store.problems(datetime.now(UTC)):
+        hint, code = _TRUST_WARNINGS.get(field, _TRUST_WARNINGS["crls"])
+        span = section.spans.get((field, index), section.span)
+        warnings.append(Diagnostic(span, message, hint, severity="warning", code=code))
+    return store, tuple(warnings)
+
+
+_TRUST_WARNINGS = {
+    "anchors": ("replace it, or remove it from the policy", "trust-anchor"),
+    "crls": ("replace it, or remove it from the policy", "trust-crl"),
+    "responder": (
+        "add its host to fetch.allow_hosts, or name a responder there",
+        "trust-revocation",
+    ),
+}
+"""The hint and code of a trust store's problem, by the field it is about."""
 
 
 def _lint(document: Document, result: CheckResult) -> tuple[Diagnostic, ...]:

@@ -85,7 +85,7 @@ class OcspEvidence:
 
     def problems(self, known: Sequence[x509.Certificate], now: datetime) -> list[Problem]:
         if self.responder is not None and (refused := self.fetcher.allowed(self.responder)):
-            return [("revocation", 0, f"ocsp.responder: {refused}")]
+            return [("responder", 0, f"ocsp.responder: {refused}")]
         return []
 
     # -- one question ------------------------------------------------------------------

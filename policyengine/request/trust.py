@@ -198,10 +198,11 @@ class TrustStore:
         online = [kind for kind in settings.online.sources if kind in ONLINE_SOURCES]
         if online and settings.revocation != "off" and importlib.util.find_spec("urllib3") is None:
             raise TrustError(  # the revocation extra
-                "revocation",
-                0,
+                "sources",
+                settings.online.sources.index(online[0]),
                 f"revocation source {online[0]} needs an HTTP client: pip install"
                 " 'policyengine[revocation]'",
+                "install the extra, or remove the source from trust.revocation.sources",
             )
         anchors = tuple(_read_certificates(settings.anchors, "anchors"))
         intermediates = tuple(_read_certificates(settings.intermediates, "intermediates"))
