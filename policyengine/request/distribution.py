@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Collection, Iterator, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import ClassVar
 
@@ -34,6 +35,7 @@ from cryptography import x509
 from policyengine.request.answers import RETRY, Answers, Held
 from policyengine.request.fetch import Fetcher, FetchError
 from policyengine.request.revocation import Crl, CrlEvidence, Finding, Problem
+from policyengine.values import format_time
 
 __all__ = ["CRLS", "MAX_POINTS", "DistributionPointEvidence"]
 
@@ -108,6 +110,8 @@ class DistributionPointEvidence:
         except Exception as exc:  # hostile bytes cryptography cannot read: no evidence
             why = f"CRL {url} cannot be read ({type(exc).__name__}: {exc})"
             return Held(why, now, now + RETRY, lasting=False)
+        # the trace says when the answer was produced, as OCSP's does
+        crl = replace(crl, name=f"{url}, published {format_time(crl.crl.last_update_utc)}")
         next_update = crl.crl.next_update_utc
         until = now + self.max_age
         if next_update is not None:
