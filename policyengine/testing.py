@@ -168,12 +168,13 @@ def make_crl(
     last_update: datetime | None = None,
     next_update: datetime | None = None,
     number: int = 1,
+    extensions: Sequence[x509.ExtensionType] = (),
 ) -> bytes:
     """A DER CRL of ``issuer``, signed by it, listing the serial numbers ``revoked``
     (revoked a day ago): ``make_crl(ca, [leaf.certificate.serial_number])``.
 
     Published an hour ago and fresh for a day unless ``last_update``/``next_update`` say
-    otherwise; CRL number ``number``.
+    otherwise; CRL number ``number``; ``extensions`` added, not critical.
     """
     now = datetime.now(UTC)
     builder = (
@@ -183,6 +184,8 @@ def make_crl(
         .next_update(next_update or now + timedelta(days=1))
         .add_extension(x509.CRLNumber(number), critical=False)
     )
+    for extension in extensions:
+        builder = builder.add_extension(extension, critical=False)
     for serial in revoked:
         entry = x509.RevokedCertificateBuilder().serial_number(serial)
         builder = builder.add_revoked_certificate(

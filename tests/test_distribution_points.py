@@ -469,3 +469,112 @@ def test_under_asgi_a_fetch_does_not_stop_the_event_loop(pki: Pki, crl_server: C
     assert took >= 0.25  # the fetch was waited for, in a thread
     assert longest < 0.15, longest
     assert crl_server.hits["/slow.crl"] == 1
+
+
+def test_an_older_crl_does_not_replace_a_newer_one(pki: Pki, crl_server: CrlServer) -> None:
+    """A replay (or a mirror behind) of an older CRL, validly signed and not expired, that
+    does not list the certificate: refused at renewal (the newer one stands) and after the
+    newer one ends (unknown, and hard mode denies) - never a false allow."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    cert = leaf(pki, crl_server.url("/rollback.crl"))
+    newer = make_crl(
+        pki.ca, [cert.certificate.serial_number], number=2, next_update=now + timedelta(hours=1)
+    )
+    older = make_crl(
+        pki.ca, number=1, last_update=now - timedelta(hours=2), next_update=now + timedelta(days=1)
+    )
+    serve(crl_server, "/rollback.crl", newer)
+    policy = policy_for(pki, "hard")
+    assert decide(policy, cert, now).rule == "revoked"
+    serve(crl_server, "/rollback.crl", older)
+    assert decide(policy, cert, now + timedelta(minutes=55)).rule == "revoked"  # renews
+    evidence_of(policy, DistributionPointEvidence).answers.settle()
+    assert crl_server.hits["/rollback.crl"] == 2
+    assert decide(policy, cert, now + timedelta(minutes=59)).rule == "revoked"  # it stands
+    after = decide(policy, cert, now + timedelta(minutes=61))
+    assert (after.allowed, after.rule) == (False, "revoked")
+    assert "is older than one fetched from it before (CRL number 1, published" in revoked_said(
+        after
+    )
+
+
+def test_a_forged_crl_at_renewal_leaves_the_genuine_one_standing(
+    pki: Pki, crl_server: CrlServer
+) -> None:
+    """A CRL under the CA's name on another key, with a far next update, served when the
+    genuine one is renewed: not kept, so it cannot deny every client of the CA until then."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    cert = leaf(pki, crl_server.url("/renew-forged.crl"))
+    serve(crl_server, "/renew-forged.crl", make_crl(pki.ca, next_update=now + timedelta(hours=1)))
+    policy = policy_for(pki, "hard")
+    assert decide(policy, cert, now).allowed
+    forged = make_crl(
+        pki.other_ca, [cert.certificate.serial_number], next_update=now + timedelta(days=365)
+    )
+    serve(crl_server, "/renew-forged.crl", forged)
+    assert decide(policy, cert, now + timedelta(minutes=55)).allowed
+    evidence_of(policy, DistributionPointEvidence).answers.settle()
+    assert crl_server.hits["/renew-forged.crl"] == 2
+    kept = decide(
+        policy, leaf(pki, crl_server.url("/renew-forged.crl")), now + timedelta(minutes=56)
+    )
+    assert kept.allowed, revoked_said(kept)  # a new client of the CA, from the genuine CRL
+
+
+def test_max_age_caps_how_long_a_crl_is_kept(pki: Pki, crl_server: CrlServer) -> None:
+    url = serve(crl_server, "/capped.crl", make_crl(pki.ca))  # fresh for a day
+    cert = leaf(pki, url)
+    path = pki.folder / "capped.yaml"
+    path.write_text(
+        "policy: capped\nmode: required\ntrust:\n  anchors: [ca.pem]\n  revocation:\n"
+        "    mode: hard\n    sources: [crl_distribution_points]\n    ocsp:\n      max_age: 1m\n"
+        "rules:\n  - id: partner\n    effect: allow\n    when: trusted and not revoked\n"
+    )
+    policy = load_policy(path)
+    now = datetime.now(UTC)
+    assert decide(policy, cert, now).allowed
+    assert decide(policy, leaf(pki, url), now + timedelta(seconds=30)).allowed
+    assert crl_server.hits["/capped.crl"] == 1
+    assert decide(policy, leaf(pki, url), now + timedelta(minutes=2)).allowed
+    assert crl_server.hits["/capped.crl"] == 2
+
+
+def test_a_der_crl_holding_the_pem_marker_is_read_as_der(pki: Pki, crl_server: CrlServer) -> None:
+    marker = x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.55555.1"), b"-----BEGIN")
+    der = make_crl(pki.ca, extensions=[marker])
+    assert b"-----BEGIN" in der
+    decision = decide(policy_for(pki, "hard"), leaf(pki, serve(crl_server, "/marker.crl", der)))
+    assert decision.allowed, revoked_said(decision)
+
+
+def test_a_point_for_some_reasons_only_is_passed_over() -> None:
+    ca = make_certificate({"CN": "CA"}, ca=True)
+    some = x509.CRLDistributionPoints(
+        [
+            x509.DistributionPoint(
+                [x509.UniformResourceIdentifier("http://crl.contoso.com/compromise.crl")],
+                None,
+                frozenset({x509.ReasonFlags.key_compromise}),
+                None,
+            )
+        ]
+    )
+    assert points_of(_with_extension(ca, some)) == (
+        [],
+        ["a CRL distribution point covers only some revocation reasons: passed over"],
+    )
+
+
+def test_no_soft_pass_is_said_in_hard_mode_nor_when_no_rule_reads_revoked(
+    pki: Pki, crl_server: CrlServer
+) -> None:
+    cert = leaf(pki, crl_server.url("/never.crl"))
+    path = pki.folder / "trusted-only.yaml"
+    path.write_text(
+        "policy: t\nmode: required\ntrust:\n  anchors: [ca.pem]\n  revocation:\n"
+        "    mode: soft\n    sources: [crl_distribution_points]\n"
+        "rules:\n  - id: partner\n    effect: allow\n    when: trusted\n"
+    )
+    assert load_policy(path).evaluate(cert.pem).message == "Allowed by rule partner."
+    hard = policy_for(pki, "hard").evaluate(cert.pem)
+    assert (hard.allowed, hard.message) == (False, "Denied by rule revoked.")

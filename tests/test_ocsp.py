@@ -42,6 +42,7 @@ from policyengine.testing import (
     IssuedCertificate,
     OcspResponder,
     make_certificate,
+    make_crl,
     write_ocsp_index,
 )
 
@@ -512,22 +513,8 @@ def test_a_response_cryptography_cannot_read_is_unknown_not_an_error(pki: Pki) -
 def test_a_crl_file_that_lists_the_certificate_outweighs_a_good_ocsp_answer(
     pki: Pki, responders: dict[str, Responder], tmp_path: Path
 ) -> None:
-    now = datetime.now(UTC)
-    crl = (
-        x509.CertificateRevocationListBuilder()
-        .issuer_name(pki.ca.certificate.subject)
-        .last_update(now - timedelta(hours=1))
-        .next_update(now + timedelta(days=1))
-        .add_extension(x509.CRLNumber(1), critical=False)
-        .add_revoked_certificate(
-            x509.RevokedCertificateBuilder()
-            .serial_number(pki.good.certificate.serial_number)
-            .revocation_date(now - timedelta(hours=1))
-            .build()
-        )
-        .sign(pki.ca.key, hashes.SHA256())  # type: ignore[arg-type]
-    )
-    (pki.folder / "listed.crl").write_bytes(crl.public_bytes(serialization.Encoding.PEM))
+    crl = make_crl(pki.ca, [pki.good.certificate.serial_number])
+    (pki.folder / "listed.crl").write_bytes(crl)
     both = "    crls: [listed.crl]\n"
     text = policy_for_text(responders["ca"].url, "hard", "both", both)
     path = pki.folder / "both.yaml"
@@ -630,3 +617,49 @@ def test_without_the_revocation_extra_an_online_source_is_an_error_on_its_line(
     assert str(caught.value).endswith(
         "hint: install the extra, or remove the source from trust.revocation.sources"
     )
+
+
+def test_an_older_good_answer_does_not_replace_a_revoked_one() -> None:
+    """A replayed older "good" (validly signed, not expired) served when a "revoked" answer
+    is renewed, and after it ends: refused both times, never a false allow."""
+    ca = make_certificate({"CN": "CA"}, ca=True)
+    client = make_certificate({"CN": "client"}, issuer=ca)
+    now = datetime.now(UTC).replace(microsecond=0)
+
+    def response(status: ocsp.OCSPCertStatus, this: datetime, until: datetime) -> bytes:
+        builder = ocsp.OCSPResponseBuilder().add_response(
+            client.certificate,
+            ca.certificate,
+            hashes.SHA1(),
+            status,
+            this,
+            until,
+            this if status == ocsp.OCSPCertStatus.REVOKED else None,
+            None,
+        )
+        builder = builder.responder_id(ocsp.OCSPResponderEncoding.NAME, ca.certificate)
+        signed = builder.sign(ca.key, hashes.SHA256())  # type: ignore[arg-type]
+        return signed.public_bytes(serialization.Encoding.DER)
+
+    revoked = response(
+        ocsp.OCSPCertStatus.REVOKED, now - timedelta(minutes=1), now + timedelta(hours=2)
+    )
+    replayed = response(
+        ocsp.OCSPCertStatus.GOOD, now - timedelta(hours=2), now + timedelta(hours=22)
+    )
+    served = [revoked]
+    fetcher = Canned(lambda _: served[0])
+    seen = evidence(fetcher)
+    assert seen.status(client.certificate, ca.certificate, now).status == "revoked"
+    served[0] = replayed
+    renewing = now + timedelta(hours=1, minutes=50)
+    assert seen.status(client.certificate, ca.certificate, renewing).status == "revoked"
+    seen.answers.settle()
+    assert fetcher.calls == 2
+    assert (
+        seen.status(client.certificate, ca.certificate, renewing + timedelta(minutes=1)).status
+        == "revoked"
+    )
+    after = seen.status(client.certificate, ca.certificate, now + timedelta(hours=2, minutes=1))
+    assert after.status == "unknown"
+    assert "answered with a response older than one it gave before" in after.detail

@@ -394,7 +394,10 @@ def _revoked(ctx: Context) -> bool | Missing:
         return Missing(f"no trusted chain to check revocation against: {result.reason}")
     if result.revocation == "unknown":
         store = ctx.trust_store
-        return store is not None and store.settings.revocation == "hard"
+        if store is not None and store.settings.revocation == "hard":
+            return True
+        ctx.soft = result.revocation_detail  # the decision's message says it was let pass
+        return False
     return result.revocation == "revoked"
 
 

@@ -45,6 +45,7 @@ class Context:
         "raw_host",
         "raw_method",
         "raw_path",
+        "soft",
         "trust_store",
     )
 
@@ -77,6 +78,8 @@ class Context:
         self.trust_store = trust_store
         self.identity: Identity | None = None
         """Who the certificate names: set by the decision procedure before the rules run."""
+        self.soft = ""
+        """Why the revocation status is unknown, when ``revoked`` read it so in soft mode."""
 
     @property
     def path(self) -> str | Missing:
@@ -125,19 +128,12 @@ class Context:
         return result
 
     def soft_pass(self) -> str:
-        """A sentence for an allow when this request's chain was verified and its revocation
-        status is unknown, which ``mode: soft`` lets pass (a responder that is down): else
-        "". The decision's message carries it, so the decision log says so."""
-        try:
-            result = self._trust
-        except AttributeError:
+        """A sentence for an allow when ``revoked`` was read and the revocation status was
+        unknown, which ``mode: soft`` lets pass (a responder that is down): else "". The
+        decision's message carries it, so the decision log says so."""
+        if not self.soft:
             return ""
-        if getattr(result, "revocation", None) != "unknown" or self.trust_store is None:
-            return ""
-        if self.trust_store.settings.revocation != "soft":
-            return ""
-        detail = result.revocation_detail  # type: ignore[union-attr]
-        return f" Revocation status unknown, let pass in soft mode ({detail})."
+        return f" Revocation status unknown, let pass in soft mode ({self.soft})."
 
     def with_facts(self, facts: CertificateFacts) -> Context:
         """The same request seen through another certificate (one of the chain)."""

@@ -24,7 +24,8 @@ on the event loop while every answer it needs is kept, and in a worker thread wh
 be fetched (or is being fetched), so that the loop never waits for the network.
 
 Times are the evaluation's (``now``), never the wall clock's, so a test moves them.
-Owns Held, Answers and off_the_loop. Imports only the standard library.
+Owns Held, Answers, off_the_loop and issuer_id (the issuer part of the keys). Imports
+cryptography and the standard library only.
 """
 
 from __future__ import annotations
@@ -36,9 +37,21 @@ from collections.abc import Callable, Hashable
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
-__all__ = ["RENEW_LEAST", "RENEW_MOST", "RETRY", "Answers", "Held", "WouldWait", "off_the_loop"]
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+
+__all__ = [
+    "RENEW_LEAST",
+    "RENEW_MOST",
+    "RETRY",
+    "Answers",
+    "Held",
+    "WouldWait",
+    "issuer_id",
+    "off_the_loop",
+]
 
 RETRY = timedelta(seconds=10)
 """How long a failure stands before the network is asked again."""
@@ -80,6 +93,12 @@ async def off_the_loop(work: Callable[[], T]) -> T:
     return await asyncio.to_thread(work)
 
 
+Ask = Callable[[datetime, tuple[Any, ...]], "Held[V]"]
+"""How an answer is fetched: ``ask(now, floor)``, where ``floor`` is the highest
+:attr:`Held.mark` of any answer kept for the key before (``()`` when none): an answer
+marked lower is a replay of an older one, and ``ask`` must give a failure instead."""
+
+
 @dataclass(frozen=True, slots=True)
 class Held(Generic[V]):
     """One answer as kept: the value, and the time in which it holds."""
@@ -90,9 +109,18 @@ class Held(Generic[V]):
     until: datetime
     """Until when it holds."""
     lasting: bool = True
-    """False for a failure: it is not renewed, it ends."""
+    """False for a failure: it is not renewed, it ends, and a renewal that gives one
+    leaves the answer it would have renewed standing."""
+    mark: tuple[Any, ...] = ()
+    """How new the answer is, as its issuer counts (a response's thisUpdate; a CRL's
+    number and thisUpdate): no later answer for the key may be older."""
+    size: int = 0
+    """Bytes it holds, against the cache's ``budget``."""
     renew_at: datetime | None = None
     """From when a request that finds it starts its renewal (set by :class:`Answers`)."""
+    floor: tuple[Any, ...] = ()
+    """The highest mark of any lasting answer kept for the key, this one included (set by
+    :class:`Answers`, and carried over a failure)."""
 
     def holds(self, now: datetime) -> bool:
         # a server's clock a little ahead of ours (and thisUpdate is whole seconds)
@@ -109,21 +137,26 @@ class Held(Generic[V]):
 class Answers(Generic[K, V]):
     """Answers per key, asked for once at a time, bounded, renewed before they end."""
 
-    def __init__(self, *, capacity: int, wait: float) -> None:
+    def __init__(self, *, capacity: int, wait: float, budget: int | None = None) -> None:
         self.capacity = capacity
+        """Answers kept at most."""
+        self.budget = budget
+        """Bytes kept at most (the :attr:`Held.size` of every answer), when given."""
         self.wait = wait
         """Seconds a request waits for another's fetch of the same key."""
         self._kept: dict[K, Held[V]] = {}
+        self._size = 0
         self._flights: dict[K, threading.Event] = {}
+        self._renewing: dict[K, concurrent.futures.Future[None]] = {}
         self._lock = threading.Lock()
         self._renewals = concurrent.futures.ThreadPoolExecutor(
             max_workers=2, thread_name_prefix="policyengine-renew"
         )
 
-    def get(self, key: K, now: datetime, ask: Callable[[datetime], Held[V]]) -> Held[V] | None:
-        """The answer for ``key`` at ``now``: kept, or asked for with ``ask(now)`` (which
-        must not raise). None when another request was asking and its answer did not
-        come in time."""
+    def get(self, key: K, now: datetime, ask: Ask[V]) -> Held[V] | None:
+        """The answer for ``key`` at ``now``: kept, or asked for with ``ask(now, floor)``
+        (which must not raise). None when another request was asking and its answer did
+        not come in time."""
         held = self._kept.get(key)
         if held is not None and held.holds(now):
             if held.renew_at is not None and now >= held.renew_at:
@@ -145,13 +178,16 @@ class Answers(Generic[K, V]):
             flight.wait(self.wait)
             held = self._kept.get(key)
             return held if held is not None and held.holds(now) else None
+        # a renewal still queued or under way for an answer that has ended meanwhile is
+        # not waited for: this request asks itself, and the renewal's answer, if it comes
+        # later, is dropped (it renews an answer no longer kept)
         fresh: Held[V] | None = None
         try:
-            fresh = self._scheduled(ask(now), now)
+            fresh = ask(now, held.floor if held is not None else ())
         finally:
             with self._lock:
                 if fresh is not None:
-                    self._keep(key, fresh)
+                    fresh = self._keep(key, fresh, now)
                 del self._flights[key]
             flight.set()
         return fresh
@@ -160,64 +196,80 @@ class Answers(Generic[K, V]):
         """Wait for the fetches under way (renewals too) to end, at most ``timeout`` each."""
         with self._lock:
             flights = list(self._flights.values())
+            renewals = list(self._renewing.values())
         for flight in flights:
             flight.wait(timeout)
+        concurrent.futures.wait(renewals, timeout)
 
     def clear(self) -> None:
         """Forget every answer kept (a benchmark's first sightings)."""
         with self._lock:
             self._kept.clear()
+            self._size = 0
 
     def __len__(self) -> int:
         return len(self._kept)
 
     # -- inside ------------------------------------------------------------------------
 
-    def _renew(
-        self, key: K, held: Held[V], now: datetime, ask: Callable[[datetime], Held[V]]
-    ) -> None:
+    def _renew(self, key: K, held: Held[V], now: datetime, ask: Ask[V]) -> None:
         with self._lock:
-            if key in self._flights or self._kept.get(key) is not held:
+            if key in self._renewing or key in self._flights or self._kept.get(key) is not held:
                 return  # renewed already, or being renewed
-            flight = self._flights[key] = threading.Event()
-        try:
-            self._renewals.submit(self._renewal, key, held, now, ask, flight)
-        except RuntimeError:  # shutting down: the old answer stands, and ends
-            with self._lock:
-                del self._flights[key]
-            flight.set()
+            try:
+                future = self._renewals.submit(self._renewal, key, held, now, ask)
+            except RuntimeError:  # shutting down: the old answer stands, and ends
+                return
+            self._renewing[key] = future
 
-    def _renewal(
-        self,
-        key: K,
-        held: Held[V],
-        now: datetime,
-        ask: Callable[[datetime], Held[V]],
-        flight: threading.Event,
-    ) -> None:
+    def _renewal(self, key: K, held: Held[V], now: datetime, ask: Ask[V]) -> None:
         fresh: Held[V] | None = None
         try:
-            fresh = ask(now)
+            fresh = ask(now, held.floor)
         finally:
             with self._lock:
-                if fresh is not None and fresh.lasting:
-                    self._keep(key, self._scheduled(fresh, now))
-                elif self._kept.get(key) is held:  # the old answer stands; try again later
-                    self._kept[key] = replace(held, renew_at=min(held.until, now + RETRY))
-                del self._flights[key]
-            flight.set()
+                del self._renewing[key]
+                if self._kept.get(key) is held:  # still the answer it renews
+                    if fresh is not None and fresh.lasting:
+                        self._keep(key, fresh, now)
+                    else:  # the old answer stands; tried again later
+                        retry = min(held.until, now + RETRY)
+                        self._kept[key] = replace(held, renew_at=retry)
 
-    @staticmethod
-    def _scheduled(held: Held[V], now: datetime) -> Held[V]:
-        """``held`` with its renewal time: in the last tenth of what is left of it."""
-        left = held.until - now
-        if not held.lasting or left < 2 * RENEW_LEAST:
-            return held
-        lead = min(max(left / 10, RENEW_LEAST), RENEW_MOST)
-        return replace(held, renew_at=held.until - lead)
+    def _keep(self, key: K, fresh: Held[V], now: datetime) -> Held[V]:
+        """Keep ``fresh`` (with its renewal time and floor) as the answer for ``key``,
+        the oldest answers going first past the capacity or the budget; under the lock."""
+        previous = self._kept.pop(key, None)
+        floor = previous.floor if previous is not None else ()
+        if fresh.lasting and fresh.mark > floor:
+            floor = fresh.mark
+        left = fresh.until - now
+        renew_at = None
+        if fresh.lasting and left >= 2 * RENEW_LEAST:  # in the last tenth of what is left
+            renew_at = fresh.until - min(max(left / 10, RENEW_LEAST), RENEW_MOST)
+        fresh = replace(fresh, renew_at=renew_at, floor=floor)
+        if previous is not None:
+            self._size -= previous.size
+        self._kept[key] = fresh
+        self._size += fresh.size
+        while len(self._kept) > self.capacity or (
+            self.budget is not None and self._size > self.budget and len(self._kept) > 1
+        ):
+            oldest = next(iter(self._kept))
+            self._size -= self._kept.pop(oldest).size
+        return fresh
 
-    def _keep(self, key: K, held: Held[V]) -> None:
-        self._kept.pop(key, None)
-        self._kept[key] = held
-        while len(self._kept) > self.capacity:  # the oldest answer out first
-            del self._kept[next(iter(self._kept))]
+
+def issuer_id(issuer: x509.Certificate) -> bytes:
+    """An issuer as the caches of fetched evidence know it: SHA-256 of its name and its
+    whole public key. Two CAs of one key under two names, or of one name under two keys,
+    are two issuers (their certificates may share serial numbers, their CRLs a URL)."""
+    digest = hashes.Hash(hashes.SHA256())
+    for part in (
+        issuer.subject.public_bytes(),
+        issuer.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        ),
+    ):
+        digest.update(len(part).to_bytes(4, "big") + part)
+    return digest.finalize()

@@ -12,11 +12,15 @@ revoked) wins. Passed over, with a word in the trace: URLs of other schemes (``l
 (indirect CRLs, which policyengine does not use); at most :data:`MAX_POINTS` URLs of a
 certificate are asked.
 
-CRLs are kept per URL until their nextUpdate (fetched again after ``max_age`` at most, and
-after :data:`~policyengine.request.answers.RETRY` when the fetch failed, or the CRL came
-stale), at most :data:`CRLS` of them, and renewed in the background before they end
-(:mod:`~policyengine.request.answers`). Concurrent first sightings of certificates that
-name one URL make one fetch.
+A fetched CRL is checked for the issuer before it is kept (issued and signed by it,
+complete, in effect, no defect, and not older than one fetched from the URL before: a
+replay); one that fails is kept as a failure. CRLs are kept per URL and issuer until their
+nextUpdate (fetched again after ``max_age`` at most, and after
+:data:`~policyengine.request.answers.RETRY` when the fetch failed, or the CRL came stale),
+at most :data:`CRLS` of them and :data:`BUDGET` bytes, and renewed in the background before
+they end (:mod:`~policyengine.request.answers`); a renewal that fetches a CRL it would not
+keep leaves the old one standing. Concurrent first sightings of certificates that name one
+URL make one fetch.
 
 Owns DistributionPointEvidence. Imports cryptography and the request side's own modules
 (``fetch.py`` does the HTTP), never ``language/`` or ``evaluation/``.
@@ -28,19 +32,21 @@ import functools
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from cryptography import x509
 
-from policyengine.request.answers import RETRY, Answers, Held
+from policyengine.request.answers import RETRY, SKEW, Answers, Held, issuer_id
 from policyengine.request.fetch import Fetcher, FetchError
 from policyengine.request.revocation import Crl, CrlEvidence, Finding, Problem
 from policyengine.values import format_time
 
-__all__ = ["CRLS", "MAX_POINTS", "DistributionPointEvidence"]
+__all__ = ["BUDGET", "CRLS", "MAX_POINTS", "DistributionPointEvidence"]
 
 CRLS = 64
 """CRLs kept at most (one per URL; each up to ``fetch.max_bytes``); the oldest go first."""
+BUDGET = 256 << 20
+"""Bytes of CRLs kept at most (``fetch.max_bytes`` may be up to 64 MiB)."""
 MAX_POINTS = 4
 """URLs of one certificate asked at most."""
 
@@ -56,33 +62,27 @@ class DistributionPointEvidence:
     def __init__(self, fetcher: Fetcher, *, max_age: timedelta) -> None:
         self.fetcher = fetcher
         self.max_age = max_age
-        self.answers: Answers[str, _Fetched] = Answers(capacity=CRLS, wait=fetcher.timeout + 1.0)
+        self.answers: Answers[tuple[str, bytes], _Fetched] = Answers(
+            capacity=CRLS, wait=fetcher.timeout + 1.0, budget=BUDGET
+        )
 
     def status(self, cert: x509.Certificate, issuer: x509.Certificate, now: datetime) -> Finding:
         urls, notes = points_of(cert)
         if not urls and not notes:
             return Finding("unknown", "the certificate names no CRL distribution point", None)
         earliest: datetime | None = None  # with no URL to ask, the answer never changes
+        who = issuer_id(issuer)
         for url in urls:
-            held = self.answers.get(url, now, functools.partial(self._fetch, url))
+            held = self.answers.get((url, who), now, functools.partial(self._fetch, url, issuer))
             if held is None:
                 notes.append(f"CRL {url}: another request's fetch did not come in time")
                 look = now + RETRY
             elif isinstance(held.value, str):
                 notes.append(held.value)
                 look = held.until
-            elif held.value.crl.issuer != cert.issuer:
-                notes.append(
-                    f"CRL {url} is issued by {held.value.crl.issuer.rfc4514_string()}, not by"
-                    f" {cert.issuer.rfc4514_string()}"
-                )
-                look = held.next_look(now)
             else:
                 finding = CrlEvidence((held.value,)).status(cert, issuer, now)
                 look = held.next_look(now)
-                last_update = held.value.crl.last_update_utc
-                if now < last_update < look:  # not in effect yet: it will be then
-                    look = last_update
                 if finding.status != "unknown":
                     detail = "; ".join([finding.detail, *notes])
                     return Finding(finding.status, detail, _earliest(finding.next_update, look))
@@ -97,28 +97,66 @@ class DistributionPointEvidence:
     def problems(self, known: Sequence[x509.Certificate], now: datetime) -> list[Problem]:
         return []  # nothing to check before a certificate names its distribution points
 
-    def _fetch(self, url: str, now: datetime) -> Held[_Fetched]:
+    def _fetch(
+        self, url: str, issuer: x509.Certificate, now: datetime, floor: tuple[Any, ...]
+    ) -> Held[_Fetched]:
+        """The CRL at ``url``, checked for ``issuer`` before it is kept: a CRL that could
+        never answer for its certificates (another issuer's, not signed by the issuer, not
+        in effect yet, a delta, one with a defect) is a failure, kept :data:`RETRY` (and
+        a renewal that fetches one leaves the CRL it would renew standing), as is a CRL
+        older than one fetched before (``floor``: its number, then its thisUpdate)."""
+
+        def failed(why: str) -> Held[_Fetched]:
+            return Held(why, now, now + RETRY, lasting=False)
+
         try:
             data = self.fetcher.fetch(url)
         except FetchError as exc:
-            return Held(f"CRL distribution point: {exc}", now, now + RETRY, lasting=False)
+            return failed(f"CRL distribution point: {exc}")
         try:
             crl = Crl.load(data, url)
         except ValueError as exc:  # NotACrl says "is not a CRL: why"
             said = str(exc) if str(exc).startswith("is not") else f"cannot be used: {exc}"
-            return Held(f"CRL {url} {said}", now, now + RETRY, lasting=False)
+            return failed(f"CRL {url} {said}")
         except Exception as exc:  # hostile bytes cryptography cannot read: no evidence
-            why = f"CRL {url} cannot be read ({type(exc).__name__}: {exc})"
-            return Held(why, now, now + RETRY, lasting=False)
+            return failed(f"CRL {url} cannot be read ({type(exc).__name__}: {exc})")
+        refused = _refusal(crl, issuer, now)
+        if refused:
+            return failed(f"CRL {url} {refused}")
+        mark = (crl.number if crl.number is not None else -1, crl.crl.last_update_utc)
+        if floor and mark < floor:
+            return failed(
+                f"CRL {url} is older than one fetched from it before (CRL number"
+                f" {crl.number}, published {format_time(mark[1])}): a replay, or a copy behind"
+            )
         # the trace says when the answer was produced, as OCSP's does
-        crl = replace(crl, name=f"{url}, published {format_time(crl.crl.last_update_utc)}")
+        name = f"{url}, published {format_time(crl.crl.last_update_utc)}"
+        crl = replace(crl, name=name, signer=issuer)
         next_update = crl.crl.next_update_utc
         until = now + self.max_age
         if next_update is not None:
             until = min(until, next_update)
         if until <= now:  # stale when fetched: it says "expired", and is fetched again soon
-            return Held(crl, now, now + RETRY, lasting=False)
-        return Held(crl, now, until)
+            return Held(crl, now, now + RETRY, lasting=False, size=len(data))
+        return Held(crl, now, until, mark=mark, size=len(data))
+
+
+def _refusal(crl: Crl, issuer: x509.Certificate, now: datetime) -> str:
+    """Why a fetched CRL can never answer for the certificates of ``issuer``, or ""."""
+    if crl.crl.issuer != issuer.subject:
+        return (
+            f"is issued by {crl.crl.issuer.rfc4514_string()}, not by"
+            f" {issuer.subject.rfc4514_string()}"
+        )
+    if not crl.signed_by(issuer):
+        return f"is not signed by {issuer.subject.rfc4514_string()}"
+    if crl.delta:
+        return "is a delta CRL (deltaCRLIndicator), not a complete one"
+    if crl.problem:
+        return f"cannot be used: {crl.problem}"
+    if crl.crl.last_update_utc > now + SKEW:
+        return f"is not valid before {format_time(crl.crl.last_update_utc)}"
+    return ""
 
 
 def points_of(cert: x509.Certificate) -> tuple[list[str], list[str]]:
@@ -133,6 +171,11 @@ def points_of(cert: x509.Certificate) -> tuple[list[str], list[str]]:
     urls: list[str] = []
     notes: list[str] = []
     for point in points:
+        if point.reasons:
+            notes.append(
+                "a CRL distribution point covers only some revocation reasons: passed over"
+            )
+            continue
         if point.crl_issuer:
             notes.append(
                 "a CRL distribution point names another CRL issuer (an indirect CRL), which "

@@ -112,6 +112,8 @@ class Fetcher:
                 decode_content=False,
             )
         except urllib3.exceptions.HTTPError as exc:
+            if _timed_out(exc):  # urllib3's own clock ran out first: the same words
+                raise FetchError(f"{url} took longer than {self.timeout:g} s") from None
             raise FetchError(f"{url} could not be reached: {_cause(exc)}") from None
         whole = False
         try:
@@ -146,6 +148,8 @@ class Fetcher:
                     raise FetchError(f"{url} sent more than fetch.max_bytes ({self.max_bytes})")
                 chunks.append(chunk)
         except urllib3.exceptions.HTTPError as exc:
+            if _timed_out(exc):
+                raise FetchError(f"{url} took longer than {self.timeout:g} s") from None
             raise FetchError(f"{url} broke off: {_cause(exc)}") from None
 
 
@@ -156,6 +160,19 @@ def _matches(host: str, pattern: str) -> bool:
     if "*" not in pattern:
         return host == pattern
     return fnmatch.fnmatchcase(host, pattern.replace("[", "[[]"))
+
+
+def _timed_out(exc: BaseException) -> bool:
+    """A timeout of urllib3's (connecting or reading), however wrapped; not a refused
+    connection (urllib3's NewConnectionError descends from its ConnectTimeoutError)."""
+    while exc is not None:
+        if isinstance(exc, urllib3.exceptions.NewConnectionError):
+            return False
+        if isinstance(exc, urllib3.exceptions.TimeoutError):
+            return True
+        reason = getattr(exc, "reason", None)
+        exc = reason if isinstance(reason, BaseException) else None  # type: ignore[assignment]
+    return False
 
 
 def _cause(exc: BaseException) -> str:

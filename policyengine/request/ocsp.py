@@ -29,6 +29,7 @@ does the HTTP), never ``language/`` or ``evaluation/``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import ClassVar
@@ -40,7 +41,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, paddin
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
 
-from policyengine.request.answers import RETRY, SKEW, Answers, Held
+from policyengine.request.answers import RETRY, SKEW, Answers, Held, issuer_id
 from policyengine.request.der import read_tlv
 from policyengine.request.fetch import Fetcher, FetchError
 from policyengine.request.revocation import Finding, Problem
@@ -69,8 +70,8 @@ class OcspEvidence:
         )
 
     def status(self, cert: x509.Certificate, issuer: x509.Certificate, now: datetime) -> Finding:
-        key = (_issuer_id(issuer), cert.serial_number)
-        held = self.answers.get(key, now, lambda at: self._ask(cert, issuer, at))
+        key = (issuer_id(issuer), cert.serial_number)
+        held = self.answers.get(key, now, functools.partial(self._ask, cert, issuer))
         if held is None:
             why = "OCSP: another request's answer did not come in time"
             return Finding("unknown", why, now + RETRY)
@@ -91,7 +92,11 @@ class OcspEvidence:
     # -- one question ------------------------------------------------------------------
 
     def _ask(
-        self, cert: x509.Certificate, issuer: x509.Certificate, now: datetime
+        self,
+        cert: x509.Certificate,
+        issuer: x509.Certificate,
+        now: datetime,
+        floor: tuple[datetime, ...],
     ) -> Held[Finding]:
         url = self.responder or _responder_of(cert)
         if url is None:
@@ -100,7 +105,7 @@ class OcspEvidence:
             request = ocsp.OCSPRequestBuilder().add_certificate(cert, issuer, hashes.SHA1())
             body = request.build().public_bytes(serialization.Encoding.DER)
             data = self.fetcher.fetch(url, body=body, content_type=_MEDIA)
-            return self._read(data, url, cert, issuer, now)
+            return self._read(data, url, cert, issuer, now, floor)
         except (FetchError, _Refused) as exc:
             return _failure(f"OCSP: {exc}", now)
         except Exception as exc:  # a hostile response cryptography cannot read: unknown
@@ -114,6 +119,7 @@ class OcspEvidence:
         cert: x509.Certificate,
         issuer: x509.Certificate,
         now: datetime,
+        floor: tuple[datetime, ...],
     ) -> Held[Finding]:
         try:
             response = ocsp.load_der_ocsp_response(data)
@@ -130,6 +136,11 @@ class OcspEvidence:
         if this_update > now + SKEW:
             raise _Refused(
                 f"{url} answered with a thisUpdate in the future ({format_time(this_update)})"
+            )
+        if floor and (this_update,) < floor:  # an older answer replayed, or a lagging cache
+            raise _Refused(
+                f"{url} answered with a response older than one it gave before (thisUpdate"
+                f" {format_time(this_update)}, before {format_time(floor[0])})"
             )
         until = this_update + self.max_age
         if next_update is not None:
@@ -154,7 +165,7 @@ class OcspEvidence:
             )
         else:
             finding = Finding("unknown", f"unknown to OCSP {url} ({when})", until)
-        return Held(finding, this_update, until)
+        return Held(finding, this_update, until, mark=(this_update,))
 
 
 def _failure(why: str, now: datetime) -> Held[Finding]:
@@ -177,20 +188,6 @@ def _responder_of(cert: x509.Certificate) -> str | None:
         ):
             return location.value
     return None
-
-
-def _issuer_id(issuer: x509.Certificate) -> bytes:
-    """The issuer as the cache knows it: SHA-256 of its name and its whole public key. Two
-    CAs of one key under two names issue distinct certificates of one serial number."""
-    digest = hashes.Hash(hashes.SHA256())
-    for part in (
-        issuer.subject.public_bytes(),
-        issuer.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        ),
-    ):
-        digest.update(len(part).to_bytes(4, "big") + part)
-    return digest.finalize()
 
 
 def _key_hash(cert: x509.Certificate) -> bytes:

@@ -199,17 +199,20 @@ class Crl:
     """Its issuing distribution point, which limits the certificates it covers."""
     problem: str = ""
     """Why it can never be evidence (empty when it can)."""
+    signer: x509.Certificate | None = None
+    """The issuer its signature was checked against when it was fetched (not again)."""
+
+    def signed_by(self, issuer: x509.Certificate) -> bool:
+        """Whether ``issuer``'s key verifies its signature."""
+        return (self.signer is not None and self.signer == issuer) or _signed_by(self.crl, issuer)
 
     @classmethod
     def load(cls, data: bytes, name: str) -> Crl:
         """A CRL's bytes (DER, or PEM) read wholly: raises :class:`NotACrl` for what is no
         CRL, ValueError saying what cannot be read of one cryptography loads only in part."""
         try:
-            crl = (
-                x509.load_pem_x509_crl(data)
-                if b"-----BEGIN" in data
-                else x509.load_der_x509_crl(data)
-            )
+            pem = not data.startswith(b"\x30") and b"-----BEGIN" in data  # DER is a SEQUENCE
+            crl = x509.load_pem_x509_crl(data) if pem else x509.load_der_x509_crl(data)
         except ValueError as exc:
             raise NotACrl(f"is not a CRL: {exc}") from None
         problem = _unreadable_crl(crl)
@@ -368,7 +371,7 @@ class CrlEvidence:
         named = [entry for entry in self.crls if entry.crl.issuer == cert.issuer]
         authentic: list[Crl] = []
         for entry in named:
-            if _signed_by(entry.crl, issuer):
+            if entry.signed_by(issuer):
                 authentic.append(entry)
             else:
                 notes.append(f"CRL {entry.name} is not signed by {issuer.subject.rfc4514_string()}")
@@ -414,7 +417,7 @@ class CrlEvidence:
                 if not (entry.delta and newer):
                     continue
             scoped = replace(entry, delta=False)
-            if scoped.out_of_scope(cert) or not _signed_by(entry.crl, issuer):
+            if scoped.out_of_scope(cert) or not entry.signed_by(issuer):
                 continue
             revoked = entry.crl.get_revoked_certificate_by_serial_number(cert.serial_number)
             if revoked is None or _reason(revoked) is x509.ReasonFlags.remove_from_crl:
