@@ -663,3 +663,16 @@ def test_an_older_good_answer_does_not_replace_a_revoked_one() -> None:
     after = seen.status(client.certificate, ca.certificate, now + timedelta(hours=2, minutes=1))
     assert after.status == "unknown"
     assert "answered with a response older than one it gave before" in after.detail
+
+
+@pytest.mark.parametrize("mode", ["hard", "soft"])
+def test_an_expired_answer_is_unknown(
+    pki: Pki, responders: dict[str, Responder], mode: str
+) -> None:
+    """openssl's answers are fresh an hour (``-nmin 60``); asked at a time two hours on,
+    the answer it gives is past its nextUpdate when it comes."""
+    policy = policy_for(pki, responders["ca"].url, mode, "expired")
+    decision = decide(policy, pki.good, datetime.now(UTC) + timedelta(hours=2))
+    expected = (False, "revoked") if mode == "hard" else (True, "partner")
+    assert (decision.allowed, decision.rule) == expected
+    assert "answered with a stale response (next update " in revoked_said(decision)
