@@ -1,6 +1,7 @@
 """The rule index never changes a decision: indexed, linear and explained evaluations agree.
 
 Policies are generated with many rules keyed on ``==`` and ``in`` (CN, O, fingerprints),
+``startswith``, ``endswith``, ``matches`` and disjunctions of these,
 mixed with parts that read other facts (validity, extensions, the key, a multi-valued OU),
 and evaluated against ordinary certificates and the hostile corpus, whose broken names and
 extensions make rules fail. Every decision field is compared: allowed, reason, message,
@@ -64,7 +65,25 @@ def quoted(text: str) -> str:
     return '"' + text + '"'
 
 
-KEY_PARTS = st.one_of(
+AFFIXES = (
+    'subject.CN startswith "c"',
+    'subject.CN startswith "c1"',
+    'subject.CN startswith "hos"',
+    'subject.CN startswith "x"',
+    'subject.CN endswith "1"',
+    'subject.CN endswith "ile"',
+    'subject.CN matches "c*"',
+    'subject.CN matches "*2"',
+    'subject.CN matches "c?"',
+    'subject.CN matches "h*le"',
+    'subject.CN matches "**"',
+    'subject.CN matches "c3"',
+    'issuer.O startswith "Zo"',
+    'issuer.O endswith "Ltd"',
+    'issuer.O matches "*Ltd"',
+)
+"""Prefix, suffix and glob keys (and ``**``, which is no key)."""
+SIMPLE_KEYS = st.one_of(
     st.sampled_from(CNS).map(lambda cn: f"subject.CN == {quoted(cn)}"),
     st.lists(st.sampled_from(CNS), min_size=1, max_size=3).map(
         lambda cns: "subject.CN in [" + ", ".join(quoted(c) for c in cns) + "]"
@@ -73,6 +92,11 @@ KEY_PARTS = st.one_of(
     st.integers(0, 100).map(lambda i: f"fingerprint == {quoted(pins()[i % len(pins())])}"),
     st.just("fingerprint in pinned"),
     st.just("fingerprint.sha256 in pinned256"),
+    st.sampled_from(AFFIXES),
+)
+KEY_PARTS = st.one_of(
+    SIMPLE_KEYS,
+    st.lists(SIMPLE_KEYS, min_size=2, max_size=3).map(lambda keys: "(" + " or ".join(keys) + ")"),
 )
 OTHER_PARTS = st.sampled_from(
     (

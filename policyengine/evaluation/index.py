@@ -2,10 +2,18 @@
 
 A policy with thousands of rules, each pinning a different CN or fingerprint, should not
 test every rule on every request. When a policy is compiled, each rule whose condition has
-a top-level part ``attribute == constant`` or ``attribute in set`` (its *key*) is filed
-under that attribute's value(s). At evaluation, the key attributes are read once, and only
-the rules filed under the values read, plus the rules without a key, are tested, in their
-original order.
+a top-level part (its *key*) of one of these shapes is filed under what it names:
+
+- ``attribute == constant``, ``attribute in set`` or ``in [list]``: under each value;
+- ``attribute startswith "p"``, and ``attribute matches "p*..."`` (a glob with a literal
+  start): under the prefix ``p``; ``endswith "s"``, and a glob with a literal end only
+  (``*.contoso.com``): under the suffix ``s``;
+- ``A or B or ...`` whose every branch is one of these: under each branch's key.
+
+At evaluation, the key attributes are read once; an exact key is one lookup, a prefix or
+suffix key one lookup per length of the prefixes (suffixes) filed. Only the rules filed
+under what was read, plus the rules without a key, are tested, in their original order.
+A prefix or a glob's literal start narrows the rules to test; the rule's own test decides.
 
 This must never change a decision. A rule left out is one whose key is false or undefined,
 so its condition cannot be true, and the ``and`` stops there or goes on without making it
@@ -35,6 +43,7 @@ from policyengine.evaluation.attributes import READERS, readers_for
 from policyengine.evaluation.compiler import attributes_read
 from policyengine.evaluation.context import Context
 from policyengine.language import ast
+from policyengine.language.glob import literal_ends
 from policyengine.language.vocabulary import Attribute, Dependency, Type, lookup
 from policyengine.values import FINGERPRINT_LENGTHS, Missing, fingerprint_token
 
@@ -56,11 +65,36 @@ Reader = Callable[[Context], object]
 
 @dataclass(frozen=True, slots=True)
 class _Key:
-    """One way a rule can be looked up: the reader of a value and the values that file it."""
+    """One way a rule can be looked up: the reader of a value and the values that file it
+    (``exact``), or the prefixes (``prefix``) or suffixes (``suffix``) the value must have."""
 
     group: str
     read: Reader
     values: tuple[Hashable, ...]
+    kind: str = "exact"
+
+
+Finder = Callable[[object], Iterable[tuple[int, ...]]]
+"""The positions filed under what a value is, or starts or ends with."""
+
+
+def _finder(kind: str, table: dict[Hashable, tuple[int, ...]]) -> Finder:
+    """How one group's table is searched for a value read."""
+    if kind == "exact":
+        get = table.get
+        return lambda value: (found,) if (found := get(value)) else ()
+    lengths = sorted({len(str(affix)) for affix in table})
+    if kind == "prefix":
+        return lambda value: [
+            table[value[:n]]
+            for n in lengths
+            if isinstance(value, str) and len(value) >= n and value[:n] in table
+        ]
+    return lambda value: [
+        table[value[-n:]]
+        for n in lengths
+        if isinstance(value, str) and len(value) >= n and value[-n:] in table
+    ]
 
 
 class RuleIndex:
@@ -77,7 +111,7 @@ class RuleIndex:
         never asked again, and must not be kept alive by a mark."""
         self._read_before = self._readable.get
         tables: dict[str, dict[Hashable, list[int]]] = {}
-        readers: dict[str, Reader] = {}
+        readers: dict[str, tuple[Reader, str]] = {}
         always: list[int] = []
         reads: dict[str, Attribute] = {}
         prefixes: dict[tuple[str, ...], list[int]] = {}
@@ -89,7 +123,7 @@ class RuleIndex:
                 continue
             at, keys = found
             for key in keys:
-                readers[key.group] = key.read
+                readers[key.group] = (key.read, key.kind)
                 table = tables.setdefault(key.group, {})
                 for value in key.values:
                     filed = table.setdefault(value, [])
@@ -99,9 +133,10 @@ class RuleIndex:
             prefixes.setdefault(tuple(p.text for p in parts[:at]), []).append(position)
         self.keyed = self.size - len(always)
         self._always = tuple(always)
+        frozen = {group: {v: tuple(p) for v, p in table.items()} for group, table in tables.items()}
         self._groups = tuple(
-            (readers[group], {v: tuple(p) for v, p in table.items()})
-            for group, table in tables.items()
+            (readers[group][0], _finder(readers[group][1], table))
+            for group, table in frozen.items()
         )
         own = [a for a in reads.values() if _of_certificate(a)]
         self._certificate_reads = _prereads(own)
@@ -110,9 +145,10 @@ class RuleIndex:
         # one key attribute and few unkeyed rules (the common shape): each value's
         # candidates, merged with the unkeyed rules and sorted, made once
         self._merged: dict[Hashable, tuple[int, ...]] | None = None
-        if len(self._groups) == 1 and len(always) <= 16:
-            only = self._groups[0][1]
-            self._merged = {v: tuple(sorted({*p, *always})) for v, p in only.items()}
+        if len(frozen) == 1 and len(always) <= 16:
+            [(group, only)] = frozen.items()
+            if readers[group][1] == "exact":
+                self._merged = {v: tuple(sorted({*p, *always})) for v, p in only.items()}
 
     @classmethod
     def build(cls, conditions: Sequence[ast.Expr]) -> RuleIndex | None:
@@ -176,12 +212,11 @@ class RuleIndex:
         try:
             self._check_readable(ctx, note)
             hits: set[int] = set()
-            for read, table in self._groups:
+            for read, find in self._groups:
                 value = read(ctx)
                 if value.__class__ is Missing:
                     continue
-                found = table.get(value)
-                if found:
+                for found in find(value):
                     hits.update(found)
         except Exception:
             return None
@@ -197,8 +232,16 @@ def _first_key(parts: Sequence[ast.Expr]) -> tuple[int, tuple[_Key, ...]] | None
 
 
 def _keys(part: ast.Expr) -> tuple[_Key, ...] | None:
-    """How a part files its rule, when it is ``attribute == constant`` or ``in`` a set."""
-    if not isinstance(part, ast.Compare) or part.op not in ("==", "in"):
+    """How a part files its rule: one of the shapes of the module's docstring, or None."""
+    if isinstance(part, ast.Or):  # true only where a branch is: filed under each
+        found: list[_Key] = []
+        for branch in part.operands:
+            keys = _keys(branch)
+            if keys is None:
+                return None
+            found.extend(keys)
+        return tuple(found)
+    if not isinstance(part, ast.Compare) or part.op not in ("==", "in", *_AFFIXES):
         return None
     left, right = part.left, part.right
     if not isinstance(left, ast.AttributeRef):
@@ -206,6 +249,8 @@ def _keys(part: ast.Expr) -> tuple[_Key, ...] | None:
     attribute = left.attribute
     if not attribute.depends.isdisjoint(_NOT_KEYS):
         return None
+    if part.op in _AFFIXES:
+        return _affix_keys(attribute, part.op, right)
     if part.op == "==":
         if not isinstance(right, ast.Literal):
             return None
@@ -221,6 +266,28 @@ def _keys(part: ast.Expr) -> tuple[_Key, ...] | None:
     if not all(isinstance(v, Hashable) for v in values):
         return None
     return (_Key(attribute.name, readers_for(attribute).read, values),)
+
+
+_AFFIXES = ("startswith", "endswith", "matches")
+
+
+def _affix_keys(attribute: Attribute, op: str, right: object) -> tuple[_Key, ...] | None:
+    """A string attribute's ``startswith``, ``endswith`` or ``matches`` a constant, by the
+    literal text a value must start or end with (none: not a key)."""
+    if attribute.type is not Type.STRING or not isinstance(right, ast.Literal):
+        return None
+    if not isinstance(right.value, str):
+        return None
+    if op == "matches":
+        head, tail = literal_ends(right.value)
+    else:
+        head, tail = (right.value, "") if op == "startswith" else ("", right.value)
+    read = readers_for(attribute).read
+    if head:
+        return (_Key(f"{attribute.name} startswith", read, (head,), "prefix"),)
+    if tail:
+        return (_Key(f"{attribute.name} endswith", read, (tail,), "suffix"),)
+    return None
 
 
 def _fingerprint_keys(attribute: Attribute, values: tuple[object, ...]) -> tuple[_Key, ...]:

@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 from policyengine.errors import GlobError
 
-__all__ = ["MAX_PATTERN_LENGTH", "GlobError", "compile_glob"]
+__all__ = ["MAX_PATTERN_LENGTH", "GlobError", "compile_glob", "literal_ends"]
 
 MAX_PATTERN_LENGTH = 1024
 
@@ -81,6 +81,26 @@ def compile_glob(pattern: str) -> Callable[[str], bool]:
             return lambda value: value.startswith(prefix)
         return lambda value: value.startswith(prefix) and "." not in value[len(prefix) :]
     return _Automaton(tokens).match
+
+
+def literal_ends(pattern: str) -> tuple[str, str]:
+    """The literal text every match of ``pattern`` starts with, and ends with: ``("client-",
+    "")`` for ``client-*``, ``("", ".contoso.com")`` for ``*.contoso.com`` (what a rule
+    index files a ``matches`` rule under)."""
+    tokens = _tokenize(pattern)
+    head: list[str] = []
+    for kind, text in tokens:
+        if kind != "lit":
+            break
+        head.append(text)
+    if len(head) == len(tokens):  # no wildcard: the whole pattern, at both ends
+        return "".join(head), "".join(head)
+    tail: list[str] = []
+    for kind, text in reversed(tokens):
+        if kind != "lit":
+            break
+        tail.append(text)
+    return "".join(head), "".join(reversed(tail))
 
 
 class _Automaton:
