@@ -27,9 +27,10 @@ the ratios of the repeats taken side by side). ``--peers`` adds the other policy
    handwritten      the App Service article's validator: decode the header, parse the
                     certificate, hash it, compare, on every request
 
-2. Rules: 1, 100 and 10,000 allow rules each pinning a distinct CN (or fingerprint), the
-   request matching the last; the memo off, so the rule index is what is measured. The
-   linear scan (index off) is shown for 100 rules and 10,000.
+2. Rules: 1, 100, 1,000 and 10,000 allow rules each pinning a distinct CN (or
+   fingerprint), or of one of the generated shapes of SHAPES (a glob, a prefix, a
+   disjunction of two equalities), the request matching the last; the memo off, so the
+   rule index is what is measured. The linear scan (index off) is shown beside.
 3. A fingerprint set of 1 and of 100,000 entries (memo off).
 4. Loading and compiling a 10,000-rule policy, and the memory a cached certificate takes.
 5. One thread and eight threads deciding on one policy (threads.py).
@@ -155,10 +156,23 @@ def per_decision(bench: Bench) -> dict[str, Callable[[], object]]:
     return cases
 
 
+SHAPES = {
+    "cn": ('subject.CN == "api-client-{n}"', 'subject.CN == "api-client"'),
+    "glob": ('subject.CN matches "client-{n}-*"', 'subject.CN matches "api-cl*"'),
+    "prefix": ('subject.CN startswith "client-{n}"', 'subject.CN startswith "api-cl"'),
+    "either": (
+        'subject.CN == "a-{n}" or issuer.O == "b-{n}"',
+        'subject.CN == "a-last" or issuer.O == "Contoso Ltd"',
+    ),
+}
+"""Rule shapes by name: every rule but the last, and the last (which the request matches)."""
+
+
 def many_rules(count: int, by: str, bench: Bench) -> str:
-    if by == "cn":
-        parts = [f'subject.CN == "api-client-{n}"' for n in range(count - 1)]
-        parts.append('subject.CN == "api-client"')
+    if by in SHAPES:
+        others, last = SHAPES[by]
+        parts = [others.format(n=n) for n in range(count - 1)]
+        parts.append(last)
     else:
         parts = [
             f'fingerprint == "{hashlib.sha1(b"%d" % n).hexdigest()}"' for n in range(count - 1)
@@ -273,14 +287,15 @@ def main() -> None:
 
     print("\n2. Rules, the request matching the last (memo off)")
     rows = []
-    for by in ("cn", "fingerprint"):
+    for by in ("cn", "fingerprint", "glob", "prefix", "either"):
         base = None
-        for count in (1, 100, 10_000):
+        for count in (1, 100, 1_000, 10_000):
             text = many_rules(count, by, bench)
             indexed = compiled(text, memo=False)
             samples = timed(lambda p=indexed: p.evaluate(bench.facts, path="/", now=NOW))
             base = base or median(samples)
-            row = [f"{count:,} rules pinning a {by}", micros(median(samples)), spread(samples)]
+            what = f"pinning a {by}" if by in ("cn", "fingerprint") else f"of shape {by}"
+            row = [f"{count:,} rules {what}", micros(median(samples)), spread(samples)]
             row.append(f"{median(samples) / base:.2f}")
             if count > 1:
                 linear = compiled(text, memo=False, index=False)

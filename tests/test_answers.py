@@ -1,5 +1,5 @@
 """The cache of fetched answers (request/answers.py) on its own: single flight, renewal,
-bounds, and replays refused by the floor. ``ask`` here is a function of the test's; the
+bounds, and the marks that refuse replays. ``ask`` here is a function of the test's; the
 whole path, over HTTP, is in test_ocsp.py and test_distribution_points.py."""
 
 from __future__ import annotations
@@ -7,16 +7,15 @@ from __future__ import annotations
 import threading
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
-from policyengine.request.answers import RETRY, Answers, Held
+from policyengine.request.answers import RETRY, Answers, Floors, Held
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 """The evaluation time the answers are asked at (moved by the tests, never read)."""
 
 
-def answer(value: str, until: timedelta, *, mark: int = 0, size: int = 0) -> Held[str]:
-    return Held(value, T0, T0 + until, mark=(mark,), size=size)
+def answer(value: str, until: timedelta, *, size: int = 0) -> Held[str]:
+    return Held(value, T0, T0 + until, size=size)
 
 
 class Asker:
@@ -25,11 +24,12 @@ class Asker:
 
     def __init__(self, *answers: Held[str]) -> None:
         self.answers = list(answers)
-        self.calls: list[tuple[Any, ...]] = []
+        self.calls: list[str | None] = []
+        """The value of the answer each call would replace."""
         self.gate: threading.Event | None = None
 
-    def __call__(self, now: datetime, floor: tuple[Any, ...]) -> Held[str]:
-        self.calls.append(floor)
+    def __call__(self, now: datetime, previous: Held[str] | None) -> Held[str]:
+        self.calls.append(previous.value if previous is not None else None)
         if self.gate is not None:
             assert self.gate.wait(10)
         return self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
@@ -39,9 +39,9 @@ def test_a_failed_renewal_leaves_the_old_answer_and_is_tried_again_after_retry()
     answers: Answers[str, str] = Answers(capacity=8, wait=1)
     failure = Held("down", T0, T0 + RETRY, lasting=False)
     ask = Asker(
-        answer("first", timedelta(hours=1), mark=1),
+        answer("first", timedelta(hours=1)),
         failure,
-        answer("third", timedelta(hours=2), mark=3),
+        answer("third", timedelta(hours=2)),
     )
     assert answers.get("k", T0, ask).value == "first"  # type: ignore[union-attr]
     renewing = T0 + timedelta(minutes=55)  # in the last tenth (six minutes)
@@ -59,19 +59,42 @@ def test_a_failed_renewal_leaves_the_old_answer_and_is_tried_again_after_retry()
     assert len(ask.calls) == 3  # renewed before the first ended: no fetch on the way
 
 
-def test_the_floor_is_the_newest_mark_and_outlives_a_failure() -> None:
-    """A failure kept over an ended answer carries its mark on: the ask after it still
-    learns how new an answer it must not go below."""
+def test_a_mark_refuses_what_is_older_and_outlives_the_answers() -> None:
+    floors: Floors[str] = Floors(capacity=2)
+    assert floors.admit("ca", (5, T0)) is None
+    assert floors.admit("ca", (5, T0)) is None  # the same CRL again
+    assert floors.admit("ca", (4, T0 + timedelta(days=1))) == (5, T0)  # a lower number
+    assert floors.admit("ca", (6, T0)) is None
+    assert floors.admit("other", (1, T0)) is None
+    assert floors.admit("third", (1, T0)) is None
+    assert floors.admit("ca", (1, T0)) is None  # let go for room: at most two marks
+
+
+def test_an_answer_a_renewal_kept_meanwhile_is_not_overwritten_by_the_request_s() -> None:
+    """The answer ended while its renewal was under way: the request asks itself, and when
+    the renewal's newer answer came first, the request's is dropped."""
     answers: Answers[str, str] = Answers(capacity=8, wait=1)
-    ask = Asker(
-        answer("new", timedelta(seconds=15), mark=5),
-        Held("refused", T0, T0 + timedelta(minutes=1), lasting=False),
-        answer("again", timedelta(hours=1), mark=5),
-    )
-    answers.get("k", T0, ask)
-    answers.get("k", T0 + timedelta(seconds=16), ask)  # ended: asked, failed
-    answers.get("k", T0 + timedelta(minutes=2), ask)  # the failure ended: asked again
-    assert ask.calls == [(), (5,), (5,)]
+    answers.get("k", T0, Asker(answer("first", timedelta(hours=1))))
+    renewal = Asker(answer("renewed", timedelta(hours=3)))
+    renewal.gate = threading.Event()
+    answers.get("k", T0 + timedelta(minutes=55), renewal)  # the renewal waits at the gate
+    late = Asker(Held("failed", T0, T0 + RETRY, lasting=False))
+    late.gate = threading.Event()
+    after = T0 + timedelta(minutes=61)
+    got: list[Held[str] | None] = []
+    asking = threading.Thread(target=lambda: got.append(answers.get("k", after, late)))
+    asking.start()
+    while not late.calls:
+        time.sleep(0.01)
+    renewal.gate.set()
+    deadline = time.monotonic() + 10
+    while answers._kept["k"].value != "renewed":  # the renewal keeps its answer
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    late.gate.set()
+    asking.join(10)
+    assert got[0] is not None and got[0].value == "renewed"
+    assert answers.get("k", after, late).value == "renewed"  # type: ignore[union-attr]
 
 
 def test_an_answer_that_ended_is_fetched_by_the_request_not_left_to_a_queued_renewal() -> None:

@@ -493,8 +493,8 @@ def test_an_older_crl_does_not_replace_a_newer_one(pki: Pki, crl_server: CrlServ
     assert decide(policy, cert, now + timedelta(minutes=59)).rule == "revoked"  # it stands
     after = decide(policy, cert, now + timedelta(minutes=61))
     assert (after.allowed, after.rule) == (False, "revoked")
-    assert "is older than one fetched from it before (CRL number 1, published" in revoked_said(
-        after
+    assert "is older than one of its issuer's seen before (CRL number 1 after 2)" in (
+        revoked_said(after)
     )
 
 
@@ -535,7 +535,9 @@ def test_max_age_caps_how_long_a_crl_is_kept(pki: Pki, crl_server: CrlServer) ->
     assert decide(policy, cert, now).allowed
     assert decide(policy, leaf(pki, url), now + timedelta(seconds=30)).allowed
     assert crl_server.hits["/capped.crl"] == 1
+    # past max_age: answered from the CRL kept (in force a day), fetched again behind
     assert decide(policy, leaf(pki, url), now + timedelta(minutes=2)).allowed
+    evidence_of(policy, DistributionPointEvidence).answers.settle()
     assert crl_server.hits["/capped.crl"] == 2
 
 
@@ -578,3 +580,121 @@ def test_no_soft_pass_is_said_in_hard_mode_nor_when_no_rule_reads_revoked(
     assert load_policy(path).evaluate(cert.pem).message == "Allowed by rule partner."
     hard = policy_for(pki, "hard").evaluate(cert.pem)
     assert (hard.allowed, hard.message) == (False, "Denied by rule revoked.")
+
+
+def test_a_replay_at_a_second_point_meets_the_same_mark(pki: Pki, crl_server: CrlServer) -> None:
+    """The mark is the issuer's (and the scope's), not the URL's: an older CRL replayed at
+    the certificate's second distribution point is refused too, never a false allow."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    cert = leaf(pki, crl_server.url("/first.crl"), crl_server.url("/second-point.crl"))
+    newer = make_crl(
+        pki.ca, [cert.certificate.serial_number], number=2, next_update=now + timedelta(hours=1)
+    )
+    older = make_crl(pki.ca, number=1, last_update=now - timedelta(hours=2))
+    serve(crl_server, "/first.crl", newer)
+    policy = policy_for(pki, "hard")
+    assert decide(policy, cert, now).rule == "revoked"
+    serve(crl_server, "/first.crl", older)
+    serve(crl_server, "/second-point.crl", older)
+    after = decide(policy, cert, now + timedelta(minutes=61))
+    assert (after.allowed, after.rule) == (False, "revoked"), revoked_said(after)
+    said = revoked_said(after)
+    assert said.count("is older than one of its issuer's seen before") == 2, said
+
+
+def _scoped_crl(pki: Pki, url: str, number: int) -> bytes:
+    scope = x509.IssuingDistributionPoint(
+        full_name=[x509.UniformResourceIdentifier(url)],
+        relative_name=None,
+        only_contains_user_certs=False,
+        only_contains_ca_certs=False,
+        only_some_reasons=None,
+        indirect_crl=False,
+        only_contains_attribute_certs=False,
+    )
+    return make_crl(pki.ca, number=number, extensions=[scope])
+
+
+def test_the_crl_of_another_distribution_point_is_not_kept(pki: Pki, crl_server: CrlServer) -> None:
+    """Served at one URL, a CRL whose issuing distribution point names another: refused
+    when first fetched, and at renewal (the CRL it would renew stands)."""
+    here, there = crl_server.url("/part-1.crl"), crl_server.url("/part-2.crl")
+    cert = leaf(pki, here)
+    serve(crl_server, "/part-1.crl", _scoped_crl(pki, there, 1))
+    first = decide(policy_for(pki, "hard"), cert)
+    assert not first.allowed
+    assert "is the CRL of another distribution point" in revoked_said(first)
+    now = datetime.now(UTC).replace(microsecond=0)
+    serve(crl_server, "/part-1.crl", _scoped_crl(pki, here, 1))
+    policy = policy_for(pki, "soft")
+    assert "not listed in CRL" in revoked_said(decide(policy, cert, now))
+    serve(crl_server, "/part-1.crl", _scoped_crl(pki, there, 11))
+    decide(policy, cert, now + timedelta(hours=22))  # renews
+    evidence_of(policy, DistributionPointEvidence).answers.settle()
+    kept = decide(policy, leaf(pki, here), now + timedelta(hours=22, minutes=1))
+    assert "not listed in CRL" in revoked_said(kept), revoked_said(kept)
+
+
+def test_a_crl_without_a_number_that_lists_the_certificate_still_revokes(
+    pki: Pki, crl_server: CrlServer
+) -> None:
+    """No proof of good (RFC 5280 requires a CRL number), but the issuer's signed word
+    that the certificate is revoked: denied in soft mode too."""
+    from cryptography.hazmat.primitives import hashes
+
+    cert = leaf(pki, crl_server.url("/numberless.crl"))
+    now = datetime.now(UTC)
+    numberless = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(pki.ca.certificate.subject)
+        .last_update(now - timedelta(hours=1))
+        .next_update(now + timedelta(days=1))
+        .add_revoked_certificate(
+            x509.RevokedCertificateBuilder()
+            .serial_number(cert.certificate.serial_number)
+            .revocation_date(now - timedelta(days=1))
+            .build()
+        )
+        .sign(pki.ca.key, hashes.SHA256())
+    )
+    serve(crl_server, "/numberless.crl", numberless.public_bytes(serialization.Encoding.DER))
+    decision = decide(policy_for(pki, "soft"), cert)
+    assert (decision.allowed, decision.rule) == (False, "revoked"), revoked_said(decision)
+
+
+def test_a_crl_published_a_moment_ahead_of_our_clock_is_fetched_again_soon(
+    pki: Pki, crl_server: CrlServer
+) -> None:
+    """thisUpdate 30 s ahead: not in effect, so a failure kept 10 s, not an unknown kept
+    until the CRL's renewal hours later."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    ahead = make_crl(pki.ca, last_update=now + timedelta(seconds=30))
+    cert = leaf(pki, serve(crl_server, "/ahead.crl", ahead))
+    policy = policy_for(pki, "hard")
+    early = decide(policy, cert, now)
+    assert not early.allowed
+    assert "is not valid before" in revoked_said(early)
+    assert decide(policy, cert, now + timedelta(seconds=31)).allowed
+
+
+def test_the_soft_pass_reads_alike_plain_and_explained_with_an_index(
+    pki: Pki, crl_server: CrlServer
+) -> None:
+    """Eight rules or more are indexed, and the index reads every attribute once before
+    the rules: that read of ``revoked`` must not make the plain decision say more."""
+    cert = leaf(pki, crl_server.url("/indexed-missing.crl"))
+    rules = "".join(
+        f'  - id: r{n}\n    effect: allow\n    when: subject.CN == "other-{n}" and not revoked\n'
+        for n in range(8)
+    )
+    path = pki.folder / "indexed.yaml"
+    path.write_text(
+        "policy: indexed\nmode: required\ntrust:\n  anchors: [ca.pem]\n  revocation:\n"
+        "    mode: soft\n    sources: [crl_distribution_points]\nrules:\n"
+        + rules
+        + "  - id: partner\n    effect: allow\n    when: trusted\n"
+    )
+    policy = load_policy(path)
+    plain = policy.evaluate(cert.pem)
+    explained = policy.evaluate(cert.pem, explain=True)
+    assert plain.message == explained.message == "Allowed by rule partner."

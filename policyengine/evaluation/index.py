@@ -199,6 +199,7 @@ class RuleIndex:
         ``note``: mark the facts as checked (a sighting: once per request, not per call).
         """
         facts = ctx.facts
+        soft = ctx.soft  # a read of ``revoked`` here is no rule's: it says nothing of it
         # what the certificate holds reads the same every time: checked once per facts
         if facts is None or self._read_before(facts.der) is not facts:
             for read in self._certificate_reads:
@@ -207,6 +208,7 @@ class RuleIndex:
                 self._readable.put(facts.der, facts)
         for read in self._other_reads:
             read(ctx)
+        ctx.soft = soft
 
     def _hits(self, ctx: Context, note: bool = True) -> set[int] | None:
         try:

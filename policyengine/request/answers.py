@@ -47,6 +47,7 @@ __all__ = [
     "RENEW_MOST",
     "RETRY",
     "Answers",
+    "Floors",
     "Held",
     "WouldWait",
     "issuer_id",
@@ -93,10 +94,9 @@ async def off_the_loop(work: Callable[[], T]) -> T:
     return await asyncio.to_thread(work)
 
 
-Ask = Callable[[datetime, tuple[Any, ...]], "Held[V]"]
-"""How an answer is fetched: ``ask(now, floor)``, where ``floor`` is the highest
-:attr:`Held.mark` of any answer kept for the key before (``()`` when none): an answer
-marked lower is a replay of an older one, and ``ask`` must give a failure instead."""
+Ask = Callable[[datetime, "Held[V] | None"], "Held[V]"]
+"""How an answer is fetched: ``ask(now, previous)``, where ``previous`` is the answer kept
+for the key before (None when none; it may have ended): what a renewal would replace."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,16 +111,13 @@ class Held(Generic[V]):
     lasting: bool = True
     """False for a failure: it is not renewed, it ends, and a renewal that gives one
     leaves the answer it would have renewed standing."""
-    mark: tuple[Any, ...] = ()
-    """How new the answer is, as its issuer counts (a response's thisUpdate; a CRL's
-    number and thisUpdate): no later answer for the key may be older."""
     size: int = 0
     """Bytes it holds, against the cache's ``budget``."""
+    renew_by: datetime | None = None
+    """Renewed from then at the latest, however long it holds (a CRL fetched again after
+    ``max_age``, while it stays in force until its own next update)."""
     renew_at: datetime | None = None
     """From when a request that finds it starts its renewal (set by :class:`Answers`)."""
-    floor: tuple[Any, ...] = ()
-    """The highest mark of any lasting answer kept for the key, this one included (set by
-    :class:`Answers`, and carried over a failure)."""
 
     def holds(self, now: datetime) -> bool:
         # a server's clock a little ahead of ours (and thisUpdate is whole seconds)
@@ -154,7 +151,7 @@ class Answers(Generic[K, V]):
         )
 
     def get(self, key: K, now: datetime, ask: Ask[V]) -> Held[V] | None:
-        """The answer for ``key`` at ``now``: kept, or asked for with ``ask(now, floor)``
+        """The answer for ``key`` at ``now``: kept, or asked for with ``ask(now, previous)``
         (which must not raise). None when another request was asking and its answer did
         not come in time."""
         held = self._kept.get(key)
@@ -183,10 +180,13 @@ class Answers(Generic[K, V]):
         # later, is dropped (it renews an answer no longer kept)
         fresh: Held[V] | None = None
         try:
-            fresh = ask(now, held.floor if held is not None else ())
+            fresh = ask(now, held)
         finally:
             with self._lock:
-                if fresh is not None:
+                current = self._kept.get(key)
+                if current is not held and current is not None and current.holds(now):
+                    fresh = current  # a renewal kept an answer meanwhile: it stands
+                elif fresh is not None:
                     fresh = self._keep(key, fresh, now)
                 del self._flights[key]
             flight.set()
@@ -225,7 +225,7 @@ class Answers(Generic[K, V]):
     def _renewal(self, key: K, held: Held[V], now: datetime, ask: Ask[V]) -> None:
         fresh: Held[V] | None = None
         try:
-            fresh = ask(now, held.floor)
+            fresh = ask(now, held)
         finally:
             with self._lock:
                 del self._renewing[key]
@@ -237,17 +237,16 @@ class Answers(Generic[K, V]):
                         self._kept[key] = replace(held, renew_at=retry)
 
     def _keep(self, key: K, fresh: Held[V], now: datetime) -> Held[V]:
-        """Keep ``fresh`` (with its renewal time and floor) as the answer for ``key``,
-        the oldest answers going first past the capacity or the budget; under the lock."""
+        """Keep ``fresh`` (with its renewal time) as the answer for ``key``, the oldest
+        answers going first past the capacity or the budget; under the lock."""
         previous = self._kept.pop(key, None)
-        floor = previous.floor if previous is not None else ()
-        if fresh.lasting and fresh.mark > floor:
-            floor = fresh.mark
         left = fresh.until - now
         renew_at = None
         if fresh.lasting and left >= 2 * RENEW_LEAST:  # in the last tenth of what is left
             renew_at = fresh.until - min(max(left / 10, RENEW_LEAST), RENEW_MOST)
-        fresh = replace(fresh, renew_at=renew_at, floor=floor)
+        if fresh.lasting and fresh.renew_by is not None:
+            renew_at = min(renew_at or fresh.renew_by, fresh.renew_by)
+        fresh = replace(fresh, renew_at=renew_at)
         if previous is not None:
             self._size -= previous.size
         self._kept[key] = fresh
@@ -258,6 +257,33 @@ class Answers(Generic[K, V]):
             oldest = next(iter(self._kept))
             self._size -= self._kept.pop(oldest).size
         return fresh
+
+
+class Floors(Generic[K]):
+    """The newest answer seen per key, as its issuer counts (an OCSP response's thisUpdate,
+    a CRL's number and thisUpdate), so that an older one, replayed or from a copy behind,
+    is refused. Kept apart from the answers (a mark is a few dozen bytes), so that an
+    answer let go for room does not take its mark along; at most ``capacity`` marks, the
+    oldest going first. Marks live as long as the process: after a restart, any answer
+    still in force is believed again, as every CRL and OCSP client believes one."""
+
+    def __init__(self, capacity: int = 1 << 16) -> None:
+        self.capacity = capacity
+        self._marks: dict[K, tuple[Any, ...]] = {}
+        self._lock = threading.Lock()
+
+    def admit(self, key: K, mark: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        """Raise ``key``'s mark to ``mark`` and return None; or, when a newer mark was
+        seen, return it and change nothing."""
+        with self._lock:
+            seen = self._marks.get(key)
+            if seen is not None and mark < seen:
+                return seen
+            self._marks.pop(key, None)
+            self._marks[key] = mark
+            while len(self._marks) > self.capacity:
+                del self._marks[next(iter(self._marks))]
+            return None
 
 
 def issuer_id(issuer: x509.Certificate) -> bytes:

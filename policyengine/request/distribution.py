@@ -32,11 +32,11 @@ import functools
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from cryptography import x509
 
-from policyengine.request.answers import RETRY, SKEW, Answers, Held, issuer_id
+from policyengine.request.answers import RETRY, Answers, Floors, Held, issuer_id
 from policyengine.request.fetch import Fetcher, FetchError
 from policyengine.request.revocation import Crl, CrlEvidence, Finding, Problem
 from policyengine.values import format_time
@@ -65,6 +65,8 @@ class DistributionPointEvidence:
         self.answers: Answers[tuple[str, bytes], _Fetched] = Answers(
             capacity=CRLS, wait=fetcher.timeout + 1.0, budget=BUDGET
         )
+        self.floors: Floors[tuple[bytes, str]] = Floors()
+        """The newest CRL seen per issuer and scope (its issuing distribution point)."""
 
     def status(self, cert: x509.Certificate, issuer: x509.Certificate, now: datetime) -> Finding:
         urls, notes = points_of(cert)
@@ -98,13 +100,19 @@ class DistributionPointEvidence:
         return []  # nothing to check before a certificate names its distribution points
 
     def _fetch(
-        self, url: str, issuer: x509.Certificate, now: datetime, floor: tuple[Any, ...]
+        self, url: str, issuer: x509.Certificate, now: datetime, previous: Held[_Fetched] | None
     ) -> Held[_Fetched]:
-        """The CRL at ``url``, checked for ``issuer`` before it is kept: a CRL that could
-        never answer for its certificates (another issuer's, not signed by the issuer, not
-        in effect yet, a delta, one with a defect) is a failure, kept :data:`RETRY` (and
-        a renewal that fetches one leaves the CRL it would renew standing), as is a CRL
-        older than one fetched before (``floor``: its number, then its thisUpdate)."""
+        """The CRL at ``url``, checked for ``issuer`` before it is kept.
+
+        A failure, kept :data:`RETRY` (and a renewal that fetches one leaves the CRL it
+        would renew standing): a CRL that could never answer for the issuer's certificates
+        at this URL (another issuer's, not signed by it, not in effect yet, the CRL of
+        another distribution point, one for some reasons only), one of another scope than
+        the CRL it would renew, and one older than a CRL of the issuer's for that scope
+        seen before (a replay, or a copy behind: by its number, then its thisUpdate,
+        whichever URL it came from). A CRL that is no proof of good (a delta, a defect) is
+        kept without being renewed, so that the issuer's signed word that a certificate is
+        revoked still counts (:meth:`CrlEvidence.listed`); so is a stale one."""
 
         def failed(why: str) -> Held[_Fetched]:
             return Held(why, now, now + RETRY, lasting=False)
@@ -120,29 +128,36 @@ class DistributionPointEvidence:
             return failed(f"CRL {url} {said}")
         except Exception as exc:  # hostile bytes cryptography cannot read: no evidence
             return failed(f"CRL {url} cannot be read ({type(exc).__name__}: {exc})")
-        refused = _refusal(crl, issuer, now)
+        refused = _refusal(crl, issuer, url, now)
+        if not refused and previous is not None and previous.holds(now):
+            kept = previous.value
+            if isinstance(kept, Crl) and kept.scope != crl.scope:
+                refused = "covers another scope than the CRL it would renew"
         if refused:
             return failed(f"CRL {url} {refused}")
-        mark = (crl.number if crl.number is not None else -1, crl.crl.last_update_utc)
-        if floor and mark < floor:
-            return failed(
-                f"CRL {url} is older than one fetched from it before (CRL number"
-                f" {crl.number}, published {format_time(mark[1])}): a replay, or a copy behind"
-            )
         # the trace says when the answer was produced, as OCSP's does
         name = f"{url}, published {format_time(crl.crl.last_update_utc)}"
         crl = replace(crl, name=name, signer=issuer)
         next_update = crl.crl.next_update_utc
-        until = now + self.max_age
-        if next_update is not None:
-            until = min(until, next_update)
+        until = next_update if next_update is not None else now + self.max_age
         if until <= now:  # stale when fetched: it says "expired", and is fetched again soon
             return Held(crl, now, now + RETRY, lasting=False, size=len(data))
-        return Held(crl, now, until, mark=mark, size=len(data))
+        if crl.delta or crl.problem or crl.number is None:
+            return Held(crl, now, min(until, now + self.max_age), lasting=False, size=len(data))
+        scope = (issuer_id(issuer), repr(crl.scope))
+        seen = self.floors.admit(scope, (crl.number, crl.crl.last_update_utc))
+        if seen is not None:
+            return failed(
+                f"CRL {url} is older than one of its issuer's seen before (CRL number"
+                f" {crl.number} after {seen[0]}): a replay, or a copy behind"
+            )
+        # in force until its next update, fetched again after max_age for news
+        return Held(crl, now, until, size=len(data), renew_by=now + self.max_age)
 
 
-def _refusal(crl: Crl, issuer: x509.Certificate, now: datetime) -> str:
-    """Why a fetched CRL can never answer for the certificates of ``issuer``, or ""."""
+def _refusal(crl: Crl, issuer: x509.Certificate, url: str, now: datetime) -> str:
+    """Why a CRL fetched from ``url`` can never answer for the certificates of ``issuer``
+    that name the URL, or ""."""
     if crl.crl.issuer != issuer.subject:
         return (
             f"is issued by {crl.crl.issuer.rfc4514_string()}, not by"
@@ -150,12 +165,22 @@ def _refusal(crl: Crl, issuer: x509.Certificate, now: datetime) -> str:
         )
     if not crl.signed_by(issuer):
         return f"is not signed by {issuer.subject.rfc4514_string()}"
-    if crl.delta:
-        return "is a delta CRL (deltaCRLIndicator), not a complete one"
-    if crl.problem:
-        return f"cannot be used: {crl.problem}"
-    if crl.crl.last_update_utc > now + SKEW:
+    if crl.crl.last_update_utc > now:
         return f"is not valid before {format_time(crl.crl.last_update_utc)}"
+    scope = crl.scope
+    if scope is not None:
+        if scope.only_some_reasons:
+            return "covers only some revocation reasons"
+        if scope.only_contains_attribute_certs:
+            return "covers attribute certificates only"
+        names = {
+            n.value for n in scope.full_name or () if isinstance(n, x509.UniformResourceIdentifier)
+        }
+        if scope.full_name and url not in names:
+            return (
+                "is the CRL of another distribution point (its issuing distribution point"
+                " names others)"
+            )
     return ""
 
 

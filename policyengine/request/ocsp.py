@@ -41,7 +41,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, paddin
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
 
-from policyengine.request.answers import RETRY, SKEW, Answers, Held, issuer_id
+from policyengine.request.answers import RETRY, SKEW, Answers, Floors, Held, issuer_id
 from policyengine.request.der import read_tlv
 from policyengine.request.fetch import Fetcher, FetchError
 from policyengine.request.revocation import Finding, Problem
@@ -68,10 +68,12 @@ class OcspEvidence:
         self.answers: Answers[tuple[bytes, int], Finding] = Answers(
             capacity=ANSWERS, wait=fetcher.timeout + 1.0
         )
+        self.floors: Floors[tuple[bytes, int]] = Floors()
+        """The newest thisUpdate seen per certificate: an older response is refused."""
 
     def status(self, cert: x509.Certificate, issuer: x509.Certificate, now: datetime) -> Finding:
         key = (issuer_id(issuer), cert.serial_number)
-        held = self.answers.get(key, now, functools.partial(self._ask, cert, issuer))
+        held = self.answers.get(key, now, functools.partial(self._ask, key, cert, issuer))
         if held is None:
             why = "OCSP: another request's answer did not come in time"
             return Finding("unknown", why, now + RETRY)
@@ -93,10 +95,11 @@ class OcspEvidence:
 
     def _ask(
         self,
+        key: tuple[bytes, int],
         cert: x509.Certificate,
         issuer: x509.Certificate,
         now: datetime,
-        floor: tuple[datetime, ...],
+        previous: Held[Finding] | None,
     ) -> Held[Finding]:
         url = self.responder or _responder_of(cert)
         if url is None:
@@ -105,7 +108,7 @@ class OcspEvidence:
             request = ocsp.OCSPRequestBuilder().add_certificate(cert, issuer, hashes.SHA1())
             body = request.build().public_bytes(serialization.Encoding.DER)
             data = self.fetcher.fetch(url, body=body, content_type=_MEDIA)
-            return self._read(data, url, cert, issuer, now, floor)
+            return self._read(data, url, key, cert, issuer, now)
         except (FetchError, _Refused) as exc:
             return _failure(f"OCSP: {exc}", now)
         except Exception as exc:  # a hostile response cryptography cannot read: unknown
@@ -116,10 +119,10 @@ class OcspEvidence:
         self,
         data: bytes,
         url: str,
+        key: tuple[bytes, int],
         cert: x509.Certificate,
         issuer: x509.Certificate,
         now: datetime,
-        floor: tuple[datetime, ...],
     ) -> Held[Finding]:
         try:
             response = ocsp.load_der_ocsp_response(data)
@@ -137,11 +140,7 @@ class OcspEvidence:
             raise _Refused(
                 f"{url} answered with a thisUpdate in the future ({format_time(this_update)})"
             )
-        if floor and (this_update,) < floor:  # an older answer replayed, or a lagging cache
-            raise _Refused(
-                f"{url} answered with a response older than one it gave before (thisUpdate"
-                f" {format_time(this_update)}, before {format_time(floor[0])})"
-            )
+
         until = this_update + self.max_age
         if next_update is not None:
             until = min(until, next_update)
@@ -165,7 +164,13 @@ class OcspEvidence:
             )
         else:
             finding = Finding("unknown", f"unknown to OCSP {url} ({when})", until)
-        return Held(finding, this_update, until, mark=(this_update,))
+        seen = self.floors.admit(key, (this_update,))
+        if seen is not None:  # an older answer replayed, or a responder's cache behind
+            raise _Refused(
+                f"{url} answered with a response older than one it gave before (thisUpdate"
+                f" {format_time(this_update)}, before {format_time(seen[0])})"
+            )
+        return Held(finding, this_update, until)
 
 
 def _failure(why: str, now: datetime) -> Held[Finding]:

@@ -211,7 +211,9 @@ class Crl:
         """A CRL's bytes (DER, or PEM) read wholly: raises :class:`NotACrl` for what is no
         CRL, ValueError saying what cannot be read of one cryptography loads only in part."""
         try:
-            pem = not data.startswith(b"\x30") and b"-----BEGIN" in data  # DER is a SEQUENCE
+            # DER is a SEQUENCE long enough to need a long-form length; PEM may have text first
+            der = data[:1] == b"\x30" and data[1:2] in (b"\x81", b"\x82", b"\x83", b"\x84")
+            pem = not der and b"-----BEGIN" in data
             crl = x509.load_pem_x509_crl(data) if pem else x509.load_der_x509_crl(data)
         except ValueError as exc:
             raise NotACrl(f"is not a CRL: {exc}") from None
