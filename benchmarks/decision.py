@@ -161,8 +161,8 @@ SHAPES = {
     "glob": ('subject.CN matches "client-{n}-*"', 'subject.CN matches "api-cl*"'),
     "prefix": ('subject.CN startswith "client-{n}"', 'subject.CN startswith "api-cl"'),
     "either": (
-        'subject.CN == "a-{n}" or issuer.O == "b-{n}"',
-        'subject.CN == "a-last" or issuer.O == "Contoso Ltd"',
+        '(subject.CN == "a-{n}" or issuer.O == "b-{n}")',
+        '(subject.CN == "a-last" or issuer.O == "Contoso Ltd")',
     ),
 }
 """Rule shapes by name: every rule but the last, and the last (which the request matches)."""

@@ -120,7 +120,9 @@ def rule_texts(draw: st.DrawFn) -> str:
     key = draw(KEY_PARTS)
     parts = [*before, key, *after]
     if draw(st.integers(0, 9)) == 0:
-        return f"({parts[0]}) or ({key})"  # no key at the top: scanned every time
+        return f"({parts[0]}) or ({key})"  # no key in the first branch: scanned every time
+    if draw(st.integers(0, 9)) == 0:  # a key in each branch, one a conjunction
+        return f"({' and '.join(parts)}) or ({draw(KEY_PARTS)})"
     return " and ".join(parts)
 
 

@@ -8,7 +8,8 @@ a top-level part (its *key*) of one of these shapes is filed under what it names
 - ``attribute startswith "p"``, and ``attribute matches "p*..."`` (a glob with a literal
   start): under the prefix ``p``; ``endswith "s"``, and a glob with a literal end only
   (``*.contoso.com``): under the suffix ``s``;
-- ``A or B or ...`` whose every branch is one of these: under each branch's key.
+- ``A or B or ...`` whose every branch is one of these, or a conjunction with one of these
+  among its parts (``(valid and A) or B``): under each branch's key.
 
 At evaluation, the key attributes are read once; an exact key is one lookup, a prefix or
 suffix key one lookup per length of the prefixes (suffixes) filed. Only the rules filed
@@ -243,6 +244,9 @@ def _keys(part: ast.Expr) -> tuple[_Key, ...] | None:
                 return None
             found.extend(keys)
         return tuple(found)
+    if isinstance(part, ast.And):  # a branch ``x and key``: true only where its key is
+        first = _first_key(part.operands)
+        return first[1] if first is not None else None
     if not isinstance(part, ast.Compare) or part.op not in ("==", "in", *_AFFIXES):
         return None
     left, right = part.left, part.right
