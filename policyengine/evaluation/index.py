@@ -146,10 +146,14 @@ class RuleIndex:
         # one key attribute and few unkeyed rules (the common shape): each value's
         # candidates, merged with the unkeyed rules and sorted, made once
         self._merged: dict[Hashable, tuple[int, ...]] | None = None
+        self._merged_find: Finder | None = None
         if len(frozen) == 1 and len(always) <= 16:
             [(group, only)] = frozen.items()
+            merged = {v: tuple(sorted({*p, *always})) for v, p in only.items()}
             if readers[group][1] == "exact":
-                self._merged = {v: tuple(sorted({*p, *always})) for v, p in only.items()}
+                self._merged = merged
+            else:  # a prefix or suffix: usually one affix of the value is filed
+                self._merged_find = _finder(readers[group][1], merged)
 
     @classmethod
     def build(cls, conditions: Sequence[ast.Expr]) -> RuleIndex | None:
@@ -169,12 +173,29 @@ class RuleIndex:
             if value.__class__ is Missing:
                 return self._always
             return merged.get(value, self._always)
+        if self._merged_find is not None:
+            return self._merged_affixes(ctx, self._merged_find)
         hits = self._hits(ctx)
         if hits is None:
             return None
         if not hits:
             return self._always
         return tuple(sorted(hits.union(self._always)))
+
+    def _merged_affixes(self, ctx: Context, find: Finder) -> tuple[int, ...] | None:
+        try:
+            self._check_readable(ctx)
+            value = self._groups[0][0](ctx)
+        except Exception:
+            return None
+        if value.__class__ is Missing:
+            return self._always
+        found = list(find(value))
+        if not found:
+            return self._always
+        if len(found) == 1:
+            return found[0]
+        return tuple(sorted(set().union(*found)))
 
     def closest_candidates(self, ctx: Context) -> tuple[int, ...] | None:
         """Positions of the rules that can be the closest (see ``Policy._closest``).
