@@ -693,3 +693,48 @@ def test_crlf_file_positions() -> None:
         policy_from_text(text, "test.yaml")
     assert (info.value.span.line, info.value.span.column) == (7, 7)
     assert info.value.span.text == "      AND x"
+
+
+SHAPED = [
+    'subject.CN == "client-17"',
+    'subject.CN == "client-18"',
+    "subject.CN == 'single \\' quoted'",
+    'issuer.O == "Zoë \\"Ltd\\"" and subject.CN in ["a", \'b\', "c\\\\d"]',
+    '  valid and (subject.CN startswith "api-" or subject.CN matches "*.contoso.com")  ',
+    'not (request.path startswith "/admin") and key.size >= 2048',
+    'any subject.OU == "x" and expires within 30d and not_after < 2030-01-01T00:00:00Z',
+    'subject.CN == "\\u00e9t\\u00e9" or fingerprint in partners',
+    'subject.CN == ""',
+]
+
+
+def _spans(node: object) -> list[tuple[str, object, object]]:
+    return [
+        (type(n).__name__, n.span, n.text)  # type: ignore[attr-defined]
+        for n in ast.walk(node)
+        if isinstance(n, ast.Node)
+    ]
+
+
+@pytest.mark.parametrize("text", SHAPED)
+def test_a_condition_parsed_from_its_shape_is_the_one_lark_builds(text: str) -> None:
+    """The tree, every span and every node's text: as a parse of the condition itself,
+    whichever condition of the shape was parsed first."""
+    from policyengine.language.parser import parse_text
+
+    def locate(start: int, end: int) -> Span:
+        return Span("p.yaml", 7, 10 + start, end - start)
+
+    twin = text.replace("client-17", "client-99")  # one shape, parsed first
+    assert parse(twin, locate) == parse_text(twin, locate)
+    shaped, direct = parse(text, locate), parse_text(text, locate)
+    assert shaped == direct
+    assert _spans(shaped) == _spans(direct)
+
+
+def test_a_shape_that_does_not_parse_reports_the_condition_s_own_text() -> None:
+    with pytest.raises(PolicySyntaxError) as caught:
+        policy_from_text(
+            'policy: p\nrules:\n  - id: r\n    effect: allow\n    when: subject.CN = "x"\n'
+        )
+    assert 'subject.CN = "x"' in str(caught.value)
