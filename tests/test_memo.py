@@ -225,6 +225,26 @@ def test_the_lane_is_taken_and_refuses_what_the_full_path_refuses() -> None:
         assert memo.recall(compiled.source, odd, "10.0.0.1") is None
 
 
+def test_the_lane_takes_headers_as_an_asgi_server_hands_them_over() -> None:
+    """Names and values as bytes (an ASGI scope's headers), read as latin-1 as the full
+    path reads them: a returning client takes the lane, and a duplicate in bytes is still
+    refused."""
+    text = policy('valid and subject.CN == "api-client"').replace(
+        "rules:", "certificate:\n  source: azure\n  trusted_proxies: [10.0.0.1]\nrules:"
+    )
+    compiled = policy_from_text(text, "lane.yaml")
+    now = NOT_BEFORE + WINDOW
+    headers = [(b"host", b"a"), (b"x-arr-clientcert", CERT_B64.encode())]
+    for _ in range(2):
+        assert compiled.evaluate_request(headers=headers, remote_addr="10.0.0.1", now=now).allowed
+    kept = compiled._header_memo.recall(compiled.source, headers, "10.0.0.1")
+    assert isinstance(kept, Forwarded) and kept.leaf == CERT.der
+    twice = [*headers, (b"X-ARR-ClientCert", CERT_B64.encode())]
+    assert compiled._header_memo.recall(compiled.source, twice, "10.0.0.1") is None
+    decision = compiled.evaluate_request(headers=twice, remote_addr="10.0.0.1", now=now)
+    assert (decision.allowed, decision.reason) == (False, "duplicate_header")
+
+
 def test_facts_the_cache_lets_go_are_freed_at_once() -> None:
     """A kept decision refers to its facts, and the policy's memo keeps the decision by
     the facts; nothing refers back, so once the caches let them go the facts are freed at

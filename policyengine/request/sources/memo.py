@@ -128,18 +128,23 @@ class HeaderMemo:
                     value = sent
         except Exception:  # not pairs: read_forwarded says what is wrong
             return None
-        if value.__class__ is not str:
+        if value.__class__ is bytes:  # as an ASGI server hands it over: latin-1, as read
+            value = value.decode("latin-1")
+        elif value.__class__ is not str:
             return None
         whole = self._whole.get((remote_addr, value, None, None))
         return whole if whole is not None else (known[1], value)
 
     def _kind(self, plan: Plan, name: object) -> int:
-        """What a header name is to ``recall``, remembered: 0 unread, 1 the certificate
-        header, 2 anything else the source reads (another of its headers, an underscore
-        variant of one, a name that is not text)."""
-        if name.__class__ is not str:
+        """What a header name (text, or bytes read as latin-1) is to ``recall``,
+        remembered: 0 unread, 1 the certificate header, 2 anything else the source reads
+        (another of its headers, an underscore variant of one, a name of another type)."""
+        if name.__class__ is bytes:  # an ASGI header name: read as latin-1, as elsewhere
+            low = name.decode("latin-1").lower()
+        elif name.__class__ is str:
+            low = name.lower()
+        else:
             return _OTHER
-        low = name.lower()
         hit = plan.by_lower.get(low)
         if hit is not None:
             kind = _CERTIFICATE if hit == plan.names[0] else _OTHER
