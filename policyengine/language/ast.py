@@ -37,6 +37,7 @@ __all__ = [
     "Quantified",
     "SetEntry",
     "SetRef",
+    "children",
 ]
 
 
@@ -156,16 +157,18 @@ Expr = Compare | Quantified | ExpiresWithin | PathExcluded | Not | And | Or | Op
 def walk(expr: object) -> Iterator[object]:
     """A node and every node below it, depth first."""
     yield expr
+    for child in children(expr):
+        yield from walk(child)
+
+
+def children(expr: object) -> tuple[object, ...]:
+    """The nodes directly below a node."""
     if isinstance(expr, (And, Or)):
-        for operand in expr.operands:
-            yield from walk(operand)
-    elif isinstance(expr, Not):
-        yield from walk(expr.operand)
-    elif isinstance(expr, Compare):
-        yield from walk(expr.left)
-        yield from walk(expr.right)
-    elif isinstance(expr, Quantified):
-        yield from walk(expr.subject)
-        yield from walk(expr.right)
-    elif isinstance(expr, ListLiteral):
-        yield from expr.items
+        return expr.operands
+    if isinstance(expr, Not):
+        return (expr.operand,)
+    if isinstance(expr, (Compare, Quantified)):
+        return (expr.subject if isinstance(expr, Quantified) else expr.left, expr.right)
+    if isinstance(expr, ListLiteral):
+        return expr.items
+    return ()

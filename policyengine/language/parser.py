@@ -76,8 +76,13 @@ def parse(text: str, locate: Locator) -> ast.Expr:
         template = _shaped(shape)
     except PolicySyntaxError:  # reported with the condition's own text
         return parse_text(text, locate)
-    filled: ast.Expr = _fill(template, text, shape, locate)
-    return filled
+    return _fill(template, text, shape, locate)  # type: ignore[no-any-return]
+
+
+MAX_DEPTH = 64
+"""Nodes nested deeper than this are refused when parsed: every stage after the parser
+(the checker, the linter, the compiler, the index) walks the tree recursively, and a
+policy has no need of more (``not not ... not x`` 400 deep overflowed the linter)."""
 
 
 def parse_text(text: str, locate: Locator) -> ast.Expr:
@@ -96,7 +101,21 @@ def parse_text(text: str, locate: Locator) -> ast.Expr:
         raise
     except RecursionError:
         raise _too_deep(text, locate) from None
+    if _depth(result) > MAX_DEPTH:
+        raise _too_deep(text, locate)
     return result
+
+
+def _depth(tree: ast.Expr) -> int:
+    """How deep the tree's nodes nest, counted without recursion."""
+    deepest = 0
+    pending: list[tuple[object, int]] = [(tree, 1)]
+    while pending:
+        node, depth = pending.pop()
+        deepest = max(deepest, depth)
+        for child in ast.children(node):
+            pending.append((child, depth + 1))
+    return deepest
 
 
 _STRING = re.compile(r"""(?:"(?:[^"\\\n]|\\.)*")|(?:'(?:[^'\\\n]|\\.)*')""")
