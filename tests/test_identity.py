@@ -360,7 +360,7 @@ def test_a_deep_role_in_a_deep_rule_loads_and_lint_still_sees_shallow_ones() -> 
     # each nested as deeply as the parser admits: lint inlined one in the other and
     # exhausted the stack (RecursionError) before the depth bound
     deep = _with_identity(
-        f"  roles:\n    r: '{_nested(300, 'valid')}'\n", _nested(300, '"r" in roles')
+        f"  roles:\n    r: '{_nested(250, 'valid')}'\n", _nested(250, '"r" in roles')
     )
     assert len(policy_from_text(deep, "p.yaml").rules) == 1
     # a shallow role is still inlined: a rule granting by an unverified role is warned

@@ -79,10 +79,12 @@ def parse(text: str, locate: Locator) -> ast.Expr:
     return _fill(template, text, shape, locate)  # type: ignore[no-any-return]
 
 
-MAX_DEPTH = 64
+MAX_DEPTH = 256
 """Nodes nested deeper than this are refused when parsed: every stage after the parser
-(the checker, the linter, the compiler, the index) walks the tree recursively, and a
-policy has no need of more (``not not ... not x`` 400 deep overflowed the linter)."""
+(the checker, the linter, the compiler, the index) walks the tree recursively, and
+``not not ... not x`` 360 deep overflowed the linter's (a RecursionError out of
+load_policy). No policy needs more; a role inlined in a rule is bounded apart
+(``lint._INLINE_DEPTH``)."""
 
 
 def parse_text(text: str, locate: Locator) -> ast.Expr:
