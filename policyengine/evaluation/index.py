@@ -163,8 +163,8 @@ class RuleIndex:
 
     def candidates(self, ctx: Context) -> tuple[int, ...] | None:
         """Positions of the rules that can hold, in order; None means "test them all"."""
-        merged = self._merged
-        if merged is not None:
+        merged, find = self._merged, self._merged_find
+        if merged is not None or find is not None:  # one key attribute: merged already
             try:
                 self._check_readable(ctx)
                 value = self._groups[0][0](ctx)
@@ -172,30 +172,19 @@ class RuleIndex:
                 return None
             if value.__class__ is Missing:
                 return self._always
-            return merged.get(value, self._always)
-        if self._merged_find is not None:
-            return self._merged_affixes(ctx, self._merged_find)
+            if merged is not None:
+                return merged.get(value, self._always)
+            assert find is not None
+            found: list[tuple[int, ...]] = list(find(value))
+            if len(found) == 1:  # usually one affix of the value is filed
+                return found[0]
+            return tuple(sorted(set().union(*found))) if found else self._always
         hits = self._hits(ctx)
         if hits is None:
             return None
         if not hits:
             return self._always
         return tuple(sorted(hits.union(self._always)))
-
-    def _merged_affixes(self, ctx: Context, find: Finder) -> tuple[int, ...] | None:
-        try:
-            self._check_readable(ctx)
-            value = self._groups[0][0](ctx)
-        except Exception:
-            return None
-        if value.__class__ is Missing:
-            return self._always
-        found = list(find(value))
-        if not found:
-            return self._always
-        if len(found) == 1:
-            return found[0]
-        return tuple(sorted(set().union(*found)))
 
     def closest_candidates(self, ctx: Context) -> tuple[int, ...] | None:
         """Positions of the rules that can be the closest (see ``Policy._closest``).
