@@ -1,46 +1,56 @@
-"""Requests/s of a Flask app under gunicorn, with and without policyengine's WSGI middleware.
+"""Requests/s of a hello world with and without policyengine's middleware: Flask under
+gunicorn (WSGI) and FastAPI under uvicorn (ASGI), each with warm and first-sight traffic.
 
-    python benchmarks/load.py [--duration 10] [--rounds 5] [--connections 8] [--workers 2] [--quick]
-    python benchmarks/load.py --profile 20000   # in-process cProfile, no server
+    python benchmarks/load.py [--duration 10] [--rounds 5] [--connections 8] [--workers 2]
+                              [--stack wsgi|asgi|both] [--traffic warm|first|both] [--quick]
+    python benchmarks/load.py --profile 20000   # in-process cProfile of the WSGI pair
 
-Needs ``wrk`` (Debian/Ubuntu: ``apt-get install wrk``) and gunicorn and Flask (the test
-extras); exits with status 2 and says what is missing otherwise.
+Needs ``wrk`` (Debian/Ubuntu: ``apt-get install wrk``) and gunicorn, Flask, uvicorn and
+FastAPI (the test extras); exits with status 2 and says what is missing otherwise.
 
-Two variants of one hello-world Flask app, each served by its own gunicorn on loopback:
+Two stacks, two variants each, every variant served by its own server on loopback:
 
-- plain       the Flask app alone;
-- middleware  the same app wrapped in ``policyengine.integrations.wsgi.PolicyMiddleware``
-              with the four-predicate policy of ``decision.py`` (validity, subject CN,
-              issuer O, SHA-1 fingerprint in a set of three) and the ``azure`` source, given
-              as a policy file path, as the docs show (so the reload check runs too).
+- WSGI  plain: a Flask hello world under gunicorn (sync workers); guarded: the same app
+        wrapped in ``policyengine.integrations.wsgi.PolicyMiddleware``;
+- ASGI  plain: a FastAPI hello world under uvicorn (uvloop and httptools, as the test
+        extras install them); guarded: the same app with
+        ``app.add_middleware(PolicyMiddleware, policy=...)`` from
+        ``policyengine.integrations.fastapi``, as docs/integrations.md shows.
 
-wrk sends every request of both variants with the same ``X-ARR-ClientCert`` header: the
-base64 DER of a certificate the policy allows. Before measuring, one real request checks
-that the middleware variant answers 200 with the certificate and 403 without it; a run in
-which wrk counts any non-2xx/3xx response fails the benchmark. Decision logging is at its
-default (``DecisionLog()``): the ``policyengine.decisions`` logger is not enabled in these
+The policy is the four-predicate one of ``decision.py`` (validity, subject CN, issuer O,
+SHA-1 fingerprint in a set) with the ``azure`` source, given as a file path, so the reload
+check runs too; its set holds every certificate wrk sends. Two kinds of traffic:
+
+- warm         every request sends the same ``X-ARR-ClientCert`` header: a returning client;
+- first sight  each request sends the next of ``--certificates`` distinct certificates (a
+               wrk Lua script), 20,000 by default: each worker sees a certificate again only
+               after thousands of others, so every cache has forgotten it (they hold 4,096,
+               and admit on a second sighting): decode, parse, hash and decide every time.
+
+Before measuring, one real request per variant checks the answer: 200 and the body with
+the certificate, and 403 without it behind the middleware; a run in which wrk counts any
+non-2xx/3xx response fails the benchmark. Decision logging is at its default
+(``DecisionLog()``): the ``policyengine.decisions`` logger is not enabled in these
 workers, as in an app that does not configure it, so no record is written.
 
-After a short warm-up of each server, the variants are measured alternately (plain,
-middleware, plain, ...) for ``--rounds`` rounds of ``--duration`` seconds each, so that a
-drift of the machine falls on both. The table shows requests/s: the median over the
-rounds, the spread (min..max), the ratio of the medians, and the range of the per-round
-ratios (each middleware run over the plain run just before it); then the server's CPU
-time per request (user + system time of the gunicorn processes during the run, from
+After a short warm-up of each server, the runs go in turn (for each round, each traffic,
+each stack: plain, then guarded) for ``--rounds`` rounds of ``--duration`` seconds, so that
+a drift of the machine falls on both of a pair. The table shows, per stack and traffic,
+requests/s: the median over the rounds, the spread (min..max), the median of the paired
+ratios (each guarded run over the plain run just before it) and their range; then the
+servers' CPU time per request (user + system time of their processes during the run, from
 /proc, so Linux only) and its ratio: the cost of the middleware in work, which other
 processes sharing the machine disturb less than they disturb requests/s.
 
-Workers: ``--workers 2`` sync workers by default, one per core of a 2-core machine. Both
-variants are CPU-bound (no I/O to wait on), so a sync worker keeps a core busy by itself;
-gunicorn's usual ``2 * cores + 1`` is meant for workers that wait on a database or an
-upstream. Here wrk runs on the same cores, and extra workers would only compete with it
-and with each other for CPU, adding context switches without adding throughput (3 and 5
-workers did no better than 2 on such a machine). Sync
-workers close the connection after each response, so wrk reconnects for every request.
+Workers: ``--workers 2`` by default, one per core of a 2-core machine, for both servers.
+The apps are CPU-bound (no I/O to wait on); gunicorn's usual ``2 * cores + 1`` is meant for
+workers that wait on a database or an upstream, and here wrk runs on the same cores (3 and
+5 sync workers did no better than 2). gunicorn's sync workers close the connection after
+each response, so wrk reconnects for every request; uvicorn keeps connections alive.
 
-``--profile N`` runs N requests through each variant in-process (a WSGI call on a
+``--profile N`` runs N requests through the WSGI pair in-process (a WSGI call on a
 prepared environ, no server and no sockets), prints the time per request of both, and
-where the middleware variant spends its time under cProfile: policyengine's functions by
+where the guarded variant spends its time under cProfile: policyengine's functions by
 cumulative time, and the whole request by each function's own time.
 """
 
@@ -51,43 +61,62 @@ import base64
 import contextlib
 import cProfile
 import dataclasses
-import http.client
 import importlib.util
 import io
 import os
 import pstats
 import re
 import shutil
-import signal
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType, ModuleType
+from types import ModuleType
 from typing import Any
 
 from common import format_table, four_predicates
+from cryptography.hazmat.primitives.asymmetric import ec
+from harness import (
+    PROC,
+    BenchmarkError,
+    Missing,
+    Process,
+    WrkResult,
+    exit_on_signals,
+    exit_status,
+    free_port,
+    get,
+    run_wrk,
+    wait_for,
+    wrk_version,
+)
 
 HEADER = "X-ARR-ClientCert"
-VARIANTS = {"plain": "bench_app:plain", "middleware": "bench_app:guarded"}
 BODY = b"Hello, World!"
-PROC = os.path.isdir("/proc")
-"""Whether processes' CPU times can be read (Linux)."""
+STACKS = {
+    "WSGI": ("bench_app:plain", "bench_app:guarded"),
+    "ASGI": ("bench_app:asgi_plain", "bench_app:asgi_guarded"),
+}
+"""Each stack's plain and guarded app, as its server names them."""
+TRAFFIC = ("warm", "first sight")
 
 APP_SOURCE = '''\
-"""The benchmarked app: one Flask hello world, bare and behind PolicyMiddleware."""
+"""The benchmarked apps: hello worlds, bare and behind policyengine's middleware."""
 
 import os
 
+from fastapi import FastAPI
+from fastapi.responses import PlainTextResponse
 from flask import Flask
 
+from policyengine.integrations import fastapi as guard
 from policyengine.integrations.wsgi import PolicyMiddleware
 
+POLICY = os.environ["BENCH_POLICY"]
 app = Flask(__name__)
 
 
@@ -97,184 +126,125 @@ def hello() -> str:
 
 
 plain = app
-guarded = PolicyMiddleware(app, os.environ["BENCH_POLICY"])
+guarded = PolicyMiddleware(app, POLICY)
+
+
+def fastapi_app() -> FastAPI:
+    api = FastAPI()
+
+    @api.get("/", response_class=PlainTextResponse)
+    async def hello() -> str:
+        return "Hello, World!"
+
+    return api
+
+
+asgi_plain = fastapi_app()
+asgi_guarded = fastapi_app()
+asgi_guarded.add_middleware(guard.PolicyMiddleware, policy=POLICY)
 '''
 
-
-class Missing(Exception):
-    """A tool the benchmark needs is not installed."""
-
-
-class BenchmarkError(Exception):
-    """The benchmark could not measure what it set out to (a check failed)."""
-
-
-@dataclass(frozen=True)
-class WrkResult:
-    requests_per_second: float
-    requests: int
-    non_2xx: int
-    socket_errors: int
-    latency: str
-    server_cpu: float | None = None
-    """CPU seconds the server's processes used during the run (Linux), or None."""
-
-    @property
-    def cpu_per_request(self) -> float | None:
-        if self.server_cpu is None or not self.requests:
-            return None
-        return self.server_cpu / self.requests
+ROTATE_SCRIPT = """\
+-- each request sends the next certificate of the file, one base64 DER a line
+local values = {}
+for line in io.lines("%s") do values[#values + 1] = line end
+local turn = 0
+request = function()
+  turn = turn %% #values + 1
+  return wrk.format("GET", "/", { ["%s"] = values[turn] })
+end
+"""
 
 
 @dataclass
 class Workspace:
-    """The temporary directory with the app module and the policy, and the header value."""
+    """The temporary directory with the apps and the policy, and what wrk sends."""
 
     directory: Path
     header_value: str
+    """The warm traffic's one certificate."""
+    script: Path
+    """The first-sight traffic's wrk script."""
+
+    def traffic(self, kind: str) -> list[str]:
+        """wrk's options for ``kind`` of traffic."""
+        if kind == "warm":
+            return ["-H", f"{HEADER}: {self.header_value}"]
+        return ["-s", str(self.script)]
 
 
-def check_tools() -> str:
-    """The path of wrk; raises Missing when wrk, gunicorn or Flask is not installed."""
+def check_tools(stacks: Sequence[str]) -> str:
+    """The path of wrk; raises Missing when wrk or a stack's server or framework is not
+    installed."""
     missing = []
     wrk = shutil.which("wrk")
     if wrk is None:
         missing.append("wrk (Debian/Ubuntu: apt-get install wrk)")
-    for module, package in (("gunicorn", "gunicorn"), ("flask", "flask")):
-        if importlib.util.find_spec(module) is None:
-            missing.append(f"{package} (pip install {package}, or the test extras)")
+    needed = {"WSGI": ("gunicorn", "flask"), "ASGI": ("uvicorn", "fastapi")}
+    # the app module imports both frameworks
+    for module in ("flask", "fastapi", *(m for s in stacks for m in needed[s])):
+        if importlib.util.find_spec(module) is None and module not in " ".join(missing):
+            missing.append(f"{module} (pip install {module}, or the test extras)")
     if missing:
         raise Missing("this benchmark needs " + " and ".join(missing))
     assert wrk is not None
     return wrk
 
 
-def prepare(directory: Path) -> Workspace:
-    """Write the app module and the policy into ``directory``; a certificate it allows."""
+def prepare(directory: Path, certificates: int) -> Workspace:
+    """Write the apps, the policy and the first-sight script into ``directory``; check
+    that the policy allows every certificate wrk will send."""
     from policyengine import load_policy
     from policyengine.testing import make_certificate
 
-    cert = make_certificate({"CN": "api-client", "O": "Contoso Ltd"})
-    pins = [cert.sha1, "30757a2e831977d8bd9c8496e4c99ab26cb9622b", "5e" * 20]
+    subject = {"CN": "api-client", "O": "Contoso Ltd"}
+    cert = make_certificate(subject)
+    key = ec.generate_private_key(ec.SECP256R1())  # one key: the certificates differ by serial
+    rotated = [make_certificate(subject, key=key) for _ in range(certificates)]
+    pins = [cert.sha1, *(c.sha1 for c in rotated)]
     policy_path = directory / "bench-load.yaml"
     policy_path.write_text(four_predicates(pins, "bench-load"))
     (directory / "bench_app.py").write_text(APP_SOURCE)
+    values = directory / "first-sight.txt"
+    values.write_text("".join(base64.b64encode(c.der).decode() + "\n" for c in rotated))
+    script = directory / "first-sight.lua"
+    script.write_text(ROTATE_SCRIPT % (values, HEADER))
     header_value = base64.b64encode(cert.der).decode()
-    decision = load_policy(policy_path).evaluate_request(
-        headers=[(HEADER, header_value)], remote_addr="127.0.0.1", path="/"
-    )
-    if not decision.allowed:
-        raise BenchmarkError(f"the policy does not allow the benchmark's certificate: {decision}")
+    policy = load_policy(policy_path)
+    for value in (header_value, base64.b64encode(rotated[-1].der).decode()):
+        decision = policy.evaluate_request(
+            headers=[(HEADER, value)], remote_addr="127.0.0.1", path="/"
+        )
+        if not decision.allowed:
+            raise BenchmarkError(f"the policy does not allow a benchmark certificate: {decision}")
     os.environ["BENCH_POLICY"] = str(policy_path)
-    return Workspace(directory, header_value)
-
-
-class Process:
-    """A long-lived subprocess in its own process group (spared our Ctrl-C, stopped as
-    one), its output in a log file."""
-
-    def __init__(self, name: str, command: list[str], directory: Path, **options: Any) -> None:
-        """``options`` are ``subprocess.Popen``'s, over stdout and stderr to the log."""
-        self.name = name
-        self.command = command
-        self.options = options
-        self.log_path = directory / f"{name.replace(' ', '-')}.log"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                self.command,
-                **{"stdout": log, "stderr": log, **self.options},
-                start_new_session=True,
-            )
-
-    def check_alive(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            raise BenchmarkError(f"{self.name} exited:\n{self.log()}")
-
-    def cpu_seconds(self) -> float:
-        """User + system CPU seconds of the live processes of its process group, from
-        /proc (0 where there is none)."""
-        if self.process is None or not PROC:
-            return 0.0
-        tick = os.sysconf("SC_CLK_TCK")
-        total = 0
-        for entry in os.scandir("/proc"):
-            if not entry.name.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry.name}/stat", "rb") as stat:
-                    fields = stat.read().rsplit(b")", 1)[1].split()
-            except (OSError, IndexError):
-                continue  # gone meanwhile
-            if int(fields[2]) == self.process.pid:  # pgrp: the process leads the group
-                total += int(fields[11]) + int(fields[12])  # utime, stime
-        return total / tick
-
-    def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-4000:]
-        except OSError:
-            return ""
-
-    def stop(self) -> None:
-        """SIGTERM to the group (also reaching orphaned children), SIGKILL after 10 s."""
-        process, self.process = self.process, None
-        if process is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
-
-
-def get(port: int, path: str = "/", headers: dict[str, str] | None = None) -> tuple[int, bytes]:
-    """The status and body of a GET of ``path`` from ``port`` on loopback."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        connection.request("GET", path, headers=headers or {})
-        response = connection.getresponse()
-        return response.status, response.read()
-    finally:
-        connection.close()
-
-
-def wait_for(
-    what: str, processes: Sequence[Process], probe: Callable[[], bool], timeout: float = 30
-) -> None:
-    """Until ``probe()`` holds (a connection refused or reset is not yet), or fail."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for process in processes:
-            process.check_alive()
-        with contextlib.suppress(OSError, http.client.HTTPException):
-            if probe():
-                return
-        time.sleep(0.1)
-    logs = "\n".join(f"--- {p.name}:\n{p.log()}" for p in processes)
-    raise BenchmarkError(f"{what} was not ready in {timeout:g} s\n{logs}")
+    return Workspace(directory, header_value, script)
 
 
 class Server(Process):
-    """One gunicorn, in its own process group, on a loopback socket this process made."""
+    """One gunicorn or uvicorn serving ``target``, in its own process group, on loopback."""
 
-    def __init__(self, name: str, target: str, workspace: Workspace, workers: int) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0), backlog=2048)
-        self.port: int = self.listener.getsockname()[1]
-        fd = self.listener.fileno()
-        command = [sys.executable, "-m", "gunicorn", "--worker-class", "sync"]
-        command += ["--workers", str(workers), "--bind", f"fd://{fd}", "--log-level", "warning"]
-        command.append(target)
+    def __init__(self, stack: str, target: str, workspace: Workspace, workers: int) -> None:
+        self.listener: socket.socket | None = None
+        if stack == "WSGI":  # on a socket this process made
+            self.listener = socket.create_server(("127.0.0.1", 0), backlog=2048)
+            self.port: int = self.listener.getsockname()[1]
+            fd = self.listener.fileno()
+            command = [sys.executable, "-m", "gunicorn", "--worker-class", "sync"]
+            command += ["--bind", f"fd://{fd}", "--log-level", "warning"]
+            fds: tuple[int, ...] = (fd,)
+        else:  # uvicorn takes only a Unix socket's descriptor
+            self.port = free_port()
+            command = [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1"]
+            command += ["--port", str(self.port), "--log-level", "warning", "--no-access-log"]
+            command += ["--backlog", "2048"]
+            fds = ()
+        command += ["--workers", str(workers), target]
         super().__init__(
-            f"gunicorn ({name})",
+            f"{stack} {target.split(':')[1]}",
             command,
             workspace.directory,
-            pass_fds=(fd,),
+            pass_fds=fds,
             # `python -m` puts the working directory first on sys.path: the temporary
             # one, so that policyengine is imported as this process imports it
             cwd=workspace.directory,
@@ -282,182 +252,134 @@ class Server(Process):
         )
 
     def stop(self) -> None:
-        super().stop()  # the arbiter stops its workers
-        self.listener.close()
+        super().stop()  # the arbiter or supervisor stops its workers
+        if self.listener is not None:
+            self.listener.close()
 
 
-def check_responses(servers: dict[str, Server], header_value: str) -> None:
+def check_responses(pair: Sequence[Server], header_value: str) -> None:
     """One real request per variant: 200 and the body with the certificate; 403 without
     it behind the middleware (so the middleware is there and decides)."""
-    for name, server in servers.items():
+    for server in pair:
         status, body = get(server.port, headers={HEADER: header_value})
         if status != 200 or body != BODY:
-            raise BenchmarkError(f"{name}: expected 200 {BODY!r}, got {status} {body[:200]!r}")
-    status, body = get(servers["middleware"].port)
+            raise BenchmarkError(
+                f"{server.name}: expected 200 {BODY!r}, got {status} {body[:200]!r}"
+            )
+    status, body = get(pair[1].port)
     if status != 403:
         raise BenchmarkError(
-            f"middleware: a request without a certificate got {status}, not 403: {body[:200]!r}"
+            f"{pair[1].name}: a request without a certificate got {status}, not 403: {body[:200]!r}"
         )
 
 
-_NUMBER = r"([0-9.]+)"
-
-
-def wrk_output(wrk: str, url: str, duration: float, options: Sequence[str]) -> str:
-    """wrk's report of a run of ``duration`` seconds on ``url`` with ``options``."""
-    command = [wrk, "-d", f"{duration:g}s", *options, url]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=duration + 60)
-    if done.returncode != 0:
-        raise BenchmarkError(f"wrk failed ({done.returncode}): {done.stderr or done.stdout}")
-    return done.stdout
-
-
-def wrk_failures(out: str) -> tuple[int, int]:
-    """The non-2xx or 3xx responses and the socket errors of a wrk report."""
-    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    return (
-        int(non_2xx.group(1)) if non_2xx else 0,
-        sum(int(n) for n in errors.groups()) if errors else 0,
-    )
-
-
-def run_wrk(
-    wrk: str, port: int, header_value: str, duration: float, connections: int, threads: int
-) -> WrkResult:
-    options = ["-t", str(threads), "-c", str(connections), "-H", f"{HEADER}: {header_value}"]
-    out = wrk_output(wrk, f"http://127.0.0.1:{port}/", duration, options)
-    rate = re.search(r"Requests/sec:\s+" + _NUMBER, out)
-    total = re.search(r"(\d+) requests in", out)
-    if rate is None or total is None:
-        raise BenchmarkError(f"cannot read wrk's output:\n{out}")
-    non_2xx, socket_errors = wrk_failures(out)
-    latency = re.search(r"Latency\s+(\S+)", out)
-    return WrkResult(
-        requests_per_second=float(rate.group(1)),
-        requests=int(total.group(1)),
-        non_2xx=non_2xx,
-        socket_errors=socket_errors,
-        latency=latency.group(1) if latency else "?",
-    )
-
-
-def wrk_version(wrk: str) -> str:
-    done = subprocess.run([wrk, "--version"], capture_output=True, text=True, timeout=10)
-    text = (done.stdout + done.stderr).strip()
-    return text.splitlines()[0] if text else "unknown"
-
-
-@contextlib.contextmanager
-def exit_on_signals() -> Iterator[None]:
-    """SIGTERM and SIGHUP raise SystemExit, so that ``finally`` blocks stop the servers."""
-
-    def leave(signum: int, frame: FrameType | None) -> None:
-        raise SystemExit(128 + signum)
-
-    previous = {sig: signal.signal(sig, leave) for sig in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+Results = dict[tuple[str, str, str], list[WrkResult]]
+"""wrk's results by (stack, traffic, variant)."""
 
 
 def measure(args: argparse.Namespace) -> int:
-    wrk = check_tools()
+    wrk = check_tools(args.stacks)
     threads = max(1, min(args.wrk_threads, args.connections))
     print(
-        f"{wrk_version(wrk)}; gunicorn sync x {args.workers}, wrk -t {threads} "
+        f"{wrk_version(wrk)}; {args.workers} workers per server, wrk -t {threads} "
         f"-c {args.connections} -d {args.duration:g}s, {args.rounds} rounds, "
-        f"{os.cpu_count()} CPUs"
+        f"{args.certificates:,} certificates for first sight, {os.cpu_count()} CPUs"
     )
-    results: dict[str, list[WrkResult]] = {name: [] for name in VARIANTS}
+    results: Results = {}
     with contextlib.ExitStack() as stack:
         stack.enter_context(exit_on_signals())
         directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pe-load-")))
-        workspace = prepare(directory)
-        servers: dict[str, Server] = {}
-        for name, target in VARIANTS.items():
-            server = Server(name, target, workspace, args.workers)
-            stack.callback(server.stop)
-            servers[name] = server
-            server.start()
-        for server in servers.values():
-            wait_for(server.name, [server], lambda s=server: bool(get(s.port)[0]))
-        check_responses(servers, workspace.header_value)
-        for name, server in servers.items():  # warm-up: every worker has seen the certificate
-            warm = run_wrk(wrk, server.port, workspace.header_value, 2, args.connections, threads)
-            if warm.non_2xx:
-                raise BenchmarkError(f"{name}: {warm.non_2xx} non-2xx responses in the warm-up")
-        for round_number in range(1, args.rounds + 1):
-            for name, server in servers.items():
-                cpu_before = server.cpu_seconds()
-                result = run_wrk(
-                    wrk,
-                    server.port,
-                    workspace.header_value,
-                    args.duration,
-                    args.connections,
-                    threads,
-                )
-                if PROC:
-                    used = server.cpu_seconds() - cpu_before
-                    result = dataclasses.replace(result, server_cpu=used)
-                results[name].append(result)
-                cpu = result.cpu_per_request
-                print(
-                    f"  round {round_number} {name:<10} {result.requests_per_second:>9,.0f} "
-                    f"req/s  latency {result.latency:>8}  "
-                    + (f"server CPU {cpu * 1e6:6.0f} µs/req  " if cpu is not None else "")
-                    + f"non-2xx {result.non_2xx}  socket errors {result.socket_errors}",
-                    flush=True,
-                )
-                if result.non_2xx:
-                    raise BenchmarkError(
-                        f"{name}: wrk counted {result.non_2xx} non-2xx responses: requests "
-                        "were refused, the measurement is not of allowed requests"
+        workspace = prepare(directory, args.certificates)
+        pairs: dict[str, tuple[Server, Server]] = {}
+        for name in args.stacks:
+            pair = tuple(Server(name, t, workspace, args.workers) for t in STACKS[name])
+            for server in pair:
+                stack.callback(server.stop)
+                server.start()
+            pairs[name] = pair  # type: ignore[assignment]
+        for pair in pairs.values():
+            for server in pair:
+                wait_for(server.name, [server], lambda s=server: bool(get(s.port)[0]))
+            check_responses(pair, workspace.header_value)
+            for server in pair:  # warm-up: every worker has seen the certificate
+                for kind in args.traffic:
+                    warm = run_wrk(
+                        wrk, server.port, 2, args.connections, threads, workspace.traffic(kind)
                     )
+                    if warm.non_2xx:
+                        raise BenchmarkError(f"{server.name}: {warm.non_2xx} refused in warm-up")
+        for round_number in range(1, args.rounds + 1):
+            for kind in args.traffic:
+                for name, pair in pairs.items():
+                    for variant, server in zip(("plain", "guarded"), pair, strict=True):
+                        result = one_run(wrk, server, workspace.traffic(kind), args, threads)
+                        results.setdefault((name, kind, variant), []).append(result)
+                        cpu = result.cpu_per_request
+                        print(
+                            f"  round {round_number} {name} {kind:<11} {variant:<8} "
+                            f"{result.requests_per_second:>9,.0f} req/s  "
+                            f"latency {result.latency:>8}  "
+                            + (f"server CPU {cpu * 1e6:6.0f} µs/req  " if cpu else "")
+                            + f"socket errors {result.socket_errors}",
+                            flush=True,
+                        )
     print_table(results)
     return 0
 
 
-def print_table(results: dict[str, list[WrkResult]]) -> None:
-    medians = {n: statistics.median(r.requests_per_second for r in rs) for n, rs in results.items()}
-    plain = medians["plain"]
-    paired = [
-        guarded.requests_per_second / bare.requests_per_second
-        for bare, guarded in zip(results["plain"], results["middleware"], strict=True)
-    ]
-    cpu = {n: [c for r in rs if (c := r.cpu_per_request) is not None] for n, rs in results.items()}
-    cpu_medians = {n: statistics.median(c) if c else None for n, c in cpu.items()}
-    body = []
-    for name, runs in results.items():
-        rates = [r.requests_per_second for r in runs]
-        cpu_median, cpu_plain = cpu_medians[name], cpu_medians["plain"]
-        body.append(
-            (
-                name,
-                f"{medians[name]:,.0f}",
-                f"{min(rates):,.0f}..{max(rates):,.0f}",
-                f"{medians[name] / plain:.3f}",
-                f"{min(paired):.3f}..{max(paired):.3f}" if name != "plain" else "",
-                f"{cpu_median * 1e6:.0f} µs" if cpu_median is not None else "-",
-                f"{cpu_median / cpu_plain:.3f}" if cpu_median and cpu_plain else "-",
-                str(sum(r.requests for r in runs)),
-                str(sum(r.non_2xx for r in runs)),
-                str(sum(r.socket_errors for r in runs)),
-            )
+def one_run(
+    wrk: str, server: Server, traffic: list[str], args: argparse.Namespace, threads: int
+) -> WrkResult:
+    """One measured wrk run on ``server``, with its servers' CPU time; every response 2xx."""
+    cpu_before = server.cpu_seconds()
+    result = run_wrk(wrk, server.port, args.duration, args.connections, threads, traffic)
+    if PROC:
+        result = dataclasses.replace(result, server_cpu=server.cpu_seconds() - cpu_before)
+    if result.non_2xx:
+        raise BenchmarkError(
+            f"{server.name}: wrk counted {result.non_2xx} non-2xx responses: requests were "
+            "refused, the measurement is not of allowed requests"
         )
+    return result
+
+
+def print_table(results: Results) -> None:
+    body = []
+    for name, kind in dict.fromkeys((n, k) for n, k, _ in results):
+        plain, guarded = results[(name, kind, "plain")], results[(name, kind, "guarded")]
+        paired = [
+            g.requests_per_second / p.requests_per_second
+            for p, g in zip(plain, guarded, strict=True)
+        ]
+        cpu_plain = [c for r in plain if (c := r.cpu_per_request) is not None]
+        cpu_guarded = [c for r in guarded if (c := r.cpu_per_request) is not None]
+        cpu_paired = [g / p for p, g in zip(cpu_plain, cpu_guarded, strict=False)]
+        for variant, runs in (("plain", plain), ("guarded", guarded)):
+            rates = [r.requests_per_second for r in runs]
+            cpu = cpu_plain if variant == "plain" else cpu_guarded
+            ratio = variant == "guarded"
+            body.append(
+                (
+                    f"{name} {kind} {variant}",
+                    f"{statistics.median(rates):,.0f}",
+                    f"{min(rates):,.0f}..{max(rates):,.0f}",
+                    f"{statistics.median(paired):.3f}" if ratio else "",
+                    f"{min(paired):.3f}..{max(paired):.3f}" if ratio else "",
+                    f"{statistics.median(cpu) * 1e6:.0f} µs" if cpu else "-",
+                    f"{statistics.median(cpu_paired):.3f}" if ratio and cpu_paired else "",
+                    str(sum(r.requests for r in runs)),
+                    str(sum(r.socket_errors for r in runs)),
+                )
+            )
     header = (
-        "variant",
+        "stack, traffic, variant",
         "req/s",
         "spread",
         "x plain",
-        "per-round x",
+        "paired range",
         "CPU/req",
         "x plain",
         "requests",
-        "non-2xx",
         "sock err",
     )
     print(format_table(header, body))
@@ -500,7 +422,7 @@ def profile(number: int) -> int:
     from werkzeug.test import create_environ
 
     with tempfile.TemporaryDirectory(prefix="pe-load-") as name:
-        workspace = prepare(Path(name))
+        workspace = prepare(Path(name), 1)
         module = load_module(workspace.directory / "bench_app.py")
         environ = create_environ(
             "/",
@@ -552,29 +474,21 @@ def _stats_table(text: str) -> str:
     )
 
 
-def exit_status(script: str, run: Callable[[], int], stopped: str) -> int:
-    """What ``run()`` returns, or a failure said on stderr: 2 for a missing tool, 1 for a
-    failed check, 130 for Ctrl-C (after which ``stopped`` says what was)."""
-    try:
-        return run()
-    except Missing as exc:
-        print(f"{script}: {exc}", file=sys.stderr)
-        return 2
-    except BenchmarkError as exc:
-        print(f"{script}: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"{script}: interrupted; {stopped}", file=sys.stderr)
-        return 130
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
     parser.add_argument("--rounds", type=int, default=5, help="wrk runs per variant")
     parser.add_argument("--connections", type=int, default=8, help="wrk connections")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers")
+    parser.add_argument("--workers", type=int, default=2, help="workers per server")
     parser.add_argument("--wrk-threads", type=int, default=1, help="wrk threads")
+    parser.add_argument("--stack", choices=("wsgi", "asgi", "both"), default="both")
+    parser.add_argument("--traffic", choices=("warm", "first", "both"), default="both")
+    parser.add_argument(
+        "--certificates",
+        type=int,
+        default=20_000,
+        help="distinct certificates of the first-sight traffic",
+    )
     parser.add_argument(
         "--profile", type=int, metavar="N", help="profile N in-process requests instead"
     )
@@ -584,8 +498,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.duration, args.rounds = 1.0, 1
-    if args.duration <= 0 or args.rounds < 1 or args.connections < 1 or args.workers < 1:
-        parser.error("--duration, --rounds, --connections and --workers must be positive")
+    if min(args.duration, args.rounds, args.connections, args.workers, args.certificates) <= 0:
+        parser.error(
+            "--duration, --rounds, --connections, --workers and --certificates must be positive"
+        )
+    args.stacks = [s for s in STACKS if args.stack in (s.lower(), "both")]
+    args.traffic = [k for k in TRAFFIC if args.traffic in (k.split()[0], "both")]
     if args.profile:
         return exit_status("load.py", lambda: profile(args.profile), "servers stopped")
     return exit_status("load.py", lambda: measure(args), "servers stopped")

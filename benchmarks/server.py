@@ -113,7 +113,6 @@ import os
 import re
 import resource
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -127,11 +126,12 @@ from urllib.parse import quote
 
 import yaml
 from common import VALIDITY, format_table, four_predicates, micros
-from load import (
+from harness import (
     BenchmarkError,
     Process,
     exit_on_signals,
     exit_status,
+    free_port,
     get,
     wait_for,
     wrk_failures,
@@ -222,13 +222,6 @@ def server_missing() -> str | None:
     if missing:
         return f"policyengine serve needs {', '.join(missing)} (pip install 'policyengine[server]')"
     return None
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((LOCAL, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,6 @@ from policyengine.integrations.runtime import (
     current_policy,
     decision_log,
 )
-from policyengine.request.incoming import request_from_keywords
 
 __all__ = [
     "BAD_REQUEST",
@@ -240,7 +239,18 @@ def decide_request(
     started = time.perf_counter()
     explain = explain or (log is not None and log.trace)
     policy = current_policy(provider)
-    decision = policy.evaluate_request(request_from_keywords(request), explain=explain)
+    get = request.get  # the view's keywords as they are: a Request would cost a microsecond
+    decision = policy.evaluate_request(
+        headers=get("headers"),
+        remote_addr=get("remote_addr"),
+        path=get("path"),
+        method=get("method"),
+        host=get("host"),
+        environ=get("environ"),
+        scope=get("scope"),
+        now=get("now"),
+        explain=explain,
+    )
     decided = Decided(decision, policy, (time.perf_counter() - started) * 1e6)
     if log is not None:
         log_decision(log, decided, request)

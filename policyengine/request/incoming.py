@@ -5,7 +5,7 @@ one HTTP request the same way: the headers as received, the peer that sent them,
 method and host, the time of the decision, and the server's own view (a WSGI environ or an
 ASGI scope) for the sources that read the TLS connection directly.
 
-Owns: Request (plain data, nothing read or normalised here), request_from_keywords.
+Owns: Request (plain data, nothing read or normalised here).
 Must not import: anything of policyengine (it sits below language/ and evaluation/, and
 the integrations import it without pulling the engine in).
 """
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-__all__ = ["Request", "request_from_keywords"]
+__all__ = ["Request"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -41,18 +41,3 @@ class Request:
     now: datetime | None = None
     environ: Mapping[str, Any] | None = None
     scope: Mapping[str, Any] | None = None
-
-
-def request_from_keywords(view: Mapping[str, Any]) -> Request:
-    """A Request from ``Policy.evaluate_request``'s keyword arguments, as a mapping
-    (``remote_addr`` is the peer): the request views the integrations build."""
-    return Request(
-        headers=view.get("headers"),
-        peer=view.get("remote_addr"),
-        path=view.get("path"),
-        method=view.get("method"),
-        host=view.get("host"),
-        now=view.get("now"),
-        environ=view.get("environ"),
-        scope=view.get("scope"),
-    )
