@@ -41,12 +41,31 @@ class Positions:
         self.repeated = 0
         self.values: dict[Path_, yaml.Node] = {}
         self.keys: dict[Path_, yaml.Node] = {}
+        self._schemas: dict[tuple[int, object], Any] = {}
+
+    def under(self, schema: dict[str, Any], key: str | bool | None) -> Any:
+        """What the schema says below ``schema``: of the value under mapping key ``key``,
+        of a list's items (None), or whether it expects text here (True); looked up once
+        for each place of the schema, not once per value of a long list."""
+        memo = (id(schema), key)  # the schema outlives the reading: its ids are stable
+        found = self._schemas.get(memo, _UNSEEN)
+        if found is _UNSEEN:
+            if key is None:
+                found = _items_schema(schema)
+            elif isinstance(key, str):
+                found = _property_schema(schema, key)
+            else:
+                found = _accepts_text(schema)
+            self._schemas[memo] = found
+        return found
 
     def scalar(self, node: yaml.Node, text_expected: bool = False) -> Any:
         """A scalar's value. Where the schema expects text (``text_expected``), a plain
         scalar is the text written unless it is a boolean, a null, or an integer in a form
         YAML 1.1 and 1.2 read alike (see :data:`_AGREED_INTEGER`)."""
         tag = str(node.tag)
+        if tag == _STR:  # quoted (or tagged !!str): the text written, as PyYAML reads it
+            return node.value
         if tag.startswith(_PLAIN):
             tag = tag[len(_PLAIN) :]
             if text_expected and tag not in _NOT_TEXT and not _AGREED_INTEGER.fullmatch(node.value):
@@ -123,13 +142,13 @@ def _build(
     errors: list[Diagnostic],
     schema: dict[str, Any],
 ) -> Any:
-    if any(positions.values.get(path[:depth]) is node for depth in range(len(path))):
-        span = positions.key_span(path)
-        message = "an alias refers to a value that contains it"
-        errors.append(Diagnostic(span, message, "", code="yaml"))
-        return None
-    positions.values[path] = node
-    if id(node) in positions.seen:
+    if id(node) in positions.seen:  # an alias: only a node seen before can contain itself
+        if any(positions.values.get(path[:depth]) is node for depth in range(len(path))):
+            span = positions.key_span(path)
+            message = "an alias refers to a value that contains it"
+            errors.append(Diagnostic(span, message, "", code="yaml"))
+            return None
+        positions.values[path] = node
         positions.repeated += 1
         if positions.repeated > MAX_ALIAS_VALUES:
             raise PolicyFileError(
@@ -143,6 +162,7 @@ def _build(
                 ]
             )
     else:
+        positions.values[path] = node
         positions.seen.add(id(node))
     if isinstance(node, yaml.MappingNode):
         result: dict[Any, Any] = {}
@@ -164,15 +184,15 @@ def _build(
                 )
                 continue
             positions.keys[(*path, key)] = key_node
-            child = _property_schema(schema, key)
+            child = positions.under(schema, key)
             result[key] = _build(value_node, (*path, key), positions, errors, child)
         return result
     if isinstance(node, yaml.SequenceNode):
-        items = _items_schema(schema)
+        items = positions.under(schema, None)
         return [
             _build(item, (*path, i), positions, errors, items) for i, item in enumerate(node.value)
         ]
-    return positions.scalar(node, _accepts_text(schema))
+    return positions.scalar(node, positions.under(schema, True))
 
 
 def _alternatives(schema: dict[str, Any]) -> list[dict[str, Any]]:
@@ -190,7 +210,7 @@ def _property_schema(schema: dict[str, Any], key: str) -> dict[str, Any]:
     for alternative in _alternatives(schema):
         properties = alternative.get("properties", {})
         if key in properties:
-            return dict(properties[key])
+            return properties[key]  # type: ignore[no-any-return]
         additional = alternative.get("additionalProperties")
         if isinstance(additional, dict):
             return additional
@@ -218,6 +238,9 @@ def _accepts_text(schema: dict[str, Any]) -> bool:
 _PLAIN = "tag:policyengine.invalid,2026:plain:"
 """Prefixed to the tag YAML resolves for a plain (unquoted, untagged) scalar, so that
 building the document can tell ``12`` from ``!!int 12`` and read it by where it stands."""
+
+_STR = "tag:yaml.org,2002:str"
+_UNSEEN = object()
 
 _NOT_TEXT = frozenset(["tag:yaml.org,2002:bool", "tag:yaml.org,2002:null"])
 """Plain scalars refused where text is expected, as before: an unquoted ``yes``, ``NO``,
