@@ -454,6 +454,9 @@ class PlainName(NamedTuple):
     name, where :func:`values_by_oid` builds it from ``pairs`` when asked. Read only."""
 
 
+_new_tuple = tuple.__new__
+
+
 def values_by_oid(name: PlainName) -> dict[str, tuple[str, ...]]:
     """Every value of each attribute of ``name``, by dotted OID."""
     if name.repeated is not None:
@@ -535,7 +538,8 @@ def _readplain_name(encoded: bytes) -> PlainName | None:
         return None
     single = dict(pairs)
     if len(single) == len(pairs):  # the usual name: no attribute twice
-        return PlainName(tuple(pairs), single, None)
+        # tuple.__new__, not PlainName(...): a named tuple's own __new__ costs a third more
+        return _new_tuple(PlainName, (tuple(pairs), single, None))
     by_oid = _by_oid(pairs)
     single = {oid: values[0] for oid, values in by_oid.items() if len(values) == 1}
     return PlainName(tuple(pairs), single, by_oid)

@@ -51,8 +51,14 @@ def decode_azure(value: str, limits: Limits, notes: list[str]) -> Decoded:
     undocumented); neither can be confused with base64, which has no ``-`` or ``%``.
     """
     text = value.strip(HEADER_SPACE)
+    try:  # the usual value, base64 alone: PEM's dashes and percent-encoding are not base64
+        der = binascii.a2b_base64(text, strict_mode=True)
+    except ValueError:
+        der = b""
+    if der:
+        return single_der(der, "the value"), []
     if not (text.startswith("-----") or "%" in text):
-        return decode_base64_der(text, limits, notes)
+        return decode_base64_der(text, limits, notes)  # says what is wrong with it
     check_text(text)
     if "%" in text:
         notes.append("read a percent-encoded PEM (Application Gateway?)")

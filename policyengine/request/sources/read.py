@@ -66,7 +66,8 @@ def read_forwarded(
         # recall has read the headers: a trusted peer, the certificate header once and
         # none of the source's other headers, so all single_instance would check is size
         assert plan.header is not None  # every header source has a default
-        in_header(plan.header, check_size, scanned[1], plan.limits)
+        if len(scanned[1]) > plan.limits.max_header_bytes:  # check_size, said by it
+            in_header(plan.header, check_size, scanned[1], plan.limits)
         picked: _Picked = (scanned[0], [scanned[0]], scanned[1], None, None)
     else:
         found = _pick(config, plan, headers, remote_addr, memo)
