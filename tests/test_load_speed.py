@@ -80,8 +80,7 @@ def test_a_wrong_entry_deep_in_a_long_set_is_found_at_its_line() -> None:
         policy_from_text(text, "pins.yaml")
     line = text.splitlines().index("  - yes") + 1
     assert str(caught.value).splitlines()[0] == (
-        f"pins.yaml:{line}:5: error: sets.pins[3210] must be a string or an integer, "
-        "not a boolean"
+        f"pins.yaml:{line}:5: error: sets.pins[3210] must be a string or an integer, not a boolean"
     )
 
 
@@ -110,7 +109,8 @@ rules:
     when: subject.OU == "blocked" or not valid
   - id: partner
     effect: allow
-    when: valid and (subject.CN == "api" or subject.CN startswith "api-") and fingerprint in partners
+    when: valid and (subject.CN == "api" or subject.CN startswith "api-")
+      and fingerprint in partners
   - id: anyone
     effect: allow
     when: not present
