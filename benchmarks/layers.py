@@ -192,7 +192,7 @@ def target_rows(
                 paired(results, f"{variant}|facts", "plain python"),
                 2.5,
             ),
-            ("handwritten >= 15x header", paired(results, "handwritten", f"{variant}|header"), -15),
+            ("handwritten >= 20x header", paired(results, "handwritten", f"{variant}|header"), -20),
             (
                 "header, cold <= handwritten",
                 paired(results, f"{variant}|header, cold", "handwritten"),
