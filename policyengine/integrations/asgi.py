@@ -29,6 +29,7 @@ share.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -37,12 +38,12 @@ from policyengine.evaluation.engine import Policy
 from policyengine.integrations import (
     DECIDED_KEY,
     Middleware,
-    decide_request,
+    decide_fields,
     refusal,
     reusable_decision,
 )
 from policyengine.integrations.runtime import DecisionLog, ReloadingPolicy
-from policyengine.request.answers import off_the_loop
+from policyengine.request.answers import Waiting, on_the_loop
 
 __all__ = [
     "IDENTITY_KEY",
@@ -69,39 +70,56 @@ Send = Callable[[Message], Awaitable[None]]
 
 def scope_request(scope: Scope) -> dict[str, Any]:
     """An ASGI ``http``/``websocket`` scope as ``evaluate_request`` keyword arguments."""
-    headers = list(scope.get("headers") or ())
-    host = next((value for name, value in headers if bytes(name).lower() == b"host"), None)
-    raw_path = scope.get("raw_path")
-    path = (
-        bytes(raw_path).decode("latin-1")
-        if isinstance(raw_path, (bytes, bytearray))
-        else scope.get("path", "/")
-    )
-    client = scope.get("client")
+    headers, remote_addr, path, method, host = _scope_fields(scope)
     return {
         "headers": headers,
-        "remote_addr": client[0] if client else None,
-        "path": (scope.get("root_path") or "") + path if raw_path is None else path,
-        "method": scope.get("method", "GET"),
-        "host": bytes(host).decode("latin-1") if host is not None else None,
+        "remote_addr": remote_addr,
+        "path": path,
+        "method": method,
+        "host": host,
         "scope": scope,
     }
+
+
+def _scope_fields(scope: Scope) -> tuple[list[Any], str | None, str, str, str | None]:
+    """The headers, peer address, path, method and host of a scope, as read on every
+    request (no view built: a middleware decides with these straight away)."""
+    headers = scope.get("headers") or []
+    if headers.__class__ is not list:
+        headers = list(headers)
+    host = None
+    for name, value in headers:  # servers send names in lower case (ASGI): mostly b"host"
+        if name == b"host" or (len(name) == 4 and bytes(name).lower() == b"host"):
+            host = bytes(value).decode("latin-1")
+            break
+    raw_path = scope.get("raw_path")
+    if isinstance(raw_path, (bytes, bytearray)):
+        path = bytes(raw_path).decode("latin-1")
+    else:
+        path = scope.get("path", "/")
+        if raw_path is None:
+            path = (scope.get("root_path") or "") + path
+    client = scope.get("client")
+    return headers, client[0] if client else None, path, scope.get("method", "GET"), host
 
 
 def decide_scope(
     provider: Policy | ReloadingPolicy,
     scope: Scope,
     log: DecisionLog | None,
-    *,
     explain: bool = False,
 ) -> Decision:
     """Decide the connection an ASGI scope describes, log it, and store it in the scope
     (with the policy that made it, under ``DECIDED_KEY``, for a later guard to reuse), and
     its identity under ``IDENTITY_KEY`` when it allows (None when it refuses). A decision
     an outer guard made with the very same policy object is reused."""
-    decided = reusable_decision(scope.get(DECIDED_KEY), provider)
+    earlier = scope.get(DECIDED_KEY)
+    decided = None if earlier is None else reusable_decision(earlier, provider)
     if decided is None:
-        decided = decide_request(provider, scope_request(scope), log, explain=explain)
+        headers, peer, path, method, host = _scope_fields(scope)
+        decided = decide_fields(
+            provider, log, explain, headers, peer, path, method, host, None, scope
+        )
     decision = decided.decision
     identity = decision.identity if decision.allowed else None
     scope[SCOPE_KEY] = decision
@@ -110,7 +128,7 @@ def decide_scope(
     # Starlette's request.state is scope["state"]; servers without lifespan state (and
     # httpx's ASGITransport) send no "state", and Starlette would then start an empty one.
     state = scope.setdefault("state", {})
-    if isinstance(state, MutableMapping):
+    if state.__class__ is dict or isinstance(state, MutableMapping):
         state[STATE_KEY] = decision
         state[IDENTITY_STATE_KEY] = identity
     return decision
@@ -130,9 +148,11 @@ class PolicyMiddleware(Middleware):
         if kind not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        decision = await off_the_loop(
-            lambda: decide_scope(self.policy, scope, self.log, explain=self.expose_trace)
-        )
+        decision = on_the_loop(decide_scope, self.policy, scope, self.log, self.expose_trace)
+        if isinstance(decision, Waiting):  # for the network: in a thread, from the start
+            decision = await asyncio.to_thread(
+                decide_scope, self.policy, scope, self.log, self.expose_trace
+            )
         if decision.allowed:
             await self.app(scope, receive, send)
             return

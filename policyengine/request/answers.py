@@ -78,20 +78,40 @@ class WouldWait(BaseException):
     closed) turns it into a decision: nothing was decided, and nothing kept."""
 
 
+class Waiting:
+    """What :func:`on_the_loop` returns for work that would wait for the network."""
+
+    __slots__ = ()
+
+
+WAITING = Waiting()
+
+
+def on_the_loop(work: Callable[..., T], *args: Any) -> T | Waiting:
+    """``work(*args)`` at once, on the event loop, or :data:`WAITING` when it would wait
+    for an answer from the network (one not fetched yet, or being fetched by another
+    request): the caller then runs it again from the start in a worker thread, as
+    :func:`off_the_loop` does. For the hottest caller, the ASGI middleware, which would
+    otherwise pay for a coroutine and a closure on every request."""
+    token = _ON_THE_LOOP.set(True)
+    try:
+        return work(*args)
+    except WouldWait:
+        return WAITING
+    finally:
+        _ON_THE_LOOP.reset(token)
+
+
 async def off_the_loop(work: Callable[[], T]) -> T:
     """``work()`` for a coroutine: at once, on the event loop, unless it would wait for an
     answer from the network (one not fetched yet, or being fetched by another request);
     then again from the start, in a worker thread (``asyncio.to_thread``), so that the
     loop goes on serving other requests meanwhile. ``work`` must do nothing it cannot do
     twice before it decides (the decision log and metrics come after the decision)."""
-    token = _ON_THE_LOOP.set(True)
-    try:
-        return work()
-    except WouldWait:
-        pass
-    finally:
-        _ON_THE_LOOP.reset(token)
-    return await asyncio.to_thread(work)
+    done = on_the_loop(work)
+    if isinstance(done, Waiting):
+        return await asyncio.to_thread(work)
+    return done
 
 
 Ask = Callable[[datetime, "Held[V] | None"], "Held[V]"]
